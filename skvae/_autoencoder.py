@@ -1,0 +1,247 @@
+"""AutoencoderTransformer: a deterministic (optionally denoising) autoencoder."""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, check_scalar
+
+from ._base import (
+    Interval,
+    StrOptions,
+    _BaseAutoencoder,
+    fit_code_density,
+    sample_code_density,
+)
+from ._networks import Autoencoder, init_output
+from ._torch import batched
+
+
+class AutoencoderTransformer(_BaseAutoencoder):
+    """Autoencoder for nonlinear dimensionality reduction, a nonlinear PCA.
+
+    An encoder network compresses each row x to a code z of ``n_components``
+    numbers, and a decoder network, the encoder's mirror image, reconstructs x
+    from z. Both are trained together to minimise the reconstruction loss.
+    ``transform`` returns the codes and ``inverse_transform`` decodes them.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Width of the latent code.
+    hidden_layer_sizes : array-like of int, default=(128, 64)
+        Widths of the encoder's hidden layers; the decoder uses them in reverse.
+        ``()`` gives a linear autoencoder.
+    activation : {"relu", "tanh", "elu", "gelu", "silu", "leaky_relu", "sigmoid"}, \
+            default="relu"
+        Activation after each hidden layer.
+    dropout : float, default=0.0
+        Dropout probability after each hidden activation during training.
+    batch_size : int, default=256
+        Rows per minibatch; larger than the data means full-batch training.
+    max_iter : int, default=200
+        Maximum number of epochs (passes over the data).
+    learning_rate : float, default=1e-3
+        Step size of the optimizer.
+    optimizer : {"adam", "adamw", "sgd"}, default="adam"
+        Optimizer; "sgd" uses Nesterov-free momentum 0.9.
+    weight_decay : float, default=0.0
+        L2 penalty (decoupled for "adamw").
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the rows, stop when the validation
+        score stops improving, and restore the best weights.
+    validation_fraction : float, default=0.1
+        Fraction of rows held out when ``early_stopping=True``.
+    n_iter_no_change : int, default=10
+        Epochs without an improvement of at least ``tol`` before stopping.
+    tol : float, default=1e-4
+        Improvement, in loss units, that counts as progress.
+    device : str or torch.device, default="auto"
+        "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:N", "mps".
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialisation, shuffling, dropout, noise and the code density.
+        An int gives identical results on every fit (on the CPU).
+    verbose : int, default=0
+        0 prints nothing, 1 shows a progress bar, 2 prints a line per epoch.
+    warm_start : bool, default=False
+        Continue training the previous model on the next ``fit``.
+    loss : {"mse", "bce"}, default="mse"
+        Squared error, or binary cross-entropy for data in [0, 1] (the decoder
+        then ends with a sigmoid).
+    noise : float, default=0.0
+        Standard deviation of the Gaussian noise added to the inputs during
+        training (a denoising autoencoder).
+    density_components : int, default=10
+        Components of the GaussianMixture fitted to the training codes, which
+        ``sample`` draws from.
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The trained network, with ``encoder`` and ``decoder``.
+    device_ : torch.device
+        The device the network lives on.
+    n_components_ : int
+        Width of the latent code.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when X has string column names.
+    n_iter_ : int
+        Number of epochs trained.
+    loss_curve_ : list of float
+        Mean training loss of each epoch.
+    best_loss_ : float
+        Lowest value in ``loss_curve_``.
+    validation_scores_ : list of float or None
+        Minus the validation loss of each epoch, with ``early_stopping=True``.
+    best_validation_score_ : float or None
+        Best of ``validation_scores_``.
+    code_density_ : sklearn.mixture.GaussianMixture
+        Density of the training codes used by ``sample``.
+
+    See Also
+    --------
+    VAETransformer : A variational autoencoder, with a latent density.
+    sklearn.decomposition.PCA : The linear counterpart.
+
+    Notes
+    -----
+    Training minimises the mean over rows of the reconstruction loss, summed
+    over features: ``||x - g(f(x + noise))||^2`` for ``loss="mse"``, the binary
+    cross-entropy between x and ``sigmoid(g(f(x)))`` for ``loss="bce"``, where
+    f is the encoder and g the decoder. ``score_samples`` returns minus that
+    loss per row (no noise), so low scores flag anomalies. ``sample`` draws codes
+    from a Gaussian mixture fitted to the training codes and decodes them
+    (ex-post density estimation).
+
+    Training runs in float32; inference runs at the precision of its input, so
+    float64 results do not depend on how rows are batched.
+
+    References
+    ----------
+    .. [1] G. E. Hinton and R. R. Salakhutdinov, "Reducing the dimensionality of
+       data with neural networks", Science 313, 2006.
+    .. [2] P. Ghosh et al., "From variational to deterministic autoencoders",
+       ICLR 2020.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skvae import AutoencoderTransformer
+    >>> X, _ = load_digits(return_X_y=True)
+    >>> ae = AutoencoderTransformer(n_components=8, max_iter=5, random_state=0)
+    >>> Z = ae.fit_transform(X / 16)
+    >>> Z.shape
+    (1797, 8)
+    >>> ae.inverse_transform(Z).shape
+    (1797, 64)
+    """
+
+    _parameter_constraints = {
+        **_BaseAutoencoder._parameter_constraints,
+        "loss": [StrOptions({"mse", "bce"})],
+        "noise": [Interval(Real, 0, None, closed="left")],
+        "density_components": [Interval(Integral, 1, None, closed="left")],
+    }
+    _structural_params = ("loss",)
+
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        hidden_layer_sizes=(128, 64),
+        activation="relu",
+        dropout=0.0,
+        batch_size=256,
+        max_iter=200,
+        learning_rate=1e-3,
+        optimizer="adam",
+        weight_decay=0.0,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        device="auto",
+        random_state=None,
+        verbose=0,
+        warm_start=False,
+        loss="mse",
+        noise=0.0,
+        density_components=10,
+    ):
+        super().__init__(
+            n_components,
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            dropout=dropout,
+            batch_size=batch_size,
+            max_iter=max_iter,
+            learning_rate=learning_rate,
+            optimizer=optimizer,
+            weight_decay=weight_decay,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            tol=tol,
+            device=device,
+            random_state=random_state,
+            verbose=verbose,
+            warm_start=warm_start,
+        )
+        self.loss = loss
+        self.noise = noise
+        self.density_components = density_components
+
+    def _build_module(self, n_features, hidden, X):
+        module = Autoencoder(
+            n_features, self.n_components, hidden, self.activation, self.dropout,
+            self.loss, self.noise,
+        )
+        init_output(module, X.mean(axis=0), None)
+        return module
+
+    def _unit_interval_required(self):
+        return "loss='bce'" if self.loss == "bce" else None
+
+    def _fitted_extras(self, module, X, device, seed):
+        Z = batched(module.encode, [X], device, module.decoder[-1].weight.dtype)
+        density = fit_code_density(Z.astype(np.float64), self.density_components, seed)
+        return {"code_density_": density}
+
+    def score_samples(self, X):
+        """Minus the reconstruction loss of each row, summed over features.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data to score.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+            ``-||x - x_hat||^2`` (``loss="mse"``) or minus the binary
+            cross-entropy (``loss="bce"``); higher is more typical.
+        """
+        return super().score_samples(X)
+
+    def sample(self, n_samples=1, random_state=None):
+        """Generate rows by decoding codes drawn from the code density.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of rows to generate.
+        random_state : int, RandomState instance or None, default=None
+            Seeds the draws; an int makes them reproducible.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+            Generated rows (float64).
+        """
+        check_is_fitted(self)
+        check_scalar(n_samples, "n_samples", Integral, min_val=1)
+        rng = check_random_state(random_state)
+        Z = sample_code_density(self.code_density_, n_samples, rng)
+        return self.inverse_transform(Z)

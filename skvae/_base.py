@@ -1,0 +1,440 @@
+"""_BaseAutoencoder: parameters, fit/partial_fit, inference, scores, tags, pickling."""
+
+import copy
+import warnings
+from abc import ABCMeta, abstractmethod
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from ._networks import ACTIVATIONS
+from ._torch import (
+    available,
+    batched,
+    inference_dtype,
+    inference_module,
+    resolve_device,
+    seeded,
+    to_cpu,
+    torch_device_type,
+    training_tensor,
+)
+from ._training import NonFiniteLossError, kl_weight, make_optimizer, train
+
+__all__ = ["Interval", "StrOptions", "_BaseAutoencoder", "fit_code_density", "sample_code_density"]
+
+_MAX_SEED = np.iinfo(np.int32).max
+#: Codes used to fit the density that ``sample`` draws from, at most.
+_DENSITY_MAX_ROWS = 50_000
+
+
+def fit_code_density(Z, n_components, seed):
+    """A full-covariance GaussianMixture fitted on (at most 50,000 of) the codes ``Z``."""
+    rng = np.random.RandomState(seed)
+    if Z.shape[0] > _DENSITY_MAX_ROWS:
+        Z = Z[rng.choice(Z.shape[0], _DENSITY_MAX_ROWS, replace=False)]
+    gmm = GaussianMixture(
+        n_components=min(n_components, Z.shape[0]), covariance_type="full", random_state=seed
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return gmm.fit(Z)
+
+
+def sample_code_density(gmm, n_samples, rng):
+    """Draw ``n_samples`` codes from a fitted GaussianMixture with the RandomState ``rng``.
+
+    ``GaussianMixture.sample`` always uses the mixture's own ``random_state``, so it
+    would return the same rows at every call; this draws from ``rng`` instead.
+    """
+    component = rng.choice(len(gmm.weights_), size=n_samples, p=gmm.weights_)
+    eps = rng.standard_normal((n_samples, gmm.means_.shape[1]))
+    cholesky = np.linalg.cholesky(gmm.covariances_)
+    return gmm.means_[component] + np.einsum("nij,nj->ni", cholesky[component], eps)
+
+
+class _BaseAutoencoder(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator, metaclass=ABCMeta
+):
+    """Shared machinery of AutoencoderTransformer and VAETransformer."""
+
+    _parameter_constraints = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "optimizer": [StrOptions({"adam", "adamw", "sgd"})],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "device": [str, torch_device_type],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+    }
+
+    @abstractmethod
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        hidden_layer_sizes=(128, 64),
+        activation="relu",
+        dropout=0.0,
+        batch_size=256,
+        max_iter=200,
+        learning_rate=1e-3,
+        optimizer="adam",
+        weight_decay=0.0,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        device="auto",
+        random_state=None,
+        verbose=0,
+        warm_start=False,
+    ):
+        self.n_components = n_components
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.dropout = dropout
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+
+    #: Parameters of a subclass that change the module's structure (warm_start
+    #: refits from scratch when they change).
+    _structural_params = ()
+
+    # ------------------------------------------------------------------ hooks
+    @abstractmethod
+    def _build_module(self, n_features, hidden, X):
+        """The untrained torch module for ``n_features`` inputs."""
+
+    def _kl_weight(self, epoch):
+        """The KL weight at a 0-based epoch (0 for a deterministic autoencoder)."""
+        return 0.0
+
+    def _validation_weight(self):
+        return 0.0
+
+    def _unit_interval_required(self):
+        """Whether the likelihood needs X in [0, 1], and the parameter that asks for it."""
+        return None
+
+    def _score_draws(self):
+        """Standard normal draws of shape (K, n_components) for ``score_samples``."""
+        return None
+
+    def _fitted_extras(self, module, X, device, seed):
+        """Further fitted attributes computed from the trained module and X."""
+        return {}
+
+    # --------------------------------------------------------------- fitting
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the model to X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        X = validate_data(self, X, dtype=(np.float64, np.float32), force_writeable=True)
+        return self._fit(X, incremental=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """Train for one epoch over X, keeping the weights and optimizer state.
+
+        The first call initialises the model as ``fit`` does. Early stopping
+        does not apply.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        first = not hasattr(self, "module_")
+        X = validate_data(
+            self, X, reset=first, dtype=(np.float64, np.float32), force_writeable=True
+        )
+        return self._fit(X, incremental=True)
+
+    def _hidden(self):
+        hidden = self.hidden_layer_sizes
+        hidden = [hidden] if isinstance(hidden, Integral) else list(hidden)
+        if any(not isinstance(h, Integral) or h < 1 for h in hidden):
+            raise ValueError(
+                "hidden_layer_sizes must contain only positive integers, got "
+                f"{self.hidden_layer_sizes!r}."
+            )
+        return tuple(int(h) for h in hidden)
+
+    def _check_values(self, X, training):
+        """Reject X values the model cannot represent (out of [0, 1], float32 overflow)."""
+        param = self._unit_interval_required()
+        if param is not None and (X.min() < 0 or X.max() > 1):
+            raise ValueError(
+                f"{param} requires X in [0, 1], but X has values in "
+                f"[{X.min():.4g}, {X.max():.4g}]. Scale X with MinMaxScaler, or use "
+                "the Gaussian/MSE option."
+            )
+        if training and np.abs(X).max() > np.finfo(np.float32).max / 1e3:
+            raise ValueError(
+                "X has values too large for float32 training (above 3e35); scale X "
+                "first, e.g. with StandardScaler."
+            )
+
+    def _split(self, X, rng):
+        """Training and validation rows for early stopping."""
+        n = X.shape[0]
+        n_val = int(np.ceil(self.validation_fraction * n))
+        if n - n_val < 1:
+            raise ValueError(
+                f"early_stopping=True with validation_fraction={self.validation_fraction} "
+                f"leaves no training rows out of {n} samples; provide more samples "
+                "or set early_stopping=False."
+            )
+        order = rng.permutation(n)
+        return X[order[n_val:]], X[order[:n_val]]
+
+    def _fit(self, X, incremental):
+        hidden = self._hidden()
+        self._check_values(X, training=True)
+        device = resolve_device(self.device)
+        architecture = (X.shape[1], self.n_components, hidden, self.activation) + tuple(
+            getattr(self, name) for name in self._structural_params
+        )
+        warm = hasattr(self, "module_") and (
+            incremental or (self.warm_start and self._architecture == architecture)
+        )
+        if warm:
+            seed = int(np.random.SeedSequence([self._seed, self.n_iter_]).generate_state(1)[0])
+            seed %= _MAX_SEED
+            start_epoch = self.n_iter_
+        else:
+            seed = check_random_state(self.random_state).randint(_MAX_SEED)
+            start_epoch = 0
+        rng = np.random.RandomState(seed)
+        X_val = None
+        if self.early_stopping and not incremental:
+            X, X_val = self._split(X, rng)
+
+        with seeded(seed, device):
+            if warm:
+                module = self.module_.to(device)
+                snapshot = copy.deepcopy(module.state_dict())
+                state = self._optimizer_state
+            else:
+                module = self._build_module(X.shape[1], hidden, X).to(device)
+                snapshot = state = None
+            optimizer = make_optimizer(
+                module, self.optimizer, self.learning_rate, self.weight_decay, state
+            )
+            try:
+                history = train(
+                    module,
+                    training_tensor(X, device),
+                    optimizer,
+                    batch_size=self.batch_size,
+                    max_epochs=1 if incremental else self.max_iter,
+                    X_val=None if X_val is None else training_tensor(X_val, device),
+                    tol=self.tol,
+                    n_iter_no_change=self.n_iter_no_change,
+                    stop_early=not incremental,
+                    weight=self._kl_weight,
+                    validation_weight=self._validation_weight(),
+                    start_epoch=start_epoch,
+                    verbose=self.verbose,
+                    device=device,
+                )
+            except NonFiniteLossError:
+                if snapshot is not None:
+                    module.load_state_dict(snapshot)
+                raise
+            extras = self._fitted_extras(module, X, device, seed)
+
+        if not (incremental or history.converged or history.interrupted):
+            warnings.warn(
+                f"Maximum iterations ({self.max_iter}) reached and the optimization "
+                "hasn't converged yet.",
+                ConvergenceWarning,
+            )
+        previous = self.loss_curve_ if warm else []
+        # Fitted attributes are set last, together.
+        self.module_ = module
+        self.device_ = device
+        self.n_components_ = self.n_components
+        self.n_iter_ = start_epoch + history.n_epochs
+        self.loss_curve_ = previous + history.losses
+        self.best_loss_ = min(self.loss_curve_, default=np.inf)
+        self.validation_scores_ = history.validation_scores if X_val is not None else None
+        self.best_validation_score_ = (
+            history.best_validation_score if X_val is not None else None
+        )
+        for name, value in extras.items():
+            setattr(self, name, value)
+        self._architecture = architecture
+        self._optimizer_state = optimizer.state_dict()
+        self._seed = seed
+        return self
+
+    # ------------------------------------------------------------- inference
+    def _infer(self, function, arrays, dtype):
+        """Run ``function(module, *tensors)`` over row chunks at X's precision."""
+        torch_dtype = inference_dtype(dtype, self.device_)
+        module = inference_module(self.module_, torch_dtype)
+        out = batched(lambda *t: function(module, *t), arrays, self.device_, torch_dtype)
+        return out.astype(dtype, copy=False)
+
+    def _validate_X(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+
+    def transform(self, X):
+        """Encode X into the latent space.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data to encode.
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, n_components)
+            The codes, with X's float dtype.
+        """
+        X = self._validate_X(X)
+        return self._infer(lambda m, x: m.encode(x), [X], X.dtype)
+
+    def inverse_transform(self, X):
+        """Decode latent codes back to the input space (the decoder's mean).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_components)
+            Latent codes, as returned by ``transform``.
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features)
+            The reconstructions, with the codes' float dtype.
+        """
+        check_is_fitted(self)
+        Z = check_array(X, dtype=(np.float64, np.float32), input_name="X")
+        if Z.shape[1] != self.n_components_:
+            raise ValueError(
+                f"X has {Z.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_components_} latent components as input to inverse_transform."
+            )
+        return self._infer(lambda m, z: m.decode(z), [Z], Z.dtype)
+
+    def score_samples(self, X):
+        """Per-sample score of X: higher means more typical of the training data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data to score.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+            See the estimator's documentation for what the score is.
+        """
+        X = self._validate_X(X)
+        self._check_values(X, training=False)
+        draws = self._score_draws()
+
+        def score(module, x):
+            eps = None if draws is None else draws.to(x.device, x.dtype)
+            return module.score(x, eps)
+
+        return self._infer(score, [X], X.dtype)
+
+    def score(self, X, y=None):
+        """Mean of ``score_samples(X)``, so that model selection needs no scorer.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data to score.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        score : float
+        """
+        return float(np.mean(self.score_samples(X)))
+
+    @property
+    def _n_features_out(self):
+        return self.n_components_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    # -------------------------------------------------------------- pickling
+    def __getstate__(self):
+        state = super().__getstate__()
+        if "module_" in state:
+            state["module_"] = copy.deepcopy(self.module_).cpu()
+            state["_optimizer_state"] = to_cpu(self._optimizer_state)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "module_" in state:
+            if not available(self.device_):
+                warnings.warn(
+                    f"{type(self).__name__} was fitted on {self.device_}, which is not "
+                    "available here; it has been loaded on the CPU.",
+                    UserWarning,
+                )
+                self.device_ = resolve_device("cpu")
+            self.module_.to(self.device_)

@@ -1,0 +1,182 @@
+"""Device resolution, array <-> tensor conversion, batched inference, seeded RNG scope."""
+
+import copy
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+#: Rows per chunk for inference. Chunks of a few thousand rows keep the working
+#: set in cache on a CPU and bound the memory whatever the number of rows.
+INFERENCE_CHUNK = 2048
+
+
+def resolve_device(device):
+    """Turn the ``device`` parameter into an indexed, available ``torch.device``.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``,
+        ``"cuda:N"``, ``"mps"`` or a ``torch.device``.
+
+    Returns
+    -------
+    device : torch.device
+        ``cuda`` devices always carry an index (``cuda:0``).
+    """
+    if isinstance(device, str) and device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a valid device; use 'auto', 'cpu', 'cuda', "
+            "'cuda:N', 'mps' or a torch.device."
+        ) from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={str(device)!r} was requested but CUDA is not available; "
+                "use device='cpu' or 'auto'."
+            )
+        index = torch.cuda.current_device() if device.index is None else device.index
+        if index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={str(device)!r} was requested but only "
+                f"{torch.cuda.device_count()} CUDA device(s) are visible; use "
+                "an index below that, or device='cpu'."
+            )
+        return torch.device("cuda", index)
+    if device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(
+                "device='mps' was requested but MPS is not available; use "
+                "device='cpu' or 'auto'."
+            )
+        return device
+    if device.type != "cpu":
+        raise ValueError(
+            f"device={str(device)!r} is not supported; use 'auto', 'cpu', 'cuda', "
+            "'cuda:N' or 'mps'."
+        )
+    return device
+
+
+def available(device):
+    """Whether a device that was resolved on some machine exists on this one."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and device.index < torch.cuda.device_count()
+    if device.type == "mps":
+        return torch.backends.mps.is_available()
+    return device.type == "cpu"
+
+
+def to_tensor(X, device, dtype=torch.float32):
+    """Copy a 2-D numpy array to ``device`` as a ``dtype`` tensor (one copy at most)."""
+    X = np.ascontiguousarray(X, dtype=torch.empty((), dtype=dtype).numpy().dtype)
+    if not X.flags.writeable:  # from_numpy warns on read-only arrays
+        X = X.copy()
+    return torch.from_numpy(X).to(device)
+
+
+def inference_dtype(X_dtype, device):
+    """The precision that inference runs at: float64 for float64 input.
+
+    Float64 inference makes results independent of how rows are batched (to
+    ~1e-15), which scikit-learn's subset and order invariance checks require.
+    MPS has no float64, so it falls back to float32 there.
+    """
+    if np.dtype(X_dtype) == np.float64 and torch.device(device).type != "mps":
+        return torch.float64
+    return torch.float32
+
+
+def inference_module(module, dtype):
+    """An eval-mode copy of ``module`` at ``dtype`` (the module itself for float32)."""
+    if dtype != torch.float32:
+        module = copy.deepcopy(module).to(dtype)
+    return module.eval()
+
+
+def batched(function, arrays, device, dtype, chunk=INFERENCE_CHUNK):
+    """Apply ``function`` to row chunks of numpy ``arrays`` under inference mode.
+
+    Parameters
+    ----------
+    function : callable
+        Takes one tensor per array (rows of the same chunk) and returns a tensor
+        or a tuple of tensors whose first dimension is the chunk's rows.
+    arrays : list of ndarray
+        Arrays with the same number of rows.
+    device : torch.device
+    dtype : torch.dtype
+        Precision of the inputs and of the computation.
+    chunk : int
+        Rows per chunk.
+
+    Returns
+    -------
+    out : ndarray or tuple of ndarray
+        The concatenated results, as numpy arrays on the CPU.
+    """
+    n = arrays[0].shape[0]
+    parts = []
+    with torch.inference_mode():
+        for start in range(0, max(n, 1), chunk):
+            tensors = [to_tensor(a[start : start + chunk], device, dtype) for a in arrays]
+            out = function(*tensors)
+            out = out if isinstance(out, tuple) else (out,)
+            parts.append([o.cpu().numpy() for o in out])
+    result = tuple(np.concatenate(p, axis=0) for p in zip(*parts))
+    return result if len(result) > 1 else result[0]
+
+
+@contextmanager
+def seeded(seed, device):
+    """Run a block with torch's global RNG seeded, restoring the caller's state after.
+
+    Everything random in a fit (initialisation, shuffling, dropout, noise,
+    reparameterisation draws) runs inside this scope, so one seed gives one model
+    and the user's own RNG streams are left as they were.
+    """
+    cuda_devices = [device.index] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def generator(seed):
+    """A CPU ``torch.Generator`` seeded with ``seed``, for draws outside a fit."""
+    return torch.Generator().manual_seed(int(seed))
+
+
+def to_cpu(obj):
+    """Move every tensor in a nested dict/list structure to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
+
+
+#: The type a ``device`` parameter may also be (for parameter validation).
+torch_device_type = torch.device
+
+#: Fraction of free GPU memory the training data may take before it is streamed.
+_GPU_DATA_FRACTION = 0.5
+
+
+def training_tensor(X, device):
+    """The training rows as one float32 tensor, on ``device`` when they fit there.
+
+    On CUDA, data that would take more than half the free GPU memory stays in
+    pinned CPU memory and :func:`~._training.train` copies each minibatch over.
+    """
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if X.shape[0] * X.shape[1] * 4 > _GPU_DATA_FRACTION * free:
+            return to_tensor(X, "cpu").pin_memory()
+    return to_tensor(X, device)

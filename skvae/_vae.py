@@ -1,0 +1,354 @@
+"""VAETransformer: Gaussian posterior, beta-weighted KL, IWAE scores, sampling."""
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, check_scalar
+
+from ._base import (
+    Interval,
+    StrOptions,
+    _BaseAutoencoder,
+    fit_code_density,
+    sample_code_density,
+)
+from ._networks import VAE, init_output
+from ._torch import batched, generator
+from ._training import kl_weight
+
+#: The Gaussian observation variance is floored at this fraction of the mean
+#: feature variance of the training data (1e-3 for standardized data).
+VARIANCE_FLOOR = 1e-3
+#: A latent dimension is active when its posterior variance, averaged over the
+#: training rows, is below this fraction of the prior's (which is 1).
+ACTIVE_THRESHOLD = 0.9
+
+
+class PosteriorCollapseWarning(UserWarning):
+    """Most latent dimensions of a VAE carry no information about the data."""
+
+
+class VAETransformer(_BaseAutoencoder):
+    """Variational autoencoder: a nonlinear, probabilistic PCA.
+
+    The encoder maps each row x to a Gaussian posterior q(z|x) over a latent
+    code of ``n_components`` numbers; the decoder maps a code z to a
+    distribution p(x|z) over rows. Training maximises the evidence lower bound
+    (ELBO) on log p(x), which makes the latent space a density: ``transform``
+    returns posterior means, ``score_samples`` estimates log p(x) in nats and
+    ``sample`` generates new rows.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Dimension of the latent space.
+    hidden_layer_sizes : array-like of int, default=(128, 64)
+        Widths of the encoder's hidden layers; the decoder uses them in reverse.
+        ``()`` with ``likelihood="gaussian"`` is probabilistic PCA.
+    activation : {"relu", "tanh", "elu", "gelu", "silu", "leaky_relu", "sigmoid"}, \
+            default="relu"
+        Activation after each hidden layer.
+    dropout : float, default=0.0
+        Dropout probability after each hidden activation during training.
+    batch_size : int, default=256
+        Rows per minibatch; larger than the data means full-batch training.
+    max_iter : int, default=200
+        Maximum number of epochs (passes over the data).
+    learning_rate : float, default=1e-3
+        Step size of the optimizer.
+    optimizer : {"adam", "adamw", "sgd"}, default="adam"
+        Optimizer; "sgd" uses momentum 0.9.
+    weight_decay : float, default=0.0
+        L2 penalty (decoupled for "adamw").
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the rows, stop when the validation
+        ELBO stops improving, and restore the best weights.
+    validation_fraction : float, default=0.1
+        Fraction of rows held out when ``early_stopping=True``.
+    n_iter_no_change : int, default=10
+        Epochs without an improvement of at least ``tol`` before stopping.
+    tol : float, default=1e-4
+        Improvement, in nats per row, that counts as progress.
+    device : str or torch.device, default="auto"
+        "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:N", "mps".
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialisation, shuffling, dropout, the reparameterisation draws,
+        the draws of ``score_samples`` and the aggregate-posterior density.
+    verbose : int, default=0
+        0 prints nothing, 1 shows a progress bar, 2 prints a line per epoch.
+    warm_start : bool, default=False
+        Continue training the previous model on the next ``fit``.
+    likelihood : {"gaussian", "bernoulli"}, default="gaussian"
+        The observation model p(x|z). "gaussian" learns one variance per
+        feature; "bernoulli" is for data in [0, 1].
+    beta : float, default=1.0
+        Weight of the KL term in the training objective (a beta-VAE); 1 is the
+        ELBO.
+    kl_warmup : int, default=0
+        Epochs over which the KL weight rises linearly from ``beta/kl_warmup``
+        to ``beta``; 0 uses ``beta`` from the start.
+    n_importance_samples : int, default=10
+        Posterior draws K per row in ``score_samples`` (the IWAE bound); 1
+        gives the ELBO.
+    sample_from : {"prior", "posterior"}, default="prior"
+        Where ``sample`` draws codes: the N(0, I) prior, or a Gaussian mixture
+        fitted to the aggregate posterior (codes drawn from q(z|x) over the
+        training rows), which avoids regions of the prior the data never uses.
+    density_components : int, default=10
+        Components of that mixture (fitted only for ``sample_from="posterior"``).
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The trained network, with ``encoder``, ``decoder`` and ``likelihood``.
+    device_ : torch.device
+        The device the network lives on.
+    n_components_ : int
+        Dimension of the latent space.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when X has string column names.
+    n_iter_ : int
+        Number of epochs trained.
+    loss_curve_ : list of float
+        Mean training objective (negative beta-ELBO, nats per row) per epoch.
+    best_loss_ : float
+        Lowest value in ``loss_curve_``.
+    validation_scores_ : list of float or None
+        Minus the validation objective per epoch, with ``early_stopping=True``.
+    best_validation_score_ : float or None
+        Best of ``validation_scores_``.
+    noise_variance_ : ndarray of shape (n_features,) or None
+        The learned per-feature observation variance (Gaussian likelihood).
+    active_components_ : ndarray of bool of shape (n_components,)
+        Latent dimensions whose mean posterior variance over the training data
+        is below 0.9 (the prior's is 1), i.e. that carry information.
+    n_active_components_ : int
+        Number of active dimensions. Few active dimensions mean posterior
+        collapse, reported with a :class:`PosteriorCollapseWarning`.
+    code_density_ : sklearn.mixture.GaussianMixture or None
+        Aggregate-posterior density, for ``sample_from="posterior"``.
+
+    See Also
+    --------
+    AutoencoderTransformer : The deterministic autoencoder.
+    sklearn.decomposition.PCA : Probabilistic PCA, the linear-Gaussian case.
+    sklearn.mixture.GaussianMixture : Another density with ``score_samples``.
+
+    Notes
+    -----
+    With encoder mean and log-variance ``mu(x), log s^2(x)`` and
+    ``z = mu + s * eps``, ``eps ~ N(0, I)`` (the reparameterisation trick),
+    training minimises the mean over rows of::
+
+        -log p(x | z) + w * KL(q(z|x) || N(0, I)),
+        KL = 1/2 * sum_j (mu_j^2 + s_j^2 - 1 - log s_j^2)
+
+    where w rises to ``beta`` over ``kl_warmup`` epochs. With ``beta=1`` this
+    is the negative ELBO. For ``likelihood="gaussian"``,
+    ``-log p(x|z) = 1/2 * sum_i ((x_i - g_i(z))^2 / v_i + log(2 pi v_i))`` with a
+    learned variance ``v_i`` per feature, floored at 1e-3 times the mean
+    feature variance of the training data, so scores are real log-densities
+    comparable with ``PCA.score_samples`` and ``GaussianMixture.score_samples``.
+
+    ``score_samples`` returns the importance-weighted bound [2]_ with K =
+    ``n_importance_samples`` draws, ``log 1/K sum_k p(x, z_k) / q(z_k|x)``,
+    which rises towards log p(x) as K grows; K = 1 is the ELBO (KL in closed
+    form). Its draws are fixed by ``random_state`` and shared by all rows, so
+    a row's score does not depend on the rows scored with it.
+
+    A linear encoder and decoder (``hidden_layer_sizes=()``) with the Gaussian
+    likelihood is probabilistic PCA with a per-feature noise variance (factor
+    analysis); its maximum-likelihood fit matches ``PCA.score`` on
+    linear-Gaussian data.
+
+    References
+    ----------
+    .. [1] D. P. Kingma and M. Welling, "Auto-encoding variational Bayes",
+       ICLR 2014.
+    .. [2] Y. Burda, R. Grosse and R. Salakhutdinov, "Importance weighted
+       autoencoders", ICLR 2016.
+    .. [3] I. Higgins et al., "beta-VAE: Learning basic visual concepts with a
+       constrained variational framework", ICLR 2017.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skvae import VAETransformer
+    >>> X, _ = load_digits(return_X_y=True)
+    >>> vae = VAETransformer(n_components=4, max_iter=5, random_state=0)
+    >>> Z = vae.fit_transform(X / 16)
+    >>> Z.shape
+    (1797, 4)
+    >>> vae.sample(3, random_state=0).shape
+    (3, 64)
+    """
+
+    _parameter_constraints = {
+        **_BaseAutoencoder._parameter_constraints,
+        "likelihood": [StrOptions({"gaussian", "bernoulli"})],
+        "beta": [Interval(Real, 0, None, closed="left")],
+        "kl_warmup": [Interval(Integral, 0, None, closed="left")],
+        "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
+        "sample_from": [StrOptions({"prior", "posterior"})],
+        "density_components": [Interval(Integral, 1, None, closed="left")],
+    }
+    _structural_params = ("likelihood",)
+
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        hidden_layer_sizes=(128, 64),
+        activation="relu",
+        dropout=0.0,
+        batch_size=256,
+        max_iter=200,
+        learning_rate=1e-3,
+        optimizer="adam",
+        weight_decay=0.0,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        device="auto",
+        random_state=None,
+        verbose=0,
+        warm_start=False,
+        likelihood="gaussian",
+        beta=1.0,
+        kl_warmup=0,
+        n_importance_samples=10,
+        sample_from="prior",
+        density_components=10,
+    ):
+        super().__init__(
+            n_components,
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            dropout=dropout,
+            batch_size=batch_size,
+            max_iter=max_iter,
+            learning_rate=learning_rate,
+            optimizer=optimizer,
+            weight_decay=weight_decay,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            tol=tol,
+            device=device,
+            random_state=random_state,
+            verbose=verbose,
+            warm_start=warm_start,
+        )
+        self.likelihood = likelihood
+        self.beta = beta
+        self.kl_warmup = kl_warmup
+        self.n_importance_samples = n_importance_samples
+        self.sample_from = sample_from
+        self.density_components = density_components
+
+    def _build_module(self, n_features, hidden, X):
+        variance = X.var(axis=0)
+        floor = VARIANCE_FLOOR * max(float(variance.mean()), np.finfo(np.float32).tiny)
+        module = VAE(
+            n_features, self.n_components, hidden, self.activation, self.dropout,
+            self.likelihood, floor,
+        )
+        init_output(module, X.mean(axis=0), variance)
+        return module
+
+    def _kl_weight(self, epoch):
+        return kl_weight(epoch, self.kl_warmup, self.beta)
+
+    def _validation_weight(self):
+        return float(self.beta)
+
+    def _unit_interval_required(self):
+        return "likelihood='bernoulli'" if self.likelihood == "bernoulli" else None
+
+    def _score_draws(self):
+        return torch.randn(
+            self.n_importance_samples, self.n_components_, generator=generator(self._seed),
+            dtype=torch.float64,
+        )
+
+    def _fitted_extras(self, module, X, device, seed):
+        mean, log_var = batched(module.posterior, [X], device, torch.float32)
+        active = np.exp(log_var).mean(axis=0) < ACTIVE_THRESHOLD
+        if active.sum() < self.n_components / 2:
+            warnings.warn(
+                f"Only {active.sum()} of {self.n_components} latent dimensions are "
+                "active (posterior collapse): the others carry no information about "
+                "the data. Lower beta, use kl_warmup, train longer, or reduce "
+                "n_components.",
+                PosteriorCollapseWarning,
+            )
+        density = None
+        if self.sample_from == "posterior":
+            rng = np.random.RandomState(seed)
+            Z = mean + np.exp(0.5 * log_var) * rng.standard_normal(mean.shape)
+            density = fit_code_density(Z.astype(np.float64), self.density_components, seed)
+        variance = None
+        if module.likelihood.kind == "gaussian":
+            with torch.no_grad():
+                variance = module.likelihood.variance().cpu().numpy().astype(np.float64)
+        return {
+            "active_components_": active,
+            "n_active_components_": int(active.sum()),
+            "code_density_": density,
+            "noise_variance_": variance,
+        }
+
+    def score_samples(self, X):
+        """Estimate log p(x) for each row, in nats (the importance-weighted bound).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data to score.
+
+        Returns
+        -------
+        log_prob : ndarray of shape (n_samples,)
+            The IWAE bound with ``n_importance_samples`` draws (the ELBO when
+            that is 1), a lower bound on log p(x) that tightens as it grows.
+            Deterministic given ``random_state``.
+        """
+        return super().score_samples(X)
+
+    def sample(self, n_samples=1, random_state=None, *, add_noise=True):
+        """Generate rows: draw codes, decode them, and draw from p(x|z).
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of rows to generate.
+        random_state : int, RandomState instance or None, default=None
+            Seeds the draws; an int makes them reproducible.
+        add_noise : bool, default=True
+            Draw from the likelihood p(x|z) (Gaussian noise with the learned
+            variance, or 0/1 Bernoulli draws). False returns the decoder mean.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+            Generated rows (float64).
+        """
+        check_is_fitted(self)
+        check_scalar(n_samples, "n_samples", Integral, min_val=1)
+        rng = check_random_state(random_state)
+        if self.code_density_ is not None:
+            Z = sample_code_density(self.code_density_, n_samples, rng)
+        else:
+            Z = rng.standard_normal((n_samples, self.n_components_))
+        X = self.inverse_transform(Z)
+        if not add_noise:
+            return X
+        if self.module_.likelihood.kind == "bernoulli":
+            return (rng.random_sample(X.shape) < X).astype(np.float64)
+        return X + rng.standard_normal(X.shape) * np.sqrt(self.noise_variance_)
