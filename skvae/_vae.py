@@ -254,7 +254,8 @@ class VAETransformer(_BaseAutoencoder):
 
     def _build_module(self, n_features, hidden, X):
         variance = X.var(axis=0)
-        floor = VARIANCE_FLOOR * max(float(variance.mean()), np.finfo(np.float32).tiny)
+        scale = float(variance.mean())
+        floor = max(VARIANCE_FLOOR * (scale if scale > 0 else 1.0), 1e-30)
         module = VAE(
             n_features, self.n_components, hidden, self.activation, self.dropout,
             self.likelihood, floor,
