@@ -1,0 +1,352 @@
+"""Behaviour shared by both estimators: the scikit-learn contract beyond the common checks."""
+
+import pickle
+import re
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.decomposition import PCA
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils._param_validation import InvalidParameterError
+
+import skvae
+from skvae import AutoencoderTransformer, VAETransformer
+
+ESTIMATORS = [AutoencoderTransformer, VAETransformer]
+FAST = dict(hidden_layer_sizes=(16,), max_iter=5, batch_size=64, random_state=0)
+
+
+def make(Estimator, **params):
+    return Estimator(**{**FAST, **params})
+
+
+def test_public_names():
+    assert sorted(skvae.__all__) == ["AutoencoderTransformer", "VAETransformer", "__version__"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", skvae.__version__)
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_shapes_and_dtypes(Estimator, dtype, manifold):
+    X = manifold.astype(dtype)
+    est = make(Estimator, n_components=3).fit(X)
+    Z = est.transform(X)
+    assert Z.shape == (X.shape[0], 3) and Z.dtype == dtype
+    X_back = est.inverse_transform(Z)
+    assert X_back.shape == X.shape and X_back.dtype == dtype
+    scores = est.score_samples(X)
+    assert scores.shape == (X.shape[0],) and np.isfinite(scores).all()
+    assert isinstance(est.score(X), float)
+    assert est.sample(7, random_state=0).shape == (7, X.shape[1])
+    np.testing.assert_allclose(est.fit_transform(X), Z, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_fitted_attributes(Estimator, manifold):
+    est = make(Estimator, max_iter=4).fit(manifold)
+    assert est.n_features_in_ == manifold.shape[1]
+    assert est.n_iter_ == 4 and len(est.loss_curve_) == 4
+    assert est.best_loss_ == min(est.loss_curve_)
+    assert est.validation_scores_ is None and est.best_validation_score_ is None
+    assert isinstance(est.module_, torch.nn.Module)
+    assert est.device_ == torch.device("cpu")
+    assert est.device == "auto"  # the parameter keeps the user's value
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_early_stopping_attributes(Estimator, manifold):
+    est = make(Estimator, early_stopping=True, max_iter=50, n_iter_no_change=2, tol=10.0)
+    est.fit(manifold)
+    assert est.n_iter_ < 50  # tol=10 means no epoch counts as progress
+    assert len(est.validation_scores_) == est.n_iter_
+    assert est.best_validation_score_ == max(est.validation_scores_)
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_feature_names_out_and_pandas_output(Estimator, manifold):
+    columns = [f"col{i}" for i in range(manifold.shape[1])]
+    df = pd.DataFrame(manifold, columns=columns)
+    est = make(Estimator, n_components=3).set_output(transform="pandas").fit(df)
+    prefix = Estimator.__name__.lower()
+    expected = [f"{prefix}{i}" for i in range(3)]
+    assert list(est.get_feature_names_out()) == expected
+    assert list(est.feature_names_in_) == columns
+    out = est.transform(df)
+    assert isinstance(out, pd.DataFrame) and list(out.columns) == expected
+    assert list(out.index) == list(df.index)
+    with pytest.raises(ValueError, match="feature names"):
+        est.transform(df.rename(columns={"col0": "other"}))
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_clone_and_params(Estimator, manifold):
+    est = make(Estimator, n_components=3)
+    params = est.get_params()
+    cloned = clone(est)
+    assert cloned.get_params() == params
+    cloned.set_params(n_components=4, max_iter=2)
+    assert cloned.fit(manifold).transform(manifold).shape[1] == 4
+    assert est.get_params() == params  # the original is untouched
+    assert not hasattr(est, "module_")
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+@pytest.mark.parametrize("dump", ["pickle", "joblib"])
+def test_pickle_round_trip(Estimator, dump, manifold, tmp_path):
+    est = make(Estimator).fit(manifold)
+    if dump == "pickle":
+        loaded = pickle.loads(pickle.dumps(est))
+    else:
+        joblib.dump(est, tmp_path / "est.joblib")
+        loaded = joblib.load(tmp_path / "est.joblib")
+    np.testing.assert_array_equal(loaded.transform(manifold), est.transform(manifold))
+    np.testing.assert_array_equal(loaded.score_samples(manifold), est.score_samples(manifold))
+    np.testing.assert_array_equal(loaded.sample(5, random_state=1), est.sample(5, random_state=1))
+    loaded.partial_fit(manifold)  # the optimizer state survives too
+    assert loaded.n_iter_ == est.n_iter_ + 1
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_unpickling_without_the_fitting_device_falls_back_to_cpu(
+    Estimator, manifold, monkeypatch
+):
+    est = make(Estimator).fit(manifold)
+    est.device_ = torch.device("cuda", 3)  # as if fitted on a GPU machine
+    blob = pickle.dumps(est)
+    monkeypatch.setattr("skvae._base.available", lambda device: device.type == "cpu")
+    with pytest.warns(UserWarning, match="loaded on the CPU"):
+        loaded = pickle.loads(blob)
+    assert loaded.device_ == torch.device("cpu")
+    est.device_ = torch.device("cpu")
+    np.testing.assert_array_equal(loaded.transform(manifold), est.transform(manifold))
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_random_state_reproducible(Estimator, manifold):
+    a = make(Estimator, random_state=3).fit(manifold)
+    b = make(Estimator, random_state=3).fit(manifold)
+    c = make(Estimator, random_state=4).fit(manifold)
+    assert a.loss_curve_ == b.loss_curve_
+    np.testing.assert_array_equal(a.transform(manifold), b.transform(manifold))
+    np.testing.assert_array_equal(a.sample(5, random_state=0), b.sample(5, random_state=0))
+    np.testing.assert_array_equal(a.score_samples(manifold), b.score_samples(manifold))
+    assert a.loss_curve_ != c.loss_curve_
+    assert not np.allclose(a.transform(manifold), c.transform(manifold))
+    assert not np.allclose(a.sample(5, random_state=0), a.sample(5, random_state=1))
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_global_rngs_left_alone(Estimator, manifold):
+    torch.manual_seed(123)
+    np.random.seed(123)
+    expected_torch, expected_np = torch.rand(3), np.random.rand(3)
+    torch.manual_seed(123)
+    np.random.seed(123)
+    make(Estimator, dropout=0.1, random_state=0).fit(manifold).sample(3, random_state=0)
+    torch.testing.assert_close(torch.rand(3), expected_torch)
+    np.testing.assert_array_equal(np.random.rand(3), expected_np)
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_partial_fit_follows_mlp_conventions(Estimator, manifold):
+    est = make(Estimator)
+    for i in range(1, 4):
+        est.partial_fit(manifold)
+        assert est.n_iter_ == i and len(est.loss_curve_) == i
+    with pytest.raises(ValueError, match="features"):
+        est.partial_fit(manifold[:, :3])
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_warm_start(Estimator, manifold):
+    cold = make(Estimator).fit(manifold)
+    first = cold.loss_curve_[:]
+    cold.fit(manifold)  # warm_start=False refits from scratch, reproducing the first fit
+    assert cold.loss_curve_ == first
+    warm = make(Estimator, warm_start=True).fit(manifold)
+    warm.fit(manifold)
+    assert warm.n_iter_ == 2 * FAST["max_iter"]
+    assert warm.loss_curve_[: FAST["max_iter"]] == first
+    assert warm.loss_curve_[-1] < first[-1]
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_batch_size_larger_than_data(Estimator, manifold):
+    est = make(Estimator, batch_size=10_000).fit(manifold[:20])
+    assert np.isfinite(est.transform(manifold[:20])).all()
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_inputs_not_modified_and_readonly_memmap(Estimator, manifold, tmp_path):
+    X = manifold.copy()
+    est = make(Estimator).fit(X)
+    Z = est.transform(X)
+    est.score_samples(X)
+    Z_copy = Z.copy()
+    est.inverse_transform(Z)
+    np.testing.assert_array_equal(X, manifold)
+    np.testing.assert_array_equal(Z, Z_copy)
+    path = tmp_path / "X.npy"
+    np.save(path, X.astype(np.float32))
+    X_mm = np.load(path, mmap_mode="r")
+    est = make(Estimator).fit(X_mm)
+    assert est.transform(X_mm).dtype == np.float32
+
+
+# ---------------------------------------------------------------- bad input
+def _fitted(Estimator, manifold):
+    return make(Estimator, n_components=2).fit(manifold)
+
+
+BAD_FIT = [
+    ({}, np.array([[1.0, np.nan], [2.0, 3.0]]), ValueError, "NaN"),
+    ({}, np.array([[1.0, np.inf], [2.0, 3.0]]), ValueError, "infinity"),
+    ({}, np.array([["a", "b"], ["c", "d"]], dtype=object), ValueError, "could not convert"),
+    ({}, np.array([[1 + 1j, 2.0], [3.0, 4.0]]), ValueError, "Complex data"),
+    ({}, np.arange(5.0), ValueError, "Expected 2D array, got 1D array"),
+    ({}, np.ones((2, 2, 2)), ValueError, "Found array with dim 3"),
+    ({}, np.empty((0, 3)), ValueError, "0 sample"),
+    ({}, sp.csr_matrix(np.eye(3)), TypeError, "dense data is required"),
+    ({}, np.full((4, 2), 1e38), ValueError, "too large for float32"),
+    ({"n_components": 0}, np.ones((4, 2)), InvalidParameterError, "n_components"),
+    ({"activation": "swish"}, np.ones((4, 2)), InvalidParameterError, "activation"),
+    ({"hidden_layer_sizes": (8, 0)}, np.ones((4, 2)), ValueError, "positive integers"),
+    ({"learning_rate": -1.0}, np.ones((4, 2)), InvalidParameterError, "learning_rate"),
+    ({"device": 3}, np.ones((4, 2)), InvalidParameterError, "device"),
+    ({"device": "tpu"}, np.ones((4, 2)), ValueError, "device='tpu'"),
+    ({"early_stopping": True}, np.ones((1, 2)), ValueError, "no training rows"),
+]
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+@pytest.mark.parametrize("params, X, error, match", BAD_FIT)
+def test_bad_fit_input(Estimator, params, X, error, match):
+    with pytest.raises(error, match=match):
+        make(Estimator, **params).fit(X)
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_requested_without_cuda(Estimator):
+    with pytest.raises(ValueError, match="CUDA is not available; use device='cpu'"):
+        make(Estimator, device="cuda").fit(np.ones((4, 2)))
+
+
+@pytest.mark.parametrize(
+    "Estimator, params",
+    [(AutoencoderTransformer, {"loss": "bce"}), (VAETransformer, {"likelihood": "bernoulli"})],
+)
+def test_unit_interval_likelihoods_reject_other_data(Estimator, params, digits01):
+    with pytest.raises(ValueError, match=r"requires X in \[0, 1\].*MinMaxScaler"):
+        make(Estimator, **params).fit(digits01 * 2)
+    est = make(Estimator, **params).fit(digits01)
+    with pytest.raises(ValueError, match=r"requires X in \[0, 1\]"):
+        est.score_samples(digits01 - 0.5)
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_bad_input_after_fit(Estimator, manifold):
+    est = _fitted(Estimator, manifold)
+    with pytest.raises(ValueError, match="X has 3 features, but .* is expecting 6"):
+        est.transform(manifold[:, :3])
+    with pytest.raises(ValueError, match="X has 3 features, but .* is expecting 6"):
+        est.score_samples(manifold[:, :3])
+    with pytest.raises(ValueError, match="expecting 2 latent components"):
+        est.inverse_transform(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        est.transform(np.full((2, 6), np.nan))
+    with pytest.raises(ValueError, match="n_samples == 0, must be >= 1"):
+        est.sample(0)
+    with pytest.raises(TypeError, match="n_samples must be an instance of int"):
+        est.sample(2.5)
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+@pytest.mark.parametrize(
+    "method, args",
+    [
+        ("transform", (np.ones((2, 6)),)),
+        ("inverse_transform", (np.ones((2, 2)),)),
+        ("score_samples", (np.ones((2, 6)),)),
+        ("score", (np.ones((2, 6)),)),
+        ("sample", (2,)),
+    ],
+)
+def test_use_before_fit(Estimator, method, args):
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        getattr(make(Estimator), method)(*args)
+
+
+# ---------------------------------------------------------------- pipelines
+@pytest.fixture(scope="module")
+def digits_small():
+    X, y = load_digits(return_X_y=True)
+    return X[:400], y[:400]
+
+
+def test_pipeline_with_classifier(digits_small):
+    X, y = digits_small
+    pipe = Pipeline(
+        [
+            ("scale", StandardScaler()),
+            ("vae", VAETransformer(n_components=8, max_iter=60, batch_size=64, random_state=0)),
+            ("clf", LogisticRegression(max_iter=1000)),
+        ]
+    ).fit(X, y)
+    assert pipe.score(X, y) > 0.8  # chance is 0.1
+
+
+def test_grid_search_default_scoring(digits_small):
+    X, _ = digits_small
+    X = StandardScaler().fit_transform(X)
+    search = GridSearchCV(
+        VAETransformer(max_iter=10, hidden_layer_sizes=(32,), random_state=0),
+        {"n_components": [2, 8], "beta": [0.5, 1.0]},
+        cv=2,
+    ).fit(X)
+    scores = search.cv_results_["mean_test_score"]
+    assert np.isfinite(scores).all() and len(scores) == 4
+    assert search.best_params_["n_components"] == 8
+
+
+def test_grid_search_with_classifier(digits_small):
+    X, y = digits_small
+    pipe = Pipeline(
+        [
+            ("scale", StandardScaler()),
+            ("ae", AutoencoderTransformer(max_iter=10, hidden_layer_sizes=(32,), random_state=0)),
+            ("clf", LogisticRegression(max_iter=500)),
+        ]
+    )
+    search = GridSearchCV(pipe, {"ae__n_components": [1, 8]}, cv=2).fit(X, y)
+    assert search.best_params_["ae__n_components"] == 8
+
+
+def test_cross_val_score_in_parallel(digits_small):
+    X, _ = digits_small
+    X = StandardScaler().fit_transform(X)
+    est = AutoencoderTransformer(n_components=4, max_iter=5, hidden_layer_sizes=(16,))
+    scores = cross_val_score(est.set_params(random_state=0), X, cv=2, n_jobs=2)
+    assert scores.shape == (2,) and np.isfinite(scores).all()
+
+
+def test_feature_union_with_pca(digits_small):
+    X, _ = digits_small
+    union = FeatureUnion(
+        [("pca", PCA(n_components=3)), ("vae", VAETransformer(n_components=2, **FAST))]
+    ).set_output(transform="pandas")
+    out = union.fit_transform(StandardScaler().fit_transform(X))
+    assert out.shape == (400, 5)
+    assert list(out.columns) == [
+        "pca__pca0", "pca__pca1", "pca__pca2", "vae__vaetransformer0", "vae__vaetransformer1"
+    ]
