@@ -410,6 +410,9 @@ class _BaseAutoencoder(
         """
         return float(np.mean(self.score_samples(X)))
 
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "module_")
+
     @property
     def _n_features_out(self):
         return self.n_components_

@@ -39,15 +39,22 @@ def kl_weight(epoch, warmup, beta):
 
 
 def make_optimizer(module, name, learning_rate, weight_decay, state=None):
-    """The optimizer over ``module``'s parameters, resuming from ``state`` if given."""
+    """The optimizer over ``module``'s parameters, resuming from ``state`` if given.
+
+    The state (moment estimates, step counts) is reused when it comes from the
+    same kind of optimizer; the hyperparameters are always the current ones.
+    """
     kwargs = {"lr": learning_rate, "weight_decay": weight_decay}
     if name == "sgd":
         kwargs["momentum"] = 0.9
     optimizer = OPTIMIZERS[name](module.parameters(), **kwargs)
-    if state is not None:
+    same_kind = state is not None and set(state["param_groups"][0]) == set(
+        optimizer.param_groups[0]
+    )
+    if same_kind:  # a state of another optimizer (Adam after SGD) is dropped
         optimizer.load_state_dict(state)
-        for group in optimizer.param_groups:  # the current parameters win
-            group.update(kwargs)
+        for group in optimizer.param_groups:  # the current hyperparameters win
+            group.update(optimizer.defaults)
     return optimizer
 
 
