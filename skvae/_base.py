@@ -19,6 +19,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._networks import ACTIVATIONS
+from ._onnx import PARTS, export_module
+from ._persistence import load_estimator, save_estimator
 from ._torch import (
     available,
     batched,
@@ -421,6 +423,113 @@ class _BaseAutoencoder(
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+    # ----------------------------------------------------------- persistence
+    def save(self, path):
+        """Save the fitted estimator to a file, without pickle.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file to write (conventionally ``*.skvae``); it is overwritten.
+
+        Returns
+        -------
+        path : str or path-like
+            ``path``, unchanged.
+
+        See Also
+        --------
+        load : Read an estimator written by ``save``.
+
+        Notes
+        -----
+        The file is a zip archive holding ``skvae.json`` (format version, class
+        name, versions, ``get_params()`` and the fitted attributes, in JSON)
+        and ``weights.safetensors`` (the network's and the optimizer's tensors
+        and the numeric fitted arrays). ``load`` reads only JSON and
+        safetensors and rebuilds the network from the parameters, so loading
+        an untrusted file cannot run code, unlike ``pickle``/``joblib``, which
+        execute whatever the file asks for (use those only for files you
+        trust). ``skops.io`` cannot store these estimators: the network's
+        tensors are not among the types it knows how to serialise, and its
+        dump fails on them. The loaded estimator transforms, scores and
+        samples exactly like the saved one, and ``partial_fit`` continues
+        from the saved optimizer state.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from sklearn.datasets import load_digits
+        >>> from skvae import VAETransformer
+        >>> X, _ = load_digits(return_X_y=True)
+        >>> vae = VAETransformer(n_components=4, max_iter=2, random_state=0).fit(X / 16)
+        >>> path = vae.save(os.path.join(tempfile.mkdtemp(), "vae.skvae"))
+        >>> loaded = VAETransformer.load(path)
+        >>> loaded.transform(X / 16).shape
+        (1797, 4)
+        """
+        check_is_fitted(self)
+        save_estimator(self, path)
+        return path
+
+    @classmethod
+    def load(cls, path):
+        """Load an estimator written by :meth:`save`, without unpickling anything.
+
+        The network goes to the device it was fitted on when that is
+        available here, and to the CPU with a warning otherwise.
+
+        Parameters
+        ----------
+        path : str or path-like
+            A file written by ``save``.
+
+        Returns
+        -------
+        estimator : object
+            The fitted estimator, an instance of ``cls`` (or of a subclass).
+
+        Raises
+        ------
+        ValueError
+            If the file is not an skvae file, is corrupted, has an unknown
+            format version, or holds an estimator of another class.
+        """
+        return load_estimator(cls, path)
+
+    def export_onnx(self, path, *, part="encoder"):
+        """Export the encoder or the decoder as an ONNX graph (float32).
+
+        Needs the ``onnx`` and ``onnxscript`` packages.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The ``.onnx`` file to write (weights included).
+        part : {"encoder", "decoder"}, default="encoder"
+            ``"encoder"`` maps an input ``"X"`` of shape (batch, n_features)
+            to its codes ``"Z"``, as ``transform`` does (the posterior mean for
+            the VAE). ``"decoder"`` maps ``"Z"`` of shape (batch, n_components)
+            to ``"X"``, the decoder mean, as ``inverse_transform`` does.
+
+        Returns
+        -------
+        path : str or path-like
+            ``path``, unchanged.
+
+        Notes
+        -----
+        The batch dimension is dynamic; inputs must be float32. The graph
+        matches ``transform`` / ``inverse_transform`` on float32 input to
+        float32 rounding.
+        """
+        check_is_fitted(self)
+        if part not in PARTS:
+            raise ValueError(f"part must be one of {sorted(PARTS)}, got {part!r}.")
+        n_inputs = self.n_features_in_ if part == "encoder" else self.n_components_
+        export_module(self.module_, path, part, n_inputs)
+        return path
 
     # -------------------------------------------------------------- pickling
     def __getstate__(self):

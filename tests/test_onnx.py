@@ -1,0 +1,91 @@
+"""export_onnx: onnxruntime reproduces transform and inverse_transform in float32."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.exceptions import NotFittedError
+
+from skvae import AutoencoderTransformer, VAETransformer
+
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+# torch's exporter trips over its own deprecated pytree API.
+pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
+
+SMALL = {
+    "hidden_layer_sizes": (8,),
+    "max_iter": 3,
+    "density_components": 2,
+    "random_state": 0,
+}
+CONFIGS = [
+    (AutoencoderTransformer, {"loss": "mse"}),
+    (AutoencoderTransformer, {"loss": "bce"}),
+    (VAETransformer, {"likelihood": "gaussian"}),
+    (VAETransformer, {"likelihood": "bernoulli"}),
+]
+IDS = ["ae-mse", "ae-bce", "vae-gaussian", "vae-bernoulli"]
+
+
+@pytest.fixture(scope="module")
+def X():
+    return np.random.RandomState(0).uniform(size=(50, 6)).astype(np.float32)
+
+
+def run(path, array):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (name,) = [i.name for i in session.get_inputs()]
+    return name, session.run(None, {name: array})[0]
+
+
+def fitted(Estimator, params, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence, posterior collapse
+        return Estimator(n_components=3, **SMALL, **params).fit(X)
+
+
+@pytest.mark.parametrize(("Estimator", "params"), CONFIGS, ids=IDS)
+def test_onnx_matches_transform_and_inverse_transform(Estimator, params, X, tmp_path):
+    est = fitted(Estimator, params, X)
+    Z = est.transform(X)
+    X_back = est.inverse_transform(Z)
+
+    encoder = est.export_onnx(tmp_path / "encoder.onnx")
+    decoder = est.export_onnx(tmp_path / "decoder.onnx", part="decoder")
+
+    for rows in (slice(None), slice(0, 1), slice(0, 7)):  # the batch size is dynamic
+        name, Z_onnx = run(encoder, X[rows])
+        assert name == "X"
+        assert Z_onnx.dtype == np.float32
+        assert_allclose(Z_onnx, Z[rows], rtol=1e-5, atol=1e-6)
+        name, X_onnx = run(decoder, Z[rows])
+        assert name == "Z"
+        assert X_onnx.shape == X[rows].shape
+        assert_allclose(X_onnx, X_back[rows], rtol=1e-5, atol=1e-6)
+    if params.get("loss") == "bce" or params.get("likelihood") == "bernoulli":
+        # The decoder mean includes the sigmoid: probabilities, not logits.
+        assert X_back.min() >= 0 and X_back.max() <= 1
+
+
+def test_export_leaves_the_estimator_alone(X, tmp_path):
+    est = fitted(VAETransformer, {}, X)
+    Z = est.transform(X)
+    module = est.module_
+    est.export_onnx(tmp_path / "encoder.onnx")
+    assert est.module_ is module
+    assert all(p.dtype == torch.float32 for p in module.parameters())
+    assert next(module.parameters()).device == est.device_
+    assert_array_equal(est.transform(X), Z)
+
+
+def test_bad_part_and_unfitted_raise(X, tmp_path):
+    with pytest.raises(NotFittedError):
+        AutoencoderTransformer().export_onnx(tmp_path / "m.onnx")
+    est = fitted(AutoencoderTransformer, {}, X)
+    with pytest.raises(ValueError, match="part must be one of"):
+        est.export_onnx(tmp_path / "m.onnx", part="both")
+    assert not (tmp_path / "m.onnx").exists()
