@@ -25,12 +25,12 @@ repetition.
 
 Training. The reference is a minimal hand-written loop: ``torch.randperm`` batches cut
 from one tensor by indexing, ``zero_grad``/``backward``/``step``, no DataLoader. skvae's
-``fit`` is timed with ``max_iter=1`` and with ``max_iter=1 + epochs``; the difference
-divided by ``epochs`` is its cost per epoch (what its training loop costs), and what is
-left of the 1-epoch fit is its fixed cost (input validation, module construction, and
-the GaussianMixture that AutoencoderTransformer fits on the training codes for
-``sample``). The all-in figure is the whole ``fit(max_iter=1 + epochs)`` divided by its
-epochs. skorch trains the same module with ``NeuralNet`` (its per-epoch ``dur``).
+``fit(max_iter=epochs)`` is timed whole, and so is the call of its training loop inside
+it (``skvae._base.train``, wrapped with a timer for the duration of the fit): the loop
+per epoch is what the target compares, and the rest of the fit is its fixed cost (input
+validation, module construction, and the GaussianMixture that AutoencoderTransformer
+fits on the training codes for ``sample``). The all-in figure is the whole fit divided
+by its epochs. skorch trains the same module with ``NeuralNet`` (its per-epoch ``dur``).
 VAETransformer trains a slightly larger model (a 16-wide encoder output, the
 reparameterisation draw, the KL term and a Gaussian likelihood with learned variances),
 so its ratio to the autoencoder loop is not overhead alone.
