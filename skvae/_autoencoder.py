@@ -44,7 +44,7 @@ class AutoencoderTransformer(_BaseAutoencoder):
     learning_rate : float, default=1e-3
         Step size of the optimizer.
     optimizer : {"adam", "adamw", "sgd"}, default="adam"
-        Optimizer; "sgd" uses Nesterov-free momentum 0.9.
+        Optimizer; "sgd" is SGD with momentum 0.9 (no Nesterov).
     weight_decay : float, default=0.0
         L2 penalty (decoupled for "adamw").
     early_stopping : bool, default=False
@@ -85,7 +85,7 @@ class AutoencoderTransformer(_BaseAutoencoder):
         Width of the latent code.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when X has string column names.
     n_iter_ : int
         Number of epochs trained.
@@ -195,8 +195,13 @@ class AutoencoderTransformer(_BaseAutoencoder):
 
     def _build_module(self, n_features, hidden, X):
         module = Autoencoder(
-            n_features, self.n_components, hidden, self.activation, self.dropout,
-            self.loss, self.noise,
+            n_features,
+            self.n_components,
+            hidden,
+            self.activation,
+            self.dropout,
+            self.loss,
+            self.noise,
         )
         init_output(module, X.mean(axis=0), None)
         return module

@@ -17,6 +17,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
 
 from ._networks import ACTIVATIONS
 from ._onnx import PARTS, export_module
@@ -32,24 +33,33 @@ from ._torch import (
     torch_device_type,
     training_tensor,
 )
-from ._training import NonFiniteLossError, kl_weight, make_optimizer, train
+from ._training import NonFiniteLossError, make_optimizer, train
 
-__all__ = ["Interval", "StrOptions", "_BaseAutoencoder", "fit_code_density", "sample_code_density"]
+__all__ = [
+    "Interval",
+    "StrOptions",
+    "_BaseAutoencoder",
+    "fit_code_density",
+    "sample_code_density",
+]
 
 _MAX_SEED = np.iinfo(np.int32).max
 #: Codes used to fit the density that ``sample`` draws from, at most.
-_DENSITY_MAX_ROWS = 50_000
+_DENSITY_MAX_ROWS = 10_000
 
 
 def fit_code_density(Z, n_components, seed):
-    """A full-covariance GaussianMixture fitted on (at most 50,000 of) the codes ``Z``."""
+    """A full-covariance GaussianMixture fitted on (at most 10,000 of) the codes ``Z``."""
     rng = np.random.RandomState(seed)
     if Z.shape[0] > _DENSITY_MAX_ROWS:
         Z = Z[rng.choice(Z.shape[0], _DENSITY_MAX_ROWS, replace=False)]
     gmm = GaussianMixture(
-        n_components=min(n_components, Z.shape[0]), covariance_type="full", random_state=seed
+        n_components=min(n_components, Z.shape[0]),
+        covariance_type="full",
+        random_state=seed,
     )
-    with warnings.catch_warnings():
+    # BLAS threads only slow EM on these small matrices, badly so on a busy machine.
+    with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
         warnings.simplefilter("ignore", ConvergenceWarning)
         return gmm.fit(Z)
 
@@ -146,6 +156,10 @@ class _BaseAutoencoder(
 
     def _validation_weight(self):
         return 0.0
+
+    def _warmup_epochs(self):
+        """Epochs during which the objective changes, so training must not stop."""
+        return 0
 
     def _unit_interval_required(self):
         """Whether the likelihood needs X in [0, 1], and the parameter that asks for it."""
@@ -253,7 +267,9 @@ class _BaseAutoencoder(
             incremental or (self.warm_start and self._architecture == architecture)
         )
         if warm:
-            seed = int(np.random.SeedSequence([self._seed, self.n_iter_]).generate_state(1)[0])
+            seed = int(
+                np.random.SeedSequence([self._seed, self.n_iter_]).generate_state(1)[0]
+            )
             seed %= _MAX_SEED
             start_epoch = self.n_iter_
         else:
@@ -286,6 +302,7 @@ class _BaseAutoencoder(
                     tol=self.tol,
                     n_iter_no_change=self.n_iter_no_change,
                     stop_early=not incremental,
+                    min_epochs=self._warmup_epochs(),
                     weight=self._kl_weight,
                     validation_weight=self._validation_weight(),
                     start_epoch=start_epoch,
@@ -303,6 +320,7 @@ class _BaseAutoencoder(
                 f"Maximum iterations ({self.max_iter}) reached and the optimization "
                 "hasn't converged yet.",
                 ConvergenceWarning,
+                stacklevel=3,
             )
         previous = self.loss_curve_ if warm else []
         # Fitted attributes are set last, together.
@@ -547,6 +565,7 @@ class _BaseAutoencoder(
                     f"{type(self).__name__} was fitted on {self.device_}, which is not "
                     "available here; it has been loaded on the CPU.",
                     UserWarning,
+                    stacklevel=2,
                 )
                 self.device_ = resolve_device("cpu")
             self.module_.to(self.device_)

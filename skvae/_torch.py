@@ -121,15 +121,17 @@ def batched(function, arrays, device, dtype, chunk=INFERENCE_CHUNK):
         The concatenated results, as numpy arrays on the CPU.
     """
     n = arrays[0].shape[0]
-    parts = []
+    outputs = None
     with torch.inference_mode():
         for start in range(0, max(n, 1), chunk):
             tensors = [to_tensor(a[start : start + chunk], device, dtype) for a in arrays]
             out = function(*tensors)
-            out = out if isinstance(out, tuple) else (out,)
-            parts.append([o.cpu().numpy() for o in out])
-    result = tuple(np.concatenate(p, axis=0) for p in zip(*parts))
-    return result if len(result) > 1 else result[0]
+            out = [o.cpu().numpy() for o in (out if isinstance(out, tuple) else (out,))]
+            if outputs is None:  # preallocated: no list of parts, no concatenate copy
+                outputs = [np.empty((n, *o.shape[1:]), dtype=o.dtype) for o in out]
+            for dst, o in zip(outputs, out):
+                dst[start : start + len(o)] = o
+    return tuple(outputs) if len(outputs) > 1 else outputs[0]
 
 
 @contextmanager

@@ -13,7 +13,15 @@ from skvae._networks import ACTIVATIONS, VAE, Autoencoder, init_output, mlp
 def test_mlp_structure():
     net = mlp([5, 8, 4, 2], "tanh", dropout=0.2)
     kinds = [type(layer) for layer in net]
-    assert kinds == [nn.Linear, nn.Tanh, nn.Dropout, nn.Linear, nn.Tanh, nn.Dropout, nn.Linear]
+    assert kinds == [
+        nn.Linear,
+        nn.Tanh,
+        nn.Dropout,
+        nn.Linear,
+        nn.Tanh,
+        nn.Dropout,
+        nn.Linear,
+    ]
     assert net(torch.zeros(3, 5)).shape == (3, 2)
     assert [type(layer) for layer in mlp([5, 2])] == [nn.Linear]
 
@@ -67,7 +75,7 @@ def test_vae_gaussian_terms_against_hand_computation():
     mean, log_var = (t.detach().numpy() for t in vae.posterior(x))
     z = mean + eps.numpy() * np.exp(0.5 * log_var)
     out = vae.decoder(torch.from_numpy(z)).detach().numpy()
-    var = np.exp(vae.likelihood.log_var.detach().numpy()) + 1e-3
+    var = vae.likelihood.variance().numpy()
     nll = 0.5 * ((x.numpy() - out) ** 2 / var + np.log(2 * math.pi * var)).sum(1)
     kl = 0.5 * (mean**2 + np.exp(log_var) - 1 - log_var).sum(1)
     terms = vae.loss(x, eps)
@@ -83,7 +91,7 @@ def test_iwae_against_hand_computation():
     eps = torch.randn(6, 2, dtype=torch.float64)
     mean, log_var = (t.detach().numpy() for t in vae.posterior(x))
     std = np.exp(0.5 * log_var)
-    var = np.exp(vae.likelihood.log_var.detach().numpy()) + 1e-3
+    var = vae.likelihood.variance().numpy()
     log_w = []
     for e in eps.numpy():
         z = mean + e * std
@@ -117,4 +125,29 @@ def test_init_output_starts_at_the_data_moments():
     assert 1e-3 <= var[1] < 1.1e-3  # the floor holds
     ae = Autoencoder(3, 2, (4,), "relu", 0.0, "bce", 0.0)
     init_output(ae, np.array([0.5, 0.0, 1.0]), None)
-    assert ae.decoder[-1].bias[0] == 0 and ae.decoder[-1].bias[1] < -9 < 9 < ae.decoder[-1].bias[2]
+    assert (
+        ae.decoder[-1].bias[0] == 0
+        and ae.decoder[-1].bias[1] < -9 < 9 < ae.decoder[-1].bias[2]
+    )
+
+
+def test_gaussian_variance_tracks_the_residuals_in_training_only():
+    torch.manual_seed(0)
+    vae = VAE(3, 2, (4,), "relu", 0.0, "gaussian", 1e-6)
+    x = torch.randn(64, 3)
+    eps = torch.zeros(2)
+    vae.eval()
+    before = vae.likelihood.variance().clone()
+    vae.loss(x, eps)
+    torch.testing.assert_close(vae.likelihood.variance(), before)  # eval: unchanged
+    vae.train()
+    for _ in range(200):
+        vae.loss(x, eps)
+    with torch.no_grad():
+        out = vae.decoder(vae.posterior(x)[0])
+    residual = (out - x).pow(2).mean(0)
+    torch.testing.assert_close(
+        vae.likelihood.variance(), residual + 1e-6, rtol=1e-4, atol=0
+    )
+    assert "likelihood.log_var" in dict(vae.named_buffers())
+    assert "likelihood.log_var" not in dict(vae.named_parameters())

@@ -1,4 +1,4 @@
-"""The training engine: fit-free tests of the loop, and its robustness through the estimators."""
+"""The training engine: fit-free tests of the loop, and its robustness in the estimators."""
 
 import math
 
@@ -22,7 +22,9 @@ def _tiny(seed=0):
 
 
 def _data(n=64, seed=0):
-    return torch.from_numpy(np.random.RandomState(seed).normal(size=(n, 4)).astype(np.float32))
+    return torch.from_numpy(
+        np.random.RandomState(seed).normal(size=(n, 4)).astype(np.float32)
+    )
 
 
 class _Scripted(nn.Module):
@@ -43,8 +45,14 @@ class _Scripted(nn.Module):
 
 @pytest.mark.parametrize(
     "epoch, warmup, beta, expected",
-    [(0, 0, 2.0, 2.0), (9, 0, 2.0, 2.0), (0, 4, 1.0, 0.25), (2, 4, 1.0, 0.75), (3, 4, 1.0, 1.0),
-     (50, 4, 0.5, 0.5)],
+    [
+        (0, 0, 2.0, 2.0),
+        (9, 0, 2.0, 2.0),
+        (0, 4, 1.0, 0.25),
+        (2, 4, 1.0, 0.75),
+        (3, 4, 1.0, 1.0),
+        (50, 4, 0.5, 0.5),
+    ],
 )
 def test_kl_weight(epoch, warmup, beta, expected):
     assert kl_weight(epoch, warmup, beta) == pytest.approx(expected)
@@ -86,19 +94,33 @@ def test_stops_when_the_loss_stops_improving():
     module = _Scripted([5.0] * 100)  # a flat loss never improves by tol
     optimizer = make_optimizer(module, "sgd", 1e-3, 0.0)
     history = train(
-        module, torch.zeros(4, 1), optimizer, batch_size=4, max_epochs=100, n_iter_no_change=3
+        module,
+        torch.zeros(4, 1),
+        optimizer,
+        batch_size=4,
+        max_epochs=100,
+        n_iter_no_change=3,
     )
     assert history.converged and history.n_epochs == 5  # best at 1, then 4 without progress
     history = train(
-        _Scripted([5.0] * 10), torch.zeros(4, 1), optimizer, batch_size=4, max_epochs=10,
-        n_iter_no_change=3, stop_early=False,
+        _Scripted([5.0] * 10),
+        torch.zeros(4, 1),
+        optimizer,
+        batch_size=4,
+        max_epochs=10,
+        n_iter_no_change=3,
+        stop_early=False,
     )
     assert not history.converged and history.n_epochs == 10
 
 
 def test_early_stopping_restores_the_best_weights():
     torch.manual_seed(0)
-    module, X, X_val = _tiny(), _data(64, 0), _data(32, 1) * 5  # validation is off-distribution
+    module, X, X_val = (
+        _tiny(),
+        _data(64, 0),
+        _data(32, 1) * 5,
+    )  # validation is off-distribution
     optimizer = make_optimizer(module, "adam", 5e-2, 0.0)
     history = train(
         module, X, optimizer, batch_size=16, max_epochs=60, X_val=X_val, n_iter_no_change=3
