@@ -64,7 +64,9 @@ class AutoencoderTransformer(_BaseAutoencoder):
     verbose : int, default=0
         0 prints nothing, 1 shows a progress bar, 2 prints a line per epoch.
     warm_start : bool, default=False
-        Continue training the previous model on the next ``fit``.
+        Continue training the previous model on the next ``fit``; a change of
+        a parameter that shapes the network (widths, activation, dropout, loss,
+        noise) or of the number of features refits from scratch.
     loss : {"mse", "bce"}, default="mse"
         Squared error, or binary cross-entropy for data in [0, 1] (the decoder
         then ends with a sigmoid).
@@ -144,7 +146,7 @@ class AutoencoderTransformer(_BaseAutoencoder):
         "noise": [Interval(Real, 0, None, closed="left")],
         "density_components": [Interval(Integral, 1, None, closed="left")],
     }
-    _structural_params = ("loss",)
+    _structural_params = ("loss", "noise")
 
     def __init__(
         self,

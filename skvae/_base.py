@@ -260,9 +260,13 @@ class _BaseAutoencoder(
         hidden = self._hidden()
         self._check_values(X, training=True)
         device = resolve_device(self.device)
-        architecture = (X.shape[1], self.n_components, hidden, self.activation) + tuple(
-            getattr(self, name) for name in self._structural_params
-        )
+        architecture = (
+            X.shape[1],
+            self.n_components,
+            hidden,
+            self.activation,
+            self.dropout,
+        ) + tuple(getattr(self, name) for name in self._structural_params)
         warm = hasattr(self, "module_") and (
             incremental or (self.warm_start and self._architecture == architecture)
         )

@@ -87,7 +87,9 @@ class VAETransformer(_BaseAutoencoder):
     verbose : int, default=0
         0 prints nothing, 1 shows a progress bar, 2 prints a line per epoch.
     warm_start : bool, default=False
-        Continue training the previous model on the next ``fit``.
+        Continue training the previous model on the next ``fit``; a change of
+        a parameter that shapes the network (widths, activation, dropout,
+        likelihood) or of the number of features refits from scratch.
     likelihood : {"gaussian", "bernoulli"}, default="gaussian"
         The observation model p(x|z). "gaussian" learns one variance per
         feature; "bernoulli" is for data in [0, 1].
@@ -107,8 +109,9 @@ class VAETransformer(_BaseAutoencoder):
         Where ``sample`` draws codes: the N(0, I) prior, or a Gaussian mixture
         fitted to the aggregate posterior (codes drawn from q(z|x) over the
         training rows), which avoids regions of the prior the data never uses.
+        Read when ``sample`` is called, so it can be changed after fitting.
     density_components : int, default=10
-        Components of that mixture (fitted only for ``sample_from="posterior"``).
+        Components of that mixture, fitted with the model.
 
     Attributes
     ----------
@@ -141,8 +144,8 @@ class VAETransformer(_BaseAutoencoder):
     n_active_components_ : int
         Number of active dimensions. Few active dimensions mean posterior
         collapse, reported with a warning (a ``UserWarning``).
-    code_density_ : sklearn.mixture.GaussianMixture or None
-        Aggregate-posterior density, for ``sample_from="posterior"``.
+    code_density_ : sklearn.mixture.GaussianMixture
+        Aggregate-posterior density, used by ``sample_from="posterior"``.
 
     See Also
     --------
@@ -316,11 +319,9 @@ class VAETransformer(_BaseAutoencoder):
                 PosteriorCollapseWarning,
                 stacklevel=4,
             )
-        density = None
-        if self.sample_from == "posterior":
-            rng = np.random.RandomState(seed)
-            Z = mean + np.exp(0.5 * log_var) * rng.standard_normal(mean.shape)
-            density = fit_code_density(Z.astype(np.float64), self.density_components, seed)
+        rng = np.random.RandomState(seed)
+        Z = mean + np.exp(0.5 * log_var) * rng.standard_normal(mean.shape)
+        density = fit_code_density(Z.astype(np.float64), self.density_components, seed)
         variance = None
         if module.likelihood.kind == "gaussian":
             with torch.no_grad():
@@ -370,7 +371,7 @@ class VAETransformer(_BaseAutoencoder):
         check_is_fitted(self)
         check_scalar(n_samples, "n_samples", Integral, min_val=1)
         rng = check_random_state(random_state)
-        if self.code_density_ is not None:
+        if self.sample_from == "posterior":
             Z = sample_code_density(self.code_density_, n_samples, rng)
         else:
             Z = rng.standard_normal((n_samples, self.n_components_))

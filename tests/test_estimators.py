@@ -189,6 +189,14 @@ def test_warm_start(Estimator, manifold):
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_warm_start_refits_when_the_network_changes(Estimator, manifold):
+    est = make(Estimator, warm_start=True).fit(manifold)
+    est.set_params(dropout=0.2).fit(manifold)
+    assert est.n_iter_ == FAST["max_iter"]  # from scratch
+    assert any(isinstance(m, torch.nn.Dropout) for m in est.module_.modules())
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
 def test_batch_size_larger_than_data(Estimator, manifold):
     est = make(Estimator, batch_size=10_000).fit(manifold[:20])
     assert np.isfinite(est.transform(manifold[:20])).all()

@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.decomposition import PCA
 
 from skvae import AutoencoderTransformer, VAETransformer
@@ -130,15 +131,20 @@ def test_gaussian_sampling_options(curve, curve_vae):
     mean = curve_vae.sample(300, random_state=1, add_noise=False)
     residual_var = (a - mean).var(0)
     np.testing.assert_allclose(residual_var, curve_vae.noise_variance_, rtol=0.3)
-    assert curve_vae.code_density_ is None
+    assert curve_vae.code_density_.n_components == 10
     posterior = VAETransformer(**{**curve_vae.get_params(), "sample_from": "posterior"})
     posterior.fit(X_train)
-    assert posterior.code_density_.n_components == 10
     np.testing.assert_array_equal(
         posterior.transform(X_train),
         curve_vae.transform(X_train),  # same training
     )
-    assert posterior.sample(5, random_state=0).shape == (5, X_train.shape[1])
+    from_posterior = posterior.sample(5, random_state=0)
+    assert not np.allclose(from_posterior, curve_vae.sample(5, random_state=0))
+    curve_vae.set_params(sample_from="posterior")  # read at sampling time
+    try:
+        np.testing.assert_array_equal(curve_vae.sample(5, random_state=0), from_posterior)
+    finally:
+        curve_vae.set_params(sample_from="prior")
 
 
 @pytest.mark.parametrize(
@@ -150,10 +156,7 @@ def test_gaussian_sampling_options(curve, curve_vae):
 def test_samples_match_the_data_moments(curve, curve_vae, sample_from, tolerance):
     X_train, _ = curve
     vae = curve_vae
-    if sample_from == "posterior":
-        vae = VAETransformer(**{**vae.get_params(), "sample_from": "posterior"}).fit(
-            X_train
-        )
+    vae = clone(vae).set_params(sample_from=sample_from).fit(X_train)
     S = vae.sample(3000, random_state=0)
     assert np.abs(S.mean(0) - X_train.mean(0)).max() < tolerance  # data are standardized
     assert np.abs(np.cov(S.T) - np.cov(X_train.T)).max() < 1.5 * tolerance
