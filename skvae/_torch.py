@@ -8,7 +8,7 @@ import torch
 
 #: Rows per chunk for inference. Chunks of a few thousand rows keep the working
 #: set in cache on a CPU and bound the memory whatever the number of rows.
-INFERENCE_CHUNK = 2048
+INFERENCE_CHUNK = 1024
 
 
 def resolve_device(device):

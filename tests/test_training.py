@@ -150,13 +150,26 @@ def test_keyboard_interrupt_keeps_the_epochs_so_far():
     assert history.interrupted and history.n_epochs == 2
 
 
-def test_streams_cpu_data_to_the_module_device():
-    module, X = _tiny(), _data()
+def test_trains_from_cpu_data_on_the_module_device(device):
+    """On CUDA, rows kept on the CPU are streamed to the GPU batch by batch."""
+    module, X = _tiny().to(device), _data()
     optimizer = make_optimizer(module, "adam", 1e-2, 0.0)
     history = train(
-        module, X, optimizer, batch_size=16, max_epochs=2, device=torch.device("cpu")
+        module, X, optimizer, batch_size=16, max_epochs=3, device=torch.device(device)
     )
-    assert history.n_epochs == 2
+    assert history.n_epochs == 3 and history.losses[-1] < history.losses[0]
+    assert next(module.parameters()).device.type == device
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_fits_and_pickles_on_each_device(Estimator, manifold, device):
+    import pickle
+
+    est = Estimator(**{**FAST, "device": device}).fit(manifold)
+    assert est.device_.type == device
+    loaded = pickle.loads(pickle.dumps(est))
+    assert next(loaded.module_.parameters()).device.type == device
+    np.testing.assert_allclose(loaded.transform(manifold), est.transform(manifold))
 
 
 # ------------------------------------------------------ through the estimators
