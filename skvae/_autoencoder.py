@@ -76,6 +76,14 @@ class AutoencoderTransformer(_BaseAutoencoder):
     density_components : int, default=10
         Components of the GaussianMixture fitted to the training codes, which
         ``sample`` draws from.
+    categorical_features : "from_dtype", array-like of str or bool, or None, \
+            default="from_dtype"
+        For a pandas DataFrame: which columns are categorical. "from_dtype"
+        takes ``category``, object and string columns (and booleans, modelled
+        as Bernoulli); a list of column names or a boolean mask adds numeric
+        columns to those. A DataFrame with such columns is modelled column by
+        column (see Notes); numeric arrays and all-numeric frames are not
+        affected.
 
     Attributes
     ----------
@@ -119,6 +127,17 @@ class AutoencoderTransformer(_BaseAutoencoder):
 
     Training runs in float32; inference runs at the precision of its input, so
     float64 results do not depend on how rows are batched.
+
+    A pandas DataFrame with categorical (``category``, object, string) or
+    boolean columns is modelled column by column: numeric columns are
+    standardized and modelled as above, booleans as Bernoulli, each categorical
+    column as a softmax over its levels; their terms are summed per row.
+    Missing values seen in fit are modelled (a missing indicator beside a
+    numeric column, a "missing" level of a categorical one) and sampled back
+    at the data's rate; unknown levels at transform time encode as all zeros,
+    as ``OneHotEncoder(handle_unknown="ignore")`` does, and add nothing to the
+    score. ``inverse_transform`` and ``sample`` then return a DataFrame with the
+    fitted columns, order and dtypes.
 
     References
     ----------
@@ -171,6 +190,7 @@ class AutoencoderTransformer(_BaseAutoencoder):
         loss="mse",
         noise=0.0,
         density_components=10,
+        categorical_features="from_dtype",
     ):
         super().__init__(
             n_components,
@@ -190,12 +210,13 @@ class AutoencoderTransformer(_BaseAutoencoder):
             random_state=random_state,
             verbose=verbose,
             warm_start=warm_start,
+            categorical_features=categorical_features,
         )
         self.loss = loss
         self.noise = noise
         self.density_components = density_components
 
-    def _build_module(self, n_features, hidden, X):
+    def _build_module(self, n_features, hidden, X, layout=None):
         module = Autoencoder(
             n_features,
             self.n_components,
@@ -204,6 +225,7 @@ class AutoencoderTransformer(_BaseAutoencoder):
             self.dropout,
             self.loss,
             self.noise,
+            layout,
         )
         init_output(module, X.mean(axis=0), None)
         return module
@@ -244,11 +266,14 @@ class AutoencoderTransformer(_BaseAutoencoder):
 
         Returns
         -------
-        X : ndarray of shape (n_samples, n_features)
-            Generated rows (float64).
+        X : ndarray of shape (n_samples, n_features) or DataFrame
+            Generated rows (float64); for a model of a mixed-type table, a
+            DataFrame with its columns and dtypes, categories drawn from the
+            decoder's probabilities.
         """
         check_is_fitted(self)
         check_scalar(n_samples, "n_samples", Integral, min_val=1)
         rng = check_random_state(random_state)
         Z = sample_code_density(self.code_density_, n_samples, rng)
-        return self.inverse_transform(Z)
+        means = self._decode_means(Z)
+        return means if self._table is None else self._table.decode(means, rng)

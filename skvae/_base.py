@@ -76,6 +76,26 @@ def sample_code_density(gmm, n_samples, rng):
     return gmm.means_[component] + np.einsum("nij,nj->ni", cholesky[component], eps)
 
 
+def _is_dataframe(X):
+    return hasattr(X, "columns") and hasattr(X, "dtypes") and hasattr(X, "iloc")
+
+
+def validate_table(estimator, X, reset):
+    """Check a DataFrame's shape and column names (set them when ``reset``)."""
+    if not _is_dataframe(X):
+        raise ValueError(
+            f"{type(estimator).__name__} was fitted on a mixed-type DataFrame; pass a "
+            "DataFrame with the same columns."
+        )
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(
+            f"Found array with {X.shape[0]} sample(s) and {X.shape[1]} feature(s) "
+            f"(shape={X.shape}) while at least 1 of each is required."
+        )
+    validate_data(estimator, X, reset=reset, skip_check_array=True)
+    return X
+
+
 class _BaseAutoencoder(
     ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator, metaclass=ABCMeta
 ):
@@ -99,6 +119,7 @@ class _BaseAutoencoder(
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
+        "categorical_features": [StrOptions({"from_dtype"}), "array-like", None],
     }
 
     @abstractmethod
@@ -122,6 +143,7 @@ class _BaseAutoencoder(
         random_state=None,
         verbose=0,
         warm_start=False,
+        categorical_features="from_dtype",
     ):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -140,6 +162,7 @@ class _BaseAutoencoder(
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
+        self.categorical_features = categorical_features
 
     #: Parameters of a subclass that change the module's structure (warm_start
     #: refits from scratch when they change).
@@ -147,7 +170,7 @@ class _BaseAutoencoder(
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod
-    def _build_module(self, n_features, hidden, X):
+    def _build_module(self, n_features, hidden, X, layout=None):
         """The untrained torch module for ``n_features`` inputs."""
 
     def _kl_weight(self, epoch):
@@ -190,8 +213,8 @@ class _BaseAutoencoder(
         self : object
             The fitted estimator.
         """
-        X = validate_data(self, X, dtype=(np.float64, np.float32), force_writeable=True)
-        return self._fit(X, incremental=False)
+        X, table = self._validate_training_data(X, reset=True)
+        return self._fit(X, incremental=False, table=table)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
@@ -212,11 +235,30 @@ class _BaseAutoencoder(
         self : object
             The updated estimator.
         """
-        first = not hasattr(self, "module_")
+        X, table = self._validate_training_data(X, reset=not hasattr(self, "module_"))
+        return self._fit(X, incremental=True, table=table)
+
+    def _validate_training_data(self, X, reset):
+        """X as a float array, and the Table that encoded it (None for numeric data)."""
+        table = self._table if not reset else None
+        if reset and _is_dataframe(X):
+            from ._tabular import Table, is_table  # pandas is there: X is a DataFrame
+
+            if is_table(X, self.categorical_features):
+                table = Table(
+                    validate_table(self, X, reset=True), self.categorical_features
+                )
+        elif reset and self.categorical_features not in (None, "from_dtype"):
+            raise ValueError(
+                "categorical_features can only name columns of a pandas DataFrame; X "
+                "is not one. Pass a DataFrame, or leave categorical_features='from_dtype'."
+            )
+        if table is not None:
+            return table.encode(validate_table(self, X, reset=reset)), table
         X = validate_data(
-            self, X, reset=first, dtype=(np.float64, np.float32), force_writeable=True
+            self, X, reset=reset, dtype=(np.float64, np.float32), force_writeable=True
         )
-        return self._fit(X, incremental=True)
+        return X, None
 
     def _hidden(self):
         hidden = self.hidden_layer_sizes
@@ -256,8 +298,14 @@ class _BaseAutoencoder(
         order = rng.permutation(n)
         return X[order[n_val:]], X[order[:n_val]]
 
-    def _fit(self, X, incremental):
+    def _fit(self, X, incremental, table):
         hidden = self._hidden()
+        if table is not None and self._unit_interval_required() is not None:
+            raise ValueError(
+                f"{self._unit_interval_required()} applies to numeric arrays in [0, 1]; "
+                "the numeric columns of a mixed-type DataFrame are standardized and "
+                "modelled with a Gaussian (squared error). Use the default option."
+            )
         self._check_values(X, training=True)
         device = resolve_device(self.device)
         architecture = (
@@ -266,6 +314,7 @@ class _BaseAutoencoder(
             hidden,
             self.activation,
             self.dropout,
+            None if table is None else table.signature,
         ) + tuple(getattr(self, name) for name in self._structural_params)
         warm = hasattr(self, "module_") and (
             incremental or (self.warm_start and self._architecture == architecture)
@@ -290,7 +339,8 @@ class _BaseAutoencoder(
                 snapshot = copy.deepcopy(module.state_dict())
                 state = self._optimizer_state
             else:
-                module = self._build_module(X.shape[1], hidden, X).to(device)
+                layout = None if table is None else table.layout
+                module = self._build_module(X.shape[1], hidden, X, layout).to(device)
                 snapshot = state = None
             optimizer = make_optimizer(
                 module, self.optimizer, self.learning_rate, self.weight_decay, state
@@ -340,6 +390,7 @@ class _BaseAutoencoder(
         )
         for name, value in extras.items():
             setattr(self, name, value)
+        self._table = table
         self._architecture = architecture
         self._optimizer_state = optimizer.state_dict()
         self._seed = seed
@@ -355,7 +406,13 @@ class _BaseAutoencoder(
 
     def _validate_X(self, X):
         check_is_fitted(self)
+        if self._table is not None:
+            return self._table.encode(validate_table(self, X, reset=False))
         return validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+
+    def _decode_means(self, Z):
+        """Decoder means of codes Z: rows, or a table's encoded-space means."""
+        return self._infer(lambda m, z: m.decode(z), [Z], Z.dtype)
 
     def transform(self, X):
         """Encode X into the latent space.
@@ -383,8 +440,10 @@ class _BaseAutoencoder(
 
         Returns
         -------
-        X_original : ndarray of shape (n_samples, n_features)
-            The reconstructions, with the codes' float dtype.
+        X_original : ndarray of shape (n_samples, n_features) or DataFrame
+            The reconstructions, with the codes' float dtype; a DataFrame with
+            the fitted columns and dtypes for a model of a mixed-type table
+            (each category its most likely level).
         """
         check_is_fitted(self)
         Z = check_array(X, dtype=(np.float64, np.float32), input_name="X")
@@ -393,7 +452,8 @@ class _BaseAutoencoder(
                 f"X has {Z.shape[1]} features, but {type(self).__name__} is expecting "
                 f"{self.n_components_} latent components as input to inverse_transform."
             )
-        return self._infer(lambda m, z: m.decode(z), [Z], Z.dtype)
+        means = self._decode_means(Z)
+        return means if self._table is None else self._table.decode(means)
 
     def score_samples(self, X):
         """Per-sample score of X: higher means more typical of the training data.

@@ -103,6 +103,81 @@ class _Likelihood(nn.Module):
         return 0.5 * (squared / var + var.log() + _LOG_2PI).sum(-1)
 
 
+class _MixedLikelihood(nn.Module):
+    """The observation model of a mixed-type table, summed over its columns.
+
+    ``layout`` gives encoded column indices: ``numeric`` (standardized values,
+    Gaussian with the closed-form variance of :class:`_Likelihood`, or squared
+    error for ``numeric_kind="mse"``), ``indicator`` (for each numeric column the
+    index of its missing indicator, or -1; missing entries drop out of the
+    numeric term), ``binary`` (Bernoulli on logits: booleans and indicators) and
+    ``categorical`` (``(start, stop)`` one-hot blocks under a softmax; an
+    all-zero block, an unknown level, contributes nothing).
+    """
+
+    kind = "mixed"
+
+    def __init__(self, layout, numeric_kind, floor=1e-3, momentum=0.1):
+        super().__init__()
+        self.numeric_kind = numeric_kind
+        self.momentum = momentum
+        self.blocks = [tuple(block) for block in layout["categorical"]]
+        for name in ("numeric", "indicator", "binary"):
+            self.register_buffer(name, torch.as_tensor(layout[name], dtype=torch.long))
+        n_numeric = len(layout["numeric"])
+        self.register_buffer("floor", torch.full((n_numeric,), float(floor)))
+        self.register_buffer("log_var", torch.zeros(n_numeric))
+
+    def variance(self):
+        return self.log_var.exp() + self.floor
+
+    def mean(self, out):
+        """Standardized values, and probabilities of the binary and categorical columns."""
+        mean = out.clone()
+        mean[..., self.binary] = torch.sigmoid(out[..., self.binary])
+        for start, stop in self.blocks:
+            mean[..., start:stop] = torch.softmax(out[..., start:stop], dim=-1)
+        return mean
+
+    def nll(self, out, x):
+        """Per-sample negative log-likelihood, summed over the columns."""
+        total = torch.zeros(out.shape[:-1], dtype=out.dtype, device=out.device)
+        if len(self.numeric):
+            observed = torch.where(
+                self.indicator >= 0, 1 - x[..., self.indicator.clamp_min(0)], 1.0
+            )
+            squared = (out[..., self.numeric] - x[..., self.numeric]).pow(2) * observed
+            if self.numeric_kind == "mse":
+                total = total + squared.sum(-1)
+            else:
+                if self.training:
+                    with torch.no_grad():
+                        flat = squared.reshape(-1, squared.shape[-1])
+                        seen = observed.expand_as(squared).reshape(-1, squared.shape[-1])
+                        batch = flat.sum(0) / seen.sum(0).clamp_min(1)
+                        ema = torch.lerp(self.log_var.exp(), batch, self.momentum)
+                        self.log_var.copy_(ema.clamp_min(1e-30).log())
+                var = self.variance()
+                terms = 0.5 * (squared / var + (var.log() + _LOG_2PI) * observed)
+                total = total + terms.sum(-1)
+        if len(self.binary):
+            total = total + F.binary_cross_entropy_with_logits(
+                out[..., self.binary],
+                x[..., self.binary].expand_as(out[..., self.binary]),
+                reduction="none",
+            ).sum(-1)
+        for start, stop in self.blocks:
+            log_p = torch.log_softmax(out[..., start:stop], dim=-1)
+            total = total - (log_p * x[..., start:stop]).sum(-1)
+        return total
+
+
+def _likelihood(kind, n_features, floor, layout):
+    if layout is None:
+        return _Likelihood(kind, n_features, floor)
+    return _MixedLikelihood(layout, "gaussian" if kind == "gaussian" else "mse", floor)
+
+
 def init_output(module, mean, variance):
     """Start the decoder at the data's mean and the likelihood at its variance.
 
@@ -114,10 +189,18 @@ def init_output(module, mean, variance):
     likelihood = module.likelihood
     if likelihood.kind == "bernoulli":
         mean = torch.logit(mean.clamp(1e-4, 1 - 1e-4))
+    elif likelihood.kind == "mixed":  # logits of binary columns, log-frequencies of levels
+        bias = mean.clone()
+        bias[likelihood.binary] = torch.logit(mean[likelihood.binary].clamp(1e-4, 1 - 1e-4))
+        for start, stop in likelihood.blocks:
+            bias[start:stop] = mean[start:stop].clamp_min(1e-4).log()
+        mean = bias
+        if variance is not None:
+            variance = torch.as_tensor(variance, dtype=torch.float32)[likelihood.numeric]
     last = module.decoder[-1]
     with torch.no_grad():
         last.bias.copy_(mean.to(last.bias.device))
-        if likelihood.kind == "gaussian":
+        if variance is not None and hasattr(likelihood, "log_var"):
             variance = torch.as_tensor(variance, dtype=torch.float32).to(last.bias.device)
             excess = (variance - likelihood.floor).clamp_min(1e-3 * likelihood.floor)
             likelihood.log_var.copy_(excess.log())
@@ -137,14 +220,28 @@ class Autoencoder(nn.Module):
         ``"bce"`` makes the decoder output logits of Bernoulli means.
     noise : float
         Standard deviation of the Gaussian corruption added to x in training.
+    layout : dict or None
+        Encoded column indices of a mixed-type table (see ``_MixedLikelihood``);
+        its numeric columns then use squared error.
     """
 
-    def __init__(self, n_features, n_components, hidden, activation, dropout, loss, noise):
+    def __init__(
+        self,
+        n_features,
+        n_components,
+        hidden,
+        activation,
+        dropout,
+        loss,
+        noise,
+        layout=None,
+    ):
         super().__init__()
         sizes = [n_features, *hidden, n_components]
         self.encoder = mlp(sizes, activation, dropout)
         self.decoder = mlp(sizes[::-1], activation, dropout)
-        self.likelihood = _Likelihood("bernoulli" if loss == "bce" else "mse", n_features)
+        kind = "bernoulli" if loss == "bce" else "mse"
+        self.likelihood = _likelihood(kind, n_features, 1e-6, layout)
         self.noise = noise
 
     def encode(self, x):
@@ -183,6 +280,9 @@ class VAE(nn.Module):
     likelihood : {"gaussian", "bernoulli"}
     variance_floor : float or tensor of shape (n_features,)
         Lower bound of the Gaussian observation variance.
+    layout : dict or None
+        Encoded column indices of a mixed-type table (see ``_MixedLikelihood``);
+        its numeric columns then use the Gaussian likelihood.
     """
 
     def __init__(
@@ -194,12 +294,13 @@ class VAE(nn.Module):
         dropout,
         likelihood,
         variance_floor=1e-6,
+        layout=None,
     ):
         super().__init__()
         sizes = [n_features, *hidden, 2 * n_components]
         self.encoder = mlp(sizes, activation, dropout)
         self.decoder = mlp([n_components, *hidden[::-1], n_features], activation, dropout)
-        self.likelihood = _Likelihood(likelihood, n_features, variance_floor)
+        self.likelihood = _likelihood(likelihood, n_features, variance_floor, layout)
         self.n_components = n_components
         # Start q(z|x) narrow (std exp(-2), about 0.14) rather than prior-wide: z
         # then carries the encoder's signal from the first step, and training

@@ -46,7 +46,7 @@ _WEIGHTS = "weights.safetensors"
 _MODULE = "module_"
 #: Tags of the one-key JSON objects that stand for non-JSON values.
 _TAGS = {"tuple", "dict", "pairs", "float", "ndarray", "strings", "device", "random_state"}
-_TAGS |= {"gaussian_mixture"}
+_TAGS |= {"gaussian_mixture", "table"}
 
 
 def _shown(path):
@@ -109,6 +109,8 @@ def _encode(value, tensors, key):
                 "attributes": _encode(fitted, tensors, f"{key}/attributes"),
             }
         }
+    if type(value).__name__ == "Table" and type(value).__module__ == "skvae._tabular":
+        return {"table": _encode(value.to_state(), tensors, f"{key}/table")}
     raise ValueError(
         f"Cannot save {key!r}: values of type {type(value).__name__} are not supported "
         "by skvae's file format."
@@ -151,6 +153,10 @@ def _decode(value, tensors):
         rng = np.random.RandomState()
         rng.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
         return rng
+    if tag == "table":
+        from ._tabular import Table  # pandas: only models of DataFrames have tables
+
+        return Table.from_state(_decode(body, tensors))
     gmm = GaussianMixture().set_params(**_decode(body["params"], tensors))
     for name, attribute in _decode(body["attributes"], tensors).items():
         if not name.endswith("_"):
@@ -265,6 +271,10 @@ def load_estimator(cls, path):
 
     # The builder sets the initial weights from X's statistics, which
     # load_state_dict overwrites; any X of the right width will do.
+    table = attributes.get("_table")
+    layout = None
+    if table is not None:  # a mixed-type table: the network sees its encoded width
+        n_features, layout = table.width, table.layout
     X = np.zeros((1, n_features), dtype=np.float32)
     state = {
         key[len(_MODULE) + 1 :]: tensor
@@ -272,7 +282,7 @@ def load_estimator(cls, path):
         if key.startswith(f"{_MODULE}/")
     }
     with seeded(0, torch.device("cpu")):  # leave the caller's RNG alone
-        module = estimator._build_module(n_features, estimator._hidden(), X)
+        module = estimator._build_module(n_features, estimator._hidden(), X, layout)
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:

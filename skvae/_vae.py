@@ -112,6 +112,14 @@ class VAETransformer(_BaseAutoencoder):
         Read when ``sample`` is called, so it can be changed after fitting.
     density_components : int, default=10
         Components of that mixture, fitted with the model.
+    categorical_features : "from_dtype", array-like of str or bool, or None, \
+            default="from_dtype"
+        For a pandas DataFrame: which columns are categorical. "from_dtype"
+        takes ``category``, object and string columns (and booleans, modelled
+        as Bernoulli); a list of column names or a boolean mask adds numeric
+        columns to those. A DataFrame with such columns is modelled column by
+        column (see Notes); numeric arrays and all-numeric frames are not
+        affected.
 
     Attributes
     ----------
@@ -136,6 +144,7 @@ class VAETransformer(_BaseAutoencoder):
     best_validation_score_ : float or None
         Best of ``validation_scores_``.
     noise_variance_ : ndarray of shape (n_features,) or None
+        (For a mixed-type table, one per numeric column, in standardized units.)
         The per-feature observation variance of the Gaussian likelihood
         (None for Bernoulli).
     active_components_ : ndarray of bool of shape (n_components,)
@@ -184,6 +193,17 @@ class VAETransformer(_BaseAutoencoder):
     A linear encoder and decoder (``hidden_layer_sizes=()``) with the Gaussian
     likelihood is probabilistic PCA with a per-feature noise variance (factor
     analysis); its held-out score matches ``PCA.score`` on linear-Gaussian data.
+
+    A pandas DataFrame with categorical (``category``, object, string) or
+    boolean columns is modelled column by column: numeric columns are
+    standardized and modelled as above, booleans as Bernoulli, each categorical
+    column as a softmax over its levels; their terms are summed per row.
+    Missing values seen in fit are modelled (a missing indicator beside a
+    numeric column, a "missing" level of a categorical one) and sampled back
+    at the data's rate; unknown levels at transform time encode as all zeros,
+    as ``OneHotEncoder(handle_unknown="ignore")`` does, and add nothing to the
+    score. ``inverse_transform`` and ``sample`` then return a DataFrame with the
+    fitted columns, order and dtypes.
 
     References
     ----------
@@ -244,6 +264,7 @@ class VAETransformer(_BaseAutoencoder):
         n_importance_samples=10,
         sample_from="prior",
         density_components=10,
+        categorical_features="from_dtype",
     ):
         super().__init__(
             n_components,
@@ -263,6 +284,7 @@ class VAETransformer(_BaseAutoencoder):
             random_state=random_state,
             verbose=verbose,
             warm_start=warm_start,
+            categorical_features=categorical_features,
         )
         self.likelihood = likelihood
         self.beta = beta
@@ -271,9 +293,9 @@ class VAETransformer(_BaseAutoencoder):
         self.sample_from = sample_from
         self.density_components = density_components
 
-    def _build_module(self, n_features, hidden, X):
+    def _build_module(self, n_features, hidden, X, layout=None):
         variance = X.var(axis=0)
-        scale = float(variance.mean())
+        scale = float(variance.mean()) if layout is None else 1.0  # tables: standardized
         floor = max(VARIANCE_FLOOR * (scale if scale > 0 else 1.0), 1e-30)
         module = VAE(
             n_features,
@@ -283,6 +305,7 @@ class VAETransformer(_BaseAutoencoder):
             self.dropout,
             self.likelihood,
             floor,
+            layout,
         )
         init_output(module, X.mean(axis=0), VARIANCE_INIT * variance)
         return module
@@ -323,7 +346,10 @@ class VAETransformer(_BaseAutoencoder):
         Z = mean + np.exp(0.5 * log_var) * rng.standard_normal(mean.shape)
         density = fit_code_density(Z.astype(np.float64), self.density_components, seed)
         variance = None
-        if module.likelihood.kind == "gaussian":
+        if "gaussian" in (
+            module.likelihood.kind,
+            getattr(module.likelihood, "numeric_kind", ""),
+        ):
             with torch.no_grad():
                 variance = module.likelihood.variance().cpu().numpy().astype(np.float64)
         return {
@@ -365,8 +391,11 @@ class VAETransformer(_BaseAutoencoder):
 
         Returns
         -------
-        X : ndarray of shape (n_samples, n_features)
-            Generated rows (float64).
+        X : ndarray of shape (n_samples, n_features) or DataFrame
+            Generated rows (float64); for a model of a mixed-type table, a
+            DataFrame with its columns and dtypes (with ``add_noise`` each
+            category, boolean and missing value is drawn from the decoder's
+            probabilities; without it, the most likely one).
         """
         check_is_fitted(self)
         check_scalar(n_samples, "n_samples", Integral, min_val=1)
@@ -375,7 +404,10 @@ class VAETransformer(_BaseAutoencoder):
             Z = sample_code_density(self.code_density_, n_samples, rng)
         else:
             Z = rng.standard_normal((n_samples, self.n_components_))
-        X = self.inverse_transform(Z)
+        X = self._decode_means(Z)
+        if self._table is not None:
+            rng_or_mode = rng if add_noise else None
+            return self._table.decode(X, rng_or_mode, self.noise_variance_)
         if not add_noise:
             return X
         if self.module_.likelihood.kind == "bernoulli":
