@@ -248,7 +248,10 @@ class _BaseAutoencoder(
                 table = Table(
                     validate_table(self, X, reset=True), self.categorical_features
                 )
-        elif reset and self.categorical_features not in (None, "from_dtype"):
+        elif reset and not (
+            self.categorical_features is None
+            or (isinstance(self.categorical_features, str))  # "from_dtype"
+        ):
             raise ValueError(
                 "categorical_features can only name columns of a pandas DataFrame; X "
                 "is not one. Pass a DataFrame, or leave categorical_features='from_dtype'."

@@ -140,6 +140,12 @@ def test_numpy_input_is_unchanged(frame):
     "Estimator, params, X, match",
     [
         (VAETransformer, {"categorical_features": ["a"]}, np.ones((5, 2)), "DataFrame"),
+        (
+            VAETransformer,
+            {"categorical_features": np.array([True, False])},
+            np.ones((5, 2)),
+            "DataFrame",
+        ),
         (VAETransformer, {"categorical_features": ["zzz"]}, "frame", "not in X"),
         (VAETransformer, {"categorical_features": [True]}, "frame", "5 entries"),
         (VAETransformer, {"likelihood": "bernoulli"}, "frame", "numeric arrays in"),
