@@ -54,6 +54,23 @@ def mlp(sizes, activation="relu", dropout=0.0):
     return nn.Sequential(*layers)
 
 
+def _track_variance(likelihood, squared, observed=None):
+    """Move a Gaussian's per-feature variance towards the batch's mean squared residual.
+
+    ``squared`` holds squared residuals (already zero where not ``observed``);
+    ``observed`` (0/1, broadcastable) makes the mean run over observed entries.
+    """
+    with torch.no_grad():
+        flat = squared.reshape(-1, squared.shape[-1])
+        if observed is None:
+            batch = flat.mean(0)
+        else:
+            seen = observed.expand_as(squared).reshape(-1, squared.shape[-1])
+            batch = flat.sum(0) / seen.sum(0).clamp_min(1)
+        ema = torch.lerp(likelihood.log_var.exp(), batch, likelihood.momentum)
+        likelihood.log_var.copy_(ema.clamp_min(1e-30).log())
+
+
 class _Likelihood(nn.Module):
     """The decoder's observation model p(x | z): Gaussian, or Bernoulli on logits.
 
@@ -95,10 +112,7 @@ class _Likelihood(nn.Module):
             ).sum(-1)
         squared = (out - x).pow(2)
         if self.training:
-            with torch.no_grad():
-                batch = squared.reshape(-1, squared.shape[-1]).mean(0)
-                ema = torch.lerp(self.log_var.exp(), batch, self.momentum)
-                self.log_var.copy_(ema.clamp_min(1e-30).log())
+            _track_variance(self, squared)
         var = self.variance()
         return 0.5 * (squared / var + var.log() + _LOG_2PI).sum(-1)
 
@@ -151,12 +165,7 @@ class _MixedLikelihood(nn.Module):
                 total = total + squared.sum(-1)
             else:
                 if self.training:
-                    with torch.no_grad():
-                        flat = squared.reshape(-1, squared.shape[-1])
-                        seen = observed.expand_as(squared).reshape(-1, squared.shape[-1])
-                        batch = flat.sum(0) / seen.sum(0).clamp_min(1)
-                        ema = torch.lerp(self.log_var.exp(), batch, self.momentum)
-                        self.log_var.copy_(ema.clamp_min(1e-30).log())
+                    _track_variance(self, squared, observed)
                 var = self.variance()
                 terms = 0.5 * (squared / var + (var.log() + _LOG_2PI) * observed)
                 total = total + terms.sum(-1)
