@@ -3,6 +3,7 @@
 from numbers import Integral, Real
 
 import numpy as np
+import torch
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, check_scalar
 
@@ -11,9 +12,9 @@ from ._base import (
     StrOptions,
     _BaseAutoencoder,
     fit_code_density,
+    linear_start,
     sample_code_density,
 )
-from ._networks import Autoencoder, init_output
 from ._torch import batched
 
 
@@ -216,25 +217,36 @@ class AutoencoderTransformer(_BaseAutoencoder):
         self.noise = noise
         self.density_components = density_components
 
-    def _build_module(self, n_features, hidden, X, layout=None):
-        module = Autoencoder(
-            n_features,
-            self.n_components,
-            hidden,
-            self.activation,
-            self.dropout,
-            self.loss,
-            self.noise,
-            layout,
-        )
-        init_output(module, X.mean(axis=0), None)
-        return module
+    def _describe(self, n_features, hidden, table):
+        if table is not None:
+            likelihood = table.likelihood("squared_error", {})
+        elif self.loss == "bce":
+            likelihood = {"name": "bernoulli", "n_features": n_features}
+        else:
+            likelihood = {"name": "squared_error", "n_features": n_features}
+        return {
+            "kind": "autoencoder",
+            "n_features": n_features,
+            "n_components": self.n_components,
+            "hidden": list(hidden),
+            "activation": self.activation,
+            "dropout": self.dropout,
+            "likelihood": likelihood,
+            "noise": self.noise,
+        }
 
-    def _unit_interval_required(self):
-        return "loss='bce'" if self.loss == "bce" else None
+    def _linear_start(self, X, table, seed):
+        # Squared error on arrays: start at PCA, which the network nests (linear
+        # paths beside its MLPs), so training only adds to it.
+        if table is None and self.loss == "mse":
+            return linear_start(X, self.n_components, seed, noise=False)
+        return None
+
+    def _support(self):
+        return ("unit_interval", "loss='bce'") if self.loss == "bce" else (None, None)
 
     def _fitted_extras(self, module, X, device, seed):
-        Z = batched(module.encode, [X], device, module.decoder[-1].weight.dtype)
+        Z = batched(module.encode, [X], device, torch.float32)
         density = fit_code_density(Z.astype(np.float64), self.density_components, seed)
         return {"code_density_": density}
 

@@ -6,6 +6,7 @@ from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
 
 import numpy as np
+import torch
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -19,7 +20,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-from ._networks import ACTIVATIONS
+from ._networks import ACTIVATIONS, build
 from ._onnx import PARTS, export_module
 from ._persistence import load_estimator, save_estimator
 from ._torch import (
@@ -33,7 +34,7 @@ from ._torch import (
     torch_device_type,
     training_tensor,
 )
-from ._training import NonFiniteLossError, make_optimizer, train
+from ._training import NonFiniteLossError, Schedule, TrainConfig, make_optimizer, train
 
 __all__ = [
     "Interval",
@@ -44,8 +45,40 @@ __all__ = [
 ]
 
 _MAX_SEED = np.iinfo(np.int32).max
-#: Codes used to fit the density that ``sample`` draws from, at most.
+#: Codes used to fit the density that ``sample`` draws from, at most, and rows
+#: used to fit the linear solution (PCA, factor analysis) a network starts at.
 _DENSITY_MAX_ROWS = 10_000
+#: Version of the state that ``__getstate__`` writes (2: the network as its
+#: plain description and numpy weights; skvae 0.1 pickled the torch module).
+_PICKLE_VERSION = 2
+
+
+def linear_start(X, n_components, seed, noise):
+    """A linear-Gaussian solution for a network to start at, fitted on X's rows.
+
+    Returns ``(components, noise_variance)``: factor analysis' loadings and
+    per-feature noise variances when ``noise`` is true, PCA's orthonormal
+    components and None otherwise; components beyond what the data can give
+    (more than its rank) are zero. None when X has fewer than 2 rows.
+    """
+    from sklearn.decomposition import PCA, FactorAnalysis
+
+    if X.shape[0] < 2:
+        return None
+    rng = np.random.RandomState(seed)
+    if X.shape[0] > _DENSITY_MAX_ROWS:
+        X = X[rng.choice(X.shape[0], _DENSITY_MAX_ROWS, replace=False)]
+    X = np.asarray(X, dtype=np.float64)
+    k = min(n_components, *X.shape)
+    components = np.zeros((n_components, X.shape[1]))
+    with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if noise:
+            model = FactorAnalysis(k, svd_method="lapack", random_state=seed).fit(X)
+        else:
+            model = PCA(k, svd_solver="full").fit(X)
+    components[:k] = model.components_
+    return components, (model.noise_variance_ if noise else None)
 
 
 def fit_code_density(Z, n_components, seed):
@@ -170,23 +203,25 @@ class _BaseAutoencoder(
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod
-    def _build_module(self, n_features, hidden, X, layout=None):
-        """The untrained torch module for ``n_features`` inputs."""
+    def _describe(self, n_features, hidden, table):
+        """The plain description of the network (see ``_networks.build``)."""
 
-    def _kl_weight(self, epoch):
-        """The KL weight at a 0-based epoch (0 for a deterministic autoencoder)."""
-        return 0.0
-
-    def _validation_weight(self):
-        return 0.0
-
-    def _warmup_epochs(self):
-        """Epochs during which the objective changes, so training must not stop."""
-        return 0
-
-    def _unit_interval_required(self):
-        """Whether the likelihood needs X in [0, 1], and the parameter that asks for it."""
+    def _linear_start(self, X, table, seed):
+        """The linear solution the network starts at (see ``Model.initialize``), or None."""
         return None
+
+    def _schedule(self):
+        """The training objective over epochs (no KL term for an autoencoder)."""
+        return Schedule()
+
+    def _support(self):
+        """What X must hold for the likelihood, and the parameter that asks for it.
+
+        ``(None, None)`` for any real values, ``("unit_interval", "loss='bce'")``
+        for values in [0, 1], ``("counts", "likelihood='poisson'")`` for
+        non-negative integers.
+        """
+        return None, None
 
     def _score_draws(self):
         """Standard normal draws of shape (K, n_components) for ``score_samples``."""
@@ -274,13 +309,20 @@ class _BaseAutoencoder(
         return tuple(int(h) for h in hidden)
 
     def _check_values(self, X, training):
-        """Reject X values the model cannot represent (out of [0, 1], float32 overflow)."""
-        param = self._unit_interval_required()
-        if param is not None and (X.min() < 0 or X.max() > 1):
+        """Reject X values the model cannot represent (outside the support, overflow)."""
+        support, param = self._support()
+        if support == "unit_interval" and (X.min() < 0 or X.max() > 1):
             raise ValueError(
                 f"{param} requires X in [0, 1], but X has values in "
                 f"[{X.min():.4g}, {X.max():.4g}]. Scale X with MinMaxScaler, or use "
                 "the Gaussian/MSE option."
+            )
+        if support == "counts" and (X.min() < 0 or np.any(X != np.round(X))):
+            raise ValueError(
+                f"{param} models counts and requires X to hold non-negative integers, "
+                f"but X has values in [{X.min():.4g}, {X.max():.4g}]"
+                + ("" if X.min() < 0 else " that are not all integers")
+                + ". Use likelihood='gaussian' for real-valued data."
             )
         if training and np.abs(X).max() > np.finfo(np.float32).max / 1e3:
             raise ValueError(
@@ -303,20 +345,18 @@ class _BaseAutoencoder(
 
     def _fit(self, X, incremental, table):
         hidden = self._hidden()
-        if table is not None and self._unit_interval_required() is not None:
+        support, param = self._support()
+        if table is not None and support is not None:
             raise ValueError(
-                f"{self._unit_interval_required()} applies to numeric arrays in [0, 1]; "
-                "the numeric columns of a mixed-type DataFrame are standardized and "
-                "modelled with a Gaussian (squared error). Use the default option."
+                f"{param} applies to numeric arrays; the numeric columns of a "
+                "mixed-type DataFrame are standardized and modelled with a Gaussian "
+                "(squared error). Use the default option."
             )
         self._check_values(X, training=True)
         device = resolve_device(self.device)
+        description = self._describe(X.shape[1], hidden, table)
         architecture = (
-            X.shape[1],
-            self.n_components,
-            hidden,
-            self.activation,
-            self.dropout,
+            description,
             None if table is None else table.signature,
         ) + tuple(getattr(self, name) for name in self._structural_params)
         warm = hasattr(self, "module_") and (
@@ -342,28 +382,32 @@ class _BaseAutoencoder(
                 snapshot = copy.deepcopy(module.state_dict())
                 state = self._optimizer_state
             else:
-                layout = None if table is None else table.layout
-                module = self._build_module(X.shape[1], hidden, X, layout).to(device)
+                module = build(description)
+                module.initialize(X, self._linear_start(X, table, seed))
+                module = module.to(device)
                 snapshot = state = None
             optimizer = make_optimizer(
                 module, self.optimizer, self.learning_rate, self.weight_decay, state
+            )
+            schedule = self._schedule()
+            config = TrainConfig(
+                batch_size=self.batch_size,
+                max_epochs=1 if incremental else self.max_iter,
+                tol=self.tol,
+                n_iter_no_change=self.n_iter_no_change,
+                stop_early=not incremental,
+                min_epochs=schedule.warmup,
+                start_epoch=start_epoch,
+                verbose=self.verbose,
             )
             try:
                 history = train(
                     module,
                     training_tensor(X, device),
                     optimizer,
-                    batch_size=self.batch_size,
-                    max_epochs=1 if incremental else self.max_iter,
+                    config,
+                    schedule,
                     X_val=None if X_val is None else training_tensor(X_val, device),
-                    tol=self.tol,
-                    n_iter_no_change=self.n_iter_no_change,
-                    stop_early=not incremental,
-                    min_epochs=self._warmup_epochs(),
-                    weight=self._kl_weight,
-                    validation_weight=self._validation_weight(),
-                    start_epoch=start_epoch,
-                    verbose=self.verbose,
                     device=device,
                 )
             except NonFiniteLossError:
@@ -618,13 +662,36 @@ class _BaseAutoencoder(
 
     # -------------------------------------------------------------- pickling
     def __getstate__(self):
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # object's is __dict__ itself: copy it
         if "module_" in state:
-            state["module_"] = copy.deepcopy(self.module_).cpu()
+            state["module_"] = {
+                "description": self.module_.description,
+                "weights": {
+                    name: tensor.detach().cpu().numpy().copy()
+                    for name, tensor in self.module_.state_dict().items()
+                },
+            }
             state["_optimizer_state"] = to_cpu(self._optimizer_state)
+            state["_pickle_version"] = _PICKLE_VERSION
         return state
 
     def __setstate__(self, state):
+        if "module_" in state:
+            version = state.pop("_pickle_version", 1)
+            if version != _PICKLE_VERSION:
+                raise ValueError(
+                    f"This {type(self).__name__} was pickled by an skvae of pickle format "
+                    f"version {version} (skvae 0.1 is version 1); this skvae reads "
+                    f"version {_PICKLE_VERSION} only. Unpickle it with the skvae that "
+                    "wrote it, or refit."
+                )
+            stored = state["module_"]
+            with seeded(0, torch.device("cpu")):  # leave the caller's RNG alone
+                module = build(stored["description"])
+            module.load_state_dict(
+                {name: torch.from_numpy(value) for name, value in stored["weights"].items()}
+            )
+            state["module_"] = module.eval()
         super().__setstate__(state)
         if "module_" in state:
             if not available(self.device_):

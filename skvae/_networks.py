@@ -1,11 +1,18 @@
-"""Torch modules: the MLP builder, the autoencoder and VAE models, per-sample loss terms."""
+"""Torch modules: the MLP builder, the model contract, the autoencoder and VAE models.
+
+A model is rebuilt from its plain description alone (:func:`build`): sizes,
+names of parts and their options, all JSON-able. Data only sets its starting
+values (:meth:`Model.initialize`), never its structure.
+"""
 
 import math
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from ._likelihoods import build_likelihood
+from ._priors import build_prior
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -18,13 +25,29 @@ ACTIVATIONS = {
 }
 
 _LOG_2PI = math.log(2 * math.pi)
+#: Weight of the broad background density mixed into a VAE's p(x) (see
+#: :class:`Background`): it bounds how badly one unusual row can score at
+#: log(1e-3) = -6.9 nats below the background's own score, and costs every
+#: other row at most -log(1 - 1e-3) = 0.001 nats.
+BACKGROUND_WEIGHT = 1e-3
+#: Starting log-variance of q(z|x) when no linear solution is given: narrow
+#: (std exp(-2), about 0.14), so z carries the encoder's signal from the first
+#: step and training skips the plateau where the KL pushes q onto the prior
+#: before the decoder has learned to use z.
+_NARROW_LOG_VAR = -4.0
 
 
 class Terms(NamedTuple):
-    """Per-sample loss terms, each of shape (n_samples,), summed over features."""
+    """Per-sample loss terms, each of shape (n_samples,).
+
+    ``reconstruction`` is -log p(x|z) (summed over features), ``kl`` the
+    KL(q(z|x) || p(z)) term, and ``background`` None or log(w * p_b(x)), the
+    weighted log-density of the broad background component.
+    """
 
     reconstruction: torch.Tensor
     kl: torch.Tensor
+    background: torch.Tensor | None = None
 
 
 def mlp(sizes, activation="relu", dropout=0.0):
@@ -54,169 +77,121 @@ def mlp(sizes, activation="relu", dropout=0.0):
     return nn.Sequential(*layers)
 
 
-def _track_variance(likelihood, squared, observed=None):
-    """Move a Gaussian's per-feature variance towards the batch's mean squared residual.
+class _Residual(nn.Module):
+    """An MLP plus a linear path from its input to its output: ``mlp(x) + A x + b``.
 
-    ``squared`` holds squared residuals (already zero where not ``observed``);
-    ``observed`` (0/1, broadcastable) makes the mean run over observed entries.
-    """
-    with torch.no_grad():
-        flat = squared.reshape(-1, squared.shape[-1])
-        if observed is None:
-            batch = flat.mean(0)
-        else:
-            seen = observed.expand_as(squared).reshape(-1, squared.shape[-1])
-            batch = flat.sum(0) / seen.sum(0).clamp_min(1)
-        ema = torch.lerp(likelihood.log_var.exp(), batch, likelihood.momentum)
-        likelihood.log_var.copy_(ema.clamp_min(1e-30).log())
-
-
-class _Likelihood(nn.Module):
-    """The decoder's observation model p(x | z): Gaussian, or Bernoulli on logits.
-
-    The Gaussian has a per-feature variance ``exp(log_var) + floor``, so its
-    negative log-likelihood is a density in nats with its normalising constant.
-    The variance is not trained by gradient steps, which move a log-variance by
-    about one learning rate per step and so take thousands of steps to shrink
-    it. Each training batch sets it in closed form instead: its maximum-
-    likelihood value given the decoder is the mean squared residual per feature,
-    tracked as a moving average over batches (``momentum``). The decoder's
-    gradient at that variance is the gradient of the profile likelihood.
-    Mean squared error is the Gaussian with its variance fixed at 1/2 and no
-    constant (``kind="mse"``).
+    The linear path lets a model start exactly at a linear solution (PCA,
+    factor analysis) with the MLP's last layer at zero, so training can only
+    add nonlinearity to it.
     """
 
-    def __init__(self, kind, n_features, floor=1e-6, momentum=0.1):
+    def __init__(self, sizes, activation, dropout):
+        super().__init__()
+        self.mlp = mlp(sizes, activation, dropout)
+        self.linear = nn.Linear(sizes[0], sizes[-1])
+        with torch.no_grad():
+            self.linear.weight.zero_()
+            self.linear.bias.zero_()
+
+    @property
+    def last(self):
+        """The MLP's output layer."""
+        return self.mlp[-1]
+
+    def forward(self, x):
+        return self.mlp(x) + self.linear(x)
+
+    def start_at(self, weight, bias):
+        """Make the map exactly ``x @ weight.T + bias`` (the MLP's output set to 0)."""
+        with torch.no_grad():
+            self.last.weight.zero_()
+            self.last.bias.zero_()
+            self.linear.weight.copy_(torch.as_tensor(weight))
+            self.linear.bias.copy_(torch.as_tensor(bias))
+
+
+def _broad(description):
+    """A likelihood description whose scales start at the data's (``init_fraction=1``)."""
+    if isinstance(description, dict):
+        return {
+            key: 1.0 if key == "init_fraction" else _broad(value)
+            for key, value in description.items()
+        }
+    if isinstance(description, list):
+        return [_broad(value) for value in description]
+    return description
+
+
+class Background(nn.Module):
+    """A broad density p_b(x) mixed into a VAE's p(x) with a small weight.
+
+    ``p(x) = (1 - w) p_vae(x) + w p_b(x)`` with w = ``BACKGROUND_WEIGHT``: a
+    contamination model. A row the VAE finds impossible (a value far outside
+    what training showed on a feature that was nearly constant) then scores
+    about log w below p_b instead of thousands of nats below it. ``kind`` is
+    ``"ppca"`` (probabilistic PCA with ``n_components`` factors and an
+    isotropic noise, the density of ``PCA.score_samples``), for real-valued
+    data, or ``"independent"``: the model's own likelihood at a constant
+    output, the independent-features model, for any other data.
+    """
+
+    def __init__(self, kind, n_features, n_components, likelihood=None):
         super().__init__()
         self.kind = kind
-        self.momentum = momentum
-        if kind == "gaussian":
-            floor = torch.as_tensor(floor, dtype=torch.float32).expand(n_features)
-            self.register_buffer("floor", floor.clone())
-            self.register_buffer("log_var", torch.zeros(n_features))
+        if kind == "ppca":
+            self.register_buffer("mean", torch.zeros(n_features))
+            self.register_buffer("factors", torch.zeros(n_features, n_components))
+            self.register_buffer("noise_variance", torch.ones(()))
+        else:
+            self.likelihood = build_likelihood(_broad(likelihood))
+            self.register_buffer("output", torch.zeros(n_features))
 
-    def variance(self):
-        return self.log_var.exp() + self.floor
+    def initialize(self, X):
+        """Fit the density to the training rows ``X`` (a float64 tensor) in closed form."""
+        if self.kind != "ppca":
+            self.output.copy_(self.likelihood.init_output(X))
+            return
+        n, d = X.shape
+        k = self.factors.shape[1]
+        mean = X.mean(0)
+        _, s, vt = torch.linalg.svd(X - mean, full_matrices=False)
+        eigen = torch.zeros(d, dtype=X.dtype)
+        eigen[: s.shape[0]] = s.pow(2) / max(n - 1, 1)
+        noise = eigen[k:].mean() if k < d else eigen.new_tensor(0.0)
+        noise = noise.clamp_min(1e-6 * eigen.mean().clamp_min(1e-30))
+        loadings = vt[:k].T * (eigen[:k] - noise).clamp_min(0).sqrt()[: vt.shape[0]]
+        self.mean.copy_(mean)
+        self.factors[:, : loadings.shape[1]] = loadings
+        self.noise_variance.copy_(noise)
 
-    def mean(self, out):
-        """The expected value of x given the decoder's output."""
-        return torch.sigmoid(out) if self.kind == "bernoulli" else out
-
-    def nll(self, out, x):
-        """Per-sample negative log-likelihood (or squared error), summed over features."""
-        if self.kind == "mse":
-            return (out - x).pow(2).sum(-1)
-        if self.kind == "bernoulli":
-            return F.binary_cross_entropy_with_logits(
-                out, x.expand_as(out), reduction="none"
-            ).sum(-1)
-        squared = (out - x).pow(2)
-        if self.training:
-            _track_variance(self, squared)
-        var = self.variance()
-        return 0.5 * (squared / var + var.log() + _LOG_2PI).sum(-1)
-
-
-class _MixedLikelihood(nn.Module):
-    """The observation model of a mixed-type table, summed over its columns.
-
-    ``layout`` gives encoded column indices: ``numeric`` (standardized values,
-    Gaussian with the closed-form variance of :class:`_Likelihood`, or squared
-    error for ``numeric_kind="mse"``), ``indicator`` (for each numeric column the
-    index of its missing indicator, or -1; missing entries drop out of the
-    numeric term), ``binary`` (Bernoulli on logits: booleans and indicators) and
-    ``categorical`` (``(start, stop)`` one-hot blocks under a softmax; an
-    all-zero block, an unknown level, contributes nothing).
-    """
-
-    kind = "mixed"
-
-    def __init__(self, layout, numeric_kind, floor=1e-3, momentum=0.1):
-        super().__init__()
-        self.numeric_kind = numeric_kind
-        self.momentum = momentum
-        self.blocks = [tuple(block) for block in layout["categorical"]]
-        for name in ("numeric", "indicator", "binary"):
-            self.register_buffer(name, torch.as_tensor(layout[name], dtype=torch.long))
-        n_numeric = len(layout["numeric"])
-        self.register_buffer("floor", torch.full((n_numeric,), float(floor)))
-        self.register_buffer("log_var", torch.zeros(n_numeric))
-
-    def variance(self):
-        return self.log_var.exp() + self.floor
-
-    def mean(self, out):
-        """Standardized values, and probabilities of the binary and categorical columns."""
-        mean = out.clone()
-        mean[..., self.binary] = torch.sigmoid(out[..., self.binary])
-        for start, stop in self.blocks:
-            mean[..., start:stop] = torch.softmax(out[..., start:stop], dim=-1)
-        return mean
-
-    def nll(self, out, x):
-        """Per-sample negative log-likelihood, summed over the columns."""
-        total = torch.zeros(out.shape[:-1], dtype=out.dtype, device=out.device)
-        if len(self.numeric):
-            observed = torch.where(
-                self.indicator >= 0, 1 - x[..., self.indicator.clamp_min(0)], 1.0
-            )
-            squared = (out[..., self.numeric] - x[..., self.numeric]).pow(2) * observed
-            if self.numeric_kind == "mse":
-                total = total + squared.sum(-1)
-            else:
-                if self.training:
-                    _track_variance(self, squared, observed)
-                var = self.variance()
-                terms = 0.5 * (squared / var + (var.log() + _LOG_2PI) * observed)
-                total = total + terms.sum(-1)
-        if len(self.binary):
-            total = total + F.binary_cross_entropy_with_logits(
-                out[..., self.binary],
-                x[..., self.binary].expand_as(out[..., self.binary]),
-                reduction="none",
-            ).sum(-1)
-        for start, stop in self.blocks:
-            log_p = torch.log_softmax(out[..., start:stop], dim=-1)
-            total = total - (log_p * x[..., start:stop]).sum(-1)
-        return total
+    def log_prob(self, x):
+        """log p_b(x) per row, in nats."""
+        if self.kind != "ppca":
+            return -self.likelihood.nll(self.output, x)
+        # C = W W^T + s2 I; its inverse and log-determinant by Woodbury.
+        centered = x - self.mean
+        s2 = self.noise_variance
+        k = self.factors.shape[1]
+        inner = torch.eye(k, dtype=x.dtype, device=x.device) + self.factors.T @ (
+            self.factors / s2
+        )
+        chol = torch.linalg.cholesky(inner)
+        projected = centered @ (self.factors / s2)
+        solved = torch.cholesky_solve(projected.unsqueeze(-1), chol).squeeze(-1)
+        mahalanobis = centered.pow(2).sum(-1) / s2 - (projected * solved).sum(-1)
+        log_det = x.shape[-1] * s2.log() + 2 * chol.diagonal().log().sum()
+        return -0.5 * (mahalanobis + log_det + x.shape[-1] * _LOG_2PI)
 
 
-def _likelihood(kind, n_features, floor, layout):
-    if layout is None:
-        return _Likelihood(kind, n_features, floor)
-    return _MixedLikelihood(layout, "gaussian" if kind == "gaussian" else "mse", floor)
+class Model(nn.Module):
+    """The contract every model keeps: ``encode``, ``decode``, ``loss``, ``score``.
 
-
-def init_output(module, mean, variance):
-    """Start the decoder at the data's mean and the likelihood at its variance.
-
-    The last decoder layer's bias becomes the feature means (their logits for a
-    Bernoulli likelihood) and a Gaussian's variance the feature variances, so
-    training starts from the independent-features model whatever X's scale.
-    """
-    mean = torch.as_tensor(mean, dtype=torch.float32)
-    likelihood = module.likelihood
-    if likelihood.kind == "bernoulli":
-        mean = torch.logit(mean.clamp(1e-4, 1 - 1e-4))
-    elif likelihood.kind == "mixed":  # logits of binary columns, log-frequencies of levels
-        bias = mean.clone()
-        bias[likelihood.binary] = torch.logit(mean[likelihood.binary].clamp(1e-4, 1 - 1e-4))
-        for start, stop in likelihood.blocks:
-            bias[start:stop] = mean[start:stop].clamp_min(1e-4).log()
-        mean = bias
-        if variance is not None:
-            variance = torch.as_tensor(variance, dtype=torch.float32)[likelihood.numeric]
-    last = module.decoder[-1]
-    with torch.no_grad():
-        last.bias.copy_(mean.to(last.bias.device))
-        if variance is not None and hasattr(likelihood, "log_var"):
-            variance = torch.as_tensor(variance, dtype=torch.float32).to(last.bias.device)
-            excess = (variance - likelihood.floor).clamp_min(1e-3 * likelihood.floor)
-            likelihood.log_var.copy_(excess.log())
-
-
-class Autoencoder(nn.Module):
-    """A deterministic autoencoder: x -> z = encoder(x) -> decoder(z).
+    A model has an ``encoder``, a ``decoder`` (each an MLP with a linear path
+    beside it), a ``likelihood`` (:mod:`._likelihoods`) and, for a VAE, a
+    ``prior`` (:mod:`._priors`). It is built by :func:`build` from
+    ``description``, a plain dict, and started from data by
+    :meth:`initialize`; training calls :meth:`loss`, ``score_samples``
+    calls :meth:`score`.
 
     Parameters
     ----------
@@ -225,43 +200,98 @@ class Autoencoder(nn.Module):
         Encoder widths; the decoder mirrors them.
     activation : str
     dropout : float
-    loss : {"mse", "bce"}
-        ``"bce"`` makes the decoder output logits of Bernoulli means.
-    noise : float
-        Standard deviation of the Gaussian corruption added to x in training.
-    layout : dict or None
-        Encoded column indices of a mixed-type table (see ``_MixedLikelihood``);
-        its numeric columns then use squared error.
+    likelihood : dict
+        The description of the likelihood (:func:`~._likelihoods.build_likelihood`).
     """
 
-    def __init__(
-        self,
-        n_features,
-        n_components,
-        hidden,
-        activation,
-        dropout,
-        loss,
-        noise,
-        layout=None,
-    ):
+    kind = ""
+    #: Encoder outputs per latent dimension (2 for a mean and a log-variance).
+    _encoder_outputs = 1
+
+    def __init__(self, n_features, n_components, hidden, activation, dropout, likelihood):
         super().__init__()
-        sizes = [n_features, *hidden, n_components]
-        self.encoder = mlp(sizes, activation, dropout)
-        self.decoder = mlp(sizes[::-1], activation, dropout)
-        kind = "bernoulli" if loss == "bce" else "mse"
-        self.likelihood = _likelihood(kind, n_features, 1e-6, layout)
-        self.noise = noise
+        hidden = [int(h) for h in hidden]
+        self.description = {
+            "kind": self.kind,
+            "n_features": int(n_features),
+            "n_components": int(n_components),
+            "hidden": hidden,
+            "activation": activation,
+            "dropout": float(dropout),
+            "likelihood": likelihood,
+        }
+        self.n_components = int(n_components)
+        sizes = [n_features, *hidden, self._encoder_outputs * n_components]
+        self.encoder = _Residual(sizes, activation, dropout)
+        self.decoder = _Residual(
+            [n_components, *hidden[::-1], n_features], activation, dropout
+        )
+        self.likelihood = build_likelihood(likelihood)
+
+    def initialize(self, X, linear=None):
+        """Start from data: output bias and likelihood from X, and a linear solution.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+            Training rows (encoded, for a table).
+        linear : tuple (components, noise_variance) or None
+            A linear-Gaussian solution to start at: ``components`` of shape
+            (n_components, n_features) (factor analysis or PCA loadings) and
+            per-feature ``noise_variance`` (or None). The encoder then starts
+            at its posterior (projection) and the decoder at its loadings.
+        """
+        X = torch.as_tensor(X, dtype=torch.float64)
+        with torch.no_grad():
+            bias = self.likelihood.init_output(X).to(self.decoder.last.bias)
+            if linear is None:
+                self.decoder.last.bias.copy_(bias)
+            else:
+                components = torch.as_tensor(linear[0], dtype=torch.float64)
+                self.decoder.start_at(components.T, bias)
+                self._start_encoder(X.mean(0), components, linear[1])
+        return self
+
+    def _start_encoder(self, mean, components, noise_variance):
+        """The encoder as the linear model's projection of ``x - mean``."""
+        projection = torch.linalg.pinv(components.T)  # PCA: components @ (x - mean)
+        self.encoder.start_at(projection, -projection @ mean)
+
+    def decoder_output(self, z):
+        """The decoder's raw output (the likelihood's parameters) for codes z."""
+        return self.decoder(z)
+
+    def decode(self, z):
+        """The decoder mean E[x | z] of shape (n_samples, n_features)."""
+        return self.likelihood.mean(self.decoder(z))
+
+    def draw(self, z, generator):
+        """One draw from p(x | z) per code, with the torch ``generator``."""
+        return self.likelihood.sample(self.decoder(z), generator)
+
+
+class Autoencoder(Model):
+    """A deterministic autoencoder: x -> z = encoder(x) -> decoder(z).
+
+    ``noise`` is the standard deviation of the Gaussian corruption added to x
+    in training (a denoising autoencoder). Its ``likelihood`` is usually the
+    squared error, the Gaussian with a fixed variance.
+    """
+
+    kind = "autoencoder"
+
+    def __init__(
+        self, n_features, n_components, hidden, activation, dropout, likelihood, noise=0.0
+    ):
+        super().__init__(n_features, n_components, hidden, activation, dropout, likelihood)
+        self.description["noise"] = float(noise)
+        self.noise = float(noise)
 
     def encode(self, x):
         """Codes z of shape (n_samples, n_components)."""
         return self.encoder(x)
 
-    def decode(self, z):
-        """Reconstructions (the decoder mean) of shape (n_samples, n_features)."""
-        return self.likelihood.mean(self.decoder(z))
-
-    def loss(self, x):
+    def loss(self, x, eps=None):
         """Per-sample reconstruction loss; ``kl`` is zero."""
         x_in = x
         if self.training and self.noise > 0:
@@ -274,25 +304,25 @@ class Autoencoder(nn.Module):
         return -self.likelihood.nll(self.decoder(self.encoder(x)), x)
 
 
-class VAE(nn.Module):
-    """A variational autoencoder with a Gaussian posterior q(z|x) and N(0, I) prior.
+class VAE(Model):
+    """A variational autoencoder: Gaussian posterior q(z|x), a prior, a likelihood.
 
     The encoder outputs the mean and log-variance of q(z|x); z is drawn with the
-    reparameterisation trick; the decoder parameterises p(x|z) (``likelihood``).
+    reparameterisation trick; the decoder parameterises p(x|z). With a
+    ``background`` description, p(x) mixes in a broad density with weight
+    ``BACKGROUND_WEIGHT`` (:class:`Background`).
 
     Parameters
     ----------
-    n_features, n_components : int
-    hidden : sequence of int
-    activation : str
-    dropout : float
-    likelihood : {"gaussian", "bernoulli"}
-    variance_floor : float or tensor of shape (n_features,)
-        Lower bound of the Gaussian observation variance.
-    layout : dict or None
-        Encoded column indices of a mixed-type table (see ``_MixedLikelihood``);
-        its numeric columns then use the Gaussian likelihood.
+    n_features, n_components, hidden, activation, dropout, likelihood
+        As :class:`Model`.
+    prior : dict
+        The description of the prior (:func:`~._priors.build_prior`).
+    background : {"ppca", "independent"} or None
     """
+
+    kind = "vae"
+    _encoder_outputs = 2
 
     def __init__(
         self,
@@ -302,22 +332,47 @@ class VAE(nn.Module):
         activation,
         dropout,
         likelihood,
-        variance_floor=1e-6,
-        layout=None,
+        prior=None,
+        background=None,
     ):
-        super().__init__()
-        sizes = [n_features, *hidden, 2 * n_components]
-        self.encoder = mlp(sizes, activation, dropout)
-        self.decoder = mlp([n_components, *hidden[::-1], n_features], activation, dropout)
-        self.likelihood = _likelihood(likelihood, n_features, variance_floor, layout)
-        self.n_components = n_components
-        # Start q(z|x) narrow (std exp(-2), about 0.14) rather than prior-wide: z
-        # then carries the encoder's signal from the first step, and training
-        # skips the long plateau where KL pushes q onto the prior before the
-        # decoder has learned to use z (measured: 0 active dimensions at the
-        # stop on small curved data sets with a zero start, all with this one).
+        super().__init__(n_features, n_components, hidden, activation, dropout, likelihood)
+        prior = prior or {"name": "normal", "n_components": int(n_components)}
+        self.description.update(prior=prior, background=background)
+        self.prior = build_prior(prior)
+        self.background = None
+        if background is not None:
+            self.background = Background(background, n_features, n_components, likelihood)
         with torch.no_grad():
-            self.encoder[-1].bias[n_components:] = -4.0
+            self.encoder.last.bias[n_components:] = _NARROW_LOG_VAR
+
+    def initialize(self, X, linear=None):
+        super().initialize(X, linear)
+        if linear is not None and linear[1] is not None:
+            self.likelihood.start_at(torch.as_tensor(linear[1], dtype=torch.float64))
+        if self.background is not None:
+            with torch.no_grad():
+                self.background.initialize(torch.as_tensor(X, dtype=torch.float64))
+        return self
+
+    def _start_encoder(self, mean, components, noise_variance):
+        """The encoder as factor analysis' exact posterior q(z|x) = N(A(x - mean), S).
+
+        With loadings W (n_features, k) and noise variances psi, S = (I + W^T
+        psi^-1 W)^-1 and A = S W^T psi^-1. scikit-learn's factor analysis
+        makes W^T psi^-1 W diagonal, so S is diagonal and the start is exact.
+        """
+        if noise_variance is None:
+            super()._start_encoder(mean, components, None)
+            return
+        k = self.n_components
+        psi = torch.as_tensor(noise_variance, dtype=torch.float64)
+        W = components.T
+        precision = torch.eye(k, dtype=W.dtype) + W.T @ (W / psi[:, None])
+        covariance = torch.linalg.inv(precision)
+        A = covariance @ (W.T / psi)
+        weight = torch.cat([A, torch.zeros_like(A)])
+        bias = torch.cat([-A @ mean, covariance.diagonal().log()])
+        self.encoder.start_at(weight, bias)
 
     def posterior(self, x):
         """Mean and log-variance of q(z|x), each of shape (n_samples, n_components)."""
@@ -328,12 +383,13 @@ class VAE(nn.Module):
         """The posterior mean, the code of x."""
         return self.posterior(x)[0]
 
-    def decode(self, z):
-        """The decoder mean E[x | z]."""
-        return self.likelihood.mean(self.decoder(z))
+    def _background(self, x):
+        if self.background is None:
+            return None
+        return math.log(BACKGROUND_WEIGHT) + self.background.log_prob(x)
 
     def loss(self, x, eps=None):
-        """Per-sample negative ELBO terms: reconstruction NLL and KL(q(z|x) || N(0, I)).
+        """Per-sample negative ELBO terms: reconstruction, KL(q(z|x) || p(z)), background.
 
         ``eps`` (broadcastable to the posterior's shape) fixes the
         reparameterisation draw; by default it is drawn from torch's RNG.
@@ -343,19 +399,19 @@ class VAE(nn.Module):
             eps = torch.randn_like(mean)
         z = mean + eps * (0.5 * log_var).exp()
         reconstruction = self.likelihood.nll(self.decoder(z), x)
-        kl = 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var).sum(-1)
-        return Terms(reconstruction, kl)
+        kl = self.prior.kl(mean, log_var, z)
+        return Terms(reconstruction, kl, self._background(x))
 
     def score(self, x, eps):
-        """Importance-weighted estimate of log p(x) (the IWAE bound) per sample.
+        """Estimate of log p(x) per sample: the IWAE bound, with the background mixed in.
 
         Parameters
         ----------
         x : tensor of shape (n_samples, n_features)
         eps : tensor of shape (K, n_components)
             Standard normal draws shared by all rows, so a row's score does not
-            depend on the other rows. With ``K == 1`` the result is the ELBO
-            with its KL term in closed form, exactly minus :meth:`loss`.
+            depend on the other rows. With ``K == 1`` the VAE's part is the
+            ELBO, exactly minus :meth:`loss`'s terms.
 
         Returns
         -------
@@ -363,12 +419,31 @@ class VAE(nn.Module):
         """
         if eps.shape[0] == 1:
             terms = self.loss(x, eps[0])
-            return -(terms.reconstruction + terms.kl)
-        mean, log_var = self.posterior(x)
-        std = (0.5 * log_var).exp()
-        z = mean + eps[:, None, :] * std  # (K, n, d)
-        log_px = -self.likelihood.nll(self.decoder(z), x)
-        log_pz = -0.5 * (z.pow(2) + _LOG_2PI).sum(-1)
-        log_qz = -0.5 * (eps.pow(2).sum(-1)[:, None] + (log_var + _LOG_2PI).sum(-1))
-        log_w = log_px + log_pz - log_qz
-        return torch.logsumexp(log_w, dim=0) - math.log(eps.shape[0])
+            log_p = -(terms.reconstruction + terms.kl)
+        else:
+            mean, log_var = self.posterior(x)
+            z = mean + eps[:, None, :] * (0.5 * log_var).exp()  # (K, n, d)
+            log_px = -self.likelihood.nll(self.decoder(z), x)
+            log_qz = -0.5 * (eps.pow(2).sum(-1)[:, None] + (log_var + _LOG_2PI).sum(-1))
+            log_w = log_px + self.prior.log_prob(z) - log_qz
+            log_p = torch.logsumexp(log_w, dim=0) - math.log(eps.shape[0])
+        return mix_background(log_p, self._background(x))
+
+
+def mix_background(log_p, background):
+    """log((1 - w) p(x) + w p_b(x)) from log p(x) and log(w p_b(x)) (None: log p)."""
+    if background is None:
+        return log_p
+    return torch.logaddexp(log_p + math.log1p(-BACKGROUND_WEIGHT), background)
+
+
+_MODELS = {"autoencoder": Autoencoder, "vae": VAE}
+
+
+def build(description):
+    """The (untrained) model that ``description``, a plain dict, describes."""
+    options = dict(description)
+    kind = options.pop("kind", None)
+    if kind not in _MODELS:
+        raise ValueError(f"Unknown model kind {kind!r}; expected one of {sorted(_MODELS)}.")
+    return _MODELS[kind](**options)

@@ -5,9 +5,10 @@ A saved estimator is one zip archive (stored, not compressed) with two members:
 ``skvae.json``
     ``format`` ("skvae"), ``format_version``, the estimator's ``class`` name,
     the ``skvae``/``scikit-learn``/``torch`` versions that wrote it, the
-    constructor ``params`` and every other instance attribute (fitted
-    attributes and private fit state such as ``_seed`` and the optimizer
-    state), encoded as JSON. Values JSON has no type for are tagged
+    constructor ``params``, the network's plain ``module`` description (sizes,
+    and the names and options of its likelihood, prior and background) and
+    every other instance attribute (fitted attributes and private fit state
+    such as ``_seed`` and the optimizer state), encoded as JSON. Values JSON has no type for are tagged
     one-key objects, e.g. ``{"tuple": [...]}``, ``{"ndarray": "<tensor key>"}``
     or ``{"gaussian_mixture": {...}}``.
 ``weights.safetensors``
@@ -15,8 +16,8 @@ A saved estimator is one zip archive (stored, not compressed) with two members:
     the arrays that ``skvae.json`` refers to by key (optimizer moments, the
     code density's means and covariances, ...).
 
-Loading reads JSON and safetensors only and rebuilds the module with the
-estimator's own ``_build_module``, so an untrusted file can hold data but no
+Loading reads JSON and safetensors only and rebuilds the module from its stored
+description (``_networks.build``), so an untrusted file can hold data but no
 code: nothing is unpickled, and only skvae's estimator classes and scikit-learn's
 ``GaussianMixture`` can be instantiated.
 """
@@ -36,11 +37,13 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 from sklearn.mixture import GaussianMixture
 
+from ._networks import build
 from ._torch import available, resolve_device, seeded
 
 FORMAT = "skvae"
-#: Bump when a file written by this version cannot be read by older ones.
-FORMAT_VERSION = 1
+#: Bump when a file written by this version cannot be read by older ones
+#: (2: the network is rebuilt from its stored description; skvae 0.1 wrote 1).
+FORMAT_VERSION = 2
 _META = "skvae.json"
 _WEIGHTS = "weights.safetensors"
 _MODULE = "module_"
@@ -193,6 +196,7 @@ def save_estimator(estimator, path):
         "sklearn_version": sklearn.__version__,
         "torch_version": torch.__version__,
         "params": _encode(params, tensors, "params"),
+        "module": estimator.module_.description,
         "attributes": _encode(attributes, tensors, "attributes"),
     }
     document = json.dumps(meta, indent=1, allow_nan=False).encode()
@@ -269,20 +273,18 @@ def load_estimator(cls, path):
     if type(n_features) is not int or n_features < 1:
         raise ValueError(f"{_shown(path)} has an invalid n_features_in_ {n_features!r}.")
 
-    # The builder sets the initial weights from X's statistics, which
-    # load_state_dict overwrites; any X of the right width will do.
-    table = attributes.get("_table")
-    layout = None
-    if table is not None:  # a mixed-type table: the network sees its encoded width
-        n_features, layout = table.width, table.layout
-    X = np.zeros((1, n_features), dtype=np.float32)
     state = {
         key[len(_MODULE) + 1 :]: tensor
         for key, tensor in tensors.items()
         if key.startswith(f"{_MODULE}/")
     }
-    with seeded(0, torch.device("cpu")):  # leave the caller's RNG alone
-        module = estimator._build_module(n_features, estimator._hidden(), X, layout)
+    try:
+        with seeded(0, torch.device("cpu")):  # leave the caller's RNG alone
+            module = build(meta["module"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(
+            f"{_shown(path)} has a corrupted network description: {exc!r}."
+        ) from exc
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:

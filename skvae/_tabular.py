@@ -153,25 +153,37 @@ class Table:
             (c.name, c.kind, tuple(c.levels or ()), c.missing) for c in self.columns
         )
 
-    @property
-    def layout(self):
-        """Encoded column indices by likelihood, as plain ints for the networks."""
-        numeric, indicator, binary, categorical = [], [], [], []
+    def likelihood(self, numeric, options):
+        """The description of the table's likelihood: a sum of per-block likelihoods.
+
+        Numeric columns form one block of the likelihood ``numeric`` (with
+        ``options``) whose entries drop out where their missing indicator is
+        1; booleans and missing indicators form one Bernoulli block; each
+        categorical column is a categorical block over its levels.
+        """
+        numeric_columns, indicators, binary, blocks = [], [], [], []
         for c in self.columns:
             if c.kind == "numeric":
-                numeric.append(c.start)
-                indicator.append(c.start + 1 if c.missing else -1)
+                numeric_columns.append(c.start)
+                indicators.append(c.start + 1 if c.missing else -1)
                 binary += [c.start + 1] if c.missing else []
             elif c.kind == "boolean":
                 binary.append(c.start)
             else:
-                categorical.append((c.start, c.start + c.width))
-        return {
-            "numeric": numeric,
-            "indicator": indicator,
-            "binary": binary,
-            "categorical": categorical,
-        }
+                blocks.append(
+                    _block("categorical", list(range(c.start, c.start + c.width)))
+                )
+        if binary:
+            blocks.insert(0, _block("bernoulli", sorted(binary)))
+        if numeric_columns:
+            has_indicator = any(i >= 0 for i in indicators)
+            blocks.insert(
+                0,
+                _block(
+                    numeric, numeric_columns, options, indicators if has_indicator else None
+                ),
+            )
+        return {"name": "blocks", "blocks": blocks}
 
     def encode(self, X):
         """The encoded float64 matrix of a DataFrame with the fitted columns."""
@@ -202,31 +214,24 @@ class Table:
                 out[rows, c.start + codes[rows]] = 1.0  # unknown levels: all zeros
         return out
 
-    def decode(self, M, rng=None, variance=None):
-        """A DataFrame with the fitted columns and dtypes from encoded-space means.
+    def decode(self, M, rng=None):
+        """A DataFrame with the fitted columns and dtypes from encoded rows.
 
         Parameters
         ----------
         M : ndarray of shape (n_samples, width)
-            Decoder means: standardized values, probabilities of the binary
-            columns, probabilities of each categorical level.
+            Encoded rows (draws from the likelihood) or decoder means:
+            standardized values, probabilities of the binary columns,
+            probabilities of each categorical level.
         rng : RandomState or None
-            None decodes the most likely value (argmax, p > 0.5); a RandomState
-            draws from the likelihood instead.
-        variance : ndarray of shape (n_numeric,) or None
-            Gaussian variances of the numeric columns, added as noise when
-            drawing.
+            None decodes the most likely value (argmax, p > 0.5), which for
+            draws is the drawn value; a RandomState draws the binary and
+            categorical columns from the probabilities in ``M`` instead.
         """
-        data, numeric_index = {}, 0
+        data = {}
         for c in self.columns:
             if c.kind == "numeric":
-                values = M[:, c.start].copy()
-                if rng is not None and variance is not None:
-                    values += rng.standard_normal(len(values)) * np.sqrt(
-                        variance[numeric_index]
-                    )
-                numeric_index += 1
-                values = values * c.scale + c.mean
+                values = M[:, c.start] * c.scale + c.mean
                 if c.integer:
                     values = np.round(values)
                 missing = self._binary(M[:, c.start + 1], rng) if c.missing else None
@@ -249,6 +254,12 @@ class Table:
         cumulative = np.cumsum(block / block.sum(axis=1, keepdims=True), axis=1)
         u = rng.random_sample((block.shape[0], 1))
         return np.minimum((cumulative < u).sum(axis=1), block.shape[1] - 1)
+
+
+def _block(name, columns, options=None, indicator=None):
+    """One block of a table's likelihood description."""
+    likelihood = {"name": name, "n_features": len(columns), **(options or {})}
+    return {"columns": columns, "likelihood": likelihood, "indicator": indicator}
 
 
 def _sorted(levels):

@@ -148,9 +148,9 @@ def seeded(seed, device):
         yield
 
 
-def generator(seed):
-    """A CPU ``torch.Generator`` seeded with ``seed``, for draws outside a fit."""
-    return torch.Generator().manual_seed(int(seed))
+def generator(seed, device="cpu"):
+    """A ``torch.Generator`` on ``device`` seeded with ``seed``, for draws outside a fit."""
+    return torch.Generator(device=device).manual_seed(int(seed))
 
 
 def to_cpu(obj):

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from ._networks import mix_background
+
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
 
@@ -29,6 +31,64 @@ class History:
     @property
     def n_epochs(self):
         return len(self.losses)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The training objective over time: the KL weight, its warm-up, the validation weight.
+
+    ``weight(epoch)`` rises linearly from ``beta / warmup`` to ``beta`` over
+    ``warmup`` epochs (``beta`` throughout when ``warmup`` is 0); the
+    validation objective always weighs the KL by ``beta``. A deterministic
+    autoencoder has ``beta=0``.
+    """
+
+    beta: float = 0.0
+    warmup: int = 0
+
+    def weight(self, epoch):
+        """Weight of the KL term at a 0-based global ``epoch``."""
+        return kl_weight(epoch, self.warmup, self.beta)
+
+    @property
+    def validation_weight(self):
+        return float(self.beta)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How :func:`train` runs: batches, epochs, the stopping rule, reporting.
+
+    Attributes
+    ----------
+    batch_size, max_epochs : int
+    tol, n_iter_no_change : float, int
+        With validation rows, stop when the validation score has not improved
+        by ``tol`` for more than ``n_iter_no_change`` epochs (as
+        ``MLPRegressor``). Without, stop when the mean training loss of the
+        last ``n_iter_no_change`` epochs is not ``tol`` below the mean of the
+        ``n_iter_no_change`` epochs before them: averaging over a window
+        makes the rule robust to the noise of a stochastic objective and to
+        the rise of the loss in the first epochs after a linear start.
+    stop_early : bool
+        Whether to apply the rule at all (``partial_fit`` does not).
+    min_epochs : int
+        Global epoch count before which the rule does not stop training (the
+        KL warm-up, during which the objective itself changes).
+    start_epoch : int
+        Epochs already trained, for the schedule and the progress display.
+    verbose : int
+        0 silent, 1 a tqdm progress bar, 2 or more a line per epoch.
+    """
+
+    batch_size: int = 256
+    max_epochs: int = 200
+    tol: float = 1e-4
+    n_iter_no_change: int = 10
+    stop_early: bool = True
+    min_epochs: int = 0
+    start_epoch: int = 0
+    verbose: int = 0
 
 
 def kl_weight(epoch, warmup, beta):
@@ -61,8 +121,17 @@ def make_optimizer(module, name, learning_rate, weight_decay, state=None):
 
 
 def objective(terms, weight):
-    """Per-sample training objective: reconstruction plus weighted KL."""
-    return terms.reconstruction + weight * terms.kl if weight else terms.reconstruction
+    """Per-sample training objective: reconstruction plus weighted KL.
+
+    With a background density (``terms.background``, log(w p_b(x))) it is
+    minus the bound on the mixture's log-density,
+    ``-log((1 - w) exp(-objective) + w p_b(x))``, which cannot exceed the
+    background's own cost: a row the model cannot explain stops pulling on it.
+    """
+    value = terms.reconstruction + weight * terms.kl if weight else terms.reconstruction
+    if terms.background is None:
+        return value
+    return -mix_background(-value, terms.background)
 
 
 def evaluate(module, X, weight, chunk=4096):
@@ -77,24 +146,16 @@ def evaluate(module, X, weight, chunk=4096):
     return total.item() / X.shape[0]
 
 
-def train(
-    module,
-    X,
-    optimizer,
-    *,
-    batch_size,
-    max_epochs,
-    X_val=None,
-    tol=1e-4,
-    n_iter_no_change=10,
-    stop_early=True,
-    min_epochs=0,
-    weight=lambda epoch: 0.0,
-    validation_weight=0.0,
-    start_epoch=0,
-    verbose=0,
-    device=None,
-):
+def _stalled(losses, window, tol):
+    """Whether the mean of the last ``window`` losses is not ``tol`` below the one before."""
+    if len(losses) < 2 * window:
+        return False
+    recent = sum(losses[-window:]) / window
+    before = sum(losses[-2 * window : -window]) / window
+    return recent > before - tol
+
+
+def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=None):
     """Train ``module`` by minibatch gradient descent on ``module.loss``.
 
     Parameters
@@ -104,26 +165,12 @@ def train(
     X : tensor of shape (n_samples, n_features)
         Training rows, on the training device or (to stream) on the CPU.
     optimizer : torch.optim.Optimizer
-    batch_size, max_epochs : int
+    config : TrainConfig
+    schedule : Schedule or None
+        The KL weight over epochs (None: no KL term).
     X_val : tensor or None
         Validation rows: when given, stopping watches the validation score
         (minus the objective) and the best weights are restored at the end.
-    tol, n_iter_no_change : float, int
-        Stop when the watched quantity has not improved by ``tol`` for more
-        than ``n_iter_no_change`` consecutive epochs (as ``MLPRegressor``).
-    stop_early : bool
-        Whether to apply that rule at all (``partial_fit`` does not).
-    min_epochs : int
-        Global epoch count before which the rule does not stop training (the
-        KL warm-up, during which the objective itself changes).
-    weight : callable
-        ``weight(epoch)`` is the KL weight at a 0-based global epoch.
-    validation_weight : float
-        KL weight of the validation objective.
-    start_epoch : int
-        Epochs already trained, for the KL schedule and progress display.
-    verbose : int
-        0 silent, 1 a tqdm progress bar, 2 or more a line per epoch.
     device : torch.device or None
         Where the module lives, when ``X`` is streamed from the CPU.
 
@@ -137,19 +184,20 @@ def train(
         When an epoch's loss is NaN or infinite; the module is then left with
         the weights of that failed step, for the caller to restore.
     """
+    schedule = Schedule() if schedule is None else schedule
     device = X.device if device is None else device
     stream = X.device != device
     n = X.shape[0]
     history = History()
     best_state, no_improvement = None, 0
-    epochs = range(start_epoch, start_epoch + max_epochs)
-    bar = tqdm(epochs, disable=verbose != 1, unit="epoch", leave=True)
+    epochs = range(config.start_epoch, config.start_epoch + config.max_epochs)
+    bar = tqdm(epochs, disable=config.verbose != 1, unit="epoch", leave=True)
     module.train()
     try:
         for epoch in bar:
-            w = weight(epoch)
+            w = schedule.weight(epoch)
             total = torch.zeros((), device=device)
-            for idx in torch.randperm(n, device=X.device).split(batch_size):
+            for idx in torch.randperm(n, device=X.device).split(config.batch_size):
                 xb = X[idx]
                 if stream:
                     xb = xb.pin_memory().to(device, non_blocking=True)
@@ -166,19 +214,22 @@ def train(
                     "(e.g. StandardScaler); lower learning_rate or preprocess X."
                 )
             history.losses.append(epoch_loss)
+            history.best_loss = min(history.best_loss, epoch_loss)
             if X_val is None:
-                watched, best = -epoch_loss, -history.best_loss
+                stalled = _stalled(history.losses, config.n_iter_no_change, config.tol)
             else:
-                watched = -evaluate(module, X_val, validation_weight)
-                best = history.best_validation_score
+                watched = -evaluate(module, X_val, schedule.validation_weight)
                 history.validation_scores.append(watched)
-                if watched > best:
+                if watched < history.best_validation_score + config.tol:
+                    no_improvement += 1
+                else:
+                    no_improvement = 0
+                if watched > history.best_validation_score:
                     history.best_validation_score = watched
                     best_state = copy.deepcopy(module.state_dict())
-            no_improvement = no_improvement + 1 if watched < best + tol else 0
-            history.best_loss = min(history.best_loss, epoch_loss)
-            _report(bar, verbose, epoch, epoch_loss, history.validation_scores)
-            if stop_early and no_improvement > n_iter_no_change and epoch + 1 >= min_epochs:
+                stalled = no_improvement > config.n_iter_no_change
+            _report(bar, config.verbose, epoch, epoch_loss, history.validation_scores)
+            if config.stop_early and stalled and epoch + 1 >= config.min_epochs:
                 history.converged = True
                 break
     except KeyboardInterrupt:

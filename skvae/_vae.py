@@ -9,25 +9,36 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, check_scalar
 
 from ._base import (
+    _MAX_SEED,
     Interval,
     StrOptions,
     _BaseAutoencoder,
     fit_code_density,
+    linear_start,
     sample_code_density,
 )
-from ._networks import VAE, init_output
+from ._likelihoods import LIKELIHOODS
+from ._priors import PRIORS
 from ._torch import batched, generator
-from ._training import kl_weight
+from ._training import Schedule
 
 #: The Gaussian observation variance is floored at this fraction of the mean
-#: feature variance of the training data (1e-3 for standardized data).
-VARIANCE_FLOOR = 1e-3
-#: The observation variance starts at this fraction of each feature's variance:
-#: a small start makes the reconstruction term dominate the first steps, so the
-#: encoder learns informative codes before the KL term can collapse them onto
-#: the prior (the plateau where the decoder ignores z). The closed-form update
-#: brings the variance to the residuals' level within a few dozen steps.
+#: feature variance of the training data, as factor analysis floors its noise
+#: variances at 1e-12: a feature that is constant in training is then nearly
+#: deterministic, and a row that breaks it falls back on the background density.
+VARIANCE_FLOOR = 1e-12
+#: The floor for the standardized numeric columns of a mixed-type table.
+TABLE_VARIANCE_FLOOR = 1e-3
+#: Without a linear start, the observation variance starts at this fraction of
+#: each feature's variance: a small start makes the reconstruction term dominate
+#: the first steps, so the encoder learns informative codes before the KL term
+#: can collapse them onto the prior. The closed-form update brings the variance
+#: to the residuals' level within a few dozen steps.
 VARIANCE_INIT = 0.01
+#: Likelihoods with a closed-form scale, and the options they are built with.
+_SCALED = {"gaussian", "student_t"}
+#: Likelihoods that a mixed-type table's numeric columns can use.
+_TABLE_LIKELIHOODS = _SCALED
 #: A latent dimension is active when its posterior variance, averaged over the
 #: training rows, is below this fraction of the prior's (which is 1).
 ACTIVE_THRESHOLD = 0.9
@@ -229,14 +240,15 @@ class VAETransformer(_BaseAutoencoder):
 
     _parameter_constraints = {
         **_BaseAutoencoder._parameter_constraints,
-        "likelihood": [StrOptions({"gaussian", "bernoulli"})],
+        "likelihood": [StrOptions(set(LIKELIHOODS) - {"squared_error", "categorical"})],
+        "prior": [StrOptions(set(PRIORS))],
         "beta": [Interval(Real, 0, None, closed="left")],
         "kl_warmup": [Interval(Integral, 0, None, closed="left")],
         "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
         "sample_from": [StrOptions({"prior", "posterior"})],
         "density_components": [Interval(Integral, 1, None, closed="left")],
     }
-    _structural_params = ("likelihood",)
+    _structural_params = ("likelihood", "prior")
 
     def __init__(
         self,
@@ -259,6 +271,7 @@ class VAETransformer(_BaseAutoencoder):
         verbose=0,
         warm_start=False,
         likelihood="gaussian",
+        prior="normal",
         beta=1.0,
         kl_warmup=0,
         n_importance_samples=10,
@@ -287,40 +300,57 @@ class VAETransformer(_BaseAutoencoder):
             categorical_features=categorical_features,
         )
         self.likelihood = likelihood
+        self.prior = prior
         self.beta = beta
         self.kl_warmup = kl_warmup
         self.n_importance_samples = n_importance_samples
         self.sample_from = sample_from
         self.density_components = density_components
 
-    def _build_module(self, n_features, hidden, X, layout=None):
-        variance = X.var(axis=0)
-        scale = float(variance.mean()) if layout is None else 1.0  # tables: standardized
-        floor = max(VARIANCE_FLOOR * (scale if scale > 0 else 1.0), 1e-30)
-        module = VAE(
-            n_features,
-            self.n_components,
-            hidden,
-            self.activation,
-            self.dropout,
-            self.likelihood,
-            floor,
-            layout,
-        )
-        init_output(module, X.mean(axis=0), VARIANCE_INIT * variance)
-        return module
+    def _describe(self, n_features, hidden, table):
+        name = self.likelihood
+        if table is None:
+            options = {}
+            if name in _SCALED:
+                options = {"floor_fraction": VARIANCE_FLOOR, "init_fraction": VARIANCE_INIT}
+            likelihood = {"name": name, "n_features": n_features, **options}
+        else:
+            if name not in _TABLE_LIKELIHOODS:
+                raise ValueError(
+                    f"likelihood={name!r} applies to numeric arrays; the numeric columns "
+                    "of a mixed-type DataFrame are standardized and modelled with "
+                    f"likelihood in {sorted(_TABLE_LIKELIHOODS)}. Use the default option."
+                )
+            options = {
+                "floor_fraction": TABLE_VARIANCE_FLOOR,
+                "init_fraction": VARIANCE_INIT,
+            }
+            likelihood = table.likelihood(name, options)
+        return {
+            "kind": "vae",
+            "n_features": n_features,
+            "n_components": self.n_components,
+            "hidden": list(hidden),
+            "activation": self.activation,
+            "dropout": self.dropout,
+            "likelihood": likelihood,
+            "prior": {"name": self.prior, "n_components": self.n_components},
+            "background": "ppca" if table is None and name in _SCALED else "independent",
+        }
 
-    def _kl_weight(self, epoch):
-        return kl_weight(epoch, self.kl_warmup, self.beta)
+    def _linear_start(self, X, table, seed):
+        # Real-valued arrays: start at factor analysis, which the network nests
+        # (linear paths beside its MLPs), so training only adds to it.
+        if table is None and self.likelihood in _SCALED:
+            return linear_start(X, self.n_components, seed, noise=True)
+        return None
 
-    def _validation_weight(self):
-        return float(self.beta)
+    def _schedule(self):
+        return Schedule(beta=float(self.beta), warmup=self.kl_warmup)
 
-    def _warmup_epochs(self):
-        return self.kl_warmup
-
-    def _unit_interval_required(self):
-        return "likelihood='bernoulli'" if self.likelihood == "bernoulli" else None
+    def _support(self):
+        support = LIKELIHOODS[self.likelihood].support
+        return support, f"likelihood={self.likelihood!r}"
 
     def _score_draws(self):
         return torch.randn(
@@ -332,7 +362,9 @@ class VAETransformer(_BaseAutoencoder):
 
     def _fitted_extras(self, module, X, device, seed):
         mean, log_var = batched(module.posterior, [X], device, torch.float32)
-        active = np.exp(log_var).mean(axis=0) < ACTIVE_THRESHOLD
+        with torch.no_grad():
+            prior_variance = module.prior.marginal_variance().double().cpu().numpy()
+        active = np.exp(log_var).mean(axis=0) < ACTIVE_THRESHOLD * prior_variance
         if active.sum() < self.n_components / 2:
             warnings.warn(
                 f"Only {active.sum()} of {self.n_components} latent dimensions are "
@@ -345,18 +377,11 @@ class VAETransformer(_BaseAutoencoder):
         rng = np.random.RandomState(seed)
         Z = mean + np.exp(0.5 * log_var) * rng.standard_normal(mean.shape)
         density = fit_code_density(Z.astype(np.float64), self.density_components, seed)
-        variance = None
-        if "gaussian" in (
-            module.likelihood.kind,
-            getattr(module.likelihood, "numeric_kind", ""),
-        ):
-            with torch.no_grad():
-                variance = module.likelihood.variance().cpu().numpy().astype(np.float64)
         return {
             "active_components_": active,
             "n_active_components_": int(active.sum()),
             "code_density_": density,
-            "noise_variance_": variance,
+            "noise_variance_": _noise_variance(module.likelihood),
         }
 
     def score_samples(self, X):
@@ -403,13 +428,22 @@ class VAETransformer(_BaseAutoencoder):
         if self.sample_from == "posterior":
             Z = sample_code_density(self.code_density_, n_samples, rng)
         else:
-            Z = rng.standard_normal((n_samples, self.n_components_))
-        X = self._decode_means(Z)
-        if self._table is not None:
-            rng_or_mode = rng if add_noise else None
-            return self._table.decode(X, rng_or_mode, self.noise_variance_)
-        if not add_noise:
-            return X
-        if self.module_.likelihood.kind == "bernoulli":
-            return (rng.random_sample(X.shape) < X).astype(np.float64)
-        return X + rng.standard_normal(X.shape) * np.sqrt(self.noise_variance_)
+            g = generator(rng.randint(_MAX_SEED))
+            with torch.no_grad():
+                Z = self.module_.prior.sample(n_samples, g).double().cpu().numpy()
+        if add_noise:
+            g = generator(rng.randint(_MAX_SEED), self.device_)
+            X = self._infer(lambda m, z: m.draw(z, g), [Z], Z.dtype)
+        else:
+            X = self._decode_means(Z)
+        return X if self._table is None else self._table.decode(X)
+
+
+def _noise_variance(likelihood):
+    """The per-feature variance (squared scale) of a likelihood's real-valued part."""
+    for part in likelihood.modules():
+        scale = getattr(part, "variance", None) or getattr(part, "scale2", None)
+        if callable(scale):
+            with torch.no_grad():
+                return scale().cpu().numpy().astype(np.float64)
+    return None

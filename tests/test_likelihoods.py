@@ -1,0 +1,611 @@
+"""Fit-free tests of the observation models: NLLs against scipy, means, draws, starts."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import special, stats
+
+from skvae._likelihoods import (
+    LIKELIHOODS,
+    Bernoulli,
+    Blocks,
+    Categorical,
+    Gaussian,
+    NegativeBinomial,
+    SquaredError,
+    StudentT,
+    build_likelihood,
+)
+
+NAMES = sorted(LIKELIHOODS)
+D = 3
+
+
+def _generator(seed=0, device="cpu"):
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    return g
+
+
+def _make(name):
+    """A float64 likelihood over D features in eval mode, with unequal per-feature state."""
+    likelihood = LIKELIHOODS[name](D).double().eval()
+    with torch.no_grad():
+        if name == "gaussian":
+            likelihood.log_var.copy_(torch.tensor([0.5, 1.0, 2.0]).log())
+        elif name == "student_t":
+            likelihood.log_scale2.copy_(torch.tensor([0.5, 1.0, 2.0]).log())
+            likelihood.log_df.copy_(torch.tensor([6.0, 8.0, 12.0]).log())
+        elif name == "negative_binomial":
+            likelihood.log_theta.copy_(torch.tensor([0.5, 2.0, 10.0]).log())
+    return likelihood
+
+
+def _data(name, n=7, seed=0):
+    """Decoder outputs and data in the likelihood's support, float64, shape (n, D)."""
+    g = _generator(seed)
+    out = torch.randn(n, D, generator=g, dtype=torch.float64)
+    if name in ("gaussian", "squared_error", "student_t"):
+        x = 2 * torch.randn(n, D, generator=g, dtype=torch.float64)
+    elif name == "bernoulli":
+        x = torch.bernoulli(torch.full((n, D), 0.5, dtype=torch.float64), generator=g)
+    elif name == "categorical":
+        levels = torch.randint(0, D, (n,), generator=g)
+        x = torch.nn.functional.one_hot(levels, D).double()
+        x[0] = 0.0  # an unknown level
+    else:
+        out = 0.5 * out + 1.0
+        x = torch.poisson(torch.full((n, D), 3.0, dtype=torch.float64), generator=g)
+    return out, x
+
+
+def _reference_terms(likelihood, out, x):
+    """Per-entry negative log-likelihoods from scipy (or numpy), shape (..., n, d)."""
+    out, x = out.detach().numpy(), x.detach().numpy()
+    name = likelihood.name
+    if name == "gaussian":
+        sd = np.sqrt(likelihood.variance().detach().numpy())
+        return -stats.norm.logpdf(x, loc=out, scale=sd)
+    if name == "squared_error":
+        return (out - x) ** 2
+    if name == "bernoulli":
+        return -stats.bernoulli.logpmf(x, special.expit(out))
+    if name == "categorical":
+        return -x * special.log_softmax(out, axis=-1)
+    if name == "student_t":
+        df = likelihood.degrees_of_freedom().detach().numpy()
+        scale = np.sqrt(likelihood.scale2().detach().numpy())
+        return -stats.t.logpdf(x, df, loc=out, scale=scale)
+    if name == "poisson":
+        return -stats.poisson.logpmf(x, np.exp(out))
+    theta = likelihood.log_theta.detach().exp().detach().numpy()
+    mu = np.exp(out)
+    return -stats.nbinom.logpmf(x, theta, theta / (theta + mu))
+
+
+def _reference_mean(name, out):
+    out = out.detach().numpy()
+    if name == "bernoulli":
+        return special.expit(out)
+    if name == "categorical":
+        return special.softmax(out, axis=-1)
+    if name in ("poisson", "negative_binomial"):
+        return np.exp(out)
+    return out
+
+
+def _variance(likelihood, out):
+    """The variance of x given out, per entry, from the textbook formulas."""
+    name = likelihood.name
+    mean = likelihood.mean(out)
+    if name == "gaussian":
+        return likelihood.variance().expand_as(out)
+    if name == "squared_error":
+        return torch.full_like(out, 0.5)
+    if name in ("bernoulli", "categorical"):
+        return mean * (1 - mean)
+    if name == "student_t":
+        nu = likelihood.degrees_of_freedom().detach()
+        return (likelihood.scale2() * nu / (nu - 2)).expand_as(out)
+    if name == "poisson":
+        return mean
+    theta = likelihood.log_theta.detach().exp()
+    return mean + mean.pow(2) / theta
+
+
+# NLL against scipy ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_nll_matches_scipy(name):
+    likelihood = _make(name)
+    out, x = _data(name)
+    expected = _reference_terms(likelihood, out, x).sum(-1)
+    np.testing.assert_allclose(
+        likelihood.nll(out, x).detach().numpy(), expected, rtol=1e-10
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_nll_with_leading_draw_axis(name):
+    likelihood = _make(name)
+    _, x = _data(name)
+    out = torch.stack([_data(name, seed=k)[0] for k in range(4)])  # (K, n, d)
+    nll = likelihood.nll(out, x)
+    assert nll.shape == (4, x.shape[0])
+    expected = _reference_terms(likelihood, out, x).sum(-1)
+    np.testing.assert_allclose(nll.detach().numpy(), expected, rtol=1e-10)
+    for k in range(4):
+        np.testing.assert_allclose(
+            nll[k].detach().numpy(), likelihood.nll(out[k], x).detach().numpy()
+        )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_unobserved_entries_drop_out(name):
+    likelihood = _make(name)
+    out, x = _data(name)
+    observed = torch.bernoulli(
+        torch.full(x.shape, 0.6, dtype=torch.float64), generator=_generator(1)
+    )
+    expected = (_reference_terms(likelihood, out, x) * observed.detach().numpy()).sum(-1)
+    nll = likelihood.nll(out, x, observed)
+    np.testing.assert_allclose(nll.detach().numpy(), expected, rtol=1e-10, atol=1e-12)
+    # Whatever an unobserved entry holds, it changes nothing.
+    changed = torch.where(observed > 0, x, x + 1.0)
+    np.testing.assert_allclose(
+        likelihood.nll(out, changed, observed).detach().numpy(), nll.detach().numpy()
+    )
+    # A row mask of shape (n, 1) drops whole rows.
+    rows = observed[:, :1]
+    expected = _reference_terms(likelihood, out, x).sum(-1) * rows[:, 0].detach().numpy()
+    np.testing.assert_allclose(
+        likelihood.nll(out, x, rows).detach().numpy(), expected, rtol=1e-10
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_mean_matches_formula(name):
+    likelihood = _make(name)
+    out = torch.randn(2, 5, D, dtype=torch.float64, generator=_generator())
+    mean = likelihood.mean(out)
+    assert mean.shape == out.shape
+    np.testing.assert_allclose(
+        mean.detach().numpy(), _reference_mean(name, out), rtol=1e-12
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", NAMES)
+def test_shapes_and_dtypes(name, dtype):
+    likelihood = LIKELIHOODS[name](D).to(dtype)
+    assert all(t.dtype == dtype for t in likelihood.state_dict().values())
+    out, x = (t.to(dtype) for t in _data(name))
+    out = out.expand(2, *out.shape)
+    for mode in (likelihood.train, likelihood.eval):
+        mode()
+        nll = likelihood.nll(out, x)
+        assert nll.shape == (2, x.shape[0]) and nll.dtype == dtype
+        assert torch.isfinite(nll).all()
+    draws = likelihood.sample(out, _generator())
+    assert likelihood.mean(out).dtype == draws.dtype == dtype
+    assert draws.shape == out.shape
+
+
+def test_categorical_unknown_level_adds_nothing():
+    out, _ = _data("categorical")
+    assert Categorical(D).double().nll(out, torch.zeros_like(out)).abs().max() == 0
+
+
+def test_squared_error_is_half_variance_gaussian_without_constant():
+    out, x = _data("squared_error")
+    gaussian = Gaussian(D, floor_fraction=0.0).double().eval()  # floor 1e-30
+    gaussian.log_var.fill_(math.log(0.5))
+    constant = 0.5 * D * math.log(2 * math.pi * 0.5)
+    np.testing.assert_allclose(
+        SquaredError(D).nll(out, x).detach().numpy(),
+        (gaussian.nll(out, x) - constant).detach().numpy(),
+    )
+    assert not SquaredError(D).state_dict()
+
+
+def test_negative_binomial_is_stable_at_extremes():
+    likelihood = NegativeBinomial(2)
+    with torch.no_grad():
+        likelihood.log_theta.copy_(torch.tensor([math.log(1e4), math.log(1e-2)]))
+    out = torch.tensor([[30.0, -30.0], [-30.0, 30.0]], requires_grad=True)
+    x = torch.tensor([[1e6, 0.0], [0.0, 5.0]])
+    nll = likelihood.nll(out, x)
+    nll.sum().backward()
+    assert torch.isfinite(nll).all() and torch.isfinite(out.grad).all()
+    assert torch.isfinite(likelihood.log_theta.grad).all()
+
+
+# Draws ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sample_is_reproducible_and_leaves_global_rng_alone(name):
+    likelihood = _make(name)
+    out, _ = _data(name, n=50)
+    state = torch.random.get_rng_state()
+    first = likelihood.sample(out, _generator(3))
+    second = likelihood.sample(out, _generator(3))
+    other = likelihood.sample(out, _generator(4))
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert torch.equal(first, second) and not torch.equal(first, other)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sample_moments_match_mean_and_variance(name):
+    likelihood = _make(name)
+    n = 20000
+    out = _data(name, n=1)[0].expand(n, D)
+    draws = likelihood.sample(out, _generator(5))
+    mean, var = likelihood.mean(out[0]), _variance(likelihood, out[:1])[0]
+    standard_error = (var / n).sqrt()
+    assert ((draws.mean(0) - mean).abs() <= 5 * standard_error).all()
+    np.testing.assert_allclose(
+        draws.var(0).detach().numpy(), var.detach().numpy(), rtol=0.1
+    )
+    if likelihood.support == "counts":
+        assert (draws >= 0).all() and torch.equal(draws, draws.round())
+
+
+def test_categorical_draws_are_one_hot():
+    out = torch.randn(3000, D, generator=_generator())
+    draws = Categorical(D).sample(out, _generator(1))
+    assert set(draws.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(draws.sum(-1), torch.ones(3000))
+    draws = Categorical(D).sample(out.expand(2, *out.shape), _generator(1))
+    assert draws.shape == (2, 3000, D) and torch.equal(draws.sum(-1), torch.ones(2, 3000))
+
+
+# Data-dependent starts --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_init_output_bias_gives_the_data_mean(name):
+    likelihood = LIKELIHOODS[name](D).double()
+    out, _ = _data(name, n=1)
+    X = likelihood.sample(out.expand(2000, D), _generator(2))
+    bias = likelihood.init_output(X)
+    assert bias.shape == (D,)
+    np.testing.assert_allclose(
+        likelihood.mean(bias).detach().numpy(), X.mean(0).detach().numpy(), rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_init_output_ignores_unobserved_entries(name):
+    _, X = _data(name, n=200)
+    observed = torch.bernoulli(
+        torch.full(X.shape, 0.7, dtype=torch.float64), generator=_generator(1)
+    )
+    observed[:, 0] = 1.0
+    garbage = torch.where(observed > 0, X, torch.full_like(X, 1e6))
+    first, second = LIKELIHOODS[name](D).double(), LIKELIHOODS[name](D).double()
+    bias = first.init_output(garbage, observed)
+    kept = [X[observed[:, j] > 0, j] for j in range(D)]
+    if name == "categorical":  # the levels' frequencies among observed entries
+        kept_mean = torch.stack([column.mean() for column in kept])
+        np.testing.assert_allclose(
+            first.mean(bias).detach().numpy(),
+            (kept_mean / kept_mean.sum()).detach().numpy(),
+        )
+        np.testing.assert_allclose(
+            bias.exp().detach().numpy(), kept_mean.clamp_min(1e-4).detach().numpy()
+        )
+    else:
+        kept_mean = torch.stack([column.mean() for column in kept])
+        np.testing.assert_allclose(
+            first.mean(bias).detach().numpy(), kept_mean.detach().numpy(), rtol=1e-6
+        )
+    # Column 0 is fully observed: its start matches an unmasked init on it.
+    np.testing.assert_allclose(bias[0].item(), second.init_output(X)[0].item(), rtol=1e-12)
+    for key, value in first.state_dict().items():
+        assert torch.isfinite(value).all(), key
+
+
+@pytest.mark.parametrize("name", ["gaussian", "student_t"])
+def test_init_output_sets_scale_and_floor_from_the_variance(name):
+    X = torch.randn(5000, D, generator=_generator(), dtype=torch.float64)
+    X = X * torch.tensor([0.1, 1.0, 10.0], dtype=torch.float64) + 3.0
+    likelihood = LIKELIHOODS[name](D, floor_fraction=1e-3, init_fraction=0.01).double()
+    likelihood.init_output(X)
+    var = X.var(0, unbiased=False)
+    floor = 1e-3 * var.mean()
+    torch.testing.assert_close(likelihood.floor, floor.expand(D))
+    scale = likelihood.variance() if name == "gaussian" else likelihood.scale2()
+    # Where 1% of a variance is below the floor, the start sits just above the floor.
+    expected = torch.maximum(0.01 * var, 1.001 * floor)
+    torch.testing.assert_close(scale, expected)
+
+
+def test_gaussian_init_output_on_constant_data_uses_a_unit_floor():
+    likelihood = Gaussian(2, floor_fraction=1e-3).double()
+    bias = likelihood.init_output(torch.full((10, 2), 4.0, dtype=torch.float64))
+    torch.testing.assert_close(bias, torch.full((2,), 4.0, dtype=torch.float64))
+    torch.testing.assert_close(
+        likelihood.floor, torch.full((2,), 1e-3, dtype=torch.float64)
+    )
+    assert torch.isfinite(likelihood.log_var).all()
+
+
+def test_negative_binomial_init_estimates_theta_by_moments():
+    theta = torch.tensor([0.5, 2.0, 10.0], dtype=torch.float64)
+    mu = torch.tensor([5.0, 20.0, 3.0], dtype=torch.float64)
+    likelihood = NegativeBinomial(D).double()
+    with torch.no_grad():
+        likelihood.log_theta.copy_(theta.log())
+    X = likelihood.sample(mu.log().expand(20000, D), _generator(7))
+    fresh = NegativeBinomial(D).double()
+    bias = fresh.init_output(X)
+    np.testing.assert_allclose(
+        fresh.log_theta.exp().detach().numpy(), theta.detach().numpy(), rtol=0.15
+    )
+    np.testing.assert_allclose(bias.exp().detach().numpy(), mu.detach().numpy(), rtol=0.05)
+    # Without overdispersion theta goes to its upper clip.
+    poisson = torch.poisson(
+        torch.full((20000, 1), 4.0, dtype=torch.float64), generator=_generator()
+    )
+    under = NegativeBinomial(1).double()
+    under.init_output(poisson[poisson[:, 0] <= 8])  # trimmed: variance below the mean
+    assert math.isclose(under.log_theta.exp().item(), 1e4, rel_tol=1e-6)
+
+
+def test_bernoulli_init_clamps_constant_columns():
+    X = torch.tensor([[0.0, 1.0, 1.0], [0.0, 1.0, 0.0]])
+    bias = Bernoulli(D).init_output(X)
+    assert torch.isfinite(bias).all()
+    torch.testing.assert_close(torch.sigmoid(bias), torch.tensor([1e-4, 1 - 1e-4, 0.5]))
+
+
+# Closed-form dispersion updates -----------------------------------------------------
+
+
+def test_gaussian_variance_tracks_mean_squared_residual_in_training():
+    likelihood = Gaussian(D, momentum=0.1).double()
+    out, x = _data("gaussian", n=200)
+    out = torch.stack([out, out + 0.5])  # the mean runs over the draw axis too
+    observed = torch.bernoulli(
+        torch.full(x.shape, 0.7, dtype=torch.float64), generator=_generator(1)
+    )
+    squared = (x - out).pow(2) * observed
+    target = squared.sum((0, 1)) / observed.sum(0) / 2
+    for _ in range(300):
+        likelihood.nll(out, x, observed)
+    torch.testing.assert_close(likelihood.variance(), target, rtol=1e-6, atol=0)
+
+    likelihood.eval()
+    before = likelihood.log_var.clone()
+    likelihood.nll(out + 3.0, x, observed)
+    assert torch.equal(likelihood.log_var, before)
+
+
+def test_gaussian_update_moves_by_momentum_and_skips_unseen_features():
+    likelihood = Gaussian(2, momentum=0.25).double()
+    start = likelihood.variance().clone()
+    squared = torch.tensor([[4.0, 9.0], [2.0, 9.0]], dtype=torch.float64)
+    observed = torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
+    likelihood.update(squared, observed)
+    expected = torch.stack([0.75 * start[0] + 0.25 * 3.0, start[1]])
+    torch.testing.assert_close(likelihood.variance(), expected)
+
+
+def test_gaussian_variance_is_a_buffer_not_trained_by_gradients():
+    likelihood = Gaussian(D)
+    names = dict(likelihood.named_buffers())
+    assert {"log_var", "floor"} <= set(names) and not list(likelihood.parameters())
+    out, x = _data("gaussian")
+    out = out.float().requires_grad_()
+    likelihood.nll(out, x.float()).sum().backward()
+    assert out.grad is not None and torch.isfinite(out.grad).all()
+
+
+def test_student_t_scale_converges_to_the_ml_scale():
+    n, df, scale = 20000, 5.0, 2.0
+    x = torch.from_numpy(stats.t.rvs(df, scale=scale, size=(n, 1), random_state=0))
+    likelihood = StudentT(1, df=df, momentum=0.2).double()
+    out = torch.zeros_like(x)
+    for _ in range(200):
+        likelihood.nll(out, x)
+    _, _, ml_scale = stats.t.fit(x[:, 0].detach().numpy(), f0=df, floc=0.0)
+    assert math.isclose(likelihood.scale2().sqrt().item(), ml_scale, rel_tol=0.01)
+    assert math.isclose(ml_scale, scale, rel_tol=0.05)
+
+
+def test_student_t_degrees_of_freedom_are_learned_by_gradient():
+    likelihood = StudentT(D, df=4.0).double().eval()
+    assert [name for name, _ in likelihood.named_parameters()] == ["log_df"]
+    assert "log_scale2" in dict(likelihood.named_buffers())
+    torch.testing.assert_close(
+        likelihood.degrees_of_freedom().detach(), torch.full((D,), 4.0, dtype=torch.float64)
+    )
+    out, x = _data("student_t")
+    likelihood.nll(out, x).sum().backward()
+    grad = likelihood.log_df.grad
+    assert torch.isfinite(grad).all() and (grad != 0).all()
+
+
+# Blocks of a mixed table ------------------------------------------------------------
+
+
+def _table(n=40, seed=0):
+    """An encoded mixed table: numeric columns 0 and 3 (column 2 is 0's missing
+    indicator, 3 has none), booleans 1 and 6, one categorical's levels 4, 5, 7."""
+    g = _generator(seed)
+    X = torch.zeros(n, 8, dtype=torch.float64)
+    X[:, [0, 3]] = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    X[:, [1, 6]] = torch.bernoulli(
+        torch.full((n, 2), 0.3, dtype=torch.float64), generator=g
+    )
+    X[:, 2] = torch.bernoulli(torch.full((n,), 0.25, dtype=torch.float64), generator=g)
+    X[X[:, 2] > 0, 0] = 0.0  # a missing value is encoded as 0
+    levels = torch.randint(0, 3, (n,), generator=g)
+    X[:, [4, 5, 7]] = torch.nn.functional.one_hot(levels, 3).double()
+    return X
+
+
+def _blocks():
+    return Blocks(
+        [
+            ([0, 3], Gaussian(2), [2, -1]),
+            ([1, 2, 6], Bernoulli(3), None),
+            ([4, 5, 7], Categorical(3), None),
+        ]
+    ).double()
+
+
+def test_blocks_nll_is_the_sum_of_the_blocks():
+    blocks = _blocks().eval()
+    gaussian, bernoulli, categorical = blocks.likelihoods
+    X = _table()
+    out = torch.randn(2, *X.shape, generator=_generator(3), dtype=torch.float64)
+    numeric = torch.stack([1 - X[:, 2], torch.ones(len(X), dtype=X.dtype)], 1)
+    expected = (
+        gaussian.nll(out[..., [0, 3]], X[:, [0, 3]], numeric)
+        + bernoulli.nll(out[..., [1, 2, 6]], X[:, [1, 2, 6]])
+        + categorical.nll(out[..., [4, 5, 7]], X[:, [4, 5, 7]])
+    )
+    torch.testing.assert_close(blocks.nll(out, X), expected)
+    # By hand from scipy: missing values of column 0 add nothing.
+    sd = gaussian.variance().sqrt().detach().numpy()
+    o, x = out.detach().numpy(), X.detach().numpy()
+    hand = -stats.norm.logpdf(x[:, 0], o[..., 0], sd[0]) * (1 - x[:, 2])
+    hand = hand - stats.norm.logpdf(x[:, 3], o[..., 3], sd[1])
+    hand = hand - stats.bernoulli.logpmf(
+        x[:, [1, 2, 6]], special.expit(o[..., [1, 2, 6]])
+    ).sum(-1)
+    hand = hand - (x[:, [4, 5, 7]] * special.log_softmax(o[..., [4, 5, 7]], -1)).sum(-1)
+    np.testing.assert_allclose(blocks.nll(out, X).detach().numpy(), hand, rtol=1e-10)
+
+
+def test_blocks_missing_indicator_drops_the_numeric_term():
+    blocks = _blocks().eval()
+    X = _table()
+    out = torch.randn(*X.shape, generator=_generator(3), dtype=torch.float64)
+    missing = X[:, 2] > 0
+    assert missing.any()
+    changed = X.clone()
+    changed[missing, 0] = 100.0
+    torch.testing.assert_close(blocks.nll(out, changed), blocks.nll(out, X))
+    changed[~missing, 0] = 100.0
+    assert (blocks.nll(out, changed)[~missing] > blocks.nll(out, X)[~missing]).all()
+    # An explicit mask combines with the indicators.
+    observed = torch.ones_like(X)
+    observed[:, 3] = 0.0
+    sd = blocks.likelihoods[0].variance()[1].sqrt().item()
+    term = -stats.norm.logpdf(X[:, 3].detach().numpy(), out[:, 3].detach().numpy(), sd)
+    expected = blocks.nll(out, X).detach().numpy() - term
+    np.testing.assert_allclose(
+        blocks.nll(out, X, observed).detach().numpy(), expected, rtol=1e-10
+    )
+
+
+def test_blocks_mean_sample_and_init_fill_each_blocks_columns():
+    blocks = _blocks()
+    X = _table(n=500)
+    out = torch.randn(2, 5, 8, generator=_generator(3), dtype=torch.float64)
+    mean = blocks.mean(out)
+    torch.testing.assert_close(mean[..., [0, 3]], out[..., [0, 3]])
+    torch.testing.assert_close(mean[..., [1, 2, 6]], torch.sigmoid(out[..., [1, 2, 6]]))
+    torch.testing.assert_close(mean[..., [4, 5, 7]], torch.softmax(out[..., [4, 5, 7]], -1))
+    draws = blocks.sample(out, _generator(1))
+    assert draws.shape == out.shape
+    assert torch.equal(draws, blocks.sample(out, _generator(1)))
+    assert torch.equal(draws[..., [4, 5, 7]].sum(-1), torch.ones(2, 5, dtype=torch.float64))
+    assert set(draws[..., [1, 2, 6]].unique().tolist()) <= {0.0, 1.0}
+
+    bias = blocks.init_output(X)
+    present = X[:, 2] == 0
+    expected = torch.stack([X[present, 0].mean(), X[:, 3].mean()])
+    torch.testing.assert_close(blocks.mean(bias)[[0, 3]], expected)
+    torch.testing.assert_close(blocks.mean(bias)[[1, 2, 6]], X[:, [1, 2, 6]].mean(0))
+    torch.testing.assert_close(blocks.mean(bias)[[4, 5, 7]], X[:, [4, 5, 7]].mean(0))
+    var = X[present, 0].var(unbiased=False)
+    assert math.isclose(
+        blocks.likelihoods[0].variance()[0].item(), 0.01 * var.item(), rel_tol=0.2
+    )
+
+
+@pytest.mark.parametrize(
+    "blocks, match",
+    [
+        ([([0, 2], Gaussian(2), None)], "cover range"),
+        ([([0, 1], Gaussian(2), None), ([1, 2], Bernoulli(2), None)], "cover range"),
+        ([([0, 1], Gaussian(3), None)], "n_features=3"),
+        ([([0, 1], Gaussian(2), [5, -1])], "indicator"),
+        ([([0, 1], Gaussian(2), [1])], "indicator"),
+        ([], "at least one"),
+    ],
+)
+def test_blocks_reject_bad_layouts(blocks, match):
+    with pytest.raises(ValueError, match=match):
+        Blocks(blocks)
+
+
+# Descriptions and the registry ------------------------------------------------------
+
+
+def _described():
+    cases = [LIKELIHOODS[name](D) for name in NAMES]
+    cases += [Gaussian(D, floor_fraction=0.01, init_fraction=0.5, momentum=0.3)]
+    cases += [StudentT(D, df=2.5, momentum=0.05), _blocks().float()]
+    return cases
+
+
+@pytest.mark.parametrize("likelihood", _described(), ids=lambda lik: lik.name)
+def test_describe_round_trip_rebuilds_the_structure(likelihood):
+    X = _table(n=60)[:, : likelihood.n_features].abs().round().float()
+    likelihood.init_output(X)
+    with torch.no_grad():
+        for parameter in likelihood.parameters():
+            parameter.add_(0.1)
+    description = json.loads(json.dumps(likelihood.describe()))  # plain values only
+    assert description == likelihood.describe()
+    rebuilt = build_likelihood(description)
+    assert type(rebuilt) is type(likelihood) and rebuilt.describe() == description
+    rebuilt.load_state_dict(likelihood.state_dict(), strict=True)
+    out = torch.randn(4, likelihood.n_features, generator=_generator())
+    likelihood.eval(), rebuilt.eval()
+    torch.testing.assert_close(rebuilt.nll(out, X[:4]), likelihood.nll(out, X[:4]))
+    torch.testing.assert_close(rebuilt.mean(out), likelihood.mean(out))
+
+
+def test_registry_names_match_classes():
+    for name, cls in LIKELIHOODS.items():
+        assert cls.name == name and cls(2).describe()["name"] == name
+    assert {cls.support for cls in LIKELIHOODS.values()} == {
+        None,
+        "unit_interval",
+        "counts",
+    }
+
+
+def test_build_likelihood_rejects_an_unknown_name():
+    with pytest.raises(ValueError, match="Unknown likelihood 'gamma'.*'gaussian'"):
+        build_likelihood({"name": "gamma", "n_features": 2})
+
+
+# Devices ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [*NAMES, "blocks"])
+def test_likelihoods_run_on_the_device(name, device):
+    likelihood = _blocks().float() if name == "blocks" else LIKELIHOODS[name](D)
+    likelihood = likelihood.to(device)
+    X = _table(n=30)[:, : likelihood.n_features] if name == "blocks" else _data(name, 30)[1]
+    X = X.float().to(device)
+    bias = likelihood.init_output(X)
+    assert bias.device == X.device
+    out = bias.expand(2, *X.shape).contiguous()
+    likelihood.train()
+    nll = likelihood.nll(out, X, torch.ones_like(X))
+    assert nll.device == X.device and torch.isfinite(nll).all()
+    draws = likelihood.sample(out, _generator(0, device))
+    assert draws.device == X.device and draws.shape == out.shape
+    assert likelihood.mean(out).device == X.device
