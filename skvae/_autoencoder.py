@@ -12,7 +12,6 @@ from ._base import (
     StrOptions,
     _BaseAutoencoder,
     fit_code_density,
-    linear_start,
     sample_code_density,
 )
 from ._torch import batched
@@ -234,13 +233,6 @@ class AutoencoderTransformer(_BaseAutoencoder):
             "likelihood": likelihood,
             "noise": self.noise,
         }
-
-    def _linear_start(self, X, table, seed):
-        # Squared error on arrays: start at PCA, which the network nests (linear
-        # paths beside its MLPs), so training only adds to it.
-        if table is None and self.loss == "mse":
-            return linear_start(X, self.n_components, seed, noise=False)
-        return None
 
     def _support(self):
         return ("unit_interval", "loss='bce'") if self.loss == "bce" else (None, None)

@@ -72,13 +72,18 @@ def linear_start(X, n_components, seed, noise):
     k = min(n_components, *X.shape)
     components = np.zeros((n_components, X.shape[1]))
     with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
+        # Constant data divide by a zero variance in the explained ratios.
         warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
         if noise:
             model = FactorAnalysis(k, svd_method="lapack", random_state=seed).fit(X)
         else:
             model = PCA(k, svd_solver="full").fit(X)
     components[:k] = model.components_
-    return components, (model.noise_variance_ if noise else None)
+    variance = model.noise_variance_ if noise else None
+    if not np.isfinite(components).all() or (noise and not np.isfinite(variance).all()):
+        return None
+    return components, variance
 
 
 def fit_code_density(Z, n_components, seed):

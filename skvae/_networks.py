@@ -78,17 +78,22 @@ def mlp(sizes, activation="relu", dropout=0.0):
 
 
 class _Residual(nn.Module):
-    """An MLP plus a linear path from its input to its output: ``mlp(x) + A x + b``.
+    """An MLP plus a linear path, in per-output units: ``(mlp(x) + A x + b) * scale``.
 
-    The linear path lets a model start exactly at a linear solution (PCA,
-    factor analysis) with the MLP's last layer at zero, so training can only
-    add nonlinearity to it.
+    The linear path lets a model start exactly at a linear solution (factor
+    analysis) with the MLP's last layer at zero, so training only adds
+    nonlinearity to it. ``scale`` (a buffer, 1 until a start sets it) is each
+    output's natural unit, e.g. the noise standard deviation of a feature:
+    Adam moves every weight by about one learning rate per step whatever its
+    gradient, so without it a step would move a nearly noiseless feature's
+    prediction by many of its noise deviations.
     """
 
     def __init__(self, sizes, activation, dropout):
         super().__init__()
         self.mlp = mlp(sizes, activation, dropout)
         self.linear = nn.Linear(sizes[0], sizes[-1])
+        self.register_buffer("scale", torch.ones(sizes[-1]))
         with torch.no_grad():
             self.linear.weight.zero_()
             self.linear.bias.zero_()
@@ -99,15 +104,21 @@ class _Residual(nn.Module):
         return self.mlp[-1]
 
     def forward(self, x):
-        return self.mlp(x) + self.linear(x)
+        return (self.mlp(x) + self.linear(x)) * self.scale
 
-    def start_at(self, weight, bias):
-        """Make the map exactly ``x @ weight.T + bias`` (the MLP's output set to 0)."""
+    def start_at(self, weight, bias, scale=None):
+        """Make the map exactly ``x @ weight.T + bias`` (the MLP's output set to 0).
+
+        ``scale`` (per output, default 1) becomes the outputs' unit.
+        """
         with torch.no_grad():
+            if scale is not None:
+                self.scale.copy_(torch.as_tensor(scale))
+            scale = self.scale.to(torch.float64)
             self.last.weight.zero_()
             self.last.bias.zero_()
-            self.linear.weight.copy_(torch.as_tensor(weight))
-            self.linear.bias.copy_(torch.as_tensor(bias))
+            self.linear.weight.copy_(torch.as_tensor(weight) / scale[:, None])
+            self.linear.bias.copy_(torch.as_tensor(bias) / scale)
 
 
 def _broad(description):
@@ -243,13 +254,15 @@ class Model(nn.Module):
         """
         X = torch.as_tensor(X, dtype=torch.float64)
         with torch.no_grad():
-            bias = self.likelihood.init_output(X).to(self.decoder.last.bias)
+            bias = self.likelihood.init_output(X).to(torch.float64)
             if linear is None:
                 self.decoder.last.bias.copy_(bias)
             else:
                 components = torch.as_tensor(linear[0], dtype=torch.float64)
-                self.decoder.start_at(components.T, bias)
-                self._start_encoder(X.mean(0), components, linear[1])
+                noise = linear[1]
+                scale = None if noise is None else torch.as_tensor(noise).sqrt()
+                self.decoder.start_at(components.T, bias, scale)
+                self._start_encoder(X.mean(0), components, noise)
         return self
 
     def _start_encoder(self, mean, components, noise_variance):

@@ -9,8 +9,17 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from torch import nn
 
 from skvae import AutoencoderTransformer, VAETransformer
-from skvae._networks import Autoencoder, Terms
-from skvae._training import NonFiniteLossError, kl_weight, make_optimizer, train
+from skvae._networks import BACKGROUND_WEIGHT, Autoencoder, Terms
+from skvae._training import (
+    NonFiniteLossError,
+    Schedule,
+    TrainConfig,
+    _stalled,
+    kl_weight,
+    make_optimizer,
+    objective,
+    train,
+)
 
 ESTIMATORS = [AutoencoderTransformer, VAETransformer]
 FAST = dict(hidden_layer_sizes=(16,), max_iter=5, batch_size=64, random_state=0)
@@ -18,7 +27,8 @@ FAST = dict(hidden_layer_sizes=(16,), max_iter=5, batch_size=64, random_state=0)
 
 def _tiny(seed=0):
     torch.manual_seed(seed)
-    return Autoencoder(4, 2, (8,), "tanh", 0.0, "mse", 0.0)
+    likelihood = {"name": "squared_error", "n_features": 4}
+    return Autoencoder(4, 2, (8,), "tanh", 0.0, likelihood, 0.0)
 
 
 def _data(n=64, seed=0):
@@ -28,41 +38,136 @@ def _data(n=64, seed=0):
 
 
 class _Scripted(nn.Module):
-    """A module whose loss follows a script: a value per call, or an exception."""
+    """A module whose loss follows a script: a value per call, or an exception.
 
-    def __init__(self, script):
+    Its terms are the scripted reconstruction, a constant ``kl`` and an optional
+    constant ``background``; in eval mode (validation) the reconstruction comes
+    from the ``validation`` script instead, when one is given.
+    """
+
+    def __init__(self, script, kl=0.0, background=None, validation=None):
         super().__init__()
         self.w = nn.Parameter(torch.ones(1))
         self.script = list(script)
+        self.kl, self.background = kl, background
+        self.validation = None if validation is None else list(validation)
 
     def loss(self, x):
-        step = self.script.pop(0) if self.script else 1.0
+        script = self.script
+        if not self.training and self.validation is not None:
+            script = self.validation
+        step = script.pop(0) if script else 1.0
         if isinstance(step, type) and issubclass(step, BaseException):
             raise step
-        value = self.w * 0 + step
-        return Terms(value.expand(x.shape[0]), torch.zeros(x.shape[0]))
+        n = x.shape[0]
+        value = (self.w * 0 + step).expand(n)
+        background = None if self.background is None else torch.full((n,), self.background)
+        return Terms(value, torch.full((n,), float(self.kl)), background)
+
+
+def _config(**options):
+    return TrainConfig(**{"batch_size": 4, "max_epochs": 10, **options})
+
+
+WEIGHTS = [
+    (0, 0, 2.0, 2.0),
+    (9, 0, 2.0, 2.0),
+    (0, 4, 1.0, 0.25),
+    (2, 4, 1.0, 0.75),
+    (3, 4, 1.0, 1.0),
+    (50, 4, 0.5, 0.5),
+]
+
+
+@pytest.mark.parametrize("epoch, warmup, beta, expected", WEIGHTS)
+def test_kl_weight(epoch, warmup, beta, expected):
+    assert kl_weight(epoch, warmup, beta) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("epoch, warmup, beta, expected", WEIGHTS)
+def test_schedule_weights(epoch, warmup, beta, expected):
+    schedule = Schedule(beta=beta, warmup=warmup)
+    assert schedule.weight(epoch) == pytest.approx(expected)
+    assert schedule.validation_weight == beta  # validation weighs the KL fully, always
+
+
+def test_default_schedule_has_no_kl_term():
+    schedule = Schedule()
+    assert [schedule.weight(epoch) for epoch in range(5)] == [0.0] * 5
+    assert schedule.validation_weight == 0.0
+    with pytest.raises(AttributeError):  # frozen: a fit cannot change it half-way
+        schedule.beta = 1.0
+
+
+def test_train_follows_the_schedule_from_the_global_epoch():
+    module = _Scripted([0.0] * 10, kl=1.0, validation=[0.0] * 10)  # epoch loss = weight
+    optimizer = make_optimizer(module, "sgd", 1e-3, 0.0)
+    config = _config(max_epochs=3, start_epoch=2, stop_early=False)
+    schedule = Schedule(beta=2.0, warmup=4)
+    history = train(
+        module, torch.zeros(4, 1), optimizer, config, schedule, X_val=torch.zeros(4, 1)
+    )
+    assert history.losses == pytest.approx([1.5, 2.0, 2.0])  # epochs 2, 3, 4 of warm-up 4
+    assert history.validation_scores == pytest.approx([-2.0] * 3)  # always beta
+    history = train(_Scripted([0.0] * 3, kl=1.0), torch.zeros(4, 1), optimizer, config)
+    assert history.losses == [0.0] * 3  # no schedule: no KL term
+
+
+def test_objective_against_hand_computation():
+    reconstruction = torch.tensor([1.0, 30.0, 3000.0], dtype=torch.float64)
+    kl = torch.tensor([0.5, 2.0, 1.0], dtype=torch.float64)
+    log_pb = np.array([-5.0, -6.0, -7.0])
+    w = BACKGROUND_WEIGHT
+    background = torch.from_numpy(math.log(w) + log_pb)
+    value = reconstruction.numpy() + 0.5 * kl.numpy()
+    np.testing.assert_allclose(objective(Terms(reconstruction, kl), 0.5).numpy(), value)
+    got = objective(Terms(reconstruction, kl, background), 0.5).numpy()
+    expected = -np.log((1 - w) * np.exp(-value) + w * np.exp(log_pb))
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert (got <= -background.numpy()).all()  # never above the background's own cost
+    assert got[-1] == pytest.approx(-math.log(w) + 7.0)  # an impossible row costs that
+    # weight 0 leaves the KL out entirely, even an infinite one
+    infinite = Terms(reconstruction, torch.full_like(kl, math.inf))
+    np.testing.assert_array_equal(objective(infinite, 0.0).numpy(), reconstruction.numpy())
+
+
+def test_train_minimises_the_objective_with_the_background():
+    module = _Scripted([5.0] * 3, kl=2.0, background=math.log(BACKGROUND_WEIGHT) - 1.0)
+    optimizer = make_optimizer(module, "sgd", 1e-3, 0.0)
+    history = train(
+        module, torch.zeros(4, 1), optimizer, _config(max_epochs=1), Schedule(beta=1.0)
+    )
+    w = BACKGROUND_WEIGHT
+    expected = -math.log((1 - w) * math.exp(-7.0) + w * math.exp(-1.0))
+    assert history.losses == [pytest.approx(expected, rel=1e-6)]
 
 
 @pytest.mark.parametrize(
-    "epoch, warmup, beta, expected",
+    "losses, window, tol, stalled",
     [
-        (0, 0, 2.0, 2.0),
-        (9, 0, 2.0, 2.0),
-        (0, 4, 1.0, 0.25),
-        (2, 4, 1.0, 0.75),
-        (3, 4, 1.0, 1.0),
-        (50, 4, 0.5, 0.5),
+        ([], 1, 0.0, False),
+        ([5.0] * 5, 3, 1e-4, False),  # fewer than two windows: never
+        ([5.0] * 6, 3, 1e-4, True),  # flat: not tol below
+        ([5.0] * 6, 3, 0.0, False),  # flat is no worse with tol 0 (as MLPRegressor)
+        ([6.0, 5.0, 4.0, 3.0], 2, 0.5, False),  # means 5.5 then 3.5: 2 below
+        ([6.0, 5.0, 4.0, 3.0], 2, 2.5, True),  # ...but not 2.5 below
+        ([100.0, 1.0, 1.0, 1.0, 1.0], 2, 1e-4, True),  # only the last two windows count
+        ([1.0, 3.0, 1.0, 3.0, 1.0, 3.0], 2, 1e-4, True),  # noise around a flat mean
+        ([1.0, 3.0, 1.0, 3.0, 1.0, 3.0], 1, 1e-4, True),  # window 1: a step up
+        ([3.0, 1.0, 3.0, 1.0, 3.0, 1.0], 1, 1e-4, False),  # window 1: a step down
+        ([1.0, 2.0, 1.5, 1.4], 2, 1e-2, False),  # a rise after the start, then descent
+        ([1.0, 2.0, 1.5, 1.6], 2, 1e-2, True),
     ],
 )
-def test_kl_weight(epoch, warmup, beta, expected):
-    assert kl_weight(epoch, warmup, beta) == pytest.approx(expected)
+def test_stalled(losses, window, tol, stalled):
+    assert _stalled(losses, window, tol) is stalled
 
 
 def test_one_epoch_moves_the_weights_and_lowers_the_loss():
     module, X = _tiny(), _data()
     before = [p.detach().clone() for p in module.parameters()]
     optimizer = make_optimizer(module, "adam", 1e-2, 0.0)
-    history = train(module, X, optimizer, batch_size=16, max_epochs=20)
+    history = train(module, X, optimizer, _config(batch_size=16, max_epochs=20))
     assert history.n_epochs == 20
     assert all(not torch.equal(a, b) for a, b in zip(before, module.parameters()))
     assert history.losses[-1] < history.losses[0]
@@ -73,7 +178,9 @@ def test_one_epoch_moves_the_weights_and_lowers_the_loss():
 def test_epoch_loss_is_the_sample_weighted_mean():
     module = _Scripted([1.0, 3.0])  # two batches of 3 and 1 rows
     optimizer = make_optimizer(module, "sgd", 1e-3, 0.0)
-    history = train(module, torch.zeros(4, 1), optimizer, batch_size=3, max_epochs=1)
+    history = train(
+        module, torch.zeros(4, 1), optimizer, _config(batch_size=3, max_epochs=1)
+    )
     assert history.losses == [pytest.approx((3 * 1.0 + 1 * 3.0) / 4)]
 
 
@@ -81,7 +188,7 @@ def test_epoch_loss_is_the_sample_weighted_mean():
 def test_optimizers_resume_from_state(name):
     module = _tiny()
     optimizer = make_optimizer(module, name, 1e-2, 0.1)
-    train(module, _data(), optimizer, batch_size=16, max_epochs=1)
+    train(module, _data(), optimizer, _config(batch_size=16, max_epochs=1))
     resumed = make_optimizer(module, name, 5e-3, 0.0, optimizer.state_dict())
     other = "sgd" if name != "sgd" else "adam"
     assert not make_optimizer(module, other, 5e-3, 0.0, optimizer.state_dict()).state
@@ -93,25 +200,44 @@ def test_optimizers_resume_from_state(name):
 def test_stops_when_the_loss_stops_improving():
     module = _Scripted([5.0] * 100)  # a flat loss never improves by tol
     optimizer = make_optimizer(module, "sgd", 1e-3, 0.0)
-    history = train(
-        module,
-        torch.zeros(4, 1),
-        optimizer,
-        batch_size=4,
-        max_epochs=100,
-        n_iter_no_change=3,
-    )
-    assert history.converged and history.n_epochs == 5  # best at 1, then 4 without progress
-    history = train(
-        _Scripted([5.0] * 10),
-        torch.zeros(4, 1),
-        optimizer,
-        batch_size=4,
-        max_epochs=10,
-        n_iter_no_change=3,
-        stop_early=False,
-    )
+    config = _config(max_epochs=100, n_iter_no_change=3)
+    history = train(module, torch.zeros(4, 1), optimizer, config)
+    assert history.converged and history.n_epochs == 6  # two windows of 3, the same mean
+    config = _config(max_epochs=10, n_iter_no_change=3, stop_early=False)
+    history = train(_Scripted([5.0] * 10), torch.zeros(4, 1), optimizer, config)
     assert not history.converged and history.n_epochs == 10
+
+
+def test_keeps_going_while_the_windowed_mean_falls():
+    # noisy, but each window of 2 epochs has a mean 1 below the one before
+    script = [10.0, 12.0, 9.0, 11.0, 8.0, 10.0, 8.0, 10.0, 8.0, 10.0]
+    optimizer = make_optimizer(_Scripted([]), "sgd", 1e-3, 0.0)
+    config = _config(max_epochs=10, n_iter_no_change=2, tol=0.5)
+    history = train(_Scripted(script), torch.zeros(4, 1), optimizer, config)
+    assert history.converged and history.n_epochs == 8  # window means 11, 10, 9, 9
+
+
+def test_no_stop_before_min_epochs():
+    optimizer = make_optimizer(_Scripted([]), "sgd", 1e-3, 0.0)
+    for start_epoch, expected in [(0, 5), (3, 2), (10, 2)]:
+        config = _config(
+            max_epochs=20, n_iter_no_change=1, min_epochs=5, start_epoch=start_epoch
+        )
+        history = train(_Scripted([5.0] * 20), torch.zeros(4, 1), optimizer, config)
+        # the rule holds from two epochs on, but not before global epoch 5
+        assert history.converged and history.n_epochs == expected
+
+
+def test_validation_rule_counts_epochs_without_improvement():
+    # training alone would stop after two flat windows of 2 (4 epochs); validation
+    # improves for 2 epochs, then stays flat: it stops after more than 2 such epochs
+    module = _Scripted([5.0] * 20, validation=[3.0, 2.0] + [2.0] * 18)
+    optimizer = make_optimizer(module, "sgd", 1e-3, 0.0)
+    config = _config(max_epochs=20, n_iter_no_change=2, tol=0.1)
+    history = train(module, torch.zeros(4, 1), optimizer, config, X_val=torch.zeros(2, 1))
+    assert history.converged and history.n_epochs == 5
+    assert history.validation_scores == [-3.0, -2.0, -2.0, -2.0, -2.0]
+    assert history.best_validation_score == -2.0
 
 
 def test_early_stopping_restores_the_best_weights():
@@ -122,9 +248,8 @@ def test_early_stopping_restores_the_best_weights():
         _data(32, 1) * 5,
     )  # validation is off-distribution
     optimizer = make_optimizer(module, "adam", 5e-2, 0.0)
-    history = train(
-        module, X, optimizer, batch_size=16, max_epochs=60, X_val=X_val, n_iter_no_change=3
-    )
+    config = _config(batch_size=16, max_epochs=60, n_iter_no_change=3)
+    history = train(module, X, optimizer, config, X_val=X_val)
     assert len(history.validation_scores) == history.n_epochs
     best = max(history.validation_scores)
     assert history.best_validation_score == best
@@ -138,7 +263,7 @@ def test_non_finite_loss_raises_with_advice():
     module = _Scripted([1.0, math.nan])
     optimizer = make_optimizer(module, "sgd", 1e-3, 0.0)
     with pytest.raises(NonFiniteLossError, match="learning rate .* scaling"):
-        train(module, torch.zeros(4, 1), optimizer, batch_size=4, max_epochs=5)
+        train(module, torch.zeros(4, 1), optimizer, _config(max_epochs=5))
     assert issubclass(NonFiniteLossError, ValueError)
 
 
@@ -146,7 +271,7 @@ def test_keyboard_interrupt_keeps_the_epochs_so_far():
     module = _Scripted([1.0, 1.0, KeyboardInterrupt])
     optimizer = make_optimizer(module, "sgd", 1e-3, 0.0)
     with pytest.warns(UserWarning, match="interrupted by the user after 2 epoch"):
-        history = train(module, torch.zeros(4, 1), optimizer, batch_size=4, max_epochs=10)
+        history = train(module, torch.zeros(4, 1), optimizer, _config(max_epochs=10))
     assert history.interrupted and history.n_epochs == 2
 
 
@@ -154,9 +279,8 @@ def test_trains_from_cpu_data_on_the_module_device(device):
     """On CUDA, rows kept on the CPU are streamed to the GPU batch by batch."""
     module, X = _tiny().to(device), _data()
     optimizer = make_optimizer(module, "adam", 1e-2, 0.0)
-    history = train(
-        module, X, optimizer, batch_size=16, max_epochs=3, device=torch.device(device)
-    )
+    config = _config(batch_size=16, max_epochs=3)
+    history = train(module, X, optimizer, config, device=torch.device(device))
     assert history.n_epochs == 3 and history.losses[-1] < history.losses[0]
     assert next(module.parameters()).device.type == device
 
@@ -220,8 +344,10 @@ def test_convergence_warning_at_max_iter(Estimator, manifold, recwarn):
     with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(2\) reached"):
         Estimator(**{**FAST, "max_iter": 2}).fit(manifold)
     est = Estimator(**{**FAST, "max_iter": 100, "tol": 1e6, "n_iter_no_change": 1})
-    est.fit(manifold)  # converged (first epoch, then 2 without progress): no warning
-    assert est.n_iter_ == 3
+    est.fit(
+        manifold
+    )  # converged (2 epochs: the second not tol below the first): no warning
+    assert est.n_iter_ == 2
     assert not [w for w in recwarn if issubclass(w.category, ConvergenceWarning)]
 
 
