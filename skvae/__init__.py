@@ -3,6 +3,6 @@
 from ._autoencoder import AutoencoderTransformer
 from ._vae import VAETransformer
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["AutoencoderTransformer", "VAETransformer", "__version__"]

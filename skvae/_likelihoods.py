@@ -234,7 +234,7 @@ class _TrackedScale(Likelihood):
 
     @torch.no_grad()
     def start_at(self, value):
-        """Start the squared scale at ``value`` (per feature; at least 1.001 x the floor)."""
+        """Start the squared scale at ``value`` (per feature; at least 1.001 x floor)."""
         self._set(torch.as_tensor(value))
 
     def _track(self, target, seen):
@@ -787,7 +787,7 @@ def build_likelihood(description):
     if name == Blocks.name:
         return Blocks(
             [
-                (b["columns"], build_likelihood(b["likelihood"]), b["indicator"])
+                (b["columns"], build_likelihood(b["likelihood"]), b.get("indicator"))
                 for b in options["blocks"]
             ]
         )

@@ -8,9 +8,9 @@ A saved estimator is one zip archive (stored, not compressed) with two members:
     constructor ``params``, the network's plain ``module`` description (sizes,
     and the names and options of its likelihood, prior and background) and
     every other instance attribute (fitted attributes and private fit state
-    such as ``_seed`` and the optimizer state), encoded as JSON. Values JSON has no type for are tagged
-    one-key objects, e.g. ``{"tuple": [...]}``, ``{"ndarray": "<tensor key>"}``
-    or ``{"gaussian_mixture": {...}}``.
+    such as ``_seed`` and the optimizer state), encoded as JSON. Values JSON
+    has no type for are tagged one-key objects, e.g. ``{"tuple": [...]}``,
+    ``{"ndarray": "<tensor key>"}`` or ``{"gaussian_mixture": {...}}``.
 ``weights.safetensors``
     Every numeric array: the module's ``state_dict`` under ``module_/...``, and
     the arrays that ``skvae.json`` refers to by key (optimizer moments, the
@@ -278,13 +278,18 @@ def load_estimator(cls, path):
         for key, tensor in tensors.items()
         if key.startswith(f"{_MODULE}/")
     }
-    try:
-        with seeded(0, torch.device("cpu")):  # leave the caller's RNG alone
-            module = build(meta["module"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    # The network is what the validated parameters describe; the stored
+    # description must agree with it.
+    table = attributes.get("_table")
+    width = n_features if table is None else table.width
+    description = estimator._describe(width, estimator._hidden(), table)
+    if meta.get("module") != description:
         raise ValueError(
-            f"{_shown(path)} has a corrupted network description: {exc!r}."
-        ) from exc
+            f"The network stored in {_shown(path)} does not fit the network that its "
+            "parameters describe; the file is corrupted."
+        )
+    with seeded(0, torch.device("cpu")):  # leave the caller's RNG alone
+        module = build(description)
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -147,7 +147,7 @@ def evaluate(module, X, weight, chunk=4096):
 
 
 def _stalled(losses, window, tol):
-    """Whether the mean of the last ``window`` losses is not ``tol`` below the one before."""
+    """Whether the last ``window`` losses' mean is not ``tol`` below the one before."""
     if len(losses) < 2 * window:
         return False
     recent = sum(losses[-window:]) / window

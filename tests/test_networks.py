@@ -82,16 +82,26 @@ def test_each_activation_is_its_own_instance(name):
     assert len(activations) == 2 and activations[0] is not activations[1]
 
 
-def test_encoder_and_decoder_are_an_mlp_plus_a_linear_path():
+def test_encoder_and_decoder_are_an_mlp_plus_a_linear_path_in_output_units():
     vae = _vae()
     x = torch.randn(5, 3, dtype=torch.float64)
     for part in (vae.encoder, vae.decoder):
         x_in = x[:, : part.linear.in_features]
-        expected = part.mlp(x_in) + x_in @ part.linear.weight.T + part.linear.bias
+        with torch.no_grad():
+            part.scale.uniform_(0.5, 2.0)
+        linear = x_in @ part.linear.weight.T + part.linear.bias
+        expected = (part.mlp(x_in) + linear) * part.scale
         torch.testing.assert_close(part(x_in), expected)
-    # a fresh model's linear paths are zero: it starts as its MLPs alone
+        # a start is exact in any units: the scale divides the linear path's weights
+        weight = torch.randn(part.linear.out_features, x_in.shape[1], dtype=torch.float64)
+        bias = torch.randn(part.linear.out_features, dtype=torch.float64)
+        part.start_at(weight, bias, scale=torch.full_like(bias, 0.1))
+        torch.testing.assert_close(part(x_in), x_in @ weight.T + bias)
+        assert (part.scale == 0.1).all() and "scale" in dict(part.named_buffers())
+    # a fresh model's linear paths are zero and its units 1: it starts as its MLPs
     fresh = Autoencoder(3, 2, (4,), "relu", 0.0, _likelihood("squared_error"))
     assert not fresh.encoder.linear.weight.any() and not fresh.decoder.linear.bias.any()
+    assert (fresh.decoder.scale == 1).all() and (fresh.encoder.scale == 1).all()
 
 
 def test_autoencoder_losses_against_hand_computation():
@@ -259,7 +269,13 @@ def test_build_from_the_description_rebuilds_the_model(index):
     X = rng.poisson(3.0, size=(40, 5)).astype(float)
     if model.likelihood.name == "bernoulli":
         X = (X > 3).astype(float)
-    model.initialize(X, (PCA(2).fit(X).components_, None) if index == 0 else None)
+    linear = None
+    if index == 0:
+        linear = (PCA(2).fit(X).components_, None)
+    elif index == 2:  # the decoder's units become the noise deviations
+        fa = FactorAnalysis(2, random_state=0).fit(X)
+        linear = (fa.components_, fa.noise_variance_)
+    model.initialize(X, linear)
     description = json.loads(json.dumps(model.description))  # plain values only
     assert description == model.description
     torch.manual_seed(1)  # the rebuilt model's random start differs...
@@ -323,9 +339,9 @@ def test_vae_started_at_factor_analysis_scores_as_factor_analysis():
     likelihood = _likelihood("gaussian", 5, floor_fraction=1e-6)
     vae = VAE(5, 2, (8,), "tanh", 0.0, likelihood, background=None).double()
     vae.initialize(X, (fa.components_, fa.noise_variance_)).eval()
-    torch.testing.assert_close(
-        vae.likelihood.variance(), torch.from_numpy(fa.noise_variance_)
-    )
+    noise = torch.from_numpy(fa.noise_variance_)
+    torch.testing.assert_close(vae.likelihood.variance(), noise)
+    torch.testing.assert_close(vae.decoder.scale, noise.sqrt())  # its output units
     g = torch.Generator().manual_seed(0)
     eps = torch.randn(64, 2, generator=g, dtype=torch.float64)
     with torch.no_grad():

@@ -126,7 +126,8 @@ def test_loading_does_not_unpickle(X, tmp_path, monkeypatch):
             assert not data.startswith(b"PK")
         meta = json.loads(archive.read("skvae.json"))
     assert meta["class"] == "VAETransformer"
-    assert meta["format_version"] == 1
+    assert meta["format_version"] == 2
+    assert meta["module"] == est.module_.description
     assert meta["attributes"]["dict"]["n_features_in_"] == X.shape[1]
 
 
@@ -157,7 +158,7 @@ def saved(X, tmp_path_factory):
         (lambda m: m.update({"class": "os.system"}), "holds a 'os.system'"),
         (
             lambda m: m["params"]["dict"].update(hidden_layer_sizes=[9]),
-            "do not fit the network",
+            "does not fit the network",
         ),
         (lambda m: m["attributes"]["dict"].pop("n_features_in_"), "corrupted metadata"),
         (lambda m: m["params"]["dict"].update(loss="pickle"), "loss"),

@@ -148,8 +148,8 @@ def test_numpy_input_is_unchanged(frame):
         ),
         (VAETransformer, {"categorical_features": ["zzz"]}, "frame", "not in X"),
         (VAETransformer, {"categorical_features": [True]}, "frame", "5 entries"),
-        (VAETransformer, {"likelihood": "bernoulli"}, "frame", "numeric arrays in"),
-        (AutoencoderTransformer, {"loss": "bce"}, "frame", "numeric arrays in"),
+        (VAETransformer, {"likelihood": "bernoulli"}, "frame", "applies to numeric arrays"),
+        (AutoencoderTransformer, {"loss": "bce"}, "frame", "applies to numeric arrays"),
     ],
 )
 def test_bad_table_input(Estimator, params, X, match, frame):
@@ -170,16 +170,23 @@ def test_bad_input_after_fit(fitted, frame):
 
 
 def test_categorical_likelihood_against_hand_computation():
-    layout = {"numeric": [0], "indicator": [-1], "binary": [1], "categorical": [(2, 5)]}
+    likelihood = {
+        "name": "blocks",
+        "blocks": [
+            {"columns": [0], "likelihood": {"name": "gaussian", "n_features": 1}},
+            {"columns": [1], "likelihood": {"name": "bernoulli", "n_features": 1}},
+            {"columns": [2, 3, 4], "likelihood": {"name": "categorical", "n_features": 3}},
+        ],
+    }
     torch.manual_seed(0)
-    vae = VAE(5, 2, (4,), "relu", 0.0, "gaussian", 1e-3, layout).double().eval()
+    vae = VAE(5, 2, (4,), "relu", 0.0, likelihood).double().eval()
     x = torch.tensor(
         [[0.5, 1.0, 0.0, 1.0, 0.0], [-1.0, 0.0, 0.0, 0.0, 1.0]], dtype=torch.float64
     )
     eps = torch.zeros(2, dtype=torch.float64)
     mean, _ = vae.posterior(x)
     out = vae.decoder(mean).detach().numpy()
-    var = vae.likelihood.variance().numpy()
+    var = vae.likelihood.likelihoods[0].variance().numpy()
     xn = x.numpy()
     gauss = 0.5 * ((xn[:, 0] - out[:, 0]) ** 2 / var[0] + np.log(2 * np.pi * var[0]))
     p = 1 / (1 + np.exp(-out[:, 1]))

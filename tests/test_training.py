@@ -344,9 +344,8 @@ def test_convergence_warning_at_max_iter(Estimator, manifold, recwarn):
     with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(2\) reached"):
         Estimator(**{**FAST, "max_iter": 2}).fit(manifold)
     est = Estimator(**{**FAST, "max_iter": 100, "tol": 1e6, "n_iter_no_change": 1})
-    est.fit(
-        manifold
-    )  # converged (2 epochs: the second not tol below the first): no warning
+    # converged after 2 epochs, the second not tol below the first: no warning
+    est.fit(manifold)
     assert est.n_iter_ == 2
     assert not [w for w in recwarn if issubclass(w.category, ConvergenceWarning)]
 
