@@ -63,7 +63,8 @@ def test_fitted_attributes(Estimator, manifold):
     assert est.best_loss_ == min(est.loss_curve_)
     assert est.validation_scores_ is None and est.best_validation_score_ is None
     assert isinstance(est.module_, torch.nn.Module)
-    assert est.device_ == torch.device("cpu")
+    expected = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    assert est.device_ == expected  # "auto": indexed CUDA where there is one
     assert est.device == "auto"  # the parameter keeps the user's value
 
 
@@ -128,13 +129,14 @@ def test_pickle_round_trip(Estimator, dump, manifold, tmp_path):
 def test_unpickling_without_the_fitting_device_falls_back_to_cpu(
     Estimator, manifold, monkeypatch
 ):
-    est = make(Estimator).fit(manifold)
+    est = make(Estimator, device="cpu").fit(manifold)
     est.device_ = torch.device("cuda", 3)  # as if fitted on a GPU machine
     blob = pickle.dumps(est)
     monkeypatch.setattr("skvae._base.available", lambda device: device.type == "cpu")
     with pytest.warns(UserWarning, match="loaded on the CPU"):
         loaded = pickle.loads(blob)
     assert loaded.device_ == torch.device("cpu")
+    assert est.module_.decoder.scale.device.type == "cpu"  # pickling left est alone
     est.device_ = torch.device("cpu")
     np.testing.assert_array_equal(loaded.transform(manifold), est.transform(manifold))
 
