@@ -99,16 +99,17 @@ def test_iwae_rises_with_k_and_is_the_elbo_at_one(curve, curve_vae):
     module = elbo_vae.module_
     import torch
 
-    x = torch.as_tensor(X_test, dtype=torch.float32)
+    x = torch.as_tensor(X_test, dtype=torch.float32, device=elbo_vae.device_)
     eps = torch.randn(
         1, 2, generator=torch.Generator().manual_seed(elbo_vae._seed), dtype=torch.float64
     ).float()
+    eps = eps.to(elbo_vae.device_)
     with torch.no_grad():
         terms = module.loss(x, eps[0])
         # the ELBO, mixed with the background density: log((1-w) e^ELBO + w p_b)
         elbo = -(terms.reconstruction + terms.kl)
         w = BACKGROUND_WEIGHT
-        expected = torch.logaddexp(elbo + np.log1p(-w), terms.background).numpy()
+        expected = torch.logaddexp(elbo + np.log1p(-w), terms.background).cpu().numpy()
     np.testing.assert_allclose(
         elbo_vae.score_samples(X_test.astype(np.float32)), expected, rtol=1e-5
     )
