@@ -127,7 +127,7 @@ class VAETransformer(_BaseAutoencoder):
         Posterior draws K per row in ``score_samples`` (the IWAE bound); 1
         gives the ELBO.
     sample_from : {"prior", "posterior"}, default="prior"
-        Where ``sample`` draws codes: the N(0, I) prior, or a Gaussian mixture
+        Where ``sample`` draws codes: the prior p(z), or a Gaussian mixture
         fitted to the aggregate posterior (codes drawn from q(z|x) over the
         training rows), which avoids regions of the prior the data never uses.
         Read when ``sample`` is called, so it can be changed after fitting.
@@ -189,7 +189,7 @@ class VAETransformer(_BaseAutoencoder):
     ``z = mu + s * eps``, ``eps ~ N(0, I)`` (the reparameterisation trick),
     training minimises the mean over rows of::
 
-        -log p(x | z) + w * KL(q(z|x) || N(0, I)),
+        -log p(x | z) + w * KL(q(z|x) || p(z)),
         KL = 1/2 * sum_j (mu_j^2 + s_j^2 - 1 - log s_j^2)
 
     where w rises to ``beta`` over ``kl_warmup`` epochs. With ``beta=1`` this
