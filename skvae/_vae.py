@@ -190,7 +190,10 @@ class VAETransformer(_BaseAutoencoder):
     training minimises the mean over rows of::
 
         -log p(x | z) + w * KL(q(z|x) || p(z)),
-        KL = 1/2 * sum_j (mu_j^2 + s_j^2 - 1 - log s_j^2)
+        KL = 1/2 * sum_j (mu_j^2 + s_j^2 - 1 - log s_j^2)   (prior="normal")
+
+    (for ``prior="mixture"`` the KL is estimated at the drawn z as
+    ``log q(z|x) - log p(z)``)
 
     where w rises to ``beta`` over ``kl_warmup`` epochs. With ``beta=1`` this
     is the negative ELBO. For ``likelihood="gaussian"``,
