@@ -223,16 +223,8 @@ class AutoencoderTransformer(_BaseAutoencoder):
             likelihood = {"name": "bernoulli", "n_features": n_features}
         else:
             likelihood = {"name": "squared_error", "n_features": n_features}
-        return {
-            "kind": "autoencoder",
-            "n_features": n_features,
-            "n_components": self.n_components,
-            "hidden": list(hidden),
-            "activation": self.activation,
-            "dropout": self.dropout,
-            "likelihood": likelihood,
-            "noise": self.noise,
-        }
+        network = self._network("autoencoder", n_features, hidden, likelihood)
+        return {**network, "noise": self.noise}
 
     def _support(self):
         return ("unit_interval", "loss='bce'") if self.loss == "bce" else (None, None)

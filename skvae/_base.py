@@ -211,6 +211,18 @@ class _BaseAutoencoder(
     def _describe(self, n_features, hidden, table):
         """The plain description of the network (see ``_networks.build``)."""
 
+    def _network(self, kind, n_features, hidden, likelihood):
+        """The description entries every network shares (see ``_networks.build``)."""
+        return {
+            "kind": kind,
+            "n_features": n_features,
+            "n_components": self.n_components,
+            "hidden": list(hidden),
+            "activation": self.activation,
+            "dropout": self.dropout,
+            "likelihood": likelihood,
+        }
+
     def _linear_start(self, X, table, seed):
         """The linear solution the network starts at (see ``Model.initialize``), or None."""
         return None

@@ -353,13 +353,7 @@ class VAETransformer(_BaseAutoencoder):
             }
             likelihood = table.likelihood(name, options)
         return {
-            "kind": "vae",
-            "n_features": n_features,
-            "n_components": self.n_components,
-            "hidden": list(hidden),
-            "activation": self.activation,
-            "dropout": self.dropout,
-            "likelihood": likelihood,
+            **self._network("vae", n_features, hidden, likelihood),
             "prior": {"name": self.prior, "n_components": self.n_components},
             "background": "ppca" if table is None and name in _SCALED else "independent",
         }
