@@ -165,7 +165,6 @@ class AutoencoderTransformer(_BaseAutoencoder):
         "noise": [Interval(Real, 0, None, closed="left")],
         "density_components": [Interval(Integral, 1, None, closed="left")],
     }
-    _structural_params = ("loss", "noise")
 
     def __init__(
         self,

@@ -46,22 +46,22 @@ __all__ = [
 
 _MAX_SEED = np.iinfo(np.int32).max
 #: Codes used to fit the density that ``sample`` draws from, at most, and rows
-#: used to fit the linear solution (PCA, factor analysis) a network starts at.
+#: used to fit the factor analysis a network starts at.
 _DENSITY_MAX_ROWS = 10_000
 #: Version of the state that ``__getstate__`` writes (2: the network as its
 #: plain description and numpy weights; skvae 0.1 pickled the torch module).
 _PICKLE_VERSION = 2
 
 
-def linear_start(X, n_components, seed, noise):
-    """A linear-Gaussian solution for a network to start at, fitted on X's rows.
+def linear_start(X, n_components, seed):
+    """The factor-analysis solution for a network to start at, fitted on X's rows.
 
-    Returns ``(components, noise_variance)``: factor analysis' loadings and
-    per-feature noise variances when ``noise`` is true, PCA's orthonormal
-    components and None otherwise; components beyond what the data can give
-    (more than its rank) are zero. None when X has fewer than 2 rows.
+    Returns ``(components, noise_variance)``: the loadings, of shape
+    (n_components, n_features), and the per-feature noise variances;
+    components beyond what the data can give (more than its rank) are zero.
+    None when X has fewer than 2 rows or the fit is not finite.
     """
-    from sklearn.decomposition import PCA, FactorAnalysis
+    from sklearn.decomposition import FactorAnalysis
 
     if X.shape[0] < 2:
         return None
@@ -75,15 +75,11 @@ def linear_start(X, n_components, seed, noise):
         # Constant data divide by a zero variance in the explained ratios.
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
-        if noise:
-            model = FactorAnalysis(k, svd_method="lapack", random_state=seed).fit(X)
-        else:
-            model = PCA(k, svd_solver="full").fit(X)
+        model = FactorAnalysis(k, svd_method="lapack", random_state=seed).fit(X)
     components[:k] = model.components_
-    variance = model.noise_variance_ if noise else None
-    if not np.isfinite(components).all() or (noise and not np.isfinite(variance).all()):
+    if not (np.isfinite(components).all() and np.isfinite(model.noise_variance_).all()):
         return None
-    return components, variance
+    return components, model.noise_variance_
 
 
 def fit_code_density(Z, n_components, seed):
@@ -201,10 +197,6 @@ class _BaseAutoencoder(
         self.verbose = verbose
         self.warm_start = warm_start
         self.categorical_features = categorical_features
-
-    #: Parameters of a subclass that change the module's structure (warm_start
-    #: refits from scratch when they change).
-    _structural_params = ()
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod
@@ -372,10 +364,8 @@ class _BaseAutoencoder(
         self._check_values(X, training=True)
         device = resolve_device(self.device)
         description = self._describe(X.shape[1], hidden, table)
-        architecture = (
-            description,
-            None if table is None else table.signature,
-        ) + tuple(getattr(self, name) for name in self._structural_params)
+        # warm_start refits from scratch when the network or the table changes.
+        architecture = (description, None if table is None else table.signature)
         warm = hasattr(self, "module_") and (
             incremental or (self.warm_start and self._architecture == architecture)
         )

@@ -277,10 +277,6 @@ class Model(nn.Module):
         projection = torch.linalg.pinv(components.T)  # PCA: components @ (x - mean)
         self.encoder.start_at(projection, -projection @ mean)
 
-    def decoder_output(self, z):
-        """The decoder's raw output (the likelihood's parameters) for codes z."""
-        return self.decoder(z)
-
     def decode(self, z):
         """The decoder mean E[x | z] of shape (n_samples, n_features)."""
         return self.likelihood.mean(self.decoder(z))

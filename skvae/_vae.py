@@ -35,10 +35,11 @@ TABLE_VARIANCE_FLOOR = 1e-3
 #: can collapse them onto the prior. The closed-form update brings the variance
 #: to the residuals' level within a few dozen steps.
 VARIANCE_INIT = 0.01
-#: Likelihoods with a closed-form scale, and the options they are built with.
+#: Likelihoods of real values with a per-feature scale in closed form: they get
+#: the variance floor, the factor-analysis start and the PPCA background, and
+#: they are the ones a mixed-type table's numeric columns can use (the others
+#: have a support, which ``fit`` refuses for tables).
 _SCALED = {"gaussian", "student_t"}
-#: Likelihoods that a mixed-type table's numeric columns can use.
-_TABLE_LIKELIHOODS = _SCALED
 #: A latent dimension is active when its posterior variance, averaged over the
 #: training rows, is below this fraction of the prior's (which is 1).
 ACTIVE_THRESHOLD = 0.9
@@ -274,7 +275,6 @@ class VAETransformer(_BaseAutoencoder):
         "sample_from": [StrOptions({"prior", "posterior"})],
         "density_components": [Interval(Integral, 1, None, closed="left")],
     }
-    _structural_params = ("likelihood", "prior")
 
     def __init__(
         self,
@@ -341,12 +341,6 @@ class VAETransformer(_BaseAutoencoder):
                 options = {"floor_fraction": VARIANCE_FLOOR, "init_fraction": VARIANCE_INIT}
             likelihood = {"name": name, "n_features": n_features, **options}
         else:
-            if name not in _TABLE_LIKELIHOODS:
-                raise ValueError(
-                    f"likelihood={name!r} applies to numeric arrays; the numeric columns "
-                    "of a mixed-type DataFrame are standardized and modelled with "
-                    f"likelihood in {sorted(_TABLE_LIKELIHOODS)}. Use the default option."
-                )
             options = {
                 "floor_fraction": TABLE_VARIANCE_FLOOR,
                 "init_fraction": VARIANCE_INIT,
@@ -362,7 +356,7 @@ class VAETransformer(_BaseAutoencoder):
         # Real-valued arrays: start at factor analysis, which the network nests
         # (linear paths beside its MLPs), so training only adds to it.
         if table is None and self.likelihood in _SCALED:
-            return linear_start(X, self.n_components, seed, noise=True)
+            return linear_start(X, self.n_components, seed)
         return None
 
     def _schedule(self):
