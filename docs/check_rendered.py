@@ -9,7 +9,8 @@ the API pages, the gallery index and every gallery example in Chromium (through
 selenium and chromedriver), and checks that each page has a title and body
 text and that every gallery image has loaded (``naturalWidth > 0``). With
 ``--screenshots DIR`` it also saves a PNG of each page. Exits with status 1 and
-a list of problems when a check fails.
+a list of problems when a check fails, and with status 2 and a line saying what
+to install when Chromium, chromedriver or selenium is missing.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` packages (or
 ``--chromium`` / ``--chromedriver`` paths) and ``pip install selenium``.
@@ -17,6 +18,8 @@ Needs Debian's ``chromium`` and ``chromium-driver`` packages (or
 
 import argparse
 import functools
+import importlib.util
+import shutil
 import sys
 import tempfile
 import threading
@@ -81,6 +84,24 @@ def pages_to_check(html_dir):
     return [p for p in pages if (html_dir / p).exists()], examples
 
 
+def missing_requirements(chromium, chromedriver):
+    """What to install before pages can be checked (an empty list when nothing)."""
+    missing = []
+    if shutil.which(chromium) is None:
+        missing.append(
+            f"chromium (`apt-get install chromium`, or pass --chromium PATH; "
+            f"{chromium} is missing)"
+        )
+    if shutil.which(chromedriver) is None:
+        missing.append(
+            f"chromedriver (`apt-get install chromium-driver`, or pass --chromedriver "
+            f"PATH; {chromedriver} is missing)"
+        )
+    if importlib.util.find_spec("selenium") is None:
+        missing.append("selenium (`pip install selenium`)")
+    return missing
+
+
 def make_driver(chromium, chromedriver, profile_dir):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -127,6 +148,13 @@ def main(argv=None):
     parser.add_argument("--chromedriver", default="/usr/bin/chromedriver")
     args = parser.parse_args(argv)
 
+    missing = missing_requirements(args.chromium, args.chromedriver)
+    if missing:
+        what = ", ".join(missing[:-1]) + " and " * (len(missing) > 1) + missing[-1]
+        print(f"check_rendered.py cannot open a browser: install {what}.", file=sys.stderr)
+        return 2
+    from selenium.common.exceptions import WebDriverException
+
     html_dir = args.html_dir.resolve()
     pages, examples = pages_to_check(html_dir)
     if not examples:
@@ -135,11 +163,19 @@ def main(argv=None):
     if args.screenshots:
         args.screenshots.mkdir(parents=True, exist_ok=True)
 
-    server = serve(html_dir)
-    base = f"http://127.0.0.1:{server.server_address[1]}/"
     problems = []
     with tempfile.TemporaryDirectory(prefix="skvae-chromium-") as profile:
-        driver = make_driver(args.chromium, args.chromedriver, profile)
+        try:
+            driver = make_driver(args.chromium, args.chromedriver, profile)
+        except WebDriverException as exc:
+            reason = (exc.msg or type(exc).__name__).strip().splitlines()[0]
+            print(
+                f"{args.chromium} did not start through {args.chromedriver}: {reason}",
+                file=sys.stderr,
+            )
+            return 2
+        server = serve(html_dir)
+        base = f"http://127.0.0.1:{server.server_address[1]}/"
         try:
             for page in pages + examples:
                 expect_images = page in examples or page == "auto_examples/index.html"

@@ -1,8 +1,9 @@
 """skvae: autoencoders and variational autoencoders as scikit-learn transformers."""
 
+from . import exceptions
 from ._autoencoder import AutoencoderTransformer
 from ._vae import VAETransformer
 
 __version__ = "0.2.0"
 
-__all__ = ["AutoencoderTransformer", "VAETransformer", "__version__"]
+__all__ = ["AutoencoderTransformer", "VAETransformer", "__version__", "exceptions"]

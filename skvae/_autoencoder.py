@@ -5,12 +5,13 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, check_scalar
+from sklearn.utils.validation import check_is_fitted
 
 from ._base import (
     Interval,
     StrOptions,
     _BaseAutoencoder,
+    check_n_samples,
     fit_code_density,
     sample_code_density,
 )
@@ -37,27 +38,52 @@ class AutoencoderTransformer(_BaseAutoencoder):
         Activation after each hidden layer.
     dropout : float, default=0.0
         Dropout probability after each hidden activation during training.
-    batch_size : int, default=256
+    batch_size : int or "auto", default="auto"
         Rows per minibatch; larger than the data means full-batch training.
-    max_iter : int, default=200
-        Maximum number of epochs (passes over the data).
+        "auto" grows with the number of training rows n:
+        ``256 * sqrt(n / 10,000)`` rounded to a power of 2, within [256, 2048]
+        (256 up to 20,000 rows, 1024 at 100,000, 2048 from 500,000).
+    max_iter : int or "auto", default="auto"
+        Maximum number of epochs (passes over the data). "auto" sets a budget
+        that shrinks as the data grows, ``10,000 / sqrt(n)`` epochs within
+        [5, 200] (200 up to 2,500 rows, 32 at 100,000, 10 at a million), so
+        that large data sets get about as many optimizer steps as small ones
+        instead of 200 full passes. Either way the learning rate follows a
+        cosine from ``learning_rate`` down to 5% of it over the budget's steps,
+        and training may stop earlier (``tol``).
     learning_rate : float, default=1e-3
         Step size of the optimizer.
     optimizer : {"adam", "adamw", "sgd"}, default="adam"
         Optimizer; "sgd" is SGD with momentum 0.9 (no Nesterov).
     weight_decay : float, default=0.0
         L2 penalty (decoupled for "adamw").
-    early_stopping : bool, default=False
+    early_stopping : bool or "auto", default="auto"
         Hold out ``validation_fraction`` of the rows, stop when the validation
-        score stops improving, and restore the best weights.
+        loss stops improving, and restore the best weights. "auto"
+        does so when there are at least 10,000 rows.
     validation_fraction : float, default=0.1
-        Fraction of rows held out when ``early_stopping=True``.
+        Fraction of rows held out when early stopping.
     n_iter_no_change : int, default=10
-        Epochs without an improvement of at least ``tol`` before stopping.
-    tol : float, default=1e-4
-        Improvement, in loss units, that counts as progress.
+        Epochs without enough improvement (``tol``) before stopping.
+    tol : float, default=1e-2
+        Relative tolerance of the stopping rule. Training stops when the
+        validation loss has not improved by ``tol`` times the progress made so
+        far (its first value minus its best) for more than
+        ``n_iter_no_change`` epochs, or, without validation rows, when the
+        mean training loss of the last ``n_iter_no_change`` epochs is not that
+        much below the mean of the ``n_iter_no_change`` before. A fit that
+        runs all ``max_iter`` epochs warns (``ConvergenceWarning``) only if
+        the same test says the loss was still improving at the end (on windows
+        of a fifth of the epochs at most). 0 never stops early.
     device : str or torch.device, default="auto"
         "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:N", "mps".
+    n_jobs : int or None, default=None
+        Number of CPU threads torch uses, during fits and inference on the
+        CPU. None means 1 (unless in a ``joblib.parallel_config`` context),
+        -1 all processors, as in scikit-learn. One thread is the default
+        because these small networks gain little from more, and lose much when
+        another process competes for the cores (see the performance page);
+        torch's own setting is restored afterwards.
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation, shuffling, dropout, noise and the code density.
         An int gives identical results on every fit (on the CPU).
@@ -173,16 +199,17 @@ class AutoencoderTransformer(_BaseAutoencoder):
         hidden_layer_sizes=(128, 64),
         activation="relu",
         dropout=0.0,
-        batch_size=256,
-        max_iter=200,
+        batch_size="auto",
+        max_iter="auto",
         learning_rate=1e-3,
         optimizer="adam",
         weight_decay=0.0,
-        early_stopping=False,
+        early_stopping="auto",
         validation_fraction=0.1,
         n_iter_no_change=10,
-        tol=1e-4,
+        tol=1e-2,
         device="auto",
+        n_jobs=None,
         random_state=None,
         verbose=0,
         warm_start=False,
@@ -206,6 +233,7 @@ class AutoencoderTransformer(_BaseAutoencoder):
             n_iter_no_change=n_iter_no_change,
             tol=tol,
             device=device,
+            n_jobs=n_jobs,
             random_state=random_state,
             verbose=verbose,
             warm_start=warm_start,
@@ -228,7 +256,7 @@ class AutoencoderTransformer(_BaseAutoencoder):
     def _support(self):
         return ("unit_interval", "loss='bce'") if self.loss == "bce" else (None, None)
 
-    def _fitted_extras(self, module, X, device, seed):
+    def _fitted_extras(self, module, X, device, seed, incremental):
         Z = batched(module.encode, [X], device, torch.float32)
         density = fit_code_density(Z.astype(np.float64), self.density_components, seed)
         return {"code_density_": density}
@@ -267,7 +295,7 @@ class AutoencoderTransformer(_BaseAutoencoder):
             decoder's probabilities.
         """
         check_is_fitted(self)
-        check_scalar(n_samples, "n_samples", Integral, min_val=1)
+        check_n_samples(n_samples)
         rng = check_random_state(random_state)
         Z = sample_code_density(self.code_density_, n_samples, rng)
         means = self._decode_means(Z)

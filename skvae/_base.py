@@ -7,6 +7,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from joblib import effective_n_jobs
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -17,7 +18,12 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    check_array,
+    check_is_fitted,
+    check_scalar,
+    validate_data,
+)
 from threadpoolctl import threadpool_limits
 
 from ._networks import ACTIVATIONS, build
@@ -26,20 +32,30 @@ from ._persistence import load_estimator, save_estimator
 from ._torch import (
     available,
     batched,
+    generator,
     inference_dtype,
     inference_module,
     resolve_device,
-    seeded,
     to_cpu,
     torch_device_type,
+    torch_threads,
     training_tensor,
 )
-from ._training import NonFiniteLossError, Schedule, TrainConfig, make_optimizer, train
+from ._training import (
+    AUTO_EARLY_STOPPING_ROWS,
+    Schedule,
+    TrainConfig,
+    budget,
+    make_optimizer,
+    train,
+)
+from .exceptions import _warn
 
 __all__ = [
     "Interval",
     "StrOptions",
     "_BaseAutoencoder",
+    "check_n_samples",
     "fit_code_density",
     "sample_code_density",
 ]
@@ -51,6 +67,10 @@ _DENSITY_MAX_ROWS = 10_000
 #: Version of the state that ``__getstate__`` writes (2: the network as its
 #: plain description and numpy weights; skvae 0.1 pickled the torch module).
 _PICKLE_VERSION = 2
+#: Largest absolute input value: float32 networks overflow beyond it.
+_MAX_ABS = np.finfo(np.float32).max / 1e3
+#: Fewest training rows a fit accepts (the code density needs two).
+_MIN_ROWS = 2
 
 
 def linear_start(X, n_components, seed):
@@ -80,6 +100,23 @@ def linear_start(X, n_components, seed):
     if not (np.isfinite(components).all() and np.isfinite(model.noise_variance_).all()):
         return None
     return components, model.noise_variance_
+
+
+def _too_large(name):
+    return (
+        f"{name} has values too large for the float32 network (above 3e35); scale "
+        f"{name} first, e.g. with StandardScaler."
+    )
+
+
+def check_n_samples(n_samples):
+    """Validate ``sample``'s ``n_samples``: a positive int (not a bool, not a float)."""
+    if isinstance(n_samples, bool) or not isinstance(n_samples, Integral):
+        raise TypeError(
+            f"n_samples must be a positive int, got {n_samples!r} of type "
+            f"{type(n_samples).__name__}."
+        )
+    check_scalar(n_samples, "n_samples", Integral, min_val=1)
 
 
 def fit_code_density(Z, n_components, seed):
@@ -140,16 +177,17 @@ class _BaseAutoencoder(
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "dropout": [Interval(Real, 0, 1, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "max_iter": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "optimizer": [StrOptions({"adam", "adamw", "sgd"})],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "early_stopping": ["boolean"],
+        "early_stopping": ["boolean", StrOptions({"auto"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "device": [str, torch_device_type],
+        "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
@@ -164,16 +202,17 @@ class _BaseAutoencoder(
         hidden_layer_sizes=(128, 64),
         activation="relu",
         dropout=0.0,
-        batch_size=256,
-        max_iter=200,
+        batch_size="auto",
+        max_iter="auto",
         learning_rate=1e-3,
         optimizer="adam",
         weight_decay=0.0,
-        early_stopping=False,
+        early_stopping="auto",
         validation_fraction=0.1,
         n_iter_no_change=10,
-        tol=1e-4,
+        tol=1e-2,
         device="auto",
+        n_jobs=None,
         random_state=None,
         verbose=0,
         warm_start=False,
@@ -193,6 +232,7 @@ class _BaseAutoencoder(
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
         self.device = device
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
@@ -236,7 +276,7 @@ class _BaseAutoencoder(
         """Standard normal draws of shape (K, n_components) for ``score_samples``."""
         return None
 
-    def _fitted_extras(self, module, X, device, seed):
+    def _fitted_extras(self, module, X, device, seed, incremental):
         """Further fitted attributes computed from the trained module and X."""
         return {}
 
@@ -333,24 +373,33 @@ class _BaseAutoencoder(
                 + ("" if X.min() < 0 else " that are not all integers")
                 + ". Use likelihood='gaussian' for real-valued data."
             )
-        if training and np.abs(X).max() > np.finfo(np.float32).max / 1e3:
-            raise ValueError(
-                "X has values too large for float32 training (above 3e35); scale X "
-                "first, e.g. with StandardScaler."
-            )
+        if training and np.abs(X).max() > _MAX_ABS:
+            raise ValueError(_too_large("X"))
 
-    def _split(self, X, rng):
-        """Training and validation rows for early stopping."""
+    def _split(self, X, rng, early_stopping):
+        """Training and validation rows (None without early stopping)."""
         n = X.shape[0]
+        if not early_stopping:
+            if n < _MIN_ROWS:
+                raise ValueError(
+                    f"Found {n} sample(s), but {type(self).__name__} needs at least "
+                    f"{_MIN_ROWS} to fit."
+                )
+            return X, None
         n_val = int(np.ceil(self.validation_fraction * n))
-        if n - n_val < 1:
+        if n - n_val < _MIN_ROWS:
             raise ValueError(
                 f"early_stopping=True with validation_fraction={self.validation_fraction} "
-                f"leaves no training rows out of {n} samples; provide more samples "
-                "or set early_stopping=False."
+                f"leaves {n - n_val} training row(s) out of {n} samples; "
+                f"{type(self).__name__} needs at least {_MIN_ROWS}. Provide more "
+                "samples or set early_stopping=False."
             )
         order = rng.permutation(n)
         return X[order[n_val:]], X[order[:n_val]]
+
+    def _n_threads(self):
+        """The torch thread count for this estimator's work (``n_jobs``)."""
+        return max(1, effective_n_jobs(self.n_jobs))
 
     def _fit(self, X, incremental, table):
         hidden = self._hidden()
@@ -379,56 +428,56 @@ class _BaseAutoencoder(
             seed = check_random_state(self.random_state).randint(_MAX_SEED)
             start_epoch = 0
         rng = np.random.RandomState(seed)
-        X_val = None
-        if self.early_stopping and not incremental:
-            X, X_val = self._split(X, rng)
+        early_stopping = self.early_stopping
+        if early_stopping == "auto":
+            early_stopping = X.shape[0] >= AUTO_EARLY_STOPPING_ROWS
+        X, X_val = self._split(X, rng, early_stopping and not incremental)
+        batch_size, max_epochs = budget(X.shape[0], self.batch_size, self.max_iter)
 
-        with seeded(seed, device):
+        with torch_threads(self._n_threads()):
+            # A continued fit trains copies: whatever fails, the previous model,
+            # its optimizer state and every fitted attribute stay as they were.
             if warm:
-                module = self.module_.to(device)
-                snapshot = copy.deepcopy(module.state_dict())
-                state = self._optimizer_state
+                module = copy.deepcopy(self.module_).to(device)
+                state = copy.deepcopy(self._optimizer_state)
             else:
-                module = build(description)
+                module = build(description, generator(seed))
                 module.initialize(X, self._linear_start(X, table, seed))
                 module = module.to(device)
-                snapshot = state = None
+                state = None
             optimizer = make_optimizer(
                 module, self.optimizer, self.learning_rate, self.weight_decay, state
             )
             schedule = self._schedule()
             config = TrainConfig(
-                batch_size=self.batch_size,
-                max_epochs=1 if incremental else self.max_iter,
+                batch_size=batch_size,
+                max_epochs=1 if incremental else max_epochs,
                 tol=self.tol,
                 n_iter_no_change=self.n_iter_no_change,
                 stop_early=not incremental,
+                anneal=not incremental,
                 min_epochs=schedule.warmup,
                 start_epoch=start_epoch,
+                seed=seed,
                 verbose=self.verbose,
             )
-            try:
-                history = train(
-                    module,
-                    training_tensor(X, device),
-                    optimizer,
-                    config,
-                    schedule,
-                    X_val=None if X_val is None else training_tensor(X_val, device),
-                    device=device,
-                )
-            except NonFiniteLossError:
-                if snapshot is not None:
-                    module.load_state_dict(snapshot)
-                raise
-            extras = self._fitted_extras(module, X, device, seed)
+            history = train(
+                module,
+                training_tensor(X, device),
+                optimizer,
+                config,
+                schedule,
+                X_val=None if X_val is None else training_tensor(X_val, device),
+                device=device,
+            )
+            extras = self._fitted_extras(module, X, device, seed, incremental)
 
         if not (incremental or history.converged or history.interrupted):
-            warnings.warn(
-                f"Maximum iterations ({self.max_iter}) reached and the optimization "
-                "hasn't converged yet.",
+            _warn(
+                f"{type(self).__name__} used all {history.n_epochs} epochs "
+                f"(max_iter={self.max_iter!r}) and the loss was still improving. "
+                "Increase max_iter, or raise tol to accept this fit.",
                 ConvergenceWarning,
-                stacklevel=3,
             )
         previous = self.loss_curve_ if warm else []
         # Fitted attributes are set last, together.
@@ -455,14 +504,20 @@ class _BaseAutoencoder(
         """Run ``function(module, *tensors)`` over row chunks at X's precision."""
         torch_dtype = inference_dtype(dtype, self.device_)
         module = inference_module(self.module_, torch_dtype)
-        out = batched(lambda *t: function(module, *t), arrays, self.device_, torch_dtype)
+        with torch_threads(self._n_threads()):
+            out = batched(
+                lambda *t: function(module, *t), arrays, self.device_, torch_dtype
+            )
         return out.astype(dtype, copy=False)
 
     def _validate_X(self, X):
         check_is_fitted(self)
         if self._table is not None:
             return self._table.encode(validate_table(self, X, reset=False))
-        return validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        if X.size and np.abs(X).max() > _MAX_ABS:
+            raise ValueError(_too_large("X"))
+        return X
 
     def _decode_means(self, Z):
         """Decoder means of codes Z: rows, or a table's encoded-space means."""
@@ -693,8 +748,7 @@ class _BaseAutoencoder(
                     "wrote it, or refit."
                 )
             stored = state["module_"]
-            with seeded(0, torch.device("cpu")):  # leave the caller's RNG alone
-                module = build(stored["description"])
+            module = build(stored["description"])
             module.load_state_dict(
                 {name: torch.from_numpy(value) for name, value in stored["weights"].items()}
             )

@@ -6,6 +6,7 @@ values (:meth:`Model.initialize`), never its structure.
 """
 
 import math
+import threading
 from typing import NamedTuple
 
 import torch
@@ -73,8 +74,60 @@ def mlp(sizes, activation="relu", dropout=0.0):
         if i < len(sizes) - 2:
             layers.append(ACTIVATIONS[activation]())
             if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(Dropout(dropout))
     return nn.Sequential(*layers)
+
+
+class Dropout(nn.Module):
+    """``nn.Dropout`` with its masks drawn from ``generator`` (a fit's own RNG).
+
+    ``generator`` is set for the length of a fit (:func:`use_generator`);
+    torch's global RNG is used when it is None.
+    """
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = float(p)
+        self.generator = None
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.empty_like(x).bernoulli_(1 - self.p, generator=self.generator)
+        return x * keep / (1 - self.p)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+def use_generator(module, generator):
+    """Make every random draw of ``module`` in training come from ``generator``.
+
+    Sets the ``generator`` attribute of ``module`` and of its parts that have
+    one (dropout, the reparameterisation and noise draws); None restores
+    torch's global RNG.
+    """
+    for part in module.modules():
+        if hasattr(part, "generator"):
+            part.generator = generator
+
+
+def reset_parameters(module, generator):
+    """Draw ``module``'s initial weights from ``generator`` instead of the global RNG.
+
+    Linear layers get torch's own default initialisation (Kaiming uniform
+    weights, uniform biases); parts with a ``reset_random(generator)`` method
+    (the mixture prior's means) redraw with it. Weights a start set to zero
+    (the linear paths) are left as they are.
+    """
+    for part in module.modules():
+        if isinstance(part, nn.Linear) and part.weight.abs().sum() > 0:
+            nn.init.kaiming_uniform_(part.weight, a=math.sqrt(5), generator=generator)
+            if part.bias is not None:
+                bound = 1 / math.sqrt(part.in_features) if part.in_features else 0.0
+                nn.init.uniform_(part.bias, -bound, bound, generator=generator)
+        elif hasattr(part, "reset_random"):
+            part.reset_random(generator)
 
 
 class _Residual(nn.Module):
@@ -239,6 +292,7 @@ class Model(nn.Module):
             "likelihood": likelihood,
         }
         self.n_components = int(n_components)
+        self.generator = None  # the fit's RNG for training draws (use_generator)
         sizes = [n_features, *hidden, self._encoder_outputs * n_components]
         self.encoder = _Residual(sizes, activation, dropout)
         self.decoder = _Residual(
@@ -311,7 +365,7 @@ class Autoencoder(Model):
         """Per-sample reconstruction loss; ``kl`` is zero."""
         x_in = x
         if self.training and self.noise > 0:
-            x_in = x + self.noise * torch.randn_like(x)
+            x_in = x + self.noise * _randn_like(x, self.generator)
         reconstruction = self.likelihood.nll(self.decoder(self.encoder(x_in)), x)
         return Terms(reconstruction, torch.zeros_like(reconstruction))
 
@@ -420,7 +474,7 @@ class VAE(Model):
         """
         mean, log_var = self.posterior(x)
         if eps is None:
-            eps = torch.randn_like(mean)
+            eps = _randn_like(mean, self.generator)
         z = mean + eps * (0.5 * log_var).exp()
         reconstruction = self.likelihood.nll(self.decoder(z), x)
         kl = self.prior.kl(mean, log_var, z)
@@ -446,12 +500,22 @@ class VAE(Model):
             log_p = -(terms.reconstruction + terms.kl)
         else:
             mean, log_var = self.posterior(x)
-            z = mean + eps[:, None, :] * (0.5 * log_var).exp()  # (K, n, d)
-            log_px = -self.likelihood.nll(self.decoder(z), x)
-            log_qz = -0.5 * (eps.pow(2).sum(-1)[:, None] + (log_var + _LOG_2PI).sum(-1))
-            log_w = log_px + self.prior.log_prob(z) - log_qz
+            # The draws go through the decoder a few at a time, so memory is
+            # bounded whatever K (about IMPORTANCE_ELEMENTS numbers per layer).
+            width = max(self.description["n_features"], *self.description["hidden"], 1)
+            per_chunk = max(1, IMPORTANCE_ELEMENTS // (x.shape[0] * width))
+            log_w = torch.cat(
+                [self._log_weights(x, mean, log_var, e) for e in eps.split(per_chunk)]
+            )
             log_p = torch.logsumexp(log_w, dim=0) - math.log(eps.shape[0])
         return mix_background(log_p, self._background(x))
+
+    def _log_weights(self, x, mean, log_var, eps):
+        """log p(x, z) - log q(z | x) at the draws z = mean + eps * std, shape (K, n)."""
+        z = mean + eps[:, None, :] * (0.5 * log_var).exp()  # (K, n, d)
+        log_px = -self.likelihood.nll(self.decoder(z), x)
+        log_qz = -0.5 * (eps.pow(2).sum(-1)[:, None] + (log_var + _LOG_2PI).sum(-1))
+        return log_px + self.prior.log_prob(z) - log_qz
 
 
 def mix_background(log_p, background):
@@ -462,15 +526,46 @@ def mix_background(log_p, background):
 
 
 _MODELS = {"autoencoder": Autoencoder, "vae": VAE}
+#: Numbers per layer activation that one chunk of importance draws may take.
+IMPORTANCE_ELEMENTS = 2**22
 
 
-def build(description):
-    """The (untrained) model that ``description``, a plain dict, describes."""
+#: Building a module draws torch's default initial weights from the global RNG;
+#: builds run one at a time inside a forked RNG, so neither a caller's RNG
+#: stream nor a fit in another thread sees them.
+_BUILD_LOCK = threading.Lock()
+
+
+def build(description, generator=None):
+    """The (untrained) model that ``description``, a plain dict, describes.
+
+    Parameters
+    ----------
+    description : dict
+        ``kind`` and the model's constructor arguments.
+    generator : torch.Generator or None
+        Draws the initial weights; None leaves torch's default draws (for a
+        module whose weights are loaded next).
+    """
     options = dict(description)
     kind = options.pop("kind", None)
     if kind not in _MODELS:
         raise ValueError(f"Unknown model kind {kind!r}; expected one of {sorted(_MODELS)}.")
-    return _MODELS[kind](**options)
+    with _BUILD_LOCK, torch.random.fork_rng(devices=[]):
+        model = _MODELS[kind](**options)
+    if generator is not None:
+        with torch.no_grad():
+            reset_parameters(model, generator)
+    return model
+
+
+def _randn_like(tensor, generator):
+    """Standard normal draws shaped like ``tensor``, from ``generator`` when given."""
+    if generator is None:
+        return torch.randn_like(tensor)
+    return torch.randn(
+        tensor.shape, generator=generator, dtype=tensor.dtype, device=tensor.device
+    )
 
 
 class _Legacy(nn.Module):

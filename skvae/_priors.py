@@ -199,8 +199,8 @@ class MixturePrior(Prior):
     the KL and differentiable in the mixture's parameters, so the prior is
     learned with the rest of the model.
 
-    At construction the means are drawn from torch's default RNG (seed it, or
-    build inside a seeded scope), with standard deviation 0.5 per dimension,
+    At construction the means are drawn (from the fit's generator, see
+    :meth:`reset_random`) with standard deviation 0.5 per dimension,
     then centred and rescaled so that across components each dimension has mean
     0 and variance exactly 0.25; every component has variance 0.75 and equal
     weight. The marginal p(z) then has mean 0 and variance 1 like N(0, I), so
@@ -223,15 +223,20 @@ class MixturePrior(Prior):
     def __init__(self, n_components, n_mixture=10):
         super().__init__(n_components)
         self.n_mixture = n_mixture
-        means = torch.randn(n_mixture, n_components)
-        means -= means.mean(0)  # all zero for a single component
-        log_var = 0.0
-        if n_mixture > 1:
-            means *= _INIT_SPREAD / means.std(0, correction=0)
-            log_var = math.log1p(-(_INIT_SPREAD**2))
-        self.means = nn.Parameter(means)
+        log_var = math.log1p(-(_INIT_SPREAD**2)) if n_mixture > 1 else 0.0
+        self.means = nn.Parameter(torch.zeros(n_mixture, n_components))
         self.log_vars = nn.Parameter(torch.full((n_mixture, n_components), log_var))
         self.logits = nn.Parameter(torch.zeros(n_mixture))
+        self.reset_random(None)
+
+    def reset_random(self, generator):
+        """Draw the starting means (see Notes) from ``generator`` (None: torch's RNG)."""
+        means = torch.randn(self.means.shape, generator=generator)
+        means -= means.mean(0)  # all zero for a single component
+        if self.n_mixture > 1:
+            means *= _INIT_SPREAD / means.std(0, correction=0)
+        with torch.no_grad():
+            self.means.copy_(means)
 
     def _log_vars(self):
         return self.log_vars.clamp(*_LOG_VAR_RANGE)

@@ -1,6 +1,7 @@
-"""Device resolution, array <-> tensor conversion, batched inference, seeded RNG scope."""
+"""Device resolution, array <-> tensor conversion, batched inference, torch threads."""
 
 import copy
+import threading
 from contextlib import contextmanager
 
 import numpy as np
@@ -138,14 +139,40 @@ def batched(function, arrays, device, dtype, chunk=INFERENCE_CHUNK):
 def seeded(seed, device):
     """Run a block with torch's global RNG seeded, restoring the caller's state after.
 
-    Everything random in a fit (initialisation, shuffling, dropout, noise,
-    reparameterisation draws) runs inside this scope, so one seed gives one model
-    and the user's own RNG streams are left as they were.
+    Only for code outside a fit that cannot take a generator; fits draw from
+    their own ``torch.Generator`` (:func:`generator`).
     """
     cuda_devices = [device.index] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(seed)
         yield
+
+
+_THREADS_LOCK = threading.Lock()
+_threads_state = {"users": 0, "saved": None}
+
+
+@contextmanager
+def torch_threads(n_threads):
+    """Run a block with torch's intra-op thread count set to ``n_threads``.
+
+    torch's setting is process-wide: the caller's value is saved when the
+    first such block starts and restored when the last one (in any thread)
+    ends, so concurrent fits neither leak their setting nor restore too early.
+    """
+    with _THREADS_LOCK:
+        if _threads_state["users"] == 0:
+            _threads_state["saved"] = torch.get_num_threads()
+        _threads_state["users"] += 1
+        if torch.get_num_threads() != n_threads:
+            torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _threads_state["users"] -= 1
+            if _threads_state["users"] == 0:
+                torch.set_num_threads(_threads_state["saved"])
 
 
 def generator(seed, device="cpu"):

@@ -2,35 +2,52 @@
 
 import copy
 import math
-import warnings
 from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
 
-from ._networks import mix_background
+from ._networks import mix_background, use_generator
+from .exceptions import NonFiniteLossError, _warn
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
 
-class NonFiniteLossError(ValueError):
-    """Training produced a NaN or infinite loss."""
-
-
 @dataclass
 class History:
-    """What one call of :func:`train` did."""
+    """What one call of :func:`train` did.
+
+    ``stop_reason`` is "converged" (the stopping rule saw the watched loss stop
+    improving), "budget" (every epoch ran), or "interrupted" (Ctrl-C);
+    ``settled`` says whether a fit that used its whole budget ended on a loss
+    that had stopped improving (:func:`improving`).
+    """
 
     losses: list = field(default_factory=list)
     validation_scores: list = field(default_factory=list)
     best_loss: float = math.inf
     best_validation_score: float = -math.inf
-    converged: bool = False
-    interrupted: bool = False
+    stop_reason: str = "budget"
+    settled: bool = False
 
     @property
     def n_epochs(self):
         return len(self.losses)
+
+    @property
+    def watched(self):
+        """The losses convergence is judged on: the validation ones when there are."""
+        return [-score for score in self.validation_scores] or self.losses
+
+    @property
+    def converged(self):
+        return self.stop_reason == "converged" or (
+            self.stop_reason == "budget" and self.settled
+        )
+
+    @property
+    def interrupted(self):
+        return self.stop_reason == "interrupted"
 
 
 @dataclass(frozen=True)
@@ -57,38 +74,106 @@ class Schedule:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How :func:`train` runs: batches, epochs, the stopping rule, reporting.
+    """How :func:`train` runs: batches, epochs, the schedule, the stopping rule.
 
     Attributes
     ----------
     batch_size, max_epochs : int
     tol, n_iter_no_change : float, int
-        With validation rows, stop when the validation score has not improved
-        by ``tol`` for more than ``n_iter_no_change`` epochs (as
-        ``MLPRegressor``). Without, stop when the mean training loss of the
-        last ``n_iter_no_change`` epochs is not ``tol`` below the mean of the
-        ``n_iter_no_change`` epochs before them: averaging over a window
-        makes the rule robust to the noise of a stochastic objective and to
-        the rise of the loss in the first epochs after a linear start.
+        The stopping rule, relative to the progress made so far (see
+        :func:`improving`). With validation rows, stop when the best
+        validation loss has not improved by ``tol`` times the progress for
+        more than ``n_iter_no_change`` epochs (and restore the best weights);
+        without, stop when the mean training loss of the last
+        ``n_iter_no_change`` epochs is not below the mean of the epochs before
+        them by that much. A fit that uses all its epochs has converged when
+        the same test, on windows of a fifth of its epochs at most, holds at
+        the end.
     stop_early : bool
         Whether to apply the rule at all (``partial_fit`` does not).
+    anneal : bool
+        Whether the learning rate follows a cosine from its value down to
+        ``ANNEAL_FLOOR`` times it over the ``max_epochs`` epochs' steps
+        (constant otherwise).
     min_epochs : int
         Global epoch count before which the rule does not stop training (the
         KL warm-up, during which the objective itself changes).
     start_epoch : int
         Epochs already trained, for the schedule and the progress display.
+    seed : int
+        Seeds the fit's own generators (shuffling, dropout, noise,
+        reparameterisation draws); torch's global RNG is not used.
     verbose : int
         0 silent, 1 a tqdm progress bar, 2 or more a line per epoch.
     """
 
     batch_size: int = 256
     max_epochs: int = 200
-    tol: float = 1e-4
+    tol: float = 1e-2
     n_iter_no_change: int = 10
     stop_early: bool = True
+    anneal: bool = False
     min_epochs: int = 0
     start_epoch: int = 0
+    seed: int = 0
     verbose: int = 0
+
+
+#: The annealed learning rate ends at this fraction of its starting value.
+ANNEAL_FLOOR = 0.05
+#: ``max_iter="auto"``: epochs for n training rows are ``AUTO_EPOCHS / sqrt(n)``
+#: within [AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS]; ``batch_size="auto"`` is
+#: ``AUTO_BATCH * sqrt(n / 10_000)`` within [AUTO_BATCH, AUTO_MAX_BATCH], a power
+#: of 2. Chosen with benchmarks/bench_convergence.py (see the docs'
+#: performance page).
+AUTO_EPOCHS = 10_000
+AUTO_MIN_EPOCHS = 5
+AUTO_MAX_EPOCHS = 200
+AUTO_BATCH = 256
+AUTO_MAX_BATCH = 2048
+#: ``early_stopping="auto"`` holds out a validation slice from this many rows.
+AUTO_EARLY_STOPPING_ROWS = 10_000
+
+
+def budget(n_rows, batch_size="auto", max_iter="auto"):
+    """The batch size and the number of epochs for ``n_rows`` training rows.
+
+    Parameters
+    ----------
+    n_rows : int
+    batch_size, max_iter : int or "auto"
+        The estimator's parameters; an int is used as it is.
+
+    Returns
+    -------
+    batch_size, max_epochs : int
+    """
+    if batch_size == "auto":
+        target = AUTO_BATCH * math.sqrt(max(n_rows, 1) / 10_000)
+        target = min(max(target, AUTO_BATCH), AUTO_MAX_BATCH)
+        batch_size = 2 ** round(math.log2(target))
+    if max_iter == "auto":
+        epochs = round(AUTO_EPOCHS / math.sqrt(max(n_rows, 1)))
+        max_iter = min(max(epochs, AUTO_MIN_EPOCHS), AUTO_MAX_EPOCHS)
+    return int(batch_size), int(max_iter)
+
+
+def improving(losses, window, tol):
+    """Whether the last ``window`` losses still improve on the ``window`` before.
+
+    True when the mean of the last ``window`` losses is below the mean of the
+    ``window`` losses before them by more than ``tol`` times the progress so
+    far (the first loss minus the lowest), or when there are fewer than
+    ``2 * window`` losses to tell. Relative to the progress, the test reads
+    the same for losses in any unit or offset (nats per row can be negative),
+    and means over windows make it robust to a stochastic objective's noise.
+    """
+    if window < 1 or len(losses) < 2 * window:
+        return True
+    recent = sum(losses[-window:]) / window
+    before = sum(losses[-2 * window : -window]) / window
+    progress = max(losses[0] - min(losses), 0.0)
+    return before - recent > tol * progress
 
 
 def kl_weight(epoch, warmup, beta):
@@ -110,12 +195,14 @@ def make_optimizer(module, name, learning_rate, weight_decay, state=None):
     elif next(module.parameters()).device.type in ("cpu", "cuda"):
         kwargs["fused"] = True  # one kernel per step: about 17% faster epochs on a CPU
     optimizer = OPTIMIZERS[name](module.parameters(), **kwargs)
-    same_kind = state is not None and set(state["param_groups"][0]) == set(
-        optimizer.param_groups[0]
-    )
+    # A learning-rate schedule adds "initial_lr" to the groups: not a kind.
+    same_kind = state is not None and set(state["param_groups"][0]) - {
+        "initial_lr"
+    } == set(optimizer.param_groups[0])
     if same_kind:  # a state of another optimizer (Adam after SGD) is dropped
         optimizer.load_state_dict(state)
         for group in optimizer.param_groups:  # the current hyperparameters win
+            group.pop("initial_lr", None)
             group.update(optimizer.defaults)
     return optimizer
 
@@ -146,15 +233,6 @@ def evaluate(module, X, weight, chunk=4096):
     return total.item() / X.shape[0]
 
 
-def _stalled(losses, window, tol):
-    """Whether the last ``window`` losses' mean is not ``tol`` below the one before."""
-    if len(losses) < 2 * window:
-        return False
-    recent = sum(losses[-window:]) / window
-    before = sum(losses[-2 * window : -window]) / window
-    return recent > before - tol
-
-
 def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=None):
     """Train ``module`` by minibatch gradient descent on ``module.loss``.
 
@@ -181,23 +259,29 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
     Raises
     ------
     NonFiniteLossError
-        When an epoch's loss is NaN or infinite; the module is then left with
-        the weights of that failed step, for the caller to restore.
+        When an epoch's loss or the weights after it are NaN or infinite; the
+        module is then left with the weights of the failed step, for the
+        caller to discard.
     """
     schedule = Schedule() if schedule is None else schedule
     device = X.device if device is None else device
     stream = X.device != device
     n = X.shape[0]
     history = History()
-    best_state, no_improvement = None, 0
+    best_state, best_watched, no_improvement = None, math.inf, 0
+    shuffle = torch.Generator(X.device).manual_seed(config.seed)
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    scheduler = _annealing(optimizer, config.max_epochs * steps_per_epoch, config.anneal)
     epochs = range(config.start_epoch, config.start_epoch + config.max_epochs)
-    bar = tqdm(epochs, disable=config.verbose != 1, unit="epoch", leave=True)
+    bar = tqdm(total=len(epochs), disable=config.verbose != 1, unit="epoch", leave=True)
+    use_generator(module, torch.Generator(device).manual_seed(config.seed + 1))
     module.train()
     try:
-        for epoch in bar:
+        for epoch in epochs:
             w = schedule.weight(epoch)
             total = torch.zeros((), device=device)
-            for idx in torch.randperm(n, device=X.device).split(config.batch_size):
+            order = torch.randperm(n, device=X.device, generator=shuffle)
+            for idx in order.split(config.batch_size):
                 xb = X[idx]
                 if stream:
                     xb = xb.pin_memory().to(device, non_blocking=True)
@@ -205,47 +289,101 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
                 total += loss.detach() * idx.shape[0]
             epoch_loss = total.item() / n
-            if not math.isfinite(epoch_loss):
-                raise NonFiniteLossError(
-                    f"The training loss became {epoch_loss} at epoch {epoch + 1}. The "
-                    "learning rate may be too high, or the data may need scaling "
-                    "(e.g. StandardScaler); lower learning_rate or preprocess X."
-                )
+            _check_finite(module, optimizer, epoch_loss, epoch)
             history.losses.append(epoch_loss)
             history.best_loss = min(history.best_loss, epoch_loss)
             if X_val is None:
-                stalled = _stalled(history.losses, config.n_iter_no_change, config.tol)
+                stalled = not improving(history.losses, config.n_iter_no_change, config.tol)
             else:
-                watched = -evaluate(module, X_val, schedule.validation_weight)
-                history.validation_scores.append(watched)
-                if watched < history.best_validation_score + config.tol:
-                    no_improvement += 1
-                else:
+                watched = evaluate(module, X_val, schedule.validation_weight)
+                history.validation_scores.append(-watched)
+                progress = max(history.watched[0] - min(history.watched), 0.0)
+                if watched < best_watched - config.tol * progress:
                     no_improvement = 0
-                if watched > history.best_validation_score:
-                    history.best_validation_score = watched
+                else:
+                    no_improvement += 1
+                if watched < best_watched:
+                    best_watched = watched
                     best_state = copy.deepcopy(module.state_dict())
                 stalled = no_improvement > config.n_iter_no_change
             _report(bar, config.verbose, epoch, epoch_loss, history.validation_scores)
+            bar.update()
             if config.stop_early and stalled and epoch + 1 >= config.min_epochs:
-                history.converged = True
+                history.stop_reason = "converged"
                 break
     except KeyboardInterrupt:
-        history.interrupted = True
-        warnings.warn(
+        history.stop_reason = "interrupted"
+        _warn(
             f"Training interrupted by the user after {history.n_epochs} epoch(s); "
             "keeping the weights learned so far.",
             UserWarning,
-            stacklevel=3,
         )
     finally:
-        bar.close()
+        use_generator(module, None)
         module.eval()
+        _close(bar, history)
+    history.best_validation_score = -best_watched
     if best_state is not None:
         module.load_state_dict(best_state)
+    window = min(config.n_iter_no_change, history.n_epochs // 5)
+    history.settled = window >= 1 and not improving(history.watched, window, config.tol)
+    if config.verbose >= 2:
+        print(f"Training stopped after {history.n_epochs} epoch(s): {_reason(history)}.")
     return history
+
+
+def _annealing(optimizer, total_steps, anneal):
+    """The cosine learning-rate schedule over ``total_steps`` steps, or None."""
+    if not anneal or total_steps < 2:
+        return None
+    return torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer,
+        T_max=total_steps,
+        eta_min=ANNEAL_FLOOR * optimizer.param_groups[0]["lr"],
+    )
+
+
+def _check_finite(module, optimizer, epoch_loss, epoch):
+    """Raise NonFiniteLossError when the epoch's loss or the weights after it diverged.
+
+    The weights are checked too: the last step of an epoch can diverge with
+    no loss computed after it.
+    """
+    weights_finite = all(torch.isfinite(p).all() for p in module.parameters())
+    if math.isfinite(epoch_loss) and weights_finite:
+        return
+    lr = optimizer.param_groups[0]["lr"]
+    what = (
+        f"loss became {epoch_loss}"
+        if not math.isfinite(epoch_loss)
+        else ("weights became NaN or infinite")
+    )
+    raise NonFiniteLossError(
+        f"Training diverged: the {what} at epoch {epoch + 1} (learning rate "
+        f"{lr:.3g}). Lower learning_rate, or scale the data (e.g. StandardScaler)."
+    )
+
+
+def _close(bar, history):
+    """End the progress bar at the epochs actually run, saying why training stopped."""
+    if bar.disable:
+        return
+    bar.total = history.n_epochs
+    bar.set_description_str(_reason(history))
+    bar.refresh()
+    bar.close()
+
+
+def _reason(history):
+    """Why training stopped, in words."""
+    return {
+        "converged": "converged (stopped early)",
+        "interrupted": "interrupted",
+    }.get(history.stop_reason, "epoch budget reached")
 
 
 def _report(bar, verbose, epoch, loss, validation_scores):

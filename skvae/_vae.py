@@ -1,18 +1,18 @@
 """VAETransformer: Gaussian posterior, beta-weighted KL, IWAE scores, sampling."""
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, check_scalar
+from sklearn.utils.validation import check_is_fitted
 
 from ._base import (
     _MAX_SEED,
     Interval,
     StrOptions,
     _BaseAutoencoder,
+    check_n_samples,
     fit_code_density,
     linear_start,
     sample_code_density,
@@ -21,6 +21,7 @@ from ._likelihoods import LIKELIHOODS
 from ._priors import PRIORS
 from ._torch import batched, generator
 from ._training import Schedule
+from .exceptions import PosteriorCollapseWarning, _warn
 
 #: The Gaussian observation variance is floored at this fraction of the mean
 #: feature variance of the training data, as factor analysis floors its noise
@@ -43,10 +44,6 @@ _SCALED = {"gaussian", "student_t"}
 #: A latent dimension is active when its posterior variance, averaged over the
 #: training rows, is below this fraction of the prior's (which is 1).
 ACTIVE_THRESHOLD = 0.9
-
-
-class PosteriorCollapseWarning(UserWarning):
-    """Most latent dimensions of a VAE carry no information about the data."""
 
 
 class VAETransformer(_BaseAutoencoder):
@@ -72,27 +69,52 @@ class VAETransformer(_BaseAutoencoder):
         Activation after each hidden layer.
     dropout : float, default=0.0
         Dropout probability after each hidden activation during training.
-    batch_size : int, default=256
+    batch_size : int or "auto", default="auto"
         Rows per minibatch; larger than the data means full-batch training.
-    max_iter : int, default=200
-        Maximum number of epochs (passes over the data).
+        "auto" grows with the number of training rows n:
+        ``256 * sqrt(n / 10,000)`` rounded to a power of 2, within [256, 2048]
+        (256 up to 20,000 rows, 1024 at 100,000, 2048 from 500,000).
+    max_iter : int or "auto", default="auto"
+        Maximum number of epochs (passes over the data). "auto" sets a budget
+        that shrinks as the data grows, ``10,000 / sqrt(n)`` epochs within
+        [5, 200] (200 up to 2,500 rows, 32 at 100,000, 10 at a million), so
+        that large data sets get about as many optimizer steps as small ones
+        instead of 200 full passes. Either way the learning rate follows a
+        cosine from ``learning_rate`` down to 5% of it over the budget's steps,
+        and training may stop earlier (``tol``).
     learning_rate : float, default=1e-3
         Step size of the optimizer.
     optimizer : {"adam", "adamw", "sgd"}, default="adam"
         Optimizer; "sgd" uses momentum 0.9.
     weight_decay : float, default=0.0
         L2 penalty (decoupled for "adamw").
-    early_stopping : bool, default=False
+    early_stopping : bool or "auto", default="auto"
         Hold out ``validation_fraction`` of the rows, stop when the validation
-        ELBO stops improving, and restore the best weights.
+        ELBO stops improving, and restore the best weights. "auto"
+        does so when there are at least 10,000 rows.
     validation_fraction : float, default=0.1
-        Fraction of rows held out when ``early_stopping=True``.
+        Fraction of rows held out when early stopping.
     n_iter_no_change : int, default=10
-        Epochs without an improvement of at least ``tol`` before stopping.
-    tol : float, default=1e-4
-        Improvement, in nats per row, that counts as progress.
+        Epochs without enough improvement (``tol``) before stopping.
+    tol : float, default=1e-2
+        Relative tolerance of the stopping rule. Training stops when the
+        validation loss has not improved by ``tol`` times the progress made so
+        far (its first value minus its best) for more than
+        ``n_iter_no_change`` epochs, or, without validation rows, when the
+        mean training loss of the last ``n_iter_no_change`` epochs is not that
+        much below the mean of the ``n_iter_no_change`` before. A fit that
+        runs all ``max_iter`` epochs warns (``ConvergenceWarning``) only if
+        the same test says the loss was still improving at the end (on windows
+        of a fifth of the epochs at most). 0 never stops early.
     device : str or torch.device, default="auto"
         "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:N", "mps".
+    n_jobs : int or None, default=None
+        Number of CPU threads torch uses, during fits and inference on the
+        CPU. None means 1 (unless in a ``joblib.parallel_config`` context),
+        -1 all processors, as in scikit-learn. One thread is the default
+        because these small networks gain little from more, and lose much when
+        another process competes for the cores (see the performance page);
+        torch's own setting is restored afterwards.
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation, shuffling, dropout, the reparameterisation draws,
         the draws of ``score_samples`` and the aggregate-posterior density.
@@ -283,16 +305,17 @@ class VAETransformer(_BaseAutoencoder):
         hidden_layer_sizes=(128, 64),
         activation="relu",
         dropout=0.0,
-        batch_size=256,
-        max_iter=200,
+        batch_size="auto",
+        max_iter="auto",
         learning_rate=1e-3,
         optimizer="adam",
         weight_decay=0.0,
-        early_stopping=False,
+        early_stopping="auto",
         validation_fraction=0.1,
         n_iter_no_change=10,
-        tol=1e-4,
+        tol=1e-2,
         device="auto",
+        n_jobs=None,
         random_state=None,
         verbose=0,
         warm_start=False,
@@ -320,6 +343,7 @@ class VAETransformer(_BaseAutoencoder):
             n_iter_no_change=n_iter_no_change,
             tol=tol,
             device=device,
+            n_jobs=n_jobs,
             random_state=random_state,
             verbose=verbose,
             warm_start=warm_start,
@@ -374,19 +398,21 @@ class VAETransformer(_BaseAutoencoder):
             dtype=torch.float64,
         )
 
-    def _fitted_extras(self, module, X, device, seed):
+    def _fitted_extras(self, module, X, device, seed, incremental):
         mean, log_var = batched(module.posterior, [X], device, torch.float32)
         with torch.no_grad():
             prior_variance = module.prior.marginal_variance().double().cpu().numpy()
         active = np.exp(log_var).mean(axis=0) < ACTIVE_THRESHOLD * prior_variance
-        if active.sum() < self.n_components / 2:
-            warnings.warn(
+        # A stream of partial_fit calls warns once, not on every batch.
+        warned = incremental and getattr(self, "_collapse_warned", False)
+        collapsed = active.sum() < self.n_components / 2
+        if collapsed and not warned:
+            _warn(
                 f"Only {active.sum()} of {self.n_components} latent dimensions are "
                 "active (posterior collapse): the others carry no information about "
                 "the data. Lower beta, use kl_warmup, train longer, or reduce "
                 "n_components.",
                 PosteriorCollapseWarning,
-                stacklevel=4,
             )
         rng = np.random.RandomState(seed)
         Z = mean + np.exp(0.5 * log_var) * rng.standard_normal(mean.shape)
@@ -396,6 +422,7 @@ class VAETransformer(_BaseAutoencoder):
             "n_active_components_": int(active.sum()),
             "code_density_": density,
             "noise_variance_": _noise_variance(module.likelihood),
+            "_collapse_warned": bool(collapsed or warned),
         }
 
     def score_samples(self, X):
@@ -437,7 +464,7 @@ class VAETransformer(_BaseAutoencoder):
             probabilities; without it, the most likely one).
         """
         check_is_fitted(self)
-        check_scalar(n_samples, "n_samples", Integral, min_val=1)
+        check_n_samples(n_samples)
         rng = check_random_state(random_state)
         if self.sample_from == "posterior":
             Z = sample_code_density(self.code_density_, n_samples, rng)

@@ -35,6 +35,7 @@ def test_public_names():
         "AutoencoderTransformer",
         "VAETransformer",
         "__version__",
+        "exceptions",
     ]
     assert re.fullmatch(r"\d+\.\d+\.\d+", skvae.__version__)
 
@@ -187,7 +188,10 @@ def test_warm_start(Estimator, manifold):
     warm.fit(manifold)
     assert warm.n_iter_ == 2 * FAST["max_iter"]
     assert warm.loss_curve_[: FAST["max_iter"]] == first
-    assert warm.loss_curve_[-1] < first[-1]
+    # the second fit continues the first's optimizer (its learning-rate schedule
+    # starts again, so its loss need not end lower)
+    steps = cold._optimizer_state["state"][0]["step"]
+    assert warm._optimizer_state["state"][0]["step"] == 2 * steps
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
@@ -195,7 +199,7 @@ def test_warm_start_refits_when_the_network_changes(Estimator, manifold):
     est = make(Estimator, warm_start=True).fit(manifold)
     est.set_params(dropout=0.2).fit(manifold)
     assert est.n_iter_ == FAST["max_iter"]  # from scratch
-    assert any(isinstance(m, torch.nn.Dropout) for m in est.module_.modules())
+    assert any(type(m).__name__ == "Dropout" for m in est.module_.modules())
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
@@ -235,14 +239,15 @@ BAD_FIT = [
     ({}, np.ones((2, 2, 2)), ValueError, "Found array with dim 3"),
     ({}, np.empty((0, 3)), ValueError, "0 sample"),
     ({}, sp.csr_matrix(np.eye(3)), TypeError, "dense data is required"),
-    ({}, np.full((4, 2), 1e38), ValueError, "too large for float32"),
+    ({}, np.full((4, 2), 1e38), ValueError, "too large for the float32 network"),
     ({"n_components": 0}, np.ones((4, 2)), InvalidParameterError, "n_components"),
     ({"activation": "swish"}, np.ones((4, 2)), InvalidParameterError, "activation"),
     ({"hidden_layer_sizes": (8, 0)}, np.ones((4, 2)), ValueError, "positive integers"),
     ({"learning_rate": -1.0}, np.ones((4, 2)), InvalidParameterError, "learning_rate"),
     ({"device": 3}, np.ones((4, 2)), InvalidParameterError, "device"),
     ({"device": "tpu"}, np.ones((4, 2)), ValueError, "device='tpu'"),
-    ({"early_stopping": True}, np.ones((1, 2)), ValueError, "no training rows"),
+    ({"early_stopping": True}, np.ones((1, 2)), ValueError, "leaves 0 training row"),
+    ({}, np.ones((1, 2)), ValueError, "Found 1 sample.*at least 2"),
 ]
 
 
@@ -288,8 +293,12 @@ def test_bad_input_after_fit(Estimator, manifold):
         est.transform(np.full((2, 6), np.nan))
     with pytest.raises(ValueError, match="n_samples == 0, must be >= 1"):
         est.sample(0)
-    with pytest.raises(TypeError, match="n_samples must be an instance of int"):
-        est.sample(2.5)
+    for bad in (2.5, True, np.float64(3.0), "3"):
+        with pytest.raises(TypeError, match="n_samples must be a positive int, got "):
+            est.sample(bad)
+    assert est.sample(np.int64(2)).shape[0] == 2
+    with pytest.raises(ValueError, match="too large"):  # beyond float32: no inf output
+        est.score_samples(manifold * 1e300)
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)

@@ -15,6 +15,7 @@ from skvae._networks import (
     BACKGROUND_WEIGHT,
     VAE,
     Autoencoder,
+    Dropout,
     Terms,
     build,
     mix_background,
@@ -65,10 +66,10 @@ def test_mlp_structure():
     assert kinds == [
         nn.Linear,
         nn.Tanh,
-        nn.Dropout,
+        Dropout,
         nn.Linear,
         nn.Tanh,
-        nn.Dropout,
+        Dropout,
         nn.Linear,
     ]
     assert net(torch.zeros(3, 5)).shape == (3, 2)

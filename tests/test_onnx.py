@@ -1,5 +1,7 @@
 """export_onnx: onnxruntime reproduces transform and inverse_transform in float32."""
 
+import io
+import logging
 import warnings
 
 import numpy as np
@@ -12,9 +14,6 @@ from skvae import AutoencoderTransformer, VAETransformer
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
-
-# torch's exporter trips over its own deprecated pytree API.
-pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
 
 SMALL = {
     "hidden_layer_sizes": (8,),
@@ -89,3 +88,64 @@ def test_bad_part_and_unfitted_raise(X, tmp_path):
     with pytest.raises(ValueError, match="part must be one of"):
         est.export_onnx(tmp_path / "m.onnx", part="both")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def torch_handlers():
+    """The stream handlers of torch's loggers (bound to the stderr of its import)."""
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]
+    return {
+        handler
+        for logger in loggers
+        if logger.name.startswith("torch")
+        for handler in logger.handlers
+        if isinstance(handler, logging.StreamHandler)
+    }
+
+
+def test_export_prints_logs_and_warns_nothing(X, tmp_path, capfd):
+    est = fitted(VAETransformer, {}, X)
+    level = logging.getLogger("torch").level
+    capfd.readouterr()
+    # torch's handlers hold the stderr of its import, which capfd does not see.
+    logs = io.StringIO()
+    handlers = {handler: handler.setStream(logs) for handler in torch_handlers()}
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            est.export_onnx(tmp_path / "encoder.onnx")
+            est.export_onnx(tmp_path / "decoder.onnx", part="decoder")
+    finally:
+        for handler, stream in handlers.items():
+            handler.setStream(stream)
+    out, err = capfd.readouterr()
+    assert (out, err, logs.getvalue()) == ("", "", "")
+    assert [str(w.message) for w in caught] == []
+    assert logging.getLogger("torch").level == level  # restored
+
+
+def test_mixed_type_table_is_refused_with_what_to_do(tmp_path, capfd):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.RandomState(0)
+    table = pd.DataFrame(
+        {
+            "size": rng.normal(size=40),
+            "colour": pd.Categorical(rng.choice(["red", "green", "blue"], 40)),
+            "new": rng.uniform(size=40) > 0.5,
+        }
+    )
+    for Estimator in (AutoencoderTransformer, VAETransformer):
+        est = fitted(Estimator, {}, table)
+        capfd.readouterr()
+        for part in ("encoder", "decoder"):
+            path = tmp_path / f"{part}.onnx"
+            with pytest.raises(ValueError, match="mixed-type DataFrame") as info:
+                est.export_onnx(path, part=part)
+            assert "ColumnTransformer" in str(info.value)
+            assert not path.exists()
+        assert capfd.readouterr() == ("", "")
+
+    # An all-numeric DataFrame is a numeric array to the model: it exports.
+    numbers = table[["size"]].assign(other=rng.uniform(size=40))
+    est = fitted(AutoencoderTransformer, {}, numbers)
+    _, Z = run(est.export_onnx(tmp_path / "numbers.onnx"), numbers.to_numpy(np.float32))
+    assert_allclose(Z, est.transform(numbers.astype(np.float32)), rtol=1e-5, atol=1e-6)

@@ -11,6 +11,9 @@ from sklearn.pipeline import Pipeline
 from skvae import AutoencoderTransformer, VAETransformer
 from skvae._networks import VAE
 
+# Tiny fits stop before they converge; this file tests the table, not the fit.
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
 ESTIMATORS = [AutoencoderTransformer, VAETransformer]
 FAST = dict(n_components=3, max_iter=60, batch_size=64, random_state=0)
 
@@ -217,3 +220,195 @@ def test_save_load_and_pickle_keep_the_table(fitted, frame, tmp_path):
         pd.testing.assert_frame_equal(
             loaded.sample(20, random_state=0), fitted.sample(20, random_state=0)
         )
+
+
+TINY = dict(n_components=2, hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+
+
+def small_frame(n=40, seed=0):
+    rng = np.random.RandomState(seed)
+    return pd.DataFrame(
+        {
+            "x": rng.normal(size=n),
+            "flag": rng.rand(n) < 0.5,
+            "text": pd.Series(rng.choice(["a", "b", "c"], n), dtype=object),
+        }
+    )
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+@pytest.mark.parametrize("size", [1e200, 1.7e308])
+def test_huge_numeric_column_is_scaled_without_overflow(Estimator, size):
+    frame = small_frame()
+    frame["x"] = frame["x"] / frame["x"].abs().max() * size  # largest |x| is size
+    est = Estimator(**TINY).fit(frame)
+    assert np.isfinite(est.transform(frame)).all()
+    assert np.isfinite(est.score_samples(frame)).all()
+    for out in (
+        est.inverse_transform(est.transform(frame)),
+        est.sample(500, random_state=0),
+    ):
+        relative = out["x"].to_numpy() / size
+        assert np.isfinite(relative).all() and 1e-3 < np.abs(relative).mean() < 10
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_values_float32_cannot_hold_name_the_column(Estimator):
+    est = Estimator(**TINY).fit(small_frame())
+    with pytest.raises(ValueError, match="Column 'x' holds values too far .* float32"):
+        est.transform(small_frame().assign(x=1e300))
+
+
+@pytest.mark.parametrize(
+    "column, value",
+    [
+        ("flag", pd.NA),
+        ("flag", None),
+        ("flag", np.nan),
+        ("length", pd.NA),
+        ("length", None),
+        ("species", pd.NA),
+        ("species", None),
+    ],
+)
+def test_missing_values_where_fit_saw_none_are_imputed(fitted, frame, column, value):
+    new = frame.head(4).astype({column: object})
+    new.loc[new.index[0], column] = value  # no missing values in fit: imputed
+    Z = fitted.transform(new)
+    assert np.isfinite(Z).all()
+    assert np.isfinite(fitted.score_samples(new)).all()
+    assert not fitted.inverse_transform(Z)[["length", "flag"]].isna().any().any()
+
+
+def test_nullable_boolean_missing_where_fit_saw_none(fitted, frame):
+    new = frame.head(4).astype({"flag": "boolean"})
+    new.loc[new.index[:2], "flag"] = pd.NA
+    assert np.isfinite(fitted.transform(new)).all()
+    assert np.isfinite(fitted.score_samples(new)).all()
+
+
+@pytest.mark.parametrize("value", ["yes", "True", 2, 0.5, 1j])
+def test_other_values_in_a_boolean_column_name_it(fitted, frame, value):
+    new = frame.head(4).astype({"flag": object})
+    new.loc[new.index[1], "flag"] = value
+    with pytest.raises(ValueError, match=r"Column 'flag' was boolean in fit .* True or"):
+        fitted.transform(new)
+
+
+def test_numbers_zero_and_one_pass_for_a_boolean_column(fitted, frame):
+    new = frame.head(4)
+    as_int = new.assign(flag=new["flag"].astype(np.int64))
+    np.testing.assert_array_equal(fitted.transform(as_int), fitted.transform(new))
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pd.DataFrame([[1.0, "a", 2.0], [2.0, "b", 3.0]], columns=["x", "t", "x"]),
+        pd.DataFrame([[1.0, "a", "b"], [2.0, "b", "c"]], columns=["x", "t", "t"]),
+        pd.DataFrame([[1.0, 2.0], [2.0, 3.0]], columns=["x", "x"]),  # numbers only
+    ],
+)
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_duplicated_column_names_are_refused(Estimator, frame):
+    with pytest.raises(ValueError, match=r"must be unique.*\['(x|t)'\]"):
+        Estimator(**TINY).fit(frame)
+
+
+def test_columns_missing_at_transform_with_non_string_names():
+    frame = small_frame().set_axis([0, 1, 2], axis=1)  # no feature_names_in_
+    est = AutoencoderTransformer(**TINY).fit(frame)
+    with pytest.raises(ValueError, match=r"lacks columns seen in fit: \[2\]"):
+        est.transform(frame.set_axis([0, 1, 3], axis=1))
+
+
+@pytest.mark.parametrize("cells", [[[1], [2]], [{"a": 1}, {"b": 2}], [{1}, {2}]])
+def test_unhashable_cells_name_the_column(cells):
+    frame = small_frame()
+    bad = frame.assign(text=pd.Series(cells * (len(frame) // 2), dtype=object))
+    with pytest.raises(TypeError, match="Column 'text' holds values that cannot be"):
+        AutoencoderTransformer(**TINY).fit(bad)
+    est = AutoencoderTransformer(**TINY).fit(frame)
+    with pytest.raises(TypeError, match="Column 'text' holds values that cannot be"):
+        est.transform(bad)
+
+
+def test_complex_column_cannot_be_modelled():
+    frame = small_frame().assign(c=1 + 1j)
+    with pytest.raises(TypeError, match="Column 'c' has dtype complex128"):
+        VAETransformer(**TINY).fit(frame)
+
+
+def test_small_integer_dtypes_keep_their_dtype_and_range():
+    frame = small_frame(400).assign(u=np.uint8(0), i=np.int8(127))
+    frame.loc[::2, "u"], frame.loc[::2, "i"] = 1, 126
+    est = VAETransformer(**{**TINY, "max_iter": 20}).fit(frame)
+    samples = est.sample(2000, random_state=0)
+    assert samples["u"].dtype == np.uint8 and samples["i"].dtype == np.int8
+    assert samples["u"].min() == 0 and samples["u"].max() < 10
+    assert samples["i"].max() == 127 and samples["i"].min() > 110
+
+
+ODD_COLUMNS = {
+    "Int64 with NA": pd.array([1, None, 3, 4] * 10, dtype="Int64"),
+    "Float64 with NA": pd.array([0.5, None, 1.5, 2.0] * 10, dtype="Float64"),
+    "boolean with NA": pd.array([True, None, False, True] * 10, dtype="boolean"),
+    "boolean": pd.array([True, False, False, True] * 10, dtype="boolean"),
+    "string with NA": pd.array(["u", None, "v", "u"] * 10, dtype="string"),
+    "category with NaN": pd.Categorical(["u", None, "v", "w"] * 10),
+    "numbers and strings": pd.Series([1, "a", 2.5, None] * 10, dtype=object),
+    "all NaN": np.full(40, np.nan),
+    "all None": pd.Series([None] * 40, dtype=object),
+}
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+@pytest.mark.parametrize("name", list(ODD_COLUMNS))
+def test_odd_columns_give_finite_outputs_and_leave_the_input(Estimator, name):
+    frame = small_frame().assign(odd=ODD_COLUMNS[name])
+    before = frame.copy(deep=True)
+    est = Estimator(**TINY).fit(frame)
+    Z = est.transform(frame)
+    assert np.isfinite(Z).all() and np.isfinite(est.score_samples(frame)).all()
+    for out in (est.inverse_transform(Z), est.sample(10, random_state=0)):
+        assert out["odd"].dtype == frame["odd"].dtype
+        assert np.isfinite(out["x"]).all()
+    pd.testing.assert_frame_equal(frame, before)
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_bad_transform_input_leaves_the_input(Estimator):
+    frame = small_frame()
+    est = Estimator(**TINY).fit(frame)
+    new = frame.head(4).astype({"flag": object})
+    new.loc[new.index[0], "flag"] = None
+    new.loc[new.index[1], "x"] = np.nan
+    before = new.copy(deep=True)
+    est.transform(new)
+    est.score_samples(new)
+    pd.testing.assert_frame_equal(new, before)
+
+
+@pytest.mark.parametrize(
+    "column, match",
+    [
+        (pd.date_range("2020", periods=40), "datetime64"),
+        (pd.date_range("2020", periods=40, tz="UTC"), "datetime64"),
+        (pd.to_timedelta(range(40), unit="D"), "timedelta64"),
+        (pd.period_range("2020", periods=40, freq="D"), "period"),
+    ],
+)
+def test_time_columns_cannot_be_modelled(column, match):
+    with pytest.raises(TypeError, match=f"Column 'when' has dtype {match}.*cannot model"):
+        AutoencoderTransformer(**TINY).fit(small_frame().assign(when=column))
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+def test_infinite_values_name_the_column(value):
+    frame = small_frame()
+    bad = frame.assign(x=np.r_[value, frame["x"].to_numpy()[1:]])
+    with pytest.raises(ValueError, match="infinity in column 'x'"):
+        AutoencoderTransformer(**TINY).fit(bad)
+    est = AutoencoderTransformer(**TINY).fit(frame)
+    with pytest.raises(ValueError, match="infinity in column 'x'"):
+        est.transform(bad)

@@ -11,15 +11,17 @@ from torch import nn
 from skvae import AutoencoderTransformer, VAETransformer
 from skvae._networks import BACKGROUND_WEIGHT, Autoencoder, Terms
 from skvae._training import (
-    NonFiniteLossError,
+    ANNEAL_FLOOR,
     Schedule,
     TrainConfig,
-    _stalled,
+    budget,
+    improving,
     kl_weight,
     make_optimizer,
     objective,
     train,
 )
+from skvae.exceptions import NonFiniteLossError
 
 ESTIMATORS = [AutoencoderTransformer, VAETransformer]
 FAST = dict(hidden_layer_sizes=(16,), max_iter=5, batch_size=64, random_state=0)
@@ -143,24 +145,59 @@ def test_train_minimises_the_objective_with_the_background():
 
 
 @pytest.mark.parametrize(
-    "losses, window, tol, stalled",
+    "losses, window, tol, expected",
     [
-        ([], 1, 0.0, False),
-        ([5.0] * 5, 3, 1e-4, False),  # fewer than two windows: never
-        ([5.0] * 6, 3, 1e-4, True),  # flat: not tol below
-        ([5.0] * 6, 3, 0.0, False),  # flat is no worse with tol 0 (as MLPRegressor)
-        ([6.0, 5.0, 4.0, 3.0], 2, 0.5, False),  # means 5.5 then 3.5: 2 below
-        ([6.0, 5.0, 4.0, 3.0], 2, 2.5, True),  # ...but not 2.5 below
-        ([100.0, 1.0, 1.0, 1.0, 1.0], 2, 1e-4, True),  # only the last two windows count
-        ([1.0, 3.0, 1.0, 3.0, 1.0, 3.0], 2, 1e-4, True),  # noise around a flat mean
-        ([1.0, 3.0, 1.0, 3.0, 1.0, 3.0], 1, 1e-4, True),  # window 1: a step up
-        ([3.0, 1.0, 3.0, 1.0, 3.0, 1.0], 1, 1e-4, False),  # window 1: a step down
-        ([1.0, 2.0, 1.5, 1.4], 2, 1e-2, False),  # a rise after the start, then descent
-        ([1.0, 2.0, 1.5, 1.6], 2, 1e-2, True),
+        ([], 1, 0.0, True),  # too few to tell
+        ([5.0] * 5, 3, 1e-2, True),  # fewer than two windows
+        ([5.0] * 6, 3, 1e-2, False),  # flat
+        ([5.0] * 6, 3, 0.0, False),  # flat is no improvement, even with tol 0
+        ([10.0, 6.0, 5.0, 4.0, 3.0], 2, 0.1, True),  # means 5.5 then 3.5: 2 > 0.1 * 7
+        ([10.0, 6.0, 5.0, 4.0, 3.0], 2, 0.5, False),  # ...but not 0.5 * 7
+        ([100.0, 1.0, 1.0, 1.0, 1.0], 2, 1e-2, False),  # only the last windows count
+        ([3.0, 1.0, 3.0, 1.0, 3.0, 1.0, 3.0], 2, 1e-2, False),  # noise, flat mean
+        ([3.0, 1.0, 3.0, 1.0, 3.0, 1.0], 1, 1e-2, True),  # window 1: a step down
+        ([-1.0, -5.0, -6.0, -6.5, -6.6], 2, 0.1, True),  # nats/row can be negative
+        ([-1.0, -5.0, -6.0, -6.5, -6.6], 2, 0.2, False),
+        ([5.0, 6.0, 7.0, 6.9], 2, 1e-2, False),  # above its start: no progress
     ],
 )
-def test_stalled(losses, window, tol, stalled):
-    assert _stalled(losses, window, tol) is stalled
+def test_improving(losses, window, tol, expected):
+    assert improving(losses, window, tol) is expected
+
+
+def test_improving_is_relative_to_the_progress():
+    losses = np.array([9.0, 5.0, 3.0, 2.0, 1.6, 1.4])
+    for scale, offset in [(1, 0), (1e-3, 0), (1e4, -1e6)]:
+        assert improving(list(losses * scale + offset), 2, 0.05)
+        assert not improving(list(losses * scale + offset), 2, 0.15)
+
+
+@pytest.mark.parametrize(
+    "n_rows, batch_size, max_iter, expected",
+    [
+        (100, "auto", "auto", (256, 200)),  # small data: 200 epochs, batch 256
+        (2_500, "auto", "auto", (256, 200)),
+        (10_000, "auto", "auto", (256, 100)),
+        (100_000, "auto", "auto", (1024, 32)),
+        (1_000_000, "auto", "auto", (2048, 10)),
+        (10**9, "auto", "auto", (2048, 5)),
+        (100_000, 64, 7, (64, 7)),  # integers are used as they are
+    ],
+)
+def test_budget(n_rows, batch_size, max_iter, expected):
+    assert budget(n_rows, batch_size, max_iter) == expected
+
+
+def test_annealing_follows_a_cosine_over_the_budget():
+    module, X = _tiny(), _data(64)
+    optimizer = make_optimizer(module, "adam", 1e-2, 0.0)
+    config = _config(batch_size=16, max_epochs=5, anneal=True, stop_early=False)
+    train(module, X, optimizer, config)
+    # 20 steps: the rate ends at the floor
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 * ANNEAL_FLOOR)
+    optimizer = make_optimizer(module, "adam", 1e-2, 0.0)
+    train(module, X, optimizer, _config(batch_size=16, max_epochs=5, stop_early=False))
+    assert optimizer.param_groups[0]["lr"] == 1e-2  # constant without annealing
 
 
 def test_one_epoch_moves_the_weights_and_lowers_the_loss():
@@ -205,16 +242,35 @@ def test_stops_when_the_loss_stops_improving():
     assert history.converged and history.n_epochs == 6  # two windows of 3, the same mean
     config = _config(max_epochs=10, n_iter_no_change=3, stop_early=False)
     history = train(_Scripted([5.0] * 10), torch.zeros(4, 1), optimizer, config)
-    assert not history.converged and history.n_epochs == 10
+    # it runs the whole budget, and ends settled: converged
+    assert history.stop_reason == "budget" and history.n_epochs == 10
+    assert history.settled and history.converged
+    falling = [10.0 - i for i in range(10)]
+    history = train(_Scripted(falling), torch.zeros(4, 1), optimizer, config)
+    assert not history.settled and not history.converged
+
+
+def test_settled_uses_windows_of_a_fifth_of_the_epochs():
+    # 10 epochs: windows of 2; a fall of 0.5 over 9 of progress is below tol 0.1
+    script = [10.0, 5.0, 3.0, 2.0, 1.8, 1.6, 1.4, 1.3, 1.2, 1.1]
+    optimizer = make_optimizer(_Scripted([]), "sgd", 1e-3, 0.0)
+    config = _config(max_epochs=10, n_iter_no_change=10, tol=0.1)
+    history = train(_Scripted(script), torch.zeros(4, 1), optimizer, config)
+    assert history.stop_reason == "budget" and history.settled
+    config = _config(max_epochs=4, n_iter_no_change=10, tol=0.1)
+    history = train(_Scripted(script), torch.zeros(4, 1), optimizer, config)
+    assert not history.settled  # 4 epochs: no window to judge by
 
 
 def test_keeps_going_while_the_windowed_mean_falls():
     # noisy, but each window of 2 epochs has a mean 1 below the one before
     script = [10.0, 12.0, 9.0, 11.0, 8.0, 10.0, 8.0, 10.0, 8.0, 10.0]
     optimizer = make_optimizer(_Scripted([]), "sgd", 1e-3, 0.0)
-    config = _config(max_epochs=10, n_iter_no_change=2, tol=0.5)
+    config = _config(max_epochs=10, n_iter_no_change=2, tol=0.2)
     history = train(_Scripted(script), torch.zeros(4, 1), optimizer, config)
-    assert history.converged and history.n_epochs == 8  # window means 11, 10, 9, 9
+    # window means 11, 10, 9, 9: each fall of 1 is more than 0.2 times the progress
+    # (1, then 2), until the last
+    assert history.converged and history.n_epochs == 8
 
 
 def test_no_stop_before_min_epochs():
@@ -248,7 +304,7 @@ def test_early_stopping_restores_the_best_weights():
         _data(32, 1) * 5,
     )  # validation is off-distribution
     optimizer = make_optimizer(module, "adam", 5e-2, 0.0)
-    config = _config(batch_size=16, max_epochs=60, n_iter_no_change=3)
+    config = _config(batch_size=16, max_epochs=60, n_iter_no_change=3, tol=0.0)
     history = train(module, X, optimizer, config, X_val=X_val)
     assert len(history.validation_scores) == history.n_epochs
     best = max(history.validation_scores)
@@ -262,7 +318,7 @@ def test_early_stopping_restores_the_best_weights():
 def test_non_finite_loss_raises_with_advice():
     module = _Scripted([1.0, math.nan])
     optimizer = make_optimizer(module, "sgd", 1e-3, 0.0)
-    with pytest.raises(NonFiniteLossError, match="learning rate .* scaling"):
+    with pytest.raises(NonFiniteLossError, match="loss became nan .*learning rate"):
         train(module, torch.zeros(4, 1), optimizer, _config(max_epochs=5))
     assert issubclass(NonFiniteLossError, ValueError)
 
@@ -300,7 +356,7 @@ def test_fits_and_pickles_on_each_device(Estimator, manifold, device):
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
 def test_divergence_raises_and_leaves_a_fresh_estimator_unfitted(Estimator, manifold):
     est = Estimator(**{**FAST, "optimizer": "sgd", "learning_rate": 1e12})
-    with pytest.raises(ValueError, match="training loss became"):
+    with pytest.raises(ValueError, match="diverged"):
         est.fit(manifold * 100)
     with pytest.raises(NotFittedError):
         est.transform(manifold)
@@ -311,7 +367,7 @@ def test_divergence_in_partial_fit_keeps_the_previous_model(Estimator, manifold)
     est = Estimator(**FAST).fit(manifold)
     Z, n_iter = est.transform(manifold), est.n_iter_
     est.set_params(optimizer="sgd", learning_rate=1e12)
-    with pytest.raises(ValueError, match="training loss became"):
+    with pytest.raises(ValueError, match="diverged"):
         est.partial_fit(manifold * 100)
     np.testing.assert_array_equal(est.transform(manifold), Z)
     assert est.n_iter_ == n_iter
@@ -341,7 +397,7 @@ def test_keyboard_interrupt_during_fit(Estimator, manifold, monkeypatch):
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
 def test_convergence_warning_at_max_iter(Estimator, manifold, recwarn):
-    with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(2\) reached"):
+    with pytest.warns(ConvergenceWarning, match=r"used all 2 epochs \(max_iter=2\)"):
         Estimator(**{**FAST, "max_iter": 2}).fit(manifold)
     est = Estimator(**{**FAST, "max_iter": 100, "tol": 1e6, "n_iter_no_change": 1})
     # converged after 2 epochs, the second not tol below the first: no warning
@@ -356,8 +412,15 @@ def test_verbose_output(Estimator, manifold, capsys):
     assert capsys.readouterr() == ("", "")
     Estimator(**{**FAST, "max_iter": 2, "verbose": 2, "early_stopping": True}).fit(manifold)
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2
+    assert len(lines) == 3
     assert lines[0].startswith("Epoch 1, loss = ") and "validation loss = " in lines[0]
+    assert lines[2] == "Training stopped after 2 epoch(s): epoch budget reached."
     Estimator(**{**FAST, "max_iter": 2, "verbose": 1}).fit(manifold)
     err = capsys.readouterr().err
     assert "2/2" in err and "loss=" in err  # the tqdm bar
+    assert "epoch budget reached" in err
+    # a fit that stops early: the bar ends at the epochs run, and says why
+    params = {"max_iter": 50, "verbose": 1, "tol": 1e6, "n_iter_no_change": 1}
+    Estimator(**{**FAST, **params}).fit(manifold)
+    err = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "converged" in err and "2/2" in err
