@@ -19,14 +19,31 @@ A saved estimator is one zip archive (stored, not compressed) with two members:
 Loading reads JSON and safetensors only and rebuilds the module from its stored
 description (``_networks.build``), so an untrusted file can hold data but no
 code: nothing is unpickled, and only skvae's estimator classes and scikit-learn's
-``GaussianMixture`` can be instantiated.
+``GaussianMixture`` can be instantiated. Before anything is built, it checks
+that the archive holds the two members, stored and within the file (nothing
+to inflate), the JSON's size and depth, the safetensors header against its
+member's size, the parameters against the estimator's constraints, every
+attribute against the schema below (names, types, shapes, and agreement with
+each other and with the network), and the shapes of the tensors against the
+network the parameters describe, laid out on torch's ``meta`` device (which
+allocates no memory). Whatever is wrong with a file, ``load`` raises a
+ValueError that says what.
+
+``save`` writes to a temporary file beside the destination and renames it
+into place, so a save that fails leaves the previous file as it was.
 """
 
+import contextlib
 import json
 import math
 import os
+import re
+import secrets
+import stat
+import struct
 import warnings
 import zipfile
+import zlib
 from importlib import metadata
 
 import numpy as np
@@ -47,14 +64,115 @@ FORMAT_VERSION = 2
 _META = "skvae.json"
 _WEIGHTS = "weights.safetensors"
 _MODULE = "module_"
-#: Tags of the one-key JSON objects that stand for non-JSON values.
+_META_KEYS = {"format", "format_version", "class", "params", "module", "attributes"}
+_META_KEYS |= {"skvae_version", "sklearn_version", "torch_version"}
+#: Largest ``skvae.json`` and safetensors header read, in bytes.
+_MAX_META_BYTES = 32 * 2**20
+_MAX_HEADER_BYTES = 16 * 2**20
+#: Deepest nesting of JSON values (a saved file needs about 16).
+_MAX_DEPTH = 64
+#: Tags of the one-key JSON objects that stand for non-JSON values, and the
+#: other keys that two of them have.
 _TAGS = {"tuple", "dict", "pairs", "float", "ndarray", "strings", "device", "random_state"}
 _TAGS |= {"gaussian_mixture", "table"}
+_TAG_EXTRAS = {"ndarray": {"torch"}, "strings": {"dtype"}}
+#: safetensors dtypes a file may hold.
+_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16}
+_DTYPES |= {"I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8}
+_DTYPES |= {"U8": torch.uint8, "BOOL": torch.bool}
+_DTYPE_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
+#: Errors that zipfile raises on a malformed archive.
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError)
+_ZIP_ERRORS += (KeyError, IndexError, OverflowError, RuntimeError, NotImplementedError)
+_ZIP_ERRORS += (struct.error, zlib.error)
+#: Errors that any other step can raise on a malformed file, beyond the checks
+#: below; load reports them as a corrupted file.
+_ERRORS = (TypeError, KeyError, IndexError, AttributeError, RuntimeError, OverflowError)
+_ERRORS += (RecursionError, NotImplementedError, EOFError, struct.error, zlib.error)
+
+# ----------------------------------------------------------------- schema
+#: The attributes of every fitted estimator, besides its parameters and module_
+#: (their types and shapes: :func:`_check_input` and :func:`_check_fitted`).
+_FITTED = {"n_features_in_", "device_", "n_components_", "n_iter_", "loss_curve_"}
+_FITTED |= {"best_loss_", "validation_scores_", "best_validation_score_", "code_density_"}
+_FITTED |= {"_table", "_architecture", "_optimizer_state", "_seed"}
+#: Attributes a fitted estimator may have: ``feature_names_in_`` after a fit on
+#: a DataFrame with string column names, ``_sklearn_output_config`` after
+#: ``set_output``.
+_OPTIONAL = {"feature_names_in_", "_sklearn_output_config"}
+#: Further attributes, by the kind of network: required, and optional
+#: (``_collapse_warned``: files written before it existed lack it).
+_EXTRAS = {
+    "autoencoder": set(),
+    "vae": {"active_components_", "n_active_components_", "noise_variance_"},
+}
+_OPTIONAL_EXTRAS = {"autoencoder": set(), "vae": {"_collapse_warned"}}
+_KNOWN = _FITTED | _OPTIONAL
+_KNOWN |= set().union(*_EXTRAS.values(), *_OPTIONAL_EXTRAS.values())
+#: A fitted GaussianMixture's attributes (``lower_bounds_`` from scikit-learn 1.7).
+_GMM_FITTED = {"weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"}
+_GMM_FITTED |= {"converged_", "n_iter_", "lower_bound_", "n_features_in_"}
+_GMM_OPTIONAL = {"lower_bounds_"}
+_COLUMN_FIELDS = {"name", "kind", "dtype", "start", "missing", "mean", "scale", "integer"}
+_COLUMN_FIELDS |= {"levels"}
+_COLUMN_KINDS = {"numeric", "boolean", "categorical"}
+_DTYPE_PATTERN = re.compile(r"[\w\[\], ]{1,64}")
+_OUTPUTS = {"default", "pandas", "polars"}
+_SCALARS = (str, int, float, bool)
+
+
+class _Invalid(Exception):
+    """What is wrong with a file; :func:`load_estimator` reports it as a ValueError.
+
+    The message completes a sentence that starts with the file's name.
+    """
 
 
 def _shown(path):
     """``path`` for an error message."""
     return repr(os.fspath(path)) if isinstance(path, (str, os.PathLike)) else repr(path)
+
+
+def _brief(value):
+    """A short description of a value for an error message."""
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return f"an array of shape {tuple(value.shape)} and dtype {value.dtype}"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _corrupted(message):
+    """The error for metadata that no save could have written."""
+    return _Invalid(f"has corrupted metadata: {message}")
+
+
+def _expect(ok, name, expected, value):
+    """Raise unless ``ok``: attribute ``name`` should be ``expected``."""
+    if not ok:
+        raise _corrupted(f"{name} should be {expected}, got {_brief(value)}.")
+
+
+def _is_int(value, low=None):
+    """Whether ``value`` is an int (not a bool), and at least ``low`` if given."""
+    return type(value) is int and (low is None or value >= low)
+
+
+def _is_real(value):
+    """Whether ``value`` is an int or a float (not a bool)."""
+    return type(value) in (int, float)
+
+
+def _is_floats(values):
+    """Whether ``values`` is a list of floats."""
+    return isinstance(values, list) and all(type(v) is float for v in values)
+
+
+def _equal(a, b):
+    """``a == b`` for decoded values; False where arrays make it ambiguous."""
+    try:
+        return bool(a == b)
+    except (ValueError, TypeError):
+        return False
 
 
 def _skvae_version():
@@ -120,64 +238,243 @@ def _encode(value, tensors, key):
     )
 
 
-def _decode(value, tensors):
-    """Invert :func:`_encode`, rejecting anything it cannot have written."""
-    if value is None or isinstance(value, (bool, int, float, str)):
+def _unexpected(value):
+    """The error for a JSON value that :func:`_encode` cannot have written."""
+    return _corrupted(f"Unexpected value {_brief(value)} in the file.")
+
+
+def _decode(value, tensors, used):
+    """Invert :func:`_encode`, rejecting anything it cannot have written.
+
+    ``used`` collects the keys of the tensors the value refers to.
+    """
+    if value is None or isinstance(value, _SCALARS):
         return value
     if isinstance(value, list):
-        return [_decode(v, tensors) for v in value]
-    if not isinstance(value, dict) or not value or next(iter(value)) not in _TAGS:
-        raise ValueError(f"Unexpected value {str(value)[:80]!r} in the file.")
-    tag, body = next(iter(value.items()))
-    if tag == "tuple":
-        return tuple(_decode(v, tensors) for v in body)
-    if tag == "dict":
-        return {str(k): _decode(v, tensors) for k, v in body.items()}
-    if tag == "pairs":
-        return {_decode(k, tensors): _decode(v, tensors) for k, v in body}
-    if tag == "float":
-        if body not in ("inf", "-inf", "nan"):
-            raise ValueError(f"Unexpected float {body!r} in the file.")
+        return [_decode(v, tensors, used) for v in value]
+    tag = next(iter(value), None) if isinstance(value, dict) else None
+    if tag not in _TAGS or not set(value) - {tag} <= _TAG_EXTRAS.get(tag, set()):
+        raise _unexpected(value)
+    body = value[tag]
+    if tag == "tuple" and isinstance(body, list):
+        return tuple(_decode(v, tensors, used) for v in body)
+    if tag == "dict" and isinstance(body, dict):
+        return {k: _decode(v, tensors, used) for k, v in body.items()}
+    if tag == "pairs" and isinstance(body, list):
+        return _pairs(body, tensors, used)
+    if tag == "float" and body in ("inf", "-inf", "nan"):
         return float(body)
-    if tag == "ndarray":
-        if body not in tensors:
-            raise ValueError(f"The weights have no array {body!r}.")
-        tensor = tensors[body]
-        return tensor if value.get("torch") else tensor.numpy()
-    if tag == "strings":
-        return np.asarray(body, dtype=object if value.get("dtype") == "O" else str)
-    if tag == "device":
+    if tag == "ndarray" and isinstance(body, str) and value.get("torch", True) is True:
+        if body not in tensors or body in used:
+            raise _corrupted(f"the weights have no array {body!r} to refer to.")
+        used.add(body)
+        return tensors[body] if "torch" in value else tensors[body].numpy()
+    if (
+        tag == "strings"
+        and isinstance(body, list)
+        and all(isinstance(v, str) for v in body)
+        and value.get("dtype") in ("O", "U")
+    ):
+        return np.asarray(body, dtype=object if value["dtype"] == "O" else str)
+    if tag == "device" and isinstance(body, str) and len(body) <= 32:
         try:
             return torch.device(body)
-        except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"Unexpected device {body!r} in the file.") from exc
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise _corrupted(f"unexpected device {body!r}.") from exc
     if tag == "random_state":
-        name, keys, pos, has_gauss, cached = _decode(body, tensors)
-        rng = np.random.RandomState()
-        rng.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-        return rng
+        return _random_state(_decode(body, tensors, used))
+    if tag == "gaussian_mixture" and isinstance(body, dict):
+        if set(body) != {"params", "attributes"}:
+            raise _unexpected(value)
+        params = _decode(body["params"], tensors, used)
+        return _gaussian_mixture(params, _decode(body["attributes"], tensors, used))
     if tag == "table":
-        from ._tabular import Table  # pandas: only models of DataFrames have tables
+        return _table(_decode(body, tensors, used))
+    raise _unexpected(value)
 
-        return Table.from_state(_decode(body, tensors))
-    gmm = GaussianMixture().set_params(**_decode(body["params"], tensors))
-    for name, attribute in _decode(body["attributes"], tensors).items():
-        if not name.endswith("_"):
-            raise ValueError(f"Unexpected GaussianMixture attribute {name!r} in the file.")
-        _set_attribute(gmm, name, attribute)
+
+def _pairs(body, tensors, used):
+    """The dict of a ``{"pairs": [[key, value], ...]}`` value."""
+    out = {}
+    for pair in body:
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise _unexpected(pair)
+        key = _decode(pair[0], tensors, used)
+        try:
+            hash(key)
+        except TypeError as exc:
+            raise _unexpected(pair) from exc
+        out[key] = _decode(pair[1], tensors, used)
+    return out
+
+
+def _random_state(state):
+    """A RandomState from the ``get_state()`` values that :func:`_encode` wrote."""
+    ok = isinstance(state, list) and len(state) == 5
+    if ok:
+        name, keys, pos, has_gauss, cached = state
+        ok = (
+            isinstance(name, str)
+            and name == "MT19937"
+            and isinstance(keys, np.ndarray)
+            and keys.shape == (624,)
+            and keys.dtype == np.int64
+            and bool(((keys >= 0) & (keys < 2**32)).all())
+            and _is_int(pos, 0)
+            and pos <= 624
+            and type(has_gauss) is int
+            and has_gauss in (0, 1)
+            and type(cached) is float
+        )
+    if not ok:
+        raise _corrupted(f"unexpected random state {_brief(state)}.")
+    rng = np.random.RandomState()
+    rng.set_state((name, keys.astype(np.uint32), pos, has_gauss, cached))
+    return rng
+
+
+def _gaussian_mixture(params, attributes):
+    """The code density: a full-covariance GaussianMixture (shapes: :func:`_check_gmm`)."""
+    if not isinstance(params, dict) or not isinstance(attributes, dict):
+        raise _corrupted("code_density_ should hold params and attributes.")
+    gmm = GaussianMixture()
+    try:
+        gmm.set_params(**params)
+        gmm._validate_params()
+    except ValueError as exc:
+        raise _corrupted(f"code_density_ has invalid parameters: {exc}") from exc
+    for name in ("weights_init", "means_init", "precisions_init"):
+        value = getattr(gmm, name)
+        _expect(value is None, f"code_density_.{name}", "None", value)
+    _expect(gmm.covariance_type == "full", "code_density_.covariance_type", "'full'", gmm)
+    missing = _GMM_FITTED - set(attributes)
+    unknown = set(attributes) - _GMM_FITTED - _GMM_OPTIONAL
+    if missing or unknown:
+        raise _corrupted(
+            f"code_density_ lacks attributes {sorted(missing)} or has unexpected ones "
+            f"{sorted(unknown)}."
+        )
+    for name, value in attributes.items():
+        setattr(gmm, name, value)
     return gmm
 
 
-def _set_attribute(obj, name, value):
-    """``setattr`` for instance data only: no dunders, methods or properties."""
-    if not name.isidentifier() or name.startswith("__") or hasattr(type(obj), name):
-        raise ValueError(f"Unexpected {type(obj).__name__} attribute {name!r} in the file.")
-    setattr(obj, name, value)
+def _table(state):
+    """The Table of a model of a DataFrame, from checked :meth:`Table.to_state` values."""
+    from ._tabular import Table  # pandas: only models of DataFrames have tables
+
+    ok = isinstance(state, dict) and set(state) == {"columns", "width"}
+    columns = state["columns"] if ok else None
+    if not (ok and isinstance(columns, list) and columns):
+        raise _corrupted(f"unexpected table {_brief(state)}.")
+    start, names = 0, set()
+    for column in columns:
+        width = _check_column(column, start)
+        names.add(column["name"])
+        start += width
+    _expect(len(names) == len(columns), "the table's column names", "unique", names)
+    width = state["width"]
+    _expect(_is_int(width) and width == start, "the table's width", start, width)
+    try:
+        return Table.from_state(state)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise _corrupted(f"the table cannot be rebuilt: {exc}") from exc
+
+
+def _check_column(column, start):
+    """Check one column of a table's state, which starts at ``start``; its width."""
+    if not (isinstance(column, dict) and set(column) == _COLUMN_FIELDS):
+        raise _corrupted(f"unexpected table column {_brief(column)}.")
+    name, kind, dtype, levels = (column[k] for k in ("name", "kind", "dtype", "levels"))
+    where = f"table column {_brief(name)}"
+    _expect(
+        isinstance(name, _SCALARS)
+        or (isinstance(name, tuple) and all(isinstance(v, _SCALARS) for v in name)),
+        "a column name",
+        "a string, a number or a tuple of them",
+        name,
+    )
+    known = isinstance(kind, str) and kind in _COLUMN_KINDS
+    _expect(known, f"{where} kind", sorted(_COLUMN_KINDS), kind)
+    first = column["start"]
+    _expect(_is_int(first) and first == start, f"{where} start", start, first)
+    for field in ("missing", "integer"):
+        _expect(type(column[field]) is bool, f"{where} {field}", "a bool", column[field])
+    for field in ("mean", "scale"):
+        value = column[field]
+        finite = _is_real(value) and math.isfinite(value)
+        _expect(finite, f"{where} {field}", "a finite number", value)
+    _expect(column["scale"] > 0, f"{where} scale", "positive", column["scale"])
+    categorical = kind == "categorical"
+    _expect(
+        (isinstance(dtype, str) and _DTYPE_PATTERN.fullmatch(dtype) is not None)
+        or (categorical and isinstance(dtype, dict) and set(dtype) == {"category"}),
+        f"{where} dtype",
+        "a dtype name",
+        dtype,
+    )
+    if isinstance(dtype, dict):
+        _expect(type(dtype["category"]) is bool, f"{where} dtype", "ordered", dtype)
+    if not categorical:
+        _expect(levels is None, f"{where} levels", "None", levels)
+        return 1 + column["missing"]
+    _expect(
+        isinstance(levels, list)
+        and all(isinstance(v, _SCALARS) for v in levels)
+        and all(math.isfinite(v) for v in levels if isinstance(v, float))
+        and len({(type(v), v) for v in levels}) == len(levels),
+        f"{where} levels",
+        "a list of distinct strings or numbers",
+        levels,
+    )
+    return len(levels) + column["missing"]
 
 
 # ------------------------------------------------------------------- save
+def _write(file, document, weights):
+    """Write the archive of the two members to ``file``."""
+    with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr(_META, document)
+        archive.writestr(_WEIGHTS, weights)
+
+
+def _write_atomically(path, write):
+    """Call ``write(file)`` on a new file beside ``path``, then rename it to ``path``.
+
+    The new file is created with the permissions ``open(path, "wb")`` would
+    give it (an existing file's mode is kept). On any exception, Ctrl-C
+    included, it is removed and ``path`` is left as it was.
+    """
+    target = os.path.realpath(os.fspath(path))  # write through a symlink, as open does
+    folder, name = os.path.split(target)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        temporary = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
+        try:
+            descriptor = os.open(temporary, flags, 0o666)
+            break
+        except FileExistsError:  # pragma: no cover - a name drawn twice
+            continue
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(temporary, stat.S_IMODE(os.stat(target).st_mode))
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
 def save_estimator(estimator, path):
-    """Write a fitted estimator to ``path`` (see the module docstring for the format)."""
+    """Write a fitted estimator to ``path`` (see the module docstring for the format).
+
+    ``path`` is a file name (replaced only once the new file is complete) or a
+    writable binary file object.
+    """
     params = estimator.get_params(deep=False)
     tensors = {
         f"{_MODULE}/{name}": tensor.detach().cpu().contiguous().clone()
@@ -188,6 +485,24 @@ def save_estimator(estimator, path):
         for name, value in vars(estimator).items()
         if name not in params and name != _MODULE
     }
+    unknown = set(attributes) - _KNOWN
+    if unknown:
+        raise ValueError(
+            f"Cannot save attribute {sorted(unknown)[0]!r}: skvae's file format stores "
+            "the parameters and the fitted attributes of the estimator only "
+            f"({sorted(_KNOWN)}), and load would refuse the file."
+        )
+    # What load checks first, so that save does not write a file load refuses.
+    estimator._validate_params()
+    table = attributes.get("_table")
+    width = estimator.n_features_in_ if table is None else table.width
+    description = estimator._describe(width, estimator._hidden(), table)
+    if description != estimator.module_.description:
+        raise ValueError(
+            f"Cannot save this {type(estimator).__name__}: its parameters were changed "
+            "after fit and no longer describe its network, so load would refuse the "
+            "file. Restore them, or refit."
+        )
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -201,43 +516,157 @@ def save_estimator(estimator, path):
     }
     document = json.dumps(meta, indent=1, allow_nan=False).encode()
     weights = save_tensors(tensors, metadata={"format": FORMAT})
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
-        archive.writestr(_META, document)
-        archive.writestr(_WEIGHTS, weights)
+    if isinstance(path, (str, os.PathLike)):
+        _write_atomically(path, lambda file: _write(file, document, weights))
+    else:
+        _write(path, document, weights)
+
+
+# ------------------------------------------------------------------- read
+def _check_archive(archive):
+    """Check that the archive holds the two members, stored, within the file."""
+    names = sorted(info.filename for info in archive.infolist())
+    if names != sorted([_META, _WEIGHTS]):
+        raise _Invalid(
+            f"is not a file written by skvae's save (it holds {_brief(names)}, not "
+            f"{_META!r} and {_WEIGHTS!r}); load only files written by the estimators' "
+            "save method."
+        )
+    archive.fp.seek(0, os.SEEK_END)
+    size = archive.fp.tell()
+    for info in archive.infolist():
+        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+            raise _Invalid(
+                f"has a compressed or encrypted member {info.filename!r}; skvae's save "
+                "stores its members uncompressed, so the file was not written by it."
+            )
+        end = info.header_offset + info.file_size
+        if info.file_size != info.compress_size or end > size:
+            raise _Invalid(
+                f"has a corrupted {info.filename}: its size ({info.file_size} bytes) "
+                f"does not fit in the file ({size} bytes)."
+            )
+    if archive.getinfo(_META).file_size > _MAX_META_BYTES:
+        raise _Invalid(
+            f"has a corrupted {_META}: it is larger than {_MAX_META_BYTES} bytes."
+        )
+
+
+def _reject_constant(name):
+    """Refuse NaN and Infinity, which Python's json reads but JSON does not have."""
+    raise ValueError(f"{name} is not JSON")
+
+
+def _parse(document, what):
+    """The JSON value of ``document``, at most ``_MAX_DEPTH`` levels deep."""
+    try:
+        value = json.loads(document, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise _Invalid(f"has a corrupted {what}: {exc}.") from exc
+    stack = [(value, 1)]
+    while stack:  # no recursion: the depth is what is being checked
+        item, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            raise _Invalid(f"has a corrupted {what}: it nests over {_MAX_DEPTH} levels.")
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, (dict, list)):
+            stack.extend((child, depth + 1) for child in children)
+    return value
+
+
+def _read(archive, name):
+    """The bytes of the member ``name``."""
+    try:
+        return archive.read(name)
+    except _ZIP_ERRORS as exc:
+        raise _Invalid(f"has a corrupted {name}: {exc}.") from exc
+
+
+def _read_meta(archive):
+    """``skvae.json``, checked to be a current skvae file's metadata."""
+    meta = _parse(_read(archive, _META), _META)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise _Invalid("is not a file written by skvae's save.")
+    version = meta.get("format_version")
+    if type(version) is not int or version != FORMAT_VERSION:
+        writer = meta.get("skvae_version")
+        raise _Invalid(
+            f"uses skvae file format version {_brief(version)}, written by skvae "
+            f"{writer if isinstance(writer, str) and len(writer) < 40 else 'unknown'}; "
+            f"this skvae ({_skvae_version()}) reads version {FORMAT_VERSION} only. Load "
+            "it with a matching skvae version and refit, or save it again."
+        )
+    if set(meta) != _META_KEYS:
+        raise _corrupted(f"its keys are {sorted(meta)}, not {sorted(_META_KEYS)}.")
+    for key in ("class", "skvae_version", "sklearn_version", "torch_version"):
+        _expect(isinstance(meta[key], str), key, "a string", meta[key])
+    _expect(isinstance(meta["module"], dict), "module", "a dict", meta["module"])
+    return meta
+
+
+def _read_header(archive):
+    """The safetensors header of the weights, ``{key: (dtype, shape)}``.
+
+    Checked without reading the tensors: known dtypes, offsets that tile the
+    data, and data exactly as large as the member.
+    """
+    size = archive.getinfo(_WEIGHTS).file_size
+    try:
+        with archive.open(_WEIGHTS) as member:
+            length = int.from_bytes(member.read(8), "little") if size >= 8 else 0
+            if not 2 <= length <= min(_MAX_HEADER_BYTES, size - 8):
+                raise _Invalid(
+                    f"has corrupted weights: a safetensors header of {length} bytes "
+                    f"cannot be in {size} bytes (at most {_MAX_HEADER_BYTES} are read)."
+                )
+            text = member.read(length)
+    except _ZIP_ERRORS as exc:
+        raise _Invalid(f"has corrupted weights: {exc}.") from exc
+    header = _parse(text, "safetensors header")
+    info = header.pop("__metadata__", None) if isinstance(header, dict) else None
+    if info != {"format": FORMAT}:
+        raise _Invalid("has corrupted weights: the safetensors header is not skvae's.")
+    entries = []
+    for key, entry in header.items():
+        ok = isinstance(entry, dict) and set(entry) == {"dtype", "shape", "data_offsets"}
+        dtype, shape, offsets = (entry.get(k) for k in ("dtype", "shape", "data_offsets"))
+        ok = (
+            ok
+            and isinstance(dtype, str)
+            and dtype in _DTYPES
+            and isinstance(shape, list)
+            and len(shape) <= 8
+            and all(_is_int(n, 0) for n in shape)
+            and isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(_is_int(n, 0) for n in offsets)
+        )
+        if not ok:
+            raise _Invalid(f"has corrupted weights: tensor {key!r} is {_brief(entry)}.")
+        header[key] = (dtype, tuple(shape))
+        entries.append((*offsets, math.prod(shape) * _DTYPES[dtype].itemsize, key))
+    end = 0
+    for begin, stop, nbytes, key in sorted(entries):
+        if begin != end or stop - begin != nbytes:
+            raise _Invalid(f"has corrupted weights: tensor {key!r} has bad offsets.")
+        end = stop
+    if 8 + length + end != size:
+        raise _Invalid(
+            f"has corrupted weights: its tensors take {end} bytes, the member "
+            f"{size - 8 - length}."
+        )
+    return header
+
+
+def _read_tensors(archive):
+    """The tensors of the weights (their header checked by :func:`_read_header`)."""
+    try:
+        return load_tensors(_read(archive, _WEIGHTS))
+    except (SafetensorError, ValueError, TypeError, RuntimeError) as exc:
+        raise _Invalid(f"has corrupted weights: {exc}.") from exc
 
 
 # ------------------------------------------------------------------- load
-def _read(path):
-    """The metadata dict and the tensors of a saved estimator."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            document, weights = archive.read(_META), archive.read(_WEIGHTS)
-    except (zipfile.BadZipFile, KeyError) as exc:
-        raise ValueError(
-            f"{_shown(path)} is not a file written by skvae's save ({exc}); load "
-            "only files written by the estimators' save method."
-        ) from exc
-    try:
-        meta = json.loads(document)
-    except ValueError as exc:
-        raise ValueError(f"{_shown(path)} has a corrupted {_META}: {exc}.") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{_shown(path)} is not a file written by skvae's save.")
-    version = meta.get("format_version")
-    if type(version) is not int or version != FORMAT_VERSION:
-        raise ValueError(
-            f"{_shown(path)} uses skvae file format version {version!r}, written by skvae "
-            f"{meta.get('skvae_version', 'unknown')}; this skvae ({_skvae_version()}) "
-            f"reads version {FORMAT_VERSION} only. Load it with a matching skvae "
-            "version and refit, or save it again."
-        )
-    try:
-        tensors = load_tensors(weights)
-    except SafetensorError as exc:
-        raise ValueError(f"{_shown(path)} has corrupted weights: {exc}.") from exc
-    return meta, tensors
-
-
 def _concrete_classes(cls):
     """``cls`` and its subclasses that can be instantiated, by class name."""
     found, stack = {}, [cls]
@@ -249,67 +678,367 @@ def _concrete_classes(cls):
     return found
 
 
-def load_estimator(cls, path):
-    """The estimator saved at ``path``; ``cls`` or one of its subclasses."""
-    meta, tensors = _read(path)
-    name = meta.get("class")
+def _instantiate(cls, name):
+    """An unfitted instance of the class called ``name``: ``cls`` or a subclass."""
     candidates = _concrete_classes(cls).get(name, [])
     if len(candidates) != 1:
         known = sorted(_concrete_classes(cls))
-        raise ValueError(
-            f"{_shown(path)} holds a {name!r}, which {cls.__name__}.load cannot load"
+        raise _Invalid(
+            f"holds a {_brief(name)}, which {cls.__name__}.load cannot load"
             + (" (several classes have that name)" if candidates else "")
             + f"; it loads {known}."
         )
-    estimator = candidates[0]()
-    try:
-        estimator.set_params(**_decode(meta["params"], tensors))
-        estimator._validate_params()
-        attributes = _decode(meta["attributes"], tensors)
-        n_features = attributes["n_features_in_"]
-        device = attributes["device_"]
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{_shown(path)} has corrupted metadata: {exc!r}.") from exc
-    if type(n_features) is not int or n_features < 1:
-        raise ValueError(f"{_shown(path)} has an invalid n_features_in_ {n_features!r}.")
+    return candidates[0]()
 
+
+def _set_params(estimator, params):
+    """Set the stored parameters and check them against the estimator's constraints."""
+    _expect(isinstance(params, dict), "params", "a dict", params)
+    try:
+        estimator.set_params(**params)
+        estimator._validate_params()
+        return estimator._hidden()
+    except ValueError as exc:
+        raise _Invalid(f"has an invalid parameter: {exc}") from exc
+
+
+def _check_names(attributes, cls):
+    """Check that the attributes are those of a fitted estimator.
+
+    Which of the network kind's extras it has is checked with the network.
+    """
+    _expect(isinstance(attributes, dict), "attributes", "a dict", attributes)
+    unknown = sorted(set(attributes) - _KNOWN)
+    if unknown:
+        names = ", ".join(f"attribute {name!r}" for name in unknown)
+        raise _corrupted(f"unexpected {names}; a fitted {cls.__name__} has none such.")
+    missing = sorted(_FITTED - set(attributes))
+    if missing:
+        raise _corrupted(f"attributes {missing} are missing.")
+
+
+def _check_input(attributes):
+    """Check what describes the fitted X; the width of the network's input."""
+    n_features = attributes["n_features_in_"]
+    _expect(_is_int(n_features, 1), "n_features_in_", "a positive int", n_features)
+    table = attributes["_table"]
+    _expect(table is None or type(table).__name__ == "Table", "_table", "a Table", table)
+    if table is not None:
+        n_columns = len(table.columns)
+        _expect(n_features == n_columns, "n_features_in_", n_columns, n_features)
+    if "feature_names_in_" in attributes:
+        names = attributes["feature_names_in_"]
+        _expect(
+            isinstance(names, np.ndarray)
+            and names.dtype == object
+            and names.shape == (n_features,)
+            and all(isinstance(v, str) for v in names),
+            "feature_names_in_",
+            f"an object array of {n_features} strings (n_features_in_)",
+            names,
+        )
+        if table is not None:
+            columns = [c.name for c in table.columns]
+            _expect(names.tolist() == columns, "feature_names_in_", columns, names)
+    return n_features if table is None else table.width
+
+
+def _shell(description):
+    """The network that ``description`` describes, on the meta device: no memory."""
+    try:
+        with torch.device("meta"):
+            return build(description)
+    except (ValueError, TypeError, RuntimeError, KeyError, IndexError) as exc:
+        raise _Invalid(f"describes a network that cannot be built: {exc}") from exc
+
+
+def _check_weights(header, description):
+    """Check the stored tensors against the network; its parameters' shapes."""
+    prefix = f"{_MODULE}/"
+    stored = {key: spec for key, spec in header.items() if key.startswith(prefix)}
+    # Each hidden layer has a weight in the encoder and one in the decoder: a
+    # description that cannot fit the tensors is refused before it is laid out.
+    if 2 * len(description["hidden"]) > len(stored):
+        raise _Invalid(
+            "has weights that do not fit the network that its parameters describe: "
+            f"{len(stored)} tensors for {len(description['hidden'])} hidden layers."
+        )
+    shell = _shell(description)
+    expected = {
+        prefix + key: (_DTYPE_NAMES.get(tensor.dtype), tuple(tensor.shape))
+        for key, tensor in shell.state_dict().items()
+    }
+    if stored != expected:
+        wrong = sorted(set(stored) ^ set(expected)) or sorted(
+            key for key in stored if stored[key] != expected[key]
+        )
+        key = wrong[0]
+        raise _Invalid(
+            "has weights that do not fit the network that its parameters describe: "
+            f"{key!r} is {stored.get(key, 'missing')}, the network's "
+            f"{expected.get(key, 'absent')} (dtype, shape)."
+        )
+    return [tuple(parameter.shape) for parameter in shell.parameters()]
+
+
+def _check_fitted(attributes, estimator, description, table, shapes):
+    """Check the fitted attributes against each other and the network (the schema)."""
+    kind = description["kind"]
+    extras = set(attributes) - _FITTED - _OPTIONAL
+    if not _EXTRAS[kind] <= extras <= _EXTRAS[kind] | _OPTIONAL_EXTRAS[kind]:
+        raise _corrupted(
+            f"a fitted {kind} has the attributes {sorted(_EXTRAS[kind])} (and may have "
+            f"{sorted(_OPTIONAL_EXTRAS[kind])}), not {sorted(extras)}."
+        )
+    n_components = attributes["n_components_"]
+    _expect(
+        _is_int(n_components) and n_components == estimator.n_components,
+        "n_components_",
+        f"{estimator.n_components} (the n_components parameter)",
+        n_components,
+    )
+    device = attributes["device_"]
+    _expect(
+        isinstance(device, torch.device)
+        and device.type in ("cpu", "cuda", "mps")
+        and (device.type != "cuda" or device.index is not None),
+        "device_",
+        "a cpu, cuda:N or mps torch.device",
+        device,
+    )
+    n_iter, curve = attributes["n_iter_"], attributes["loss_curve_"]
+    _expect(_is_int(n_iter, 0), "n_iter_", "a non-negative int", n_iter)
+    _expect(_is_floats(curve), "loss_curve_", "a list of floats", curve)
+    _expect(len(curve) == n_iter, "len(loss_curve_)", f"n_iter_ ({n_iter})", curve)
+    best_loss = attributes["best_loss_"]
+    _expect(type(best_loss) is float, "best_loss_", "a float", best_loss)
+    scores = attributes["validation_scores_"]
+    best = attributes["best_validation_score_"]
+    if scores is None:
+        _expect(best is None, "best_validation_score_", "None", best)
+    else:
+        _expect(_is_floats(scores), "validation_scores_", "a list of floats", scores)
+        _expect(type(best) is float, "best_validation_score_", "a float", best)
+    seed = attributes["_seed"]
+    _expect(_is_int(seed, 0) and seed < 2**32, "_seed", "an int in [0, 2**32)", seed)
+    architecture = (description, None if table is None else table.signature)
+    _expect(
+        _equal(attributes["_architecture"], architecture),
+        "_architecture",
+        "the network's description and the table's signature",
+        attributes["_architecture"],
+    )
+    config = attributes.get("_sklearn_output_config", {})
+    _expect(
+        isinstance(config, dict)
+        and set(config) <= {"transform"}
+        and all(isinstance(value, str) and value in _OUTPUTS for value in config.values()),
+        "_sklearn_output_config",
+        f"a dict of a transform output in {sorted(_OUTPUTS)}",
+        config,
+    )
+    _check_gmm(attributes["code_density_"], n_components, estimator)
+    _check_optimizer(attributes["_optimizer_state"], shapes)
+    if kind == "vae":
+        _check_vae(attributes, n_components, description["n_features"])
+
+
+def _check_gmm(gmm, n_components, estimator):
+    """Check the code density: shapes (k components of n_components dimensions), values."""
+    _expect(type(gmm) is GaussianMixture, "code_density_", "a GaussianMixture", gmm)
+    k, d = gmm.n_components, n_components
+    limit = getattr(estimator, "density_components", k)
+    _expect(k <= limit, "code_density_.n_components", f"at most {limit}", k)
+    for name, shape in [
+        ("weights_", (k,)),
+        ("means_", (k, d)),
+        ("covariances_", (k, d, d)),
+        ("precisions_", (k, d, d)),
+        ("precisions_cholesky_", (k, d, d)),
+    ]:
+        value = getattr(gmm, name)
+        _expect(
+            isinstance(value, np.ndarray)
+            and value.shape == shape
+            and value.dtype == np.float64
+            and np.isfinite(value).all(),
+            f"code_density_.{name}",
+            f"a finite float64 array of shape {shape}",
+            value,
+        )
+    weights = gmm.weights_
+    _expect(
+        (weights >= 0).all() and abs(weights.sum() - 1) <= 1e-8,
+        "code_density_.weights_",
+        "non-negative and summing to 1",
+        weights,
+    )
+    covariances = gmm.covariances_
+    symmetric = np.allclose(covariances, covariances.transpose(0, 2, 1))
+    try:
+        positive = symmetric and np.linalg.cholesky(covariances) is not None
+    except np.linalg.LinAlgError:
+        positive = False
+    _expect(positive, "code_density_.covariances_", "positive definite", covariances)
+    n_features = gmm.n_features_in_
+    ok = _is_int(n_features) and n_features == d
+    _expect(ok, "code_density_.n_features_in_", d, n_features)
+    _expect(_is_int(gmm.n_iter_, 0), "code_density_.n_iter_", "an int", gmm.n_iter_)
+    _expect(type(gmm.converged_) is bool, "code_density_.converged_", "a bool", gmm)
+    _expect(_is_real(gmm.lower_bound_), "code_density_.lower_bound_", "a float", gmm)
+    bounds = getattr(gmm, "lower_bounds_", [])
+    _expect(_is_floats(bounds), "code_density_.lower_bounds_", "a list of floats", bounds)
+
+
+def _check_optimizer(state, shapes):
+    """Check the optimizer state: one group over the parameters, moments of their shapes."""
+    ok = isinstance(state, dict) and set(state) == {"state", "param_groups"}
+    groups = state["param_groups"] if ok else None
+    ok = ok and isinstance(groups, list) and len(groups) == 1
+    ok = ok and isinstance(groups[0], dict) and isinstance(state["state"], dict)
+    if not ok:
+        raise _corrupted(f"unexpected optimizer state {_brief(state)}.")
+    indices = list(range(len(shapes)))
+    for key, value in groups[0].items():
+        if key == "params":
+            ok = isinstance(value, list) and all(_is_int(v) for v in value)
+            _expect(ok and value == indices, "the optimizer's params", indices, value)
+            continue
+        items = value if isinstance(value, tuple) else (value,)
+        _expect(
+            all(v is None or isinstance(v, (bool, int, float)) for v in items),
+            f"the optimizer's {key}",
+            "a number, a bool or None",
+            value,
+        )
+    _expect("params" in groups[0], "the optimizer's params", indices, groups[0])
+    for index, moments in state["state"].items():
+        _expect(
+            _is_int(index) and index in indices and isinstance(moments, dict),
+            "an optimizer state key",
+            f"a parameter index below {len(shapes)}",
+            index,
+        )
+        for name, value in moments.items():
+            _expect(
+                isinstance(value, torch.Tensor)
+                and value.dtype.is_floating_point
+                and tuple(value.shape) in ((), shapes[index]),
+                f"the optimizer's {name} of parameter {index}",
+                f"a float tensor of shape () or {shapes[index]}",
+                value,
+            )
+
+
+def _check_vae(attributes, n_components, width):
+    """Check a VAE's further attributes: ``width`` is the network's input width."""
+    active = attributes["active_components_"]
+    _expect(
+        isinstance(active, np.ndarray)
+        and active.dtype == bool
+        and active.shape == (n_components,),
+        "active_components_",
+        f"a bool array of shape ({n_components},)",
+        active,
+    )
+    warned = attributes.get("_collapse_warned", False)
+    _expect(type(warned) is bool, "_collapse_warned", "a bool", warned)
+    count = attributes["n_active_components_"]
+    total = int(active.sum())
+    _expect(_is_int(count) and count == total, "n_active_components_", total, count)
+    variance = attributes["noise_variance_"]
+    _expect(
+        variance is None
+        or (
+            isinstance(variance, np.ndarray)
+            and variance.dtype == np.float64
+            and variance.ndim == 1
+            and variance.shape[0] <= width
+            and bool((variance >= 0).all())
+        ),
+        "noise_variance_",
+        f"None or non-negative variances of at most {width} features",
+        variance,
+    )
+
+
+def _checked(cls, archive):
+    """The estimator, attributes, description and module state of a checked file."""
+    _check_archive(archive)
+    meta = _read_meta(archive)
+    estimator = _instantiate(cls, meta["class"])
+    header = _read_header(archive)
+    tensors = _read_tensors(archive)
+    used = set()
+    hidden = _set_params(estimator, _decode(meta["params"], tensors, used))
+    attributes = _decode(meta["attributes"], tensors, used)
+    _check_names(attributes, cls)
+    width = _check_input(attributes)
+    table = attributes["_table"]
+    # The network is what the validated parameters describe; the stored
+    # description must agree with it.
+    description = estimator._describe(width, hidden, table)
+    if meta["module"] != description:
+        raise _Invalid(
+            "holds a network that does not fit the network that its parameters "
+            "describe; the file is corrupted."
+        )
+    shapes = _check_weights(header, description)
     state = {
         key[len(_MODULE) + 1 :]: tensor
         for key, tensor in tensors.items()
         if key.startswith(f"{_MODULE}/")
     }
-    # The network is what the validated parameters describe; the stored
-    # description must agree with it.
-    table = attributes.get("_table")
-    width = n_features if table is None else table.width
-    description = estimator._describe(width, estimator._hidden(), table)
-    if meta.get("module") != description:
-        raise ValueError(
-            f"The network stored in {_shown(path)} does not fit the network that its "
-            "parameters describe; the file is corrupted."
-        )
-    with seeded(0, torch.device("cpu")):  # leave the caller's RNG alone
-        module = build(description)
+    _check_fitted(attributes, estimator, description, table, shapes)
+    unused = sorted(set(tensors) - used - {f"{_MODULE}/{key}" for key in state})
+    if unused:
+        raise _corrupted(f"the weights hold arrays nothing refers to: {unused[:5]}.")
+    return estimator, attributes, description, state
+
+
+@contextlib.contextmanager
+def _opened(path):
+    """The zip archive at ``path`` (a file name or a readable binary file object)."""
+    with contextlib.ExitStack() as stack:
+        file = path
+        if isinstance(path, (str, os.PathLike)):
+            file = stack.enter_context(open(path, "rb"))  # noqa: SIM115
+        try:
+            archive = stack.enter_context(zipfile.ZipFile(file))
+        except _ZIP_ERRORS as exc:
+            raise _Invalid(
+                f"is not a file written by skvae's save ({exc}); load only files "
+                "written by the estimators' save method."
+            ) from exc
+        yield archive
+
+
+def load_estimator(cls, path):
+    """The estimator saved at ``path``; ``cls`` or one of its subclasses."""
     try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
+        with _opened(path) as archive:
+            estimator, attributes, description, state = _checked(cls, archive)
+    except _Invalid as exc:
+        raise ValueError(f"{_shown(path)} {exc}") from exc.__cause__
+    except _ERRORS as exc:
         raise ValueError(
-            f"The weights in {_shown(path)} do not fit the network that its parameters "
-            f"describe: {exc}"
+            f"{_shown(path)} is corrupted: {type(exc).__name__}: {exc}"
         ) from exc
 
-    if not isinstance(device, torch.device):
-        raise ValueError(f"{_shown(path)} has an invalid device_ {device!r}.")
+    with seeded(0, torch.device("cpu")):  # leave the caller's RNG alone
+        module = build(description)
+    module.load_state_dict(state, strict=True)  # names, dtypes and shapes are checked
+    device = attributes["device_"]
     if not available(device):
         warnings.warn(
-            f"{name} was fitted on {device}, which is not available here; it has been "
-            "loaded on the CPU.",
+            f"{type(estimator).__name__} was fitted on {device}, which is not available "
+            "here; it has been loaded on the CPU.",
             UserWarning,
             stacklevel=3,
         )
         device = resolve_device("cpu")
     attributes["device_"] = device
-    for attribute, value in attributes.items():
-        _set_attribute(estimator, attribute, value)
+    for name, value in attributes.items():
+        setattr(estimator, name, value)
     estimator.module_ = module.to(device).eval()  # as fit leaves it
     return estimator

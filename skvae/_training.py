@@ -196,9 +196,9 @@ def make_optimizer(module, name, learning_rate, weight_decay, state=None):
         kwargs["fused"] = True  # one kernel per step: about 17% faster epochs on a CPU
     optimizer = OPTIMIZERS[name](module.parameters(), **kwargs)
     # A learning-rate schedule adds "initial_lr" to the groups: not a kind.
-    same_kind = state is not None and set(state["param_groups"][0]) - {
-        "initial_lr"
-    } == set(optimizer.param_groups[0])
+    same_kind = state is not None and set(state["param_groups"][0]) - {"initial_lr"} == set(
+        optimizer.param_groups[0]
+    )
     if same_kind:  # a state of another optimizer (Adam after SGD) is dropped
         optimizer.load_state_dict(state)
         for group in optimizer.param_groups:  # the current hyperparameters win
@@ -276,7 +276,7 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
     bar = tqdm(total=len(epochs), disable=config.verbose != 1, unit="epoch", leave=True)
     use_generator(module, torch.Generator(device).manual_seed(config.seed + 1))
     module.train()
-    try:
+    try:  # the generator is removed again once the outputs are checked, below
         for epoch in epochs:
             w = schedule.weight(epoch)
             total = torch.zeros((), device=device)
@@ -322,13 +322,20 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
             "keeping the weights learned so far.",
             UserWarning,
         )
-    finally:
+    except BaseException:
         use_generator(module, None)
+        raise
+    finally:
         module.eval()
         _close(bar, history)
     history.best_validation_score = -best_watched
     if best_state is not None:
         module.load_state_dict(best_state)
+    try:
+        if not history.interrupted:  # with the fit's generator: the global RNG stays
+            _check_outputs(module, X[: config.batch_size].to(device), schedule, optimizer)
+    finally:
+        use_generator(module, None)
     window = min(config.n_iter_no_change, history.n_epochs // 5)
     history.settled = window >= 1 and not improving(history.watched, window, config.tol)
     if config.verbose >= 2:
@@ -366,6 +373,22 @@ def _check_finite(module, optimizer, epoch_loss, epoch):
         f"Training diverged: the {what} at epoch {epoch + 1} (learning rate "
         f"{lr:.3g}). Lower learning_rate, or scale the data (e.g. StandardScaler)."
     )
+
+
+def _check_outputs(module, X, schedule, optimizer):
+    """Raise NonFiniteLossError when the trained model's loss on rows X is not finite.
+
+    The last step of the last epoch is followed by no loss: finite weights can
+    still be large enough to overflow the codes or the reconstructions.
+    """
+    loss = evaluate(module, X, schedule.validation_weight)
+    if not math.isfinite(loss):
+        lr = optimizer.param_groups[0]["lr"]
+        raise NonFiniteLossError(
+            f"Training diverged: the weights became too large after the last step "
+            f"(the loss is {loss}; learning rate {lr:.3g}). Lower learning_rate, or "
+            "scale the data (e.g. StandardScaler)."
+        )
 
 
 def _close(bar, history):

@@ -424,3 +424,171 @@ def test_verbose_output(Estimator, manifold, capsys):
     Estimator(**{**FAST, **params}).fit(manifold)
     err = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
     assert "converged" in err and "2/2" in err
+
+
+# ------------------------------------------------ threads, RNG, faults (issue 10)
+NOISY = {"dropout": 0.2}
+
+
+def _fit_params(Estimator):
+    extra = {"noise": 0.1} if Estimator is AutoencoderTransformer else {}
+    return {**FAST, **NOISY, **extra, "random_state": 3}
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_fits_in_threads_match_sequential_fits(Estimator, manifold):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def fit(_):
+        est = Estimator(**_fit_params(Estimator)).fit(manifold)
+        return est.transform(manifold), est.score_samples(manifold)
+
+    sequential = fit(None)
+    with ThreadPoolExecutor(4) as pool:
+        for Z, scores in pool.map(fit, range(4)):
+            np.testing.assert_array_equal(Z, sequential[0])
+            np.testing.assert_array_equal(scores, sequential[1])
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_fits_neither_use_nor_move_the_global_rng(Estimator, manifold):
+    torch.manual_seed(0)
+    first = Estimator(**_fit_params(Estimator)).fit(manifold).transform(manifold)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(12345)  # another global seed: the same model
+    state_other = torch.random.get_rng_state()
+    second = Estimator(**_fit_params(Estimator)).fit(manifold).transform(manifold)
+    np.testing.assert_array_equal(first, second)
+    assert torch.equal(torch.random.get_rng_state(), state_other)  # untouched
+    assert not torch.equal(state, state_other)
+
+
+@pytest.mark.parametrize("n_jobs, expected", [(None, 1), (1, 1), (2, 2)])
+def test_n_jobs_sets_torch_threads_and_restores_them(
+    manifold, monkeypatch, n_jobs, expected
+):
+    import skvae._base
+
+    seen, original = [], skvae._base.train
+
+    def recording(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(skvae._base, "train", recording)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        VAETransformer(**{**FAST, "n_jobs": n_jobs}).fit(manifold)
+        assert seen == [expected]
+        assert torch.get_num_threads() == 3  # the user's setting is back
+    finally:
+        torch.set_num_threads(before)
+
+
+def _state(est):
+    """Everything a fitted estimator holds, with tensors as numpy arrays."""
+    weights = {
+        k: v.detach().cpu().numpy().copy() for k, v in est.module_.state_dict().items()
+    }
+    attributes = {
+        k: v for k, v in vars(est).items() if k.endswith("_") and k not in ("module_",)
+    }
+    import copy
+
+    return weights, copy.deepcopy(attributes), copy.deepcopy(est._optimizer_state)
+
+
+def _assert_same_state(a, b):
+    for key in a[0]:
+        np.testing.assert_array_equal(a[0][key], b[0][key])
+    assert a[1].keys() == b[1].keys()
+    for key in a[1]:
+        if key == "code_density_":
+            np.testing.assert_array_equal(a[1][key].means_, b[1][key].means_)
+        else:
+            np.testing.assert_equal(a[1][key], b[1][key])
+    for key, value in a[2]["state"].items():
+        for name, tensor in value.items():
+            assert torch.equal(tensor, b[2]["state"][key][name])
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+@pytest.mark.parametrize("how", ["partial_fit", "warm_start"])
+def test_any_failure_in_a_continued_fit_keeps_the_previous_model(
+    Estimator, manifold, monkeypatch, how
+):
+    est = Estimator(**{**FAST, "warm_start": how == "warm_start"}).fit(manifold)
+    before = _state(est)
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Estimator, "_fitted_extras", failing)  # after training
+    with pytest.raises(RuntimeError, match="boom"):
+        getattr(est, "partial_fit" if how == "partial_fit" else "fit")(manifold)
+    monkeypatch.undo()
+    _assert_same_state(before, _state(est))
+    # a diverging continued fit also leaves it whole, and it trains on afterwards
+    est.set_params(optimizer="sgd", learning_rate=1e12)
+    with pytest.raises(NonFiniteLossError, match="learning rate 1e\\+12"):
+        est.partial_fit(manifold * 100)
+    _assert_same_state(before, _state(est))
+    est.set_params(optimizer="adam", learning_rate=1e-3).partial_fit(manifold)
+    assert est.n_iter_ == before[1]["n_iter_"] + 1
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_divergence_on_the_last_step_names_the_learning_rate(Estimator, manifold):
+    # one full batch, one epoch: the only step diverges, no loss is computed after it
+    est = Estimator(
+        hidden_layer_sizes=(16,),
+        max_iter=1,
+        batch_size=10_000,
+        optimizer="sgd",
+        learning_rate=1e20,
+        random_state=0,
+    )
+    with pytest.raises(NonFiniteLossError, match="weights became .*learning rate"):
+        est.fit(manifold * 1e3)
+    with pytest.raises(NotFittedError):
+        est.transform(manifold)
+
+
+def test_warnings_point_at_the_callers_line(manifold):
+    with pytest.warns(ConvergenceWarning) as record:
+        VAETransformer(**{**FAST, "max_iter": 2}).fit(manifold)
+        AutoencoderTransformer(**{**FAST, "max_iter": 2}).fit_transform(manifold)
+    assert [w.filename for w in record] == [__file__] * 2
+
+
+def test_posterior_collapse_warns_once_per_partial_fit_stream(manifold):
+    from skvae.exceptions import PosteriorCollapseWarning
+
+    est = VAETransformer(**{**FAST, "beta": 50.0, "n_components": 4})
+    with pytest.warns(PosteriorCollapseWarning) as record:
+        for _ in range(4):
+            est.partial_fit(manifold)
+    assert len(record) == 1 and record[0].filename == __file__
+    with pytest.warns(PosteriorCollapseWarning):  # a new fit warns again
+        est.fit(manifold)
+
+
+def test_importance_draws_are_chunked_without_changing_scores(manifold, monkeypatch):
+    import skvae._networks
+
+    est = VAETransformer(**{**FAST, "n_importance_samples": 50}).fit(manifold)
+    whole = est.score_samples(manifold)
+    monkeypatch.setattr(skvae._networks, "IMPORTANCE_ELEMENTS", 1)  # one draw a chunk
+    np.testing.assert_allclose(est.score_samples(manifold), whole, rtol=1e-10)
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_default_fits_on_small_data_do_not_warn(Estimator, manifold, recwarn):
+    from sklearn.datasets import load_digits
+    from sklearn.preprocessing import StandardScaler
+
+    digits = StandardScaler().fit_transform(load_digits().data[:400])
+    for X in (manifold, digits):
+        Estimator(n_components=2, hidden_layer_sizes=(32,), random_state=0).fit(X)
+    assert not [w for w in recwarn if issubclass(w.category, ConvergenceWarning)]
