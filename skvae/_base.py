@@ -36,7 +36,6 @@ from ._torch import (
     inference_dtype,
     inference_module,
     resolve_device,
-    to_cpu,
     torch_device_type,
     torch_threads,
     training_tensor,
@@ -100,6 +99,28 @@ def linear_start(X, n_components, seed):
     if not (np.isfinite(components).all() and np.isfinite(model.noise_variance_).all()):
         return None
     return components, model.noise_variance_
+
+
+def _numpy(obj):
+    """``obj`` (nested dicts and lists) with every tensor as a numpy array."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().numpy().copy()
+    if isinstance(obj, dict):
+        return {key: _numpy(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_numpy(value) for value in obj)
+    return obj
+
+
+def _tensors(obj):
+    """The inverse of :func:`_numpy`: numpy arrays back to tensors."""
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj)
+    if isinstance(obj, dict):
+        return {key: _tensors(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_tensors(value) for value in obj)
+    return obj
 
 
 def _too_large(name):
@@ -621,8 +642,11 @@ class _BaseAutoencoder(
 
         Parameters
         ----------
-        path : str or path-like
-            The file to write (conventionally ``*.skvae``); it is overwritten.
+        path : str, path-like or binary file object
+            The file to write (conventionally ``*.skvae``). An existing file is
+            replaced only once the new one is completely written (through a
+            temporary file in the same folder), so a save that fails half-way
+            leaves the previous file intact.
 
         Returns
         -------
@@ -642,11 +666,16 @@ class _BaseAutoencoder(
         safetensors and rebuilds the network from the parameters, so loading
         an untrusted file cannot run code, unlike ``pickle``/``joblib``, which
         execute whatever the file asks for (use those only for files you
-        trust). ``skops.io`` cannot store these estimators: the network's
-        tensors are not among the types it knows how to serialise, and its
-        dump fails on them. The loaded estimator transforms, scores and
-        samples exactly like the saved one, and ``partial_fit`` continues
-        from the saved optimizer state.
+        trust). Before building anything, ``load`` checks the file against a
+        schema: member sizes (no zip bombs), the network size its parameters
+        imply against the stored tensors, the parameter constraints and every
+        fitted attribute; any problem raises ``ValueError``. The loaded
+        estimator transforms, scores and samples exactly like the saved one,
+        and ``partial_fit`` continues from the saved optimizer state.
+
+        Pickles (and ``skops.io``, whose ``load`` needs the skvae types passed
+        as ``trusted``) hold plain Python and numpy values only: the network's
+        description and weights as arrays, rebuilt on unpickling.
 
         Examples
         --------
@@ -724,16 +753,18 @@ class _BaseAutoencoder(
 
     # -------------------------------------------------------------- pickling
     def __getstate__(self):
+        # Plain Python and numpy only (no torch or pandas objects), so a pickle
+        # survives torch upgrades and skops.io can store the estimator.
         state = dict(super().__getstate__())  # object's is __dict__ itself: copy it
         if "module_" in state:
             state["module_"] = {
                 "description": self.module_.description,
-                "weights": {
-                    name: tensor.detach().cpu().numpy().copy()
-                    for name, tensor in self.module_.state_dict().items()
-                },
+                "weights": _numpy(self.module_.state_dict()),
             }
-            state["_optimizer_state"] = to_cpu(self._optimizer_state)
+            state["_optimizer_state"] = _numpy(self._optimizer_state)
+            state["device_"] = str(self.device_)
+            if self._table is not None:
+                state["_table"] = {"table": self._table.to_state()}
             state["_pickle_version"] = _PICKLE_VERSION
         return state
 
@@ -749,10 +780,14 @@ class _BaseAutoencoder(
                 )
             stored = state["module_"]
             module = build(stored["description"])
-            module.load_state_dict(
-                {name: torch.from_numpy(value) for name, value in stored["weights"].items()}
-            )
+            module.load_state_dict(_tensors(stored["weights"]))
             state["module_"] = module.eval()
+            state["_optimizer_state"] = _tensors(state["_optimizer_state"])
+            state["device_"] = torch.device(state["device_"])
+            if isinstance(state.get("_table"), dict):
+                from ._tabular import Table
+
+                state["_table"] = Table.from_state(state["_table"]["table"])
         super().__setstate__(state)
         if "module_" in state:
             if not available(self.device_):

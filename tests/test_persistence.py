@@ -1,7 +1,11 @@
 """save/load: exact round trips, no pickle, clear errors on bad files."""
 
+import io
 import json
+import os
 import pickle
+import stat
+import time
 import warnings
 import zipfile
 
@@ -12,6 +16,7 @@ from numpy.testing import assert_array_equal
 from sklearn.exceptions import NotFittedError
 
 from skvae import AutoencoderTransformer, VAETransformer
+from skvae._base import _BaseAutoencoder  # loads the files of both estimators
 
 SMALL = {
     "hidden_layer_sizes": (8,),
@@ -22,10 +27,15 @@ SMALL = {
 CONFIGS = [
     (AutoencoderTransformer, {"loss": "mse"}),
     (AutoencoderTransformer, {"loss": "bce", "noise": 0.1}),
+    (AutoencoderTransformer, {"optimizer": "sgd", "early_stopping": True}),
     (VAETransformer, {"likelihood": "gaussian"}),
     (VAETransformer, {"likelihood": "bernoulli", "sample_from": "posterior"}),
+    (
+        VAETransformer,
+        {"likelihood": "student_t", "prior": "mixture", "early_stopping": True},
+    ),
 ]
-IDS = ["ae-mse", "ae-bce", "vae-gaussian", "vae-bernoulli"]
+IDS = ["ae-mse", "ae-bce", "ae-sgd-early", "vae-gaussian", "vae-bernoulli", "vae-t-mixture"]
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +74,6 @@ def test_round_trip_is_exact(Estimator, params, X, tmp_path):
 
 
 def test_base_class_loads_the_saved_class(X, tmp_path):
-    from skvae._base import _BaseAutoencoder
-
     est = fitted(VAETransformer, {}, X)
     loaded = _BaseAutoencoder.load(est.save(tmp_path / "m.skvae"))
     assert type(loaded) is VAETransformer
@@ -249,10 +257,669 @@ def test_random_state_instance_round_trips(X, tmp_path):
     assert_array_equal(loaded.random_state.rand(4), rng.rand(4))
 
 
-def test_skops_cannot_serialise_the_network(X):
-    # The documented reason to use save/load: skops.io does not know torch
-    # tensors. If this starts passing, skops support can be reconsidered.
-    sio = pytest.importorskip("skops.io")
+# --------------------------------------------------------------- saving safely
+def listing(folder):
+    return sorted(os.listdir(folder))
+
+
+@pytest.mark.parametrize("error", [OSError("disk full"), KeyboardInterrupt()])
+def test_failed_save_keeps_the_previous_file(X, tmp_path, monkeypatch, error):
+    path = tmp_path / "m.skvae"
+    fitted(AutoencoderTransformer, {}, X).save(path)
+    before = path.read_bytes()
+    other = fitted(VAETransformer, {}, X)
+    writestr = zipfile.ZipFile.writestr
+
+    def fail_on_the_weights(self, name, data, *args, **kwargs):
+        if name == "weights.safetensors":
+            raise error
+        return writestr(self, name, data, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", fail_on_the_weights)
+    with pytest.raises(type(error)):
+        other.save(path)
+    assert path.read_bytes() == before
+    assert listing(tmp_path) == ["m.skvae"]  # no temporary file left behind
+    monkeypatch.undo()
+    other.save(path)
+    assert type(VAETransformer.load(path)) is VAETransformer
+    assert listing(tmp_path) == ["m.skvae"]
+
+
+def test_save_to_a_file_object(X):
+    est = fitted(VAETransformer, {}, X)
+    buffer = io.BytesIO()
+    assert est.save(buffer) is buffer
+    buffer.seek(0)
+    assert_array_equal(VAETransformer.load(buffer).transform(X), est.transform(X))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_save_gives_files_the_usual_permissions(X, tmp_path):
     est = fitted(AutoencoderTransformer, {}, X)
-    with pytest.raises(Exception, match="TensorBase|not supported|Tensor"):
-        sio.dumps(est)
+    (tmp_path / "plain").write_bytes(b"")
+    est.save(tmp_path / "new.skvae")
+    mode = stat.S_IMODE(os.stat(tmp_path / "new.skvae").st_mode)
+    assert mode == stat.S_IMODE(os.stat(tmp_path / "plain").st_mode)
+    os.chmod(tmp_path / "new.skvae", 0o640)
+    est.save(tmp_path / "new.skvae")
+    assert stat.S_IMODE(os.stat(tmp_path / "new.skvae").st_mode) == 0o640
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links")
+def test_save_writes_through_a_symlink(X, tmp_path):
+    est = fitted(AutoencoderTransformer, {}, X)
+    (tmp_path / "link.skvae").symlink_to(tmp_path / "target.skvae")
+    est.save(tmp_path / "link.skvae")
+    assert (tmp_path / "link.skvae").is_symlink()
+    assert_array_equal(
+        AutoencoderTransformer.load(tmp_path / "target.skvae").transform(X),
+        est.transform(X),
+    )
+
+
+def test_attributes_outside_the_format_are_not_saved(X, tmp_path):
+    est = fitted(AutoencoderTransformer, {}, X)
+    est.note_ = "mine"
+    with pytest.raises(ValueError, match="Cannot save attribute 'note_'"):
+        est.save(tmp_path / "m.skvae")
+    assert listing(tmp_path) == []
+
+
+# ------------------------------------------------------------ more estimators
+@pytest.fixture(scope="module")
+def frame(X):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.RandomState(1)
+    df = pd.DataFrame(
+        {
+            "size": X[:, 0],
+            "colour": rng.choice(["red", "green", "blue"], len(X)),
+            "flag": X[:, 1] > 0.4,
+            "grade": pd.Categorical(rng.choice(["a", "b"], len(X)), ordered=True),
+            "count": rng.randint(0, 5, len(X)),
+        }
+    )
+    df.loc[[3, 7], "size"] = np.nan
+    df.loc[5, "colour"] = None
+    return df
+
+
+@pytest.mark.parametrize("Estimator", [AutoencoderTransformer, VAETransformer])
+def test_mixed_frame_round_trip(Estimator, frame, tmp_path):
+    est = fitted(Estimator, {}, frame).set_output(transform="pandas")
+    loaded = Estimator.load(est.save(tmp_path / "m.skvae"))
+    assert loaded.get_params() == est.get_params()
+    assert_array_equal(loaded.feature_names_in_, est.feature_names_in_)
+    assert_array_equal(loaded.transform(frame), est.transform(frame))
+    assert list(loaded.transform(frame).columns) == list(est.transform(frame).columns)
+    assert loaded.sample(5, random_state=0).equals(est.sample(5, random_state=0))
+
+
+# -------------------------------------------------------------- corrupt files
+def saved_file(Estimator, params, data, path):
+    return fitted(Estimator, params, data).save(path)
+
+
+@pytest.fixture(scope="module")
+def saved_files(X, frame, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("files")
+    return {
+        "ae": saved_file(AutoencoderTransformer, {}, X, folder / "ae.skvae"),
+        "vae": saved_file(
+            VAETransformer, {"early_stopping": True}, X, folder / "vae.skvae"
+        ),
+        "vae-frame": saved_file(
+            VAETransformer, {"prior": "mixture"}, frame, folder / "vae-frame.skvae"
+        ),
+    }
+
+
+def members(path):
+    with zipfile.ZipFile(path) as archive:
+        return json.loads(archive.read("skvae.json")), archive.read("weights.safetensors")
+
+
+def write(path, meta, weights, compression=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression=compression) as archive:
+        archive.writestr(
+            "skvae.json", meta if isinstance(meta, bytes) else json.dumps(meta)
+        )
+        archive.writestr("weights.safetensors", weights)
+    return path
+
+
+def split_weights(weights):
+    n = int.from_bytes(weights[:8], "little")
+    return json.loads(weights[8 : 8 + n]), weights[8 + n :]
+
+
+def join_weights(header, data):
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + data
+
+
+def assert_refused(path, match=None):
+    """Loading ``path`` raises a ValueError, and nothing else."""
+    with pytest.raises(ValueError, match=match):
+        _BaseAutoencoder.load(path)
+
+
+def nodes(value, where=()):
+    """Every (path, value) in a JSON value, the root first."""
+    yield where, value
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield from nodes(child, (*where, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield from nodes(child, (*where, index))
+
+
+def replaced(meta, where, new):
+    meta = json.loads(json.dumps(meta))
+    if not where:
+        return new
+    parent = meta
+    for key in where[:-1]:
+        parent = parent[key]
+    parent[where[-1]] = new
+    return meta
+
+
+@pytest.mark.parametrize("name", ["ae", "vae", "vae-frame"])
+def test_every_metadata_value_of_a_wrong_type_is_refused(saved_files, tmp_path, name):
+    # Each value of a real file, replaced by one of another JSON type: a string
+    # where there was anything else, a number where there was a string (-1 for
+    # "auto", which stands for a positive int).
+    meta, weights = members(saved_files[name])
+    accepted = []
+    for where, value in nodes(meta):
+        wrong = "x" if not isinstance(value, str) else -1 if value == "auto" else 12345
+        path = write(tmp_path / "bad.skvae", replaced(meta, where, wrong), weights)
+        try:
+            _BaseAutoencoder.load(path)
+        except ValueError:
+            continue
+        accepted.append(where)
+    assert accepted == []
+
+
+@pytest.mark.parametrize("name", ["ae", "vae", "vae-frame"])
+def test_every_extra_key_is_refused(saved_files, tmp_path, name):
+    meta, weights = members(saved_files[name])
+    accepted = []
+    for where, value in nodes(meta):
+        if not isinstance(value, dict) or "lr" in value:
+            continue  # an optimizer's settings: the current ones replace them anyway
+        extra = dict(value, zzz_=1)
+        path = write(tmp_path / "bad.skvae", replaced(meta, where, extra), weights)
+        try:
+            _BaseAutoencoder.load(path)
+        except ValueError:
+            continue
+        accepted.append(where)
+    assert accepted == []
+
+
+def stored(meta):
+    """The JSON of a file's attributes, by name."""
+    return meta["attributes"]["dict"]
+
+
+def attribute(name, value):
+    """A change that sets one stored attribute's JSON to ``value``."""
+    return lambda meta: stored(meta).__setitem__(name, value)
+
+
+def gmm(meta):
+    return stored(meta)["code_density_"]["gaussian_mixture"]
+
+
+def in_gmm(name, value):
+    """A change that sets the code density's attribute ``name`` to ``value``."""
+    return lambda meta: gmm(meta)["attributes"]["dict"].__setitem__(name, value)
+
+
+def optimizer(meta):
+    return stored(meta)["_optimizer_state"]["dict"]
+
+
+def table(meta):
+    return stored(meta)["_table"]["table"]["dict"]
+
+
+def column(i, **changes):
+    """A change of the table's column ``i``."""
+    return lambda meta: table(meta)["columns"][i]["dict"].update(changes)
+
+
+INCONSISTENT = {
+    # name: (file, change of its JSON, message)
+    "param": ("ae", lambda m: m["params"]["dict"].update(n_components=-5), "n_components"),
+    "unknown-param": ("ae", lambda m: m["params"]["dict"].update(spam=1), "spam"),
+    "attribute-is-a-param": ("ae", attribute("n_components", -5), "'n_components'"),
+    "attribute-is-a-method": ("ae", attribute("transform", 1), "'transform'"),
+    "attribute-module": ("ae", attribute("module_", None), "'module_'"),
+    "n_components_": ("ae", attribute("n_components_", 3), "n_components_ should be 2"),
+    "n_iter_-float": ("ae", attribute("n_iter_", 3.0), "n_iter_"),
+    "n_iter_-negative": ("ae", attribute("n_iter_", -1), "n_iter_"),
+    "n_iter_-curve": ("ae", attribute("n_iter_", 2), "loss_curve_"),
+    "best_loss_": ("ae", attribute("best_loss_", None), "best_loss_"),
+    "n_features_in_": ("ae", attribute("n_features_in_", 5), "does not fit the network"),
+    "n_features_in_-zero": ("ae", attribute("n_features_in_", 0), "n_features_in_"),
+    "feature_names_in_-length": (
+        "vae-frame",
+        lambda m: stored(m)["feature_names_in_"]["strings"].pop(),
+        "feature_names_in_",
+    ),
+    "feature_names_in_-renamed": (
+        "vae-frame",
+        lambda m: stored(m)["feature_names_in_"].update(strings=list("abcde")),
+        "feature_names_in_",
+    ),
+    "device-no-index": ("ae", attribute("device_", {"device": "cuda"}), "device_"),
+    "device-meta": ("ae", attribute("device_", {"device": "meta"}), "device_"),
+    "device-garbage": ("ae", attribute("device_", {"device": "gpu:x"}), "device"),
+    "seed": ("ae", attribute("_seed", -1), "_seed"),
+    "validation": ("ae", attribute("best_validation_score_", 1.0), "best_validation"),
+    "gmm-n_features_in_": ("ae", in_gmm("n_features_in_", 3), "n_features_in_"),
+    "gmm-converged_": ("ae", in_gmm("converged_", 1), "converged_"),
+    "gmm-method": ("ae", in_gmm("fit", 1), "code_density_"),
+    "gmm-init": (
+        "ae",
+        lambda m: gmm(m)["params"]["dict"].update(weights_init=[0.5, 0.5]),
+        "weights_init",
+    ),
+    "gmm-covariance_type": (
+        "ae",
+        lambda m: gmm(m)["params"]["dict"].update(covariance_type="diag"),
+        "covariance_type",
+    ),
+    "architecture": (
+        "ae",
+        lambda m: stored(m)["_architecture"]["tuple"].pop(),
+        "_architecture",
+    ),
+    "optimizer-params": (
+        "ae",
+        lambda m: optimizer(m)["param_groups"][0]["dict"]["params"].pop(),
+        "optimizer",
+    ),
+    "optimizer-index": (
+        "ae",
+        lambda m: optimizer(m)["state"]["pairs"][0].__setitem__(0, 99),
+        "optimizer",
+    ),
+    "optimizer-moment-is-numpy": (
+        "ae",
+        lambda m: optimizer(m)["state"]["pairs"][0][1]["dict"]["exp_avg"].pop("torch"),
+        "exp_avg",
+    ),
+    "n_active_components_": ("vae", attribute("n_active_components_", 7), "n_active"),
+    "collapse-warned": ("vae", attribute("_collapse_warned", 1), "_collapse_warned"),
+    "vae-attribute-on-ae": ("ae", attribute("n_active_components_", 1), "autoencoder"),
+    "missing-vae-attribute": (
+        "vae",
+        lambda m: stored(m).pop("noise_variance_"),
+        "a fitted vae",
+    ),
+    "output-config": (
+        "ae",
+        attribute("_sklearn_output_config", {"dict": {"transform": "arrow"}}),
+        "_sklearn_output_config",
+    ),
+    "random_state": (
+        "ae",
+        lambda m: m["params"]["dict"].update(
+            random_state={"random_state": ["MT19937", 1, 2, 3, 4.0]}
+        ),
+        "random state",
+    ),
+    "table-start": ("vae-frame", column(1, start=3), "start"),
+    "table-kind": ("vae-frame", column(0, kind="date"), "kind"),
+    "table-scale": ("vae-frame", column(0, scale=0.0), "scale"),
+    "table-levels": ("vae-frame", column(1, levels=["red", "red", "blue"]), "levels"),
+    "table-dtype": ("vae-frame", column(0, dtype="float64; rm -rf"), "dtype"),
+    "table-names": ("vae-frame", column(1, name="size"), "names"),
+    "table-width": ("vae-frame", lambda m: table(m).update(width=99), "width"),
+    "nan-constant": ("ae", attribute("best_loss_", float("nan")), "NaN"),
+    "tag-extra-key": ("ae", attribute("_seed", {"tuple": [], "x": 1}), "Unexpected value"),
+    "tensor-twice": (
+        "vae",
+        lambda m: stored(m)["noise_variance_"].update(stored(m)["active_components_"]),
+        "no array",
+    ),
+    "top-level-key": ("ae", lambda m: m.update(extra=1), "keys"),
+    "deep-nesting": ("ae", attribute("_seed", json.loads("[" * 200 + "]" * 200)), "nests"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INCONSISTENT))
+def test_inconsistent_metadata_is_refused(saved_files, tmp_path, case):
+    name, change, match = INCONSISTENT[case]
+    meta, weights = members(saved_files[name])
+    change(meta)
+    document = json.dumps(meta).encode()  # NaN stays as the JSON constant NaN
+    assert_refused(write(tmp_path / "bad.skvae", document, weights), match=match)
+
+
+def with_tensors(path, out, change):
+    """Copy a saved file to ``out`` with its tensors (a dict) passed through ``change``."""
+    from safetensors.torch import load, save
+
+    meta, weights = members(path)
+    tensors = load(weights)
+    change(tensors)
+    return write(out, meta, save(tensors, metadata={"format": "skvae"}))
+
+
+GMM = "attributes/code_density_/attributes/"
+OPTIMIZER = "attributes/_optimizer_state/state/"
+
+
+def setting(key, value):
+    def apply(tensors):
+        tensors[key] = torch.as_tensor(value(tensors[key]) if callable(value) else value)
+
+    return apply
+
+
+BAD_ARRAYS = {
+    "weights-negative": ("ae", setting(GMM + "weights_", [1.5, -0.5]), "weights_"),
+    "weights-sum": ("ae", setting(GMM + "weights_", [0.5, 0.4]), "weights_"),
+    "weights-float32": ("ae", setting(GMM + "weights_", lambda w: w.float()), "weights_"),
+    "covariances-negative": ("ae", setting(GMM + "covariances_", lambda c: -c), "definite"),
+    "covariances-asymmetric": (
+        "ae",
+        setting(GMM + "covariances_", lambda c: c + torch.tensor([[0.0, 1.0], [0.0, 0.0]])),
+        "definite",
+    ),
+    "means-shape": ("ae", setting(GMM + "means_", lambda m: m.reshape(-1)), "means_"),
+    "means-nan": ("ae", setting(GMM + "means_", lambda m: m * np.nan), "means_"),
+    "active-float": (
+        "vae",
+        setting("attributes/active_components_", lambda a: a.double()),
+        "active_components_",
+    ),
+    "noise-negative": (
+        "vae",
+        setting("attributes/noise_variance_", lambda v: -v),
+        "noise_variance_",
+    ),
+    "moment-shape": (
+        "ae",
+        setting(OPTIMIZER + "0/exp_avg", lambda m: m.T.contiguous()),
+        "exp_avg",
+    ),
+    "module-transposed": (
+        "ae",
+        setting("module_/encoder.mlp.0.weight", lambda w: w.T.contiguous()),
+        "do not fit the network",
+    ),
+    "module-float64": (
+        "ae",
+        setting("module_/encoder.mlp.0.weight", lambda w: w.double()),
+        "do not fit the network",
+    ),
+    "module-missing": (
+        "ae",
+        lambda t: t.pop("module_/decoder.linear.bias"),
+        "do not fit the network",
+    ),
+    "module-extra": (
+        "ae",
+        setting("module_/encoder.extra", [1.0]),
+        "do not fit the network",
+    ),
+    "unreferenced": ("ae", setting("attributes/payload", [1.0]), "nothing refers to"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ARRAYS))
+def test_inconsistent_arrays_are_refused(saved_files, tmp_path, case):
+    name, change, match = BAD_ARRAYS[case]
+    assert_refused(
+        with_tensors(saved_files[name], tmp_path / "bad.skvae", change), match=match
+    )
+
+
+def header_change(change):
+    """A change of the weights' safetensors header (a dict), as a change of the bytes."""
+
+    def apply(weights):
+        header, data = split_weights(weights)
+        change(header)
+        return join_weights(header, data)
+
+    return apply
+
+
+def first(header, prefix="module_/"):
+    return header[next(key for key in header if key.startswith(prefix))]
+
+
+def swap_shapes(header):
+    a, b = "module_/encoder.mlp.0.weight", "module_/decoder.mlp.2.weight"
+    header[a]["shape"], header[b]["shape"] = header[b]["shape"], header[a]["shape"]
+
+
+BAD_WEIGHTS = {
+    "swapped-shapes": header_change(swap_shapes),
+    "dtype": header_change(lambda h: first(h).update(dtype="F64")),
+    "unknown-dtype": header_change(lambda h: first(h).update(dtype="F8_E4M3")),
+    "negative-shape": header_change(lambda h: first(h).update(shape=[-8, -6])),
+    "shape-of-strings": header_change(lambda h: first(h).update(shape=["8", "6"])),
+    "huge-shape": header_change(lambda h: first(h).update(shape=[10**12, 10**12])),
+    "overlapping": header_change(lambda h: first(h).update(data_offsets=[0, 4])),
+    "no-metadata": header_change(lambda h: h.pop("__metadata__")),
+    "extra-field": header_change(lambda h: first(h).update(extra=1)),
+    "not-an-object": lambda w: join_weights([1, 2], split_weights(w)[1]),
+    "header-length": lambda w: (2**40).to_bytes(8, "little") + w[8:],
+    "header-garbage": lambda w: w[:8] + b"\xff" * 40 + w[48:],
+    "deep-header": lambda w: (10**5).to_bytes(8, "little") + b"[" * 10**5,
+    "short": lambda w: w[:5],
+    "empty": lambda w: b"",
+    "truncated-data": lambda w: w[:-10],
+    "padded-data": lambda w: w + b"\0" * 10,
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_WEIGHTS))
+def test_corrupted_weights_are_refused(saved_files, tmp_path, case):
+    meta, weights = members(saved_files["ae"])
+    path = write(tmp_path / "bad.skvae", meta, BAD_WEIGHTS[case](weights))
+    assert_refused(path, match="weights")
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99, 0.999])
+def test_truncated_files_are_refused(saved_files, tmp_path, fraction):
+    data = saved_files["vae"].read_bytes()
+    path = tmp_path / "bad.skvae"
+    path.write_bytes(data[: int(fraction * len(data))])
+    assert_refused(path, match="not a file written by skvae|corrupted")
+
+
+@pytest.mark.parametrize("name", ["ae", "vae-frame"])
+def test_flipped_bytes_are_refused_or_harmless(saved_files, X, frame, tmp_path, name):
+    # A flipped byte is refused with a ValueError, or it was in a part of the
+    # archive that nothing reads (a date, a version field) and the model loads
+    # the same.
+    data = saved_files[name].read_bytes()
+    reference = _BaseAutoencoder.load(saved_files[name])
+    inputs = frame if name == "vae-frame" else X
+    offsets = sorted(
+        {*range(0, 64), *range(0, len(data), 97), *range(len(data) - 300, len(data))}
+    )
+    path = tmp_path / "bad.skvae"
+    for offset in offsets:
+        path.write_bytes(data[:offset] + bytes([data[offset] ^ 0x5A]) + data[offset + 1 :])
+        try:
+            loaded = _BaseAutoencoder.load(path)
+        except ValueError:
+            continue
+        assert_array_equal(loaded.transform(inputs), reference.transform(inputs))
+
+
+def test_not_a_file_written_by_save(tmp_path):
+    for content in [b"PK\x05\x06" + b"\0" * 18, b"\0" * 1000, b"PK" * 5000]:
+        path = tmp_path / "bad.skvae"
+        path.write_bytes(content)
+        assert_refused(path, match="not a file written by skvae")
+
+
+def test_other_members_are_refused(saved_files, tmp_path):
+    meta, weights = members(saved_files["ae"])
+    path = write(tmp_path / "bad.skvae", meta, weights)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("payload.bin", b"x")
+    assert_refused(path, match="not a file written by skvae")
+
+
+def test_compressed_members_are_refused_unread(saved_files, tmp_path, monkeypatch):
+    # A zip bomb: a few hundred kilobytes that inflate to 100 MB of JSON.
+    meta, weights = members(saved_files["ae"])
+    document = json.dumps(meta).encode()[:-1] + b" " * 10**8 + b"}"
+    path = write(tmp_path / "bomb.skvae", document, weights, zipfile.ZIP_DEFLATED)
+    assert path.stat().st_size < 10**6
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a compressed member was read")
+
+    monkeypatch.setattr(zipfile.ZipFile, "read", refuse)
+    monkeypatch.setattr(zipfile.ZipFile, "open", refuse)
+    assert_refused(path, match="compressed")
+
+
+def lie_about_size(data, member, size):
+    """The archive ``data`` with ``member``'s sizes in its headers set to ``size``."""
+    data = bytearray(data)
+    name = member.encode()
+    for signature, offset in [(b"PK\x03\x04", 18), (b"PK\x01\x02", 20)]:
+        start = data.find(signature)
+        while start >= 0:
+            name_at = start + (30 if signature == b"PK\x03\x04" else 46)
+            if data[name_at : name_at + len(name)] == name:
+                data[start + offset : start + offset + 8] = size.to_bytes(4, "little") * 2
+            start = data.find(signature, start + 1)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("member", ["skvae.json", "weights.safetensors"])
+def test_member_sizes_beyond_the_file_are_refused(saved_files, tmp_path, member):
+    path = tmp_path / "bad.skvae"
+    path.write_bytes(lie_about_size(saved_files["ae"].read_bytes(), member, 2**32 - 2))
+    assert_refused(path, match="does not fit in the file")
+
+
+def test_oversized_metadata_is_refused(saved_files, tmp_path):
+    meta, weights = members(saved_files["ae"])
+    document = json.dumps(meta).encode()[:-1] + b" " * 33 * 2**20 + b"}"
+    assert_refused(write(tmp_path / "big.skvae", document, weights), match="larger than")
+
+
+def test_deeply_nested_json_is_refused(saved_files, tmp_path):
+    meta, weights = members(saved_files["ae"])
+    document = json.dumps(meta).encode()[:-1] + b', "x": ' + b"[" * 10**5 + b"]" * 10**5
+    path = write(tmp_path / "deep.skvae", document + b"}", weights)
+    assert_refused(path, match="corrupted")
+
+
+def with_hidden_layers(meta, hidden):
+    """Metadata that describes ``hidden`` layers consistently (the tensors do not)."""
+    meta["params"]["dict"]["hidden_layer_sizes"] = {"tuple": hidden}
+    meta["module"]["hidden"] = hidden
+    architecture = meta["attributes"]["dict"]["_architecture"]["tuple"][0]["dict"]
+    architecture["hidden"] = hidden
+
+
+@pytest.mark.parametrize("width", [12_000, 10**6])
+def test_huge_networks_are_refused_without_allocating(
+    saved_files, tmp_path, monkeypatch, width
+):
+    # A small file whose parameters describe 2 x 144 MB or 2 x 4 TB of weights.
+    meta, weights = members(saved_files["ae"])
+    with_hidden_layers(meta, [width, width])
+    path = write(tmp_path / "huge.skvae", meta, weights)
+    empty = torch.empty
+
+    def small_empty(*size, **kwargs):
+        shape = size[0] if len(size) == 1 and not isinstance(size[0], int) else size
+        tensor = empty(0, **{k: v for k, v in kwargs.items() if k == "device"})
+        if tensor.device.type != "meta" and np.prod(shape, dtype=float) > 10**7:
+            raise MemoryError(f"load allocated a tensor of shape {tuple(shape)}")
+        return empty(*size, **kwargs)
+
+    monkeypatch.setattr(torch, "empty", small_empty)
+    start = time.perf_counter()
+    assert_refused(path, match="do not fit the network")
+    assert time.perf_counter() - start < 10
+
+
+def test_many_layers_are_refused_before_they_are_laid_out(saved_files, tmp_path):
+    meta, weights = members(saved_files["ae"])
+    with_hidden_layers(meta, [2] * 100_000)
+    start = time.perf_counter()
+    assert_refused(write(tmp_path / "deep.skvae", meta, weights), match="hidden layers")
+    assert time.perf_counter() - start < 10
+
+
+# -------------------------------------------------------------------- skops
+def _skops_round_trip(est, X, tmp_path):
+    sio = pytest.importorskip("skops.io")
+    path = tmp_path / "m.skops"
+    sio.dump(est, path)
+    untrusted = sio.get_untrusted_types(file=path)
+    assert all(name.split(".")[0] in {"skvae", "sklearn", "numpy"} for name in untrusted)
+    loaded = sio.load(path, trusted=untrusted)
+    assert type(loaded) is type(est)
+    assert_array_equal(loaded.transform(X), est.transform(X))
+    return loaded
+
+
+@pytest.mark.parametrize("Estimator", [AutoencoderTransformer, VAETransformer])
+def test_skops_round_trip(Estimator, X, tmp_path):
+    est = fitted(Estimator, {}, X)
+    loaded = _skops_round_trip(est, X, tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.partial_fit(X)
+        loaded.partial_fit(X)
+    assert_array_equal(loaded.transform(X), est.transform(X))
+
+
+@pytest.mark.parametrize("Estimator", [AutoencoderTransformer, VAETransformer])
+def test_skops_round_trip_of_a_mixed_frame(Estimator, frame, tmp_path):
+    _skops_round_trip(fitted(Estimator, {}, frame), frame, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [({"hidden_layer_sizes": (4,)}, "no longer describe"), ({"max_iter": -1}, "max_iter")],
+)
+def test_save_refuses_what_load_would_refuse(X, tmp_path, params, match):
+    est = fitted(AutoencoderTransformer, {}, X).set_params(**params)
+    with pytest.raises(ValueError, match=match):
+        est.save(tmp_path / "m.skvae")
+    assert listing(tmp_path) == []
+
+
+def test_arrays_where_other_values_were_are_refused(saved_files, tmp_path):
+    # Every attribute of a VAE's file replaced by a reference to a new array.
+    from safetensors.torch import load, save
+
+    meta, weights = members(saved_files["vae"])
+    tensors = load(weights)
+    tensors["attributes/payload"] = torch.tensor([-1.0, 2.0, 3.0], dtype=torch.float64)
+    weights = save(tensors, metadata={"format": "skvae"})
+    accepted = []
+    for name in meta["attributes"]["dict"]:
+        changed = replaced(
+            meta, ("attributes", "dict", name), {"ndarray": "attributes/payload"}
+        )
+        try:
+            VAETransformer.load(write(tmp_path / "bad.skvae", changed, weights))
+        except ValueError:
+            continue
+        accepted.append(name)
+    assert accepted == []
