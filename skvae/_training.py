@@ -121,16 +121,19 @@ class TrainConfig:
 
 #: The annealed learning rate ends at this fraction of its starting value.
 ANNEAL_FLOOR = 0.05
-#: ``max_iter="auto"``: epochs for n training rows are ``AUTO_EPOCHS / sqrt(n)``
-#: within [AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS]; ``batch_size="auto"`` is
-#: ``AUTO_BATCH * sqrt(n / 10_000)`` within [AUTO_BATCH, AUTO_MAX_BATCH], a power
-#: of 2. Chosen with benchmarks/bench_convergence.py (see the docs'
+#: ``batch_size="auto"``: ``AUTO_BATCH_FACTOR * sqrt(n)`` rows for n training rows,
+#: rounded to a power of 2, within [AUTO_MIN_BATCH, AUTO_MAX_BATCH];
+#: ``max_iter="auto"``: the epochs that make about ``AUTO_STEPS`` optimizer steps,
+#: within [AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS]. Small data gets small batches and
+#: many epochs, large data large batches and few epochs, every fit a similar
+#: number of steps. Chosen with benchmarks/bench_convergence.py (see the docs'
 #: performance page).
-AUTO_EPOCHS = 10_000
-AUTO_MIN_EPOCHS = 5
-AUTO_MAX_EPOCHS = 200
-AUTO_BATCH = 256
+AUTO_STEPS = 5_000
+AUTO_BATCH_FACTOR = 2.5
+AUTO_MIN_BATCH = 32
 AUTO_MAX_BATCH = 2048
+AUTO_MIN_EPOCHS = 5
+AUTO_MAX_EPOCHS = 1000
 #: ``early_stopping="auto"`` holds out a validation slice from this many rows.
 AUTO_EARLY_STOPPING_ROWS = 10_000
 
@@ -148,13 +151,15 @@ def budget(n_rows, batch_size="auto", max_iter="auto"):
     -------
     batch_size, max_epochs : int
     """
+    n_rows = max(int(n_rows), 1)
     if batch_size == "auto":
-        target = AUTO_BATCH * math.sqrt(max(n_rows, 1) / 10_000)
-        target = min(max(target, AUTO_BATCH), AUTO_MAX_BATCH)
+        target = AUTO_BATCH_FACTOR * math.sqrt(n_rows)
         batch_size = 2 ** round(math.log2(target))
+        batch_size = min(max(batch_size, AUTO_MIN_BATCH), AUTO_MAX_BATCH)
     if max_iter == "auto":
-        epochs = round(AUTO_EPOCHS / math.sqrt(max(n_rows, 1)))
-        max_iter = min(max(epochs, AUTO_MIN_EPOCHS), AUTO_MAX_EPOCHS)
+        steps_per_epoch = math.ceil(n_rows / batch_size)
+        max_iter = round(AUTO_STEPS / steps_per_epoch)
+        max_iter = min(max(max_iter, AUTO_MIN_EPOCHS), AUTO_MAX_EPOCHS)
     return int(batch_size), int(max_iter)
 
 

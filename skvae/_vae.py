@@ -4,7 +4,6 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import (
@@ -13,6 +12,7 @@ from ._base import (
     StrOptions,
     _BaseAutoencoder,
     check_n_samples,
+    check_sample_random_state,
     fit_code_density,
     linear_start,
     sample_code_density,
@@ -71,17 +71,18 @@ class VAETransformer(_BaseAutoencoder):
         Dropout probability after each hidden activation during training.
     batch_size : int or "auto", default="auto"
         Rows per minibatch; larger than the data means full-batch training.
-        "auto" grows with the number of training rows n:
-        ``256 * sqrt(n / 10,000)`` rounded to a power of 2, within [256, 2048]
-        (256 up to 20,000 rows, 1024 at 100,000, 2048 from 500,000).
+        "auto" grows with the number of training rows n: ``2.5 * sqrt(n)``
+        rounded to a power of 2, within [32, 2048] (64 for 1,000 rows, 256
+        for 10,000, 1024 for 100,000, 2048 from 400,000).
     max_iter : int or "auto", default="auto"
-        Maximum number of epochs (passes over the data). "auto" sets a budget
-        that shrinks as the data grows, ``10,000 / sqrt(n)`` epochs within
-        [5, 200] (200 up to 2,500 rows, 32 at 100,000, 10 at a million), so
-        that large data sets get about as many optimizer steps as small ones
-        instead of 200 full passes. Either way the learning rate follows a
-        cosine from ``learning_rate`` down to 5% of it over the budget's steps,
-        and training may stop earlier (``tol``).
+        Maximum number of epochs (passes over the data). "auto" gives every
+        fit about 5,000 optimizer steps: the epochs that make them, within
+        [5, 1000] (about 330 epochs for 1,000 rows, 140 for 10,000, 57 for
+        100,000, 11 for a million), instead of a fixed number of passes that
+        is too few steps for small data and too slow for large. Either way
+        the learning rate follows a cosine from ``learning_rate`` down to 5%
+        of it over the budget's steps, and training may stop earlier
+        (``tol``).
     learning_rate : float, default=1e-3
         Step size of the optimizer.
     optimizer : {"adam", "adamw", "sgd"}, default="adam"
@@ -111,10 +112,11 @@ class VAETransformer(_BaseAutoencoder):
     n_jobs : int or None, default=None
         Number of CPU threads torch uses, during fits and inference on the
         CPU. None means 1 (unless in a ``joblib.parallel_config`` context),
-        -1 all processors, as in scikit-learn. One thread is the default
-        because these small networks gain little from more, and lose much when
-        another process competes for the cores (see the performance page);
-        torch's own setting is restored afterwards.
+        -1 all processors, as in scikit-learn; more than the processors
+        counts as all of them. One thread is the default because these small
+        networks gain little from more, and lose much when another process
+        competes for the cores (see the performance page); torch's own setting
+        is restored afterwards.
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation, shuffling, dropout, the reparameterisation draws,
         the draws of ``score_samples`` and the aggregate-posterior density.
@@ -440,6 +442,7 @@ class VAETransformer(_BaseAutoencoder):
             that is 1), a lower bound on log p(x) that tightens as it grows.
             Deterministic given ``random_state``.
         """
+        self._check_params("n_importance_samples")  # read here: set_params can change it
         return super().score_samples(X)
 
     def sample(self, n_samples=1, random_state=None, *, add_noise=True):
@@ -465,7 +468,8 @@ class VAETransformer(_BaseAutoencoder):
         """
         check_is_fitted(self)
         check_n_samples(n_samples)
-        rng = check_random_state(random_state)
+        self._check_params("sample_from")  # read here, so set_params can change it
+        rng = check_sample_random_state(self, random_state)
         if self.sample_from == "posterior":
             Z = sample_code_density(self.code_density_, n_samples, rng)
         else:
@@ -474,9 +478,9 @@ class VAETransformer(_BaseAutoencoder):
                 Z = self.module_.prior.sample(n_samples, g).double().cpu().numpy()
         if add_noise:
             g = generator(rng.randint(_MAX_SEED), self.device_)
-            X = self._infer(lambda m, z: m.draw(z, g), [Z], Z.dtype)
+            X = self._infer(lambda m, z: m.draw(z, g), [Z], Z.dtype, "sample")
         else:
-            X = self._decode_means(Z)
+            X = self._decode_means(Z, "sample")
         return X if self._table is None else self._table.decode(X)
 
 

@@ -175,12 +175,13 @@ def test_improving_is_relative_to_the_progress():
 @pytest.mark.parametrize(
     "n_rows, batch_size, max_iter, expected",
     [
-        (100, "auto", "auto", (256, 200)),  # small data: 200 epochs, batch 256
-        (2_500, "auto", "auto", (256, 200)),
-        (10_000, "auto", "auto", (256, 100)),
-        (100_000, "auto", "auto", (1024, 32)),
-        (1_000_000, "auto", "auto", (2048, 10)),
-        (10**9, "auto", "auto", (2048, 5)),
+        (50, "auto", "auto", (32, 1000)),  # 2 steps an epoch: at most 1000 epochs
+        (300, "auto", "auto", (32, 500)),  # 10 steps an epoch: 5,000 steps
+        (900, "auto", "auto", (64, 333)),
+        (9_000, "auto", "auto", (256, 139)),
+        (90_000, "auto", "auto", (1024, 57)),
+        (900_000, "auto", "auto", (2048, 11)),
+        (10**9, "auto", "auto", (2048, 5)),  # at least 5 epochs
         (100_000, 64, 7, (64, 7)),  # integers are used as they are
     ],
 )
