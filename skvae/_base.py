@@ -7,7 +7,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from joblib import effective_n_jobs
+from joblib import cpu_count, effective_n_jobs
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -17,7 +17,8 @@ from sklearn.base import (
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval as _Interval
+from sklearn.utils._param_validation import StrOptions, validate_parameter_constraints
 from sklearn.utils.validation import (
     check_array,
     check_is_fitted,
@@ -55,6 +56,7 @@ __all__ = [
     "StrOptions",
     "_BaseAutoencoder",
     "check_n_samples",
+    "check_sample_random_state",
     "fit_code_density",
     "sample_code_density",
 ]
@@ -70,6 +72,25 @@ _PICKLE_VERSION = 2
 _MAX_ABS = np.finfo(np.float32).max / 1e3
 #: Fewest training rows a fit accepts (the code density needs two).
 _MIN_ROWS = 2
+#: Widest spread of a training feature: squared differences of values further
+#: apart overflow float32 (the losses and the variances).
+_MAX_SPREAD = float(np.sqrt(np.finfo(np.float32).max))
+#: How far outside [0, 1] values of a unit-interval likelihood may lie, as
+#: rounding leaves them (MinMaxScaler can return 1 + 2e-16).
+_UNIT_TOLERANCE = 1e-6
+
+
+class Interval(_Interval):
+    """scikit-learn's ``Interval``, which also rejects bools (``n_components=True``).
+
+    Python counts ``True`` as the int 1 (and the real 1.0); a bool given for a
+    number is a mistake, so it is refused with scikit-learn's message.
+    """
+
+    def is_satisfied_by(self, val):
+        if isinstance(val, (bool, np.bool_)):
+            return False
+        return super().is_satisfied_by(val)
 
 
 def linear_start(X, n_components, seed):
@@ -130,6 +151,16 @@ def _too_large(name):
     )
 
 
+def check_sample_random_state(estimator, random_state):
+    """``sample``'s ``random_state`` as a RandomState, rejected as ``fit`` words it."""
+    validate_parameter_constraints(
+        {"random_state": ["random_state"]},
+        {"random_state": random_state},
+        caller_name=f"{type(estimator).__name__}.sample",
+    )
+    return check_random_state(random_state)
+
+
 def check_n_samples(n_samples):
     """Validate ``sample``'s ``n_samples``: a positive int (not a bool, not a float)."""
     if isinstance(n_samples, bool) or not isinstance(n_samples, Integral):
@@ -166,6 +197,38 @@ def sample_code_density(gmm, n_samples, rng):
     eps = rng.standard_normal((n_samples, gmm.means_.shape[1]))
     cholesky = np.linalg.cholesky(gmm.covariances_)
     return gmm.means_[component] + np.einsum("nij,nj->ni", cholesky[component], eps)
+
+
+def _shown(value):
+    """``value`` to 4 significant digits, or to all of them where those read as 0 or 1.
+
+    A bound check on [0, 1] must not print 1.00001 as "1".
+    """
+    short = f"{value:.4g}"
+    if float(short) in (0.0, 1.0) and float(short) != value:
+        return str(value)  # a numpy scalar: its shortest exact digits
+    return short
+
+
+#: What to do when inference overflows, by the method that overflowed.
+_OVERFLOW_HINTS = {
+    "transform": "Scale X as the training data was scaled",
+    "score_samples": "Scale X as the training data was scaled",
+    "inverse_transform": "Pass codes in the range that transform returns",
+    "sample": "Refit the model on scaled data",
+}
+
+
+def _overflow(method, X, network_dtype):
+    """The message for inference results of ``method`` that overflowed to inf or NaN."""
+    precision = str(network_dtype).removeprefix("torch.")
+    hint = _OVERFLOW_HINTS[method]
+    if precision != "float64" and method != "sample":
+        hint += ", or pass X as float64"
+    return (
+        f"{method} overflowed to inf or NaN: X has values up to {np.abs(X).max():.3g}, "
+        f"too far from the training data for the {precision} network. {hint}."
+    )
 
 
 def _is_dataframe(X):
@@ -371,7 +434,7 @@ class _BaseAutoencoder(
     def _hidden(self):
         hidden = self.hidden_layer_sizes
         hidden = [hidden] if isinstance(hidden, Integral) else list(hidden)
-        if any(not isinstance(h, Integral) or h < 1 for h in hidden):
+        if any(not isinstance(h, Integral) or isinstance(h, bool) or h < 1 for h in hidden):
             raise ValueError(
                 "hidden_layer_sizes must contain only positive integers, got "
                 f"{self.hidden_layer_sizes!r}."
@@ -381,11 +444,13 @@ class _BaseAutoencoder(
     def _check_values(self, X, training):
         """Reject X values the model cannot represent (outside the support, overflow)."""
         support, param = self._support()
-        if support == "unit_interval" and (X.min() < 0 or X.max() > 1):
+        if support == "unit_interval" and (
+            X.min() < -_UNIT_TOLERANCE or X.max() > 1 + _UNIT_TOLERANCE
+        ):
             raise ValueError(
                 f"{param} requires X in [0, 1], but X has values in "
-                f"[{X.min():.4g}, {X.max():.4g}]. Scale X with MinMaxScaler, or use "
-                "the Gaussian/MSE option."
+                f"[{_shown(X.min())}, {_shown(X.max())}]. Scale X with MinMaxScaler, "
+                "or use the Gaussian/MSE option."
             )
         if support == "counts" and (X.min() < 0 or np.any(X != np.round(X))):
             raise ValueError(
@@ -396,6 +461,16 @@ class _BaseAutoencoder(
             )
         if training and np.abs(X).max() > _MAX_ABS:
             raise ValueError(_too_large("X"))
+        if training:
+            spread = X.max(axis=0).astype(np.float64) - X.min(axis=0)
+            if spread.max() > _MAX_SPREAD:
+                j = int(np.argmax(spread))
+                raise ValueError(
+                    f"X has values spread too wide for the float32 network: feature {j} "
+                    f"spans {spread[j]:.3g} (at most {_MAX_SPREAD:.3g}, whose square "
+                    "float32 can hold). Scale X first, e.g. with StandardScaler or "
+                    "RobustScaler."
+                )
 
     def _split(self, X, rng, early_stopping):
         """Training and validation rows (None without early stopping)."""
@@ -419,8 +494,21 @@ class _BaseAutoencoder(
         return X[order[n_val:]], X[order[:n_val]]
 
     def _n_threads(self):
-        """The torch thread count for this estimator's work (``n_jobs``)."""
-        return max(1, effective_n_jobs(self.n_jobs))
+        """The torch thread count for this estimator's work (``n_jobs``).
+
+        At most the number of CPUs: more threads only compete for them, and
+        torch crashes when it cannot start as many as it was asked for.
+        """
+        self._check_params("n_jobs")  # read at every call, so set_params can change it
+        return min(max(1, effective_n_jobs(self.n_jobs)), cpu_count())
+
+    def _check_params(self, *names):
+        """Validate parameters read after fit (``set_params`` may have changed them)."""
+        validate_parameter_constraints(
+            {name: self._parameter_constraints[name] for name in names},
+            {name: getattr(self, name) for name in names},
+            caller_name=type(self).__name__,
+        )
 
     def _fit(self, X, incremental, table):
         hidden = self._hidden()
@@ -521,15 +609,22 @@ class _BaseAutoencoder(
         return self
 
     # ------------------------------------------------------------- inference
-    def _infer(self, function, arrays, dtype):
-        """Run ``function(module, *tensors)`` over row chunks at X's precision."""
+    def _infer(self, function, arrays, dtype, method):
+        """Run ``function(module, *tensors)`` over row chunks at X's precision.
+
+        Results that overflow (rows far from the training data) raise a
+        ValueError that names ``method``, rather than come back as inf or NaN.
+        """
         torch_dtype = inference_dtype(dtype, self.device_)
         module = inference_module(self.module_, torch_dtype)
         with torch_threads(self._n_threads()):
             out = batched(
                 lambda *t: function(module, *t), arrays, self.device_, torch_dtype
             )
-        return out.astype(dtype, copy=False)
+        out = out.astype(dtype, copy=False)
+        if not np.isfinite(out).all():
+            raise ValueError(_overflow(method, arrays[0], torch_dtype))
+        return out
 
     def _validate_X(self, X):
         check_is_fitted(self)
@@ -540,9 +635,9 @@ class _BaseAutoencoder(
             raise ValueError(_too_large("X"))
         return X
 
-    def _decode_means(self, Z):
+    def _decode_means(self, Z, method="inverse_transform"):
         """Decoder means of codes Z: rows, or a table's encoded-space means."""
-        return self._infer(lambda m, z: m.decode(z), [Z], Z.dtype)
+        return self._infer(lambda m, z: m.decode(z), [Z], Z.dtype, method)
 
     def transform(self, X):
         """Encode X into the latent space.
@@ -558,7 +653,7 @@ class _BaseAutoencoder(
             The codes, with X's float dtype.
         """
         X = self._validate_X(X)
-        return self._infer(lambda m, x: m.encode(x), [X], X.dtype)
+        return self._infer(lambda m, x: m.encode(x), [X], X.dtype, "transform")
 
     def inverse_transform(self, X):
         """Decode latent codes back to the input space (the decoder's mean).
@@ -576,12 +671,14 @@ class _BaseAutoencoder(
             (each category its most likely level).
         """
         check_is_fitted(self)
-        Z = check_array(X, dtype=(np.float64, np.float32), input_name="X")
+        Z = check_array(X, dtype=(np.float64, np.float32), estimator=self, input_name="X")
         if Z.shape[1] != self.n_components_:
             raise ValueError(
                 f"X has {Z.shape[1]} features, but {type(self).__name__} is expecting "
                 f"{self.n_components_} latent components as input to inverse_transform."
             )
+        if np.abs(Z).max() > _MAX_ABS:  # the decoder's input, as X is the encoder's
+            raise ValueError(_too_large("X"))
         means = self._decode_means(Z)
         return means if self._table is None else self._table.decode(means)
 
@@ -606,7 +703,7 @@ class _BaseAutoencoder(
             eps = None if draws is None else draws.to(x.device, x.dtype)
             return module.score(x, eps)
 
-        return self._infer(score, [X], X.dtype)
+        return self._infer(score, [X], X.dtype, "score_samples")
 
     def score(self, X, y=None):
         """Mean of ``score_samples(X)``, so that model selection needs no scorer.

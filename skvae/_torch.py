@@ -61,7 +61,7 @@ def resolve_device(device):
             f"device={str(device)!r} is not supported; use 'auto', 'cpu', 'cuda', "
             "'cuda:N' or 'mps'."
         )
-    return device
+    return torch.device("cpu")  # "cpu:0" is the same CPU (torch.Generator refuses it)
 
 
 def available(device):
