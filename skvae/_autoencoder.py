@@ -60,22 +60,26 @@ class AutoencoderTransformer(_BaseAutoencoder):
         L2 penalty (decoupled for "adamw").
     early_stopping : bool or "auto", default="auto"
         Hold out ``validation_fraction`` of the rows, stop when the validation
-        loss stops improving, and restore the best weights. "auto"
-        does so when there are at least 10,000 rows.
+        loss stops improving, and restore the best weights (the starting
+        weights are a candidate too). "auto" does so when there are at least
+        50 rows: the default budget of about 5,000 steps overfits small data
+        without it.
     validation_fraction : float, default=0.1
         Fraction of rows held out when early stopping.
     n_iter_no_change : int, default=10
         Epochs without enough improvement (``tol``) before stopping.
-    tol : float, default=1e-2
+    tol : float, default=1e-3
         Relative tolerance of the stopping rule. Training stops when the
         validation loss has not improved by ``tol`` times the progress made so
         far (its first value minus its best) for more than
-        ``n_iter_no_change`` epochs, or, without validation rows, when the
-        mean training loss of the last ``n_iter_no_change`` epochs is not that
-        much below the mean of the ``n_iter_no_change`` before. A fit that
-        runs all ``max_iter`` epochs warns (``ConvergenceWarning``) only if
-        the same test says the loss was still improving at the end (on windows
-        of a fifth of the epochs at most). 0 never stops early.
+        ``n_iter_no_change`` epochs (with ``early_stopping="auto"`` and
+        ``max_iter="auto"``, a fifth of the epochs at least), or, without
+        validation rows, when the mean training loss of the last
+        ``n_iter_no_change`` epochs is not that much below the mean of the
+        ``n_iter_no_change`` before. A fit that runs all ``max_iter`` epochs
+        warns (``ConvergenceWarning``) only if its loss was still falling at
+        the end: its last fifth of epochs more than 1% of the progress below
+        the fifth before.
     device : str or torch.device, default="auto"
         "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:N", "mps".
     n_jobs : int or None, default=None
@@ -134,7 +138,8 @@ class AutoencoderTransformer(_BaseAutoencoder):
     validation_scores_ : list of float or None
         Minus the validation loss of each epoch, with ``early_stopping=True``.
     best_validation_score_ : float or None
-        Best of ``validation_scores_``.
+        Best of ``validation_scores_`` and the starting weights' score: the
+        score of the weights the fit kept.
     code_density_ : sklearn.mixture.GaussianMixture
         Density of the training codes used by ``sample``.
 
@@ -209,7 +214,7 @@ class AutoencoderTransformer(_BaseAutoencoder):
         early_stopping="auto",
         validation_fraction=0.1,
         n_iter_no_change=10,
-        tol=1e-2,
+        tol=1e-3,
         device="auto",
         n_jobs=None,
         random_state=None,

@@ -1,6 +1,7 @@
 """_BaseAutoencoder: parameters, fit/partial_fit, inference, scores, tags, pickling."""
 
 import copy
+import math
 import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
@@ -43,6 +44,7 @@ from ._torch import (
 )
 from ._training import (
     AUTO_EARLY_STOPPING_ROWS,
+    AUTO_PATIENCE,
     Schedule,
     TrainConfig,
     budget,
@@ -294,7 +296,7 @@ class _BaseAutoencoder(
         early_stopping="auto",
         validation_fraction=0.1,
         n_iter_no_change=10,
-        tol=1e-2,
+        tol=1e-3,
         device="auto",
         n_jobs=None,
         random_state=None,
@@ -542,6 +544,9 @@ class _BaseAutoencoder(
             early_stopping = X.shape[0] >= AUTO_EARLY_STOPPING_ROWS
         X, X_val = self._split(X, rng, early_stopping and not incremental)
         batch_size, max_epochs = budget(X.shape[0], self.batch_size, self.max_iter)
+        patience = self.n_iter_no_change
+        if self.early_stopping == "auto" and self.max_iter == "auto":
+            patience = max(patience, math.ceil(AUTO_PATIENCE * max_epochs))
 
         with torch_threads(self._n_threads()):
             # A continued fit trains copies: whatever fails, the previous model,
@@ -562,7 +567,7 @@ class _BaseAutoencoder(
                 batch_size=batch_size,
                 max_epochs=1 if incremental else max_epochs,
                 tol=self.tol,
-                n_iter_no_change=self.n_iter_no_change,
+                n_iter_no_change=patience,
                 stop_early=not incremental,
                 anneal=not incremental,
                 min_epochs=schedule.warmup,

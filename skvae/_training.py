@@ -87,8 +87,8 @@ class TrainConfig:
         without, stop when the mean training loss of the last
         ``n_iter_no_change`` epochs is not below the mean of the epochs before
         them by that much. A fit that uses all its epochs has converged when
-        the same test, on windows of a fifth of its epochs at most, holds at
-        the end.
+        the same test, on windows of a fifth of its epochs and with
+        ``SETTLED_TOL``, holds at the end.
     stop_early : bool
         Whether to apply the rule at all (``partial_fit`` does not).
     anneal : bool
@@ -119,6 +119,10 @@ class TrainConfig:
     verbose: int = 0
 
 
+#: A fit that ran all its epochs has converged when the mean watched loss of its
+#: last fifth of epochs is less than this fraction of its progress below the
+#: mean of the fifth before (:func:`improving`).
+SETTLED_TOL = 0.01
 #: The annealed learning rate ends at this fraction of its starting value.
 ANNEAL_FLOOR = 0.05
 #: ``batch_size="auto"``: ``AUTO_BATCH_FACTOR * sqrt(n)`` rows for n training rows,
@@ -134,8 +138,16 @@ AUTO_MIN_BATCH = 32
 AUTO_MAX_BATCH = 2048
 AUTO_MIN_EPOCHS = 5
 AUTO_MAX_EPOCHS = 1000
-#: ``early_stopping="auto"`` holds out a validation slice from this many rows.
-AUTO_EARLY_STOPPING_ROWS = 10_000
+#: ``early_stopping="auto"`` holds out a validation slice from this many rows (5
+#: at the default validation_fraction), and its patience is at least
+#: ``AUTO_PATIENCE`` of the epochs: a VAE started at factor analysis can sit
+#: on a plateau for hundreds of steps before it learns the curvature, and a
+#: patience of 10 epochs of a few steps each stopped it there. Measured:
+#: without early stopping, about 5,000 steps on a few hundred rows overfit
+#: (wine, 89 rows: -21.7 nats/row held out against -16.1 with it; the
+#: autoencoder on digits: reconstructions 10% worse).
+AUTO_EARLY_STOPPING_ROWS = 50
+AUTO_PATIENCE = 0.2
 
 
 def budget(n_rows, batch_size="auto", max_iter="auto"):
@@ -280,6 +292,11 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
     epochs = range(config.start_epoch, config.start_epoch + config.max_epochs)
     bar = tqdm(total=len(epochs), disable=config.verbose != 1, unit="epoch", leave=True)
     use_generator(module, torch.Generator(device).manual_seed(config.seed + 1))
+    if X_val is not None and config.stop_early:
+        # The start is a candidate too: a model started at a linear solution
+        # that training cannot improve on held-out rows keeps that solution.
+        best_watched = evaluate(module, X_val, schedule.validation_weight)
+        best_state = copy.deepcopy(module.state_dict())
     module.train()
     try:  # the generator is removed again once the outputs are checked, below
         for epoch in epochs:
@@ -305,6 +322,8 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
                 stalled = not improving(history.losses, config.n_iter_no_change, config.tol)
             else:
                 watched = evaluate(module, X_val, schedule.validation_weight)
+                if not math.isfinite(watched):
+                    _diverged(optimizer, f"validation loss became {watched}", epoch)
                 history.validation_scores.append(-watched)
                 progress = max(history.watched[0] - min(history.watched), 0.0)
                 if watched < best_watched - config.tol * progress:
@@ -341,8 +360,8 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
             _check_outputs(module, X[: config.batch_size].to(device), schedule, optimizer)
     finally:
         use_generator(module, None)
-    window = min(config.n_iter_no_change, history.n_epochs // 5)
-    history.settled = window >= 1 and not improving(history.watched, window, config.tol)
+    window = history.n_epochs // 5
+    history.settled = window >= 1 and not improving(history.watched, window, SETTLED_TOL)
     if config.verbose >= 2:
         print(f"Training stopped after {history.n_epochs} epoch(s): {_reason(history)}.")
     return history
@@ -368,12 +387,17 @@ def _check_finite(module, optimizer, epoch_loss, epoch):
     weights_finite = all(torch.isfinite(p).all() for p in module.parameters())
     if math.isfinite(epoch_loss) and weights_finite:
         return
-    lr = optimizer.param_groups[0]["lr"]
     what = (
         f"loss became {epoch_loss}"
         if not math.isfinite(epoch_loss)
-        else ("weights became NaN or infinite")
+        else "weights became NaN or infinite"
     )
+    _diverged(optimizer, what, epoch)
+
+
+def _diverged(optimizer, what, epoch):
+    """Raise the NonFiniteLossError that says ``what`` diverged at ``epoch``."""
+    lr = optimizer.param_groups[0]["lr"]
     raise NonFiniteLossError(
         f"Training diverged: the {what} at epoch {epoch + 1} (learning rate "
         f"{lr:.3g}). Lower learning_rate, or scale the data (e.g. StandardScaler)."

@@ -58,11 +58,13 @@ def test_shapes_and_dtypes(Estimator, dtype, manifold):
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
 def test_fitted_attributes(Estimator, manifold):
-    est = make(Estimator, max_iter=4).fit(manifold)
+    est = make(Estimator, max_iter=4, early_stopping=False).fit(manifold)
     assert est.n_features_in_ == manifold.shape[1]
     assert est.n_iter_ == 4 and len(est.loss_curve_) == 4
     assert est.best_loss_ == min(est.loss_curve_)
     assert est.validation_scores_ is None and est.best_validation_score_ is None
+    auto = make(Estimator, max_iter=4).fit(manifold)  # early_stopping="auto": 400 rows
+    assert len(auto.validation_scores_) == auto.n_iter_
     assert isinstance(est.module_, torch.nn.Module)
     expected = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     assert est.device_ == expected  # "auto": indexed CUDA where there is one
@@ -75,7 +77,8 @@ def test_early_stopping_attributes(Estimator, manifold):
     est.fit(manifold)
     assert est.n_iter_ < 50  # tol=10 means no epoch counts as progress
     assert len(est.validation_scores_) == est.n_iter_
-    assert est.best_validation_score_ == max(est.validation_scores_)
+    # the best of the epochs' scores and the starting weights' score
+    assert est.best_validation_score_ >= max(est.validation_scores_)
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)

@@ -27,6 +27,7 @@ def curve_vae(curve):
         hidden_layer_sizes=(64, 32),
         max_iter=100,
         batch_size=32,
+        early_stopping=False,
         random_state=0,
     ).fit(X_train)
 
@@ -46,6 +47,7 @@ def curve_ae(curve):
         hidden_layer_sizes=(32,),
         max_iter=100,
         batch_size=32,
+        early_stopping=False,
         random_state=0,
     ).fit(X_train)
 
