@@ -44,16 +44,21 @@ class AutoencoderTransformer(_BaseAutoencoder):
         rounded to a power of 2, within [32, 2048] (64 for 1,000 rows, 256
         for 10,000, 1024 for 100,000, 2048 from 400,000).
     max_iter : int or "auto", default="auto"
-        Maximum number of epochs (passes over the data). "auto" gives every
-        fit about 5,000 optimizer steps: the epochs that make them, within
-        [5, 1000] (about 330 epochs for 1,000 rows, 140 for 10,000, 57 for
-        100,000, 11 for a million), instead of a fixed number of passes that
-        is too few steps for small data and too slow for large. Either way
+        Maximum number of epochs (passes over the data). "auto" gives a fit
+        about 5,000 optimizer steps, growing as ``(n / 100,000) ** 0.25``
+        beyond 100,000 rows: the epochs that make them, within [5, 1000]
+        (about 330 epochs for 1,000 rows, 140 for 10,000, 57 for 100,000, 20
+        for a million), instead of a fixed number of passes that is too few
+        steps for small data and too slow for large. Either way
         the learning rate follows a cosine from ``learning_rate`` down to 5%
         of it over the budget's steps, and training may stop earlier
         (``tol``).
-    learning_rate : float, default=1e-3
-        Step size of the optimizer.
+    learning_rate : float or "auto", default="auto"
+        Step size of the optimizer (at the start of its cosine schedule).
+        "auto" is 1e-3 up to batches of 256 rows and grows as the square root
+        of the batch size beyond (2e-3 at 1024, 2.8e-3 at 2048): larger
+        batches average out more noise, so they can take larger steps, which
+        is what lets large data converge in few epochs.
     optimizer : {"adam", "adamw", "sgd"}, default="adam"
         Optimizer; "sgd" is SGD with momentum 0.9 (no Nesterov).
     weight_decay : float, default=0.0
@@ -72,8 +77,8 @@ class AutoencoderTransformer(_BaseAutoencoder):
         Relative tolerance of the stopping rule. Training stops when the
         validation loss has not improved by ``tol`` times the progress made so
         far (its first value minus its best) for more than
-        ``n_iter_no_change`` epochs (with ``early_stopping="auto"`` and
-        ``max_iter="auto"``, a fifth of the epochs at least), or, without
+        ``n_iter_no_change`` epochs (with ``early_stopping="auto"``, a fifth
+        of ``max_iter`` at least), or, without
         validation rows, when the mean training loss of the last
         ``n_iter_no_change`` epochs is not that much below the mean of the
         ``n_iter_no_change`` before. A fit that runs all ``max_iter`` epochs
@@ -208,7 +213,7 @@ class AutoencoderTransformer(_BaseAutoencoder):
         dropout=0.0,
         batch_size="auto",
         max_iter="auto",
-        learning_rate=1e-3,
+        learning_rate="auto",
         optimizer="adam",
         weight_decay=0.0,
         early_stopping="auto",

@@ -47,6 +47,7 @@ from ._training import (
     AUTO_PATIENCE,
     Schedule,
     TrainConfig,
+    auto_learning_rate,
     budget,
     make_optimizer,
     train,
@@ -265,7 +266,7 @@ class _BaseAutoencoder(
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "max_iter": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "optimizer": [StrOptions({"adam", "adamw", "sgd"})],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "early_stopping": ["boolean", StrOptions({"auto"})],
@@ -290,7 +291,7 @@ class _BaseAutoencoder(
         dropout=0.0,
         batch_size="auto",
         max_iter="auto",
-        learning_rate=1e-3,
+        learning_rate="auto",
         optimizer="adam",
         weight_decay=0.0,
         early_stopping="auto",
@@ -544,8 +545,9 @@ class _BaseAutoencoder(
             early_stopping = X.shape[0] >= AUTO_EARLY_STOPPING_ROWS
         X, X_val = self._split(X, rng, early_stopping and not incremental)
         batch_size, max_epochs = budget(X.shape[0], self.batch_size, self.max_iter)
+        learning_rate = auto_learning_rate(batch_size, self.learning_rate)
         patience = self.n_iter_no_change
-        if self.early_stopping == "auto" and self.max_iter == "auto":
+        if self.early_stopping == "auto":
             patience = max(patience, math.ceil(AUTO_PATIENCE * max_epochs))
 
         with torch_threads(self._n_threads()):
@@ -560,7 +562,7 @@ class _BaseAutoencoder(
                 module = module.to(device)
                 state = None
             optimizer = make_optimizer(
-                module, self.optimizer, self.learning_rate, self.weight_decay, state
+                module, self.optimizer, learning_rate, self.weight_decay, state
             )
             schedule = self._schedule()
             config = TrainConfig(
@@ -589,8 +591,9 @@ class _BaseAutoencoder(
         if not (incremental or history.converged or history.interrupted):
             _warn(
                 f"{type(self).__name__} used all {history.n_epochs} epochs "
-                f"(max_iter={self.max_iter!r}) and the loss was still improving. "
-                "Increase max_iter, or raise tol to accept this fit.",
+                f"(max_iter={self.max_iter!r}) and the loss was still improving: "
+                "its last fifth of epochs gained more than 1% of the progress. "
+                "Increase max_iter to train longer.",
                 ConvergenceWarning,
             )
         previous = self.loss_curve_ if warm else []

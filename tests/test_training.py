@@ -14,6 +14,7 @@ from skvae._training import (
     ANNEAL_FLOOR,
     Schedule,
     TrainConfig,
+    auto_learning_rate,
     budget,
     improving,
     kl_weight,
@@ -180,13 +181,29 @@ def test_improving_is_relative_to_the_progress():
         (900, "auto", "auto", (64, 333)),
         (9_000, "auto", "auto", (256, 139)),
         (90_000, "auto", "auto", (1024, 57)),
-        (900_000, "auto", "auto", (2048, 11)),
+        (900_000, "auto", "auto", (2048, 20)),  # more steps for much data
         (10**9, "auto", "auto", (2048, 5)),  # at least 5 epochs
         (100_000, 64, 7, (64, 7)),  # integers are used as they are
     ],
 )
 def test_budget(n_rows, batch_size, max_iter, expected):
     assert budget(n_rows, batch_size, max_iter) == expected
+
+
+@pytest.mark.parametrize(
+    "batch_size, learning_rate, expected",
+    [
+        (32, "auto", 1e-3),
+        (256, "auto", 1e-3),
+        (1024, "auto", 2e-3),
+        (4096, "auto", 4e-3),
+        (1024, 0.05, 0.05),
+    ],
+)
+def test_auto_learning_rate_grows_with_the_square_root_of_the_batch(
+    batch_size, learning_rate, expected
+):
+    assert auto_learning_rate(batch_size, learning_rate) == pytest.approx(expected)
 
 
 def test_annealing_follows_a_cosine_over_the_budget():
