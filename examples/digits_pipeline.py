@@ -5,12 +5,9 @@ autoencoder compare with PCA as the reduction step of a classifier, how well
 each models held-out digits, and the shape of generated rows.
 """
 
-import warnings
-
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
@@ -18,7 +15,6 @@ from sklearn.preprocessing import StandardScaler
 
 from skvae import AutoencoderTransformer, VAETransformer
 
-warnings.filterwarnings("ignore", category=ConvergenceWarning)
 X, y = load_digits(return_X_y=True)
 X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0, stratify=y)
 

@@ -503,6 +503,8 @@ class _BaseAutoencoder(
         torch crashes when it cannot start as many as it was asked for.
         """
         self._check_params("n_jobs")  # read at every call, so set_params can change it
+        if self.n_jobs is None:  # not the n_jobs of an enclosing joblib context
+            return 1
         return min(max(1, effective_n_jobs(self.n_jobs)), cpu_count())
 
     def _check_params(self, *names):

@@ -120,11 +120,12 @@ class VAETransformer(_BaseAutoencoder):
         "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:N", "mps".
     n_jobs : int or None, default=None
         Number of CPU threads torch uses, during fits and inference on the
-        CPU. None means 1 (unless in a ``joblib.parallel_config`` context),
-        -1 all processors, as in scikit-learn; more than the processors
-        counts as all of them. One thread is the default because these small
+        CPU. None means 1, also inside a joblib context (a grid search's
+        workers, a dask cluster), which parallelises over fits instead; -1
+        all processors, as in scikit-learn; more than the processors counts
+        as all of them. One thread is the default because these small
         networks gain little from more, and lose much when another process
-        competes for the cores (see the performance page); torch's own setting
+        competes for the cores (see :ref:`performance`); torch's own setting
         is restored afterwards.
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation, shuffling, dropout, the reparameterisation draws,

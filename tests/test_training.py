@@ -618,3 +618,20 @@ def test_default_fits_on_small_data_do_not_warn(Estimator, recwarn):
     est = Estimator(n_components=2, hidden_layer_sizes=(32,), random_state=0).fit(digits)
     assert not [w for w in recwarn if issubclass(w.category, ConvergenceWarning)]
     assert est.validation_scores_ is not None  # early_stopping="auto" from 50 rows
+
+
+def test_n_jobs_none_is_one_thread_inside_a_joblib_context(manifold, monkeypatch):
+    import joblib
+
+    import skvae._base
+
+    seen, original = [], skvae._base.train
+
+    def recording(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(skvae._base, "train", recording)
+    with joblib.parallel_config(n_jobs=2):  # e.g. a dask cluster's context
+        VAETransformer(**FAST).fit(manifold)
+    assert seen == [1]
