@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(path.stem for path in (ROOT / "examples").glob("plot_*.py"))
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-PAGES = sorted((ROOT / "docs").glob("*.rst"))
+PAGES = sorted((ROOT / "docs").glob("*.rst")) + [ROOT / "README.md"]
 
 # -- the snippets of the reST pages -------------------------------------------
 
@@ -148,8 +148,41 @@ def snippets(text, path=Path("<rst>")):
     return found
 
 
+_FENCE = re.compile(r"^```(\w*)\s*$")
+
+
+def markdown_snippets(text, path=Path("<md>")):
+    """The Python snippets of a Markdown text: its fenced python blocks, in order."""
+    lines, found, i = text.splitlines(), [], 0
+    while i < len(lines):
+        fence = _FENCE.match(lines[i])
+        if not fence:
+            i += 1
+            continue
+        end = next(
+            (j for j in range(i + 1, len(lines)) if lines[j].startswith("```")),
+            len(lines),
+        )
+        code = "\n".join(lines[i + 1 : end])
+        if fence[1] in PYTHON and code.strip():
+            found.append(
+                Snippet(
+                    path=path,
+                    line=i + 2,
+                    code=code,
+                    doctest=code.lstrip().startswith(">>>"),
+                    skip=None,
+                )
+            )
+        i = end + 1
+    return found
+
+
 def page_snippets(path):
-    return snippets(path.read_text(encoding="utf-8"), path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".md":  # README.md: its quick start must run too
+        return markdown_snippets(text, path)
+    return snippets(text, path)
 
 
 # -- running them small -------------------------------------------------------
@@ -344,6 +377,13 @@ Shell from here on::
 
    >>> import no_such_module_here
 """
+
+
+def test_markdown_snippets_reads_python_fences_only():
+    text = "# T\n\n```python\nx = 1\n```\n\n```bash\nls\n```\n```\ny = 2\n```\n"
+    found = markdown_snippets(text)
+    assert [(s.line, s.code) for s in found] == [(4, "x = 1")]
+    assert any(page.name == "README.md" for page in _pages_with_code())
 
 
 def test_snippets_reads_blocks_markers_and_doctests():
