@@ -545,6 +545,7 @@ class _BaseAutoencoder(
         early_stopping = self.early_stopping
         if early_stopping == "auto":
             early_stopping = X.shape[0] >= AUTO_EARLY_STOPPING_ROWS
+        X_all = X  # the start and the background density see every row of fit
         X, X_val = self._split(X, rng, early_stopping and not incremental)
         batch_size, max_epochs = budget(X.shape[0], self.batch_size, self.max_iter)
         learning_rate = auto_learning_rate(batch_size, self.learning_rate)
@@ -560,7 +561,7 @@ class _BaseAutoencoder(
                 state = copy.deepcopy(self._optimizer_state)
             else:
                 module = build(description, generator(seed))
-                module.initialize(X, self._linear_start(X, table, seed))
+                module.initialize(X_all, self._linear_start(X_all, table, seed))
                 module = module.to(device)
                 state = None
             optimizer = make_optimizer(
