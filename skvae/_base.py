@@ -846,11 +846,21 @@ class _BaseAutoencoder(
         path : str or path-like
             ``path``, unchanged.
 
+        Raises
+        ------
+        ValueError
+            If ``part`` is not "encoder" or "decoder", or the estimator was
+            fitted on a mixed-type DataFrame: its network reads and writes an
+            internal encoding of the table that no public method exposes.
+            Encode the table yourself (e.g. with a ``ColumnTransformer``) and
+            fit on the numeric result to export.
+
         Notes
         -----
         The batch dimension is dynamic; inputs must be float32. The graph
         matches ``transform`` / ``inverse_transform`` on float32 input to
-        float32 rounding.
+        float32 rounding. Exporting prints nothing (torch's exporter logs are
+        silenced).
         """
         check_is_fitted(self)
         if part not in PARTS:
