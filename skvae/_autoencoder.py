@@ -55,10 +55,10 @@ class AutoencoderTransformer(_BaseAutoencoder):
         (``tol``).
     learning_rate : float or "auto", default="auto"
         Step size of the optimizer (at the start of its cosine schedule).
-        "auto" is 1e-3 up to batches of 256 rows and grows as the square root
-        of the batch size beyond (2e-3 at 1024, 2.8e-3 at 2048): larger
-        batches average out more noise, so they can take larger steps, which
-        is what lets large data converge in few epochs.
+        "auto" is 1e-3 up to batches of 256 rows and grows in proportion to
+        the batch size beyond, up to 4e-3 (from 1024 rows): larger batches
+        average out more noise, so they can take larger steps, which is what
+        lets large data converge in few epochs.
     optimizer : {"adam", "adamw", "sgd"}, default="adam"
         Optimizer; "sgd" is SGD with momentum 0.9 (no Nesterov).
     weight_decay : float, default=0.0

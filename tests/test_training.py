@@ -195,14 +195,13 @@ def test_budget(n_rows, batch_size, max_iter, expected):
     [
         (32, "auto", 1e-3),
         (256, "auto", 1e-3),
-        (1024, "auto", 2e-3),
-        (4096, "auto", 4e-3),
+        (512, "auto", 2e-3),  # in proportion to the batch...
+        (1024, "auto", 4e-3),
+        (4096, "auto", 4e-3),  # ...up to 4 times
         (1024, 0.05, 0.05),
     ],
 )
-def test_auto_learning_rate_grows_with_the_square_root_of_the_batch(
-    batch_size, learning_rate, expected
-):
+def test_auto_learning_rate_grows_with_the_batch(batch_size, learning_rate, expected):
     assert auto_learning_rate(batch_size, learning_rate) == pytest.approx(expected)
 
 
