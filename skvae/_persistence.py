@@ -55,7 +55,7 @@ from safetensors.torch import save as save_tensors
 from sklearn.mixture import GaussianMixture
 
 from ._networks import build
-from ._torch import available, resolve_device, seeded
+from ._torch import available, resolve_device
 
 FORMAT = "skvae"
 #: Bump when a file written by this version cannot be read by older ones
@@ -1025,8 +1025,7 @@ def load_estimator(cls, path):
             f"{_shown(path)} is corrupted: {type(exc).__name__}: {exc}"
         ) from exc
 
-    with seeded(0, torch.device("cpu")):  # leave the caller's RNG alone
-        module = build(description)
+    module = build(description)  # in a forked RNG: the caller's RNG is left alone
     module.load_state_dict(state, strict=True)  # names, dtypes and shapes are checked
     device = attributes["device_"]
     if not available(device):

@@ -135,19 +135,6 @@ def batched(function, arrays, device, dtype, chunk=INFERENCE_CHUNK):
     return tuple(outputs) if len(outputs) > 1 else outputs[0]
 
 
-@contextmanager
-def seeded(seed, device):
-    """Run a block with torch's global RNG seeded, restoring the caller's state after.
-
-    Only for code outside a fit that cannot take a generator; fits draw from
-    their own ``torch.Generator`` (:func:`generator`).
-    """
-    cuda_devices = [device.index] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda_devices):
-        torch.manual_seed(seed)
-        yield
-
-
 _THREADS_LOCK = threading.Lock()
 _threads_state = {"users": 0, "saved": None}
 
@@ -178,17 +165,6 @@ def torch_threads(n_threads):
 def generator(seed, device="cpu"):
     """A ``torch.Generator`` on ``device`` seeded with ``seed``, for draws outside a fit."""
     return torch.Generator(device=device).manual_seed(int(seed))
-
-
-def to_cpu(obj):
-    """Move every tensor in a nested dict/list structure to the CPU."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(to_cpu(v) for v in obj)
-    return obj
 
 
 #: The type a ``device`` parameter may also be (for parameter validation).
