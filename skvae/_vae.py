@@ -103,7 +103,8 @@ class VAETransformer(_BaseAutoencoder):
     validation_fraction : float, default=0.1
         Fraction of rows held out when early stopping.
     n_iter_no_change : int, default=10
-        Epochs without enough improvement (``tol``) before stopping.
+        Epochs without enough improvement (``tol``) before stopping; with
+        ``early_stopping="auto"``, at least a fifth of ``max_iter``.
     tol : float, default=1e-3
         Relative tolerance of the stopping rule. Training stops when the
         validation loss has not improved by ``tol`` times the progress made so
