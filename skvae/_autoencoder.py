@@ -191,12 +191,13 @@ class AutoencoderTransformer(_BaseAutoencoder):
     >>> from sklearn.datasets import load_digits
     >>> from skvae import AutoencoderTransformer
     >>> X, _ = load_digits(return_X_y=True)
-    >>> ae = AutoencoderTransformer(n_components=8, max_iter=5, random_state=0)
-    >>> Z = ae.fit_transform(X / 16)
+    >>> X = X[:300] / 16  # 300 images, pixels in [0, 1]
+    >>> ae = AutoencoderTransformer(n_components=8, random_state=0)
+    >>> Z = ae.fit_transform(X)
     >>> Z.shape
-    (1797, 8)
+    (300, 8)
     >>> ae.inverse_transform(Z).shape
-    (1797, 64)
+    (300, 64)
     """
 
     _parameter_constraints = {

@@ -591,7 +591,15 @@ class _BaseAutoencoder(
             )
             extras = self._fitted_extras(module, X, device, seed, incremental)
 
-        if not (incremental or history.converged or history.interrupted):
+        if history.n_epochs < 5 and not (incremental or history.converged):
+            if not history.interrupted:
+                _warn(
+                    f"{type(self).__name__} ran only {history.n_epochs} epoch(s) "
+                    f"(max_iter={self.max_iter!r}): too few to tell whether the loss "
+                    "had levelled off. Increase max_iter to train longer.",
+                    ConvergenceWarning,
+                )
+        elif not (incremental or history.converged or history.interrupted):
             _warn(
                 f"{type(self).__name__} used all {history.n_epochs} epochs "
                 f"(max_iter={self.max_iter!r}) and the loss was still improving: "
@@ -791,11 +799,12 @@ class _BaseAutoencoder(
         >>> from sklearn.datasets import load_digits
         >>> from skvae import VAETransformer
         >>> X, _ = load_digits(return_X_y=True)
-        >>> vae = VAETransformer(n_components=4, max_iter=2, random_state=0).fit(X / 16)
+        >>> X = X[:100] / 16
+        >>> vae = VAETransformer(n_components=4, random_state=0).fit(X)
         >>> path = vae.save(os.path.join(tempfile.mkdtemp(), "vae.skvae"))
         >>> loaded = VAETransformer.load(path)
-        >>> loaded.transform(X / 16).shape
-        (1797, 4)
+        >>> loaded.transform(X).shape
+        (100, 4)
         """
         check_is_fitted(self)
         save_estimator(self, path)

@@ -293,10 +293,11 @@ class VAETransformer(_BaseAutoencoder):
     >>> from sklearn.datasets import load_digits
     >>> from skvae import VAETransformer
     >>> X, _ = load_digits(return_X_y=True)
-    >>> vae = VAETransformer(n_components=4, max_iter=5, random_state=0)
-    >>> Z = vae.fit_transform(X / 16)
+    >>> X = X[:300] / 16  # 300 images, pixels in [0, 1]
+    >>> vae = VAETransformer(n_components=4, random_state=0)
+    >>> Z = vae.fit_transform(X)
     >>> Z.shape
-    (1797, 4)
+    (300, 4)
     >>> vae.sample(3, random_state=0).shape
     (3, 64)
     """

@@ -18,7 +18,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 def _quiet_convergence():
     """Few-epoch fits are the norm in tests; their ConvergenceWarning is noise."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".* used all \d+ epochs")
+        warnings.filterwarnings("ignore", message=r".* (used all|ran only) \d+ epoch")
         warnings.filterwarnings("ignore", message=".*latent dimensions are active")
         yield
 

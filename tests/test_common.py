@@ -17,5 +17,7 @@ INSTANCES = [
 @parametrize_with_checks(INSTANCES)
 def test_sklearn_compatible(estimator, check):
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*(still improving|latent dimensions).*")
+        warnings.filterwarnings(
+            "ignore", message=".*(still improving|too few to tell|latent dimensions).*"
+        )
         check(estimator)
