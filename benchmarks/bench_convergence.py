@@ -116,6 +116,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
+from bench_speed import _stack, table  # the same tables and plain networks
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
@@ -307,20 +308,6 @@ def busy_core():
 
 
 # --------------------------------------------------------------------------- reports
-def table(header, rows):
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells):
-        padded = (str(c).ljust(w) for c, w in zip(cells, widths, strict=True))
-        return "| " + " | ".join(padded) + " |"
-
-    print(line(header))
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in rows:
-        print(line(row))
-    print()
-
-
 def verdict(ok):
     return "pass" if ok else "FAIL"
 
@@ -592,15 +579,6 @@ class HandVAE(nn.Module):
         )
         kl = 0.5 * (mean**2 + log_var.exp() - 1.0 - log_var)
         return (nll.sum(1) + kl.sum(1)).mean()
-
-
-def _stack(sizes):
-    layers = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(n_in, n_out))
-        if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
 
 
 def hand_written(X_t, batch_size, epochs, seed):
