@@ -147,11 +147,13 @@ def _tensors(obj):
     return obj
 
 
-def _too_large(name):
-    return (
-        f"{name} has values too large for the float32 network (above 3e35); scale "
-        f"{name} first, e.g. with StandardScaler."
-    )
+def _check_magnitude(X):
+    """Raise a ValueError when X holds values the float32 network cannot take."""
+    if X.size and np.abs(X).max() > _MAX_ABS:
+        raise ValueError(
+            "X has values too large for the float32 network (above 3e35); scale X "
+            "first, e.g. with StandardScaler."
+        )
 
 
 def check_sample_random_state(estimator, random_state):
@@ -462,9 +464,8 @@ class _BaseAutoencoder(
                 + ("" if X.min() < 0 else " that are not all integers")
                 + ". Use likelihood='gaussian' for real-valued data."
             )
-        if training and np.abs(X).max() > _MAX_ABS:
-            raise ValueError(_too_large("X"))
         if training:
+            _check_magnitude(X)
             spread = X.max(axis=0).astype(np.float64) - X.min(axis=0)
             if spread.max() > _MAX_SPREAD:
                 j = int(np.argmax(spread))
@@ -650,8 +651,7 @@ class _BaseAutoencoder(
         if self._table is not None:
             return self._table.encode(validate_table(self, X, reset=False))
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        if X.size and np.abs(X).max() > _MAX_ABS:
-            raise ValueError(_too_large("X"))
+        _check_magnitude(X)
         return X
 
     def _decode_means(self, Z, method="inverse_transform"):
@@ -696,8 +696,7 @@ class _BaseAutoencoder(
                 f"X has {Z.shape[1]} features, but {type(self).__name__} is expecting "
                 f"{self.n_components_} latent components as input to inverse_transform."
             )
-        if np.abs(Z).max() > _MAX_ABS:  # the decoder's input, as X is the encoder's
-            raise ValueError(_too_large("X"))
+        _check_magnitude(Z)  # the decoder's input, as X is the encoder's
         means = self._decode_means(Z)
         return means if self._table is None else self._table.decode(means)
 

@@ -382,7 +382,9 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
         module.load_state_dict(best_state)
     try:
         if not history.interrupted:  # with the fit's generator: the global RNG stays
-            _check_outputs(module, X[: config.batch_size].to(device), schedule, optimizer)
+            last = config.start_epoch + history.n_epochs - 1
+            rows = X[: config.batch_size].to(device)
+            _check_outputs(module, rows, schedule, optimizer, last)
     finally:
         use_generator(module, None)
     window = history.n_epochs // 5
@@ -429,7 +431,7 @@ def _diverged(optimizer, what, epoch):
     )
 
 
-def _check_outputs(module, X, schedule, optimizer):
+def _check_outputs(module, X, schedule, optimizer, epoch):
     """Raise NonFiniteLossError when the trained model's loss on rows X is not finite.
 
     The last step of the last epoch is followed by no loss: finite weights can
@@ -437,12 +439,8 @@ def _check_outputs(module, X, schedule, optimizer):
     """
     loss = evaluate(module, X, schedule.validation_weight)
     if not math.isfinite(loss):
-        lr = optimizer.param_groups[0]["lr"]
-        raise NonFiniteLossError(
-            f"Training diverged: the weights became too large after the last step "
-            f"(the loss is {loss}; learning rate {lr:.3g}). Lower learning_rate, or "
-            "scale the data (e.g. StandardScaler)."
-        )
+        what = f"weights became too large after the last step (the loss is {loss})"
+        _diverged(optimizer, what, epoch)
 
 
 def _close(bar, history):
