@@ -120,9 +120,22 @@ class AutoencoderTransformer(_BaseAutoencoder):
         For a pandas DataFrame: which columns are categorical. "from_dtype"
         takes ``category``, object and string columns (and booleans, modelled
         as Bernoulli); a list of column names or a boolean mask adds numeric
-        columns to those. A DataFrame with such columns is modelled column by
-        column (see Notes); numeric arrays and all-numeric frames are not
-        affected.
+        columns to those. A DataFrame is modelled column by column (see
+        Notes); numeric arrays are not affected.
+    numeric_transform : {"auto", "quantile", "mixture", "standard"} or dict, \
+            default="auto"
+        How each numeric column of a table (a DataFrame, or an array with
+        missing values) is mapped to the normal scores the network models.
+        "quantile" maps it through its empirical CDF (piecewise linear
+        between quantiles) and ``Phi^-1``, so any marginal, skewed, bounded,
+        multimodal or with repeated values, comes out right; "mixture" uses the
+        CDF of a Bayesian Gaussian mixture (TVAE's modes) instead, smoother
+        between the data; "standard" only standardizes. Columns with at most
+        50 distinct values, and integer columns, are discrete: sampled among
+        the values fitted. A dict maps column names to these (others "auto").
+        "auto" is "quantile". Samples always lie in each column's fitted range,
+        with its dtype. Scores include each map's log-Jacobian, so they stay
+        densities in the original units.
 
     Attributes
     ----------
@@ -232,6 +245,7 @@ class AutoencoderTransformer(_BaseAutoencoder):
         noise=0.0,
         density_components=10,
         categorical_features="from_dtype",
+        numeric_transform="auto",
     ):
         super().__init__(
             n_components,
@@ -253,6 +267,7 @@ class AutoencoderTransformer(_BaseAutoencoder):
             verbose=verbose,
             warm_start=warm_start,
             categorical_features=categorical_features,
+            numeric_transform=numeric_transform,
         )
         self.loss = loss
         self.noise = noise
@@ -292,7 +307,7 @@ class AutoencoderTransformer(_BaseAutoencoder):
         """
         return super().score_samples(X)
 
-    def sample(self, n_samples=1, random_state=None):
+    def sample(self, n_samples=1, random_state=None, *, given=None):
         """Generate rows by decoding codes drawn from the code density.
 
         Parameters
@@ -301,6 +316,14 @@ class AutoencoderTransformer(_BaseAutoencoder):
             Number of rows to generate.
         random_state : int, RandomState instance or None, default=None
             Seeds the draws; an int makes them reproducible.
+        given : dict, DataFrame or None, default=None
+            Values to condition on: ``{column: value}`` (a value for every
+            sample, or an array-like of ``n_samples`` values), or a DataFrame
+            of conditions with one row per sample. Columns are the fitted
+            column names for a DataFrame, integer indices (or the feature
+            names seen in fit) for an array. The given entries hold their
+            values exactly and the others are decoded from codes drawn from
+            the code density conditioned on them (see Notes).
 
         Returns
         -------
@@ -308,10 +331,37 @@ class AutoencoderTransformer(_BaseAutoencoder):
             Generated rows (float64); for a model of a mixed-type table, a
             DataFrame with its columns and dtypes, categories drawn from the
             decoder's probabilities.
+
+        Raises
+        ------
+        TypeError
+            If ``given`` is not a dict or a DataFrame, or gives a numeric
+            column something other than numbers.
+        ValueError
+            If ``given`` names an unknown column or level, holds missing
+            values, has a number of rows other than ``n_samples``, or a
+            number outside the range the model was fitted on: for a table,
+            beyond the column's fitted range by more than 10% of its width;
+            for an array, more than 10 standard deviations from the model's
+            mean of the feature.
+
+        Notes
+        -----
+        The code density is the autoencoder's prior p(z), and its loss the
+        likelihood p(x | z): a Gaussian around the decoder's output with
+        variance 1/2 (``loss="mse"``; in normal scores for a table) or
+        a Bernoulli (``loss="bce"``). A conditional draw resamples, for each
+        row, one of 200 candidate codes by importance weight ``p(x_given | z)
+        p(z) / q(z)``, where q mixes a Gaussian around the code of the partial
+        row (its free entries filled in by the model's own reconstruction)
+        with p(z) itself, and decodes it. The cost is fixed, whatever the
+        condition's probability (no rejection loop).
         """
         check_is_fitted(self)
         check_n_samples(n_samples)
         rng = check_sample_random_state(self, random_state)
+        if given is not None:
+            return self._sample_given(given, n_samples, rng, "decoder_mean", rng)
         Z = sample_code_density(self.code_density_, n_samples, rng)
         means = self._decode_means(Z, "sample")
         return means if self._table is None else self._table.decode(means, rng)

@@ -7,6 +7,7 @@ from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from joblib import cpu_count, effective_n_jobs
 from sklearn.base import (
@@ -28,12 +29,23 @@ from sklearn.utils.validation import (
 )
 from threadpoolctl import threadpool_limits
 
+from ._conditional import (
+    CONDITIONAL_DRAWS,
+    GaussianMixtureDensity,
+    as_column,
+    check_range,
+    conditional_rows,
+    conditions,
+    model_moments,
+)
 from ._networks import ACTIVATIONS, build
 from ._onnx import PARTS, export_module
 from ._persistence import load_estimator, save_estimator
 from ._torch import (
+    SparseRows,
     available,
     batched,
+    dense_rows,
     generator,
     inference_dtype,
     inference_module,
@@ -102,16 +114,16 @@ def linear_start(X, n_components, seed):
     Returns ``(components, noise_variance)``: the loadings, of shape
     (n_components, n_features), and the per-feature noise variances;
     components beyond what the data can give (more than its rank) are zero.
-    None when X has fewer than 2 rows or the fit is not finite.
+    None when X has fewer than 2 rows or the fit is not finite. A
+    scipy.sparse X is fitted on a random subset of its rows, densified
+    (:func:`~._torch.dense_rows`: at most 4,194,304 values).
     """
     from sklearn.decomposition import FactorAnalysis
 
     if X.shape[0] < 2:
         return None
-    rng = np.random.RandomState(seed)
-    if X.shape[0] > _DENSITY_MAX_ROWS:
-        X = X[rng.choice(X.shape[0], _DENSITY_MAX_ROWS, replace=False)]
-    X = np.asarray(X, dtype=np.float64)
+    # At most 10,000 rows (and a sparse X's rows 4 million values at most).
+    X = dense_rows(X, _DENSITY_MAX_ROWS, seed)
     k = min(n_components, *X.shape)
     components = np.zeros((n_components, X.shape[1]))
     with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
@@ -147,13 +159,65 @@ def _tensors(obj):
     return obj
 
 
+def _max_abs(X):
+    """The largest absolute value of a dense or scipy.sparse X (0 when empty)."""
+    values = X.data if sp.issparse(X) else X
+    return np.abs(values).max() if values.size else 0.0
+
+
 def _check_magnitude(X):
     """Raise a ValueError when X holds values the float32 network cannot take."""
-    if X.size and np.abs(X).max() > _MAX_ABS:
+    if _max_abs(X) > _MAX_ABS:
         raise ValueError(
             "X has values too large for the float32 network (above 3e35); scale X "
             "first, e.g. with StandardScaler."
         )
+
+
+def _value_range(X):
+    """The smallest and largest value of a dense or scipy.sparse X.
+
+    A sparse X's implicit zeros count (when it has any).
+    """
+    if not sp.issparse(X):
+        return X.min(), X.max()
+    values = X.data
+    low, high = (values.min(), values.max()) if values.size else (0.0, 0.0)
+    if X.nnz < X.shape[0] * X.shape[1]:
+        low, high = min(low, 0.0), max(high, 0.0)
+    return low, high
+
+
+def _all_integers(X, chunk=2**22):
+    """Whether every value of a dense or scipy.sparse X is a whole number.
+
+    Read in chunks, so that the check needs no copy of X.
+    """
+    values = (X.data if sp.issparse(X) else X).reshape(-1)
+    return all(
+        np.array_equal(part, np.round(part))
+        for part in (values[i : i + chunk] for i in range(0, values.size, chunk))
+    )
+
+
+def _column_spread(X):
+    """Per-feature largest minus smallest value (float64), of a dense or sparse X.
+
+    A sparse X's implicit zeros count: a column's range includes 0 unless
+    every row stores a value in it.
+    """
+    if not sp.issparse(X):
+        return X.max(axis=0).astype(np.float64) - X.min(axis=0)
+    X = X.tocsr()
+    d = X.shape[1]
+    high, low = np.full(d, -np.inf), np.full(d, np.inf)
+    np.maximum.at(high, X.indices, X.data)
+    np.minimum.at(low, X.indices, X.data)
+    stored = np.bincount(X.indices, minlength=d)
+    implicit = stored < X.shape[0]
+    high = np.where(implicit, np.maximum(high, 0.0), high)
+    low = np.where(implicit, np.minimum(low, 0.0), low)
+    return high - low
 
 
 def check_sample_random_state(estimator, random_state):
@@ -231,9 +295,20 @@ def _overflow(method, X, network_dtype):
     if precision != "float64" and method != "sample":
         hint += ", or pass X as float64"
     return (
-        f"{method} overflowed to inf or NaN: X has values up to {np.abs(X).max():.3g}, "
+        f"{method} overflowed to inf or NaN: X has values up to {_max_abs(X):.3g}, "
         f"too far from the training data for the {precision} network. {hint}."
     )
+
+
+def _check_no_nan(estimator, X, missing):
+    """Refuse missing values in X for a model fitted without them (they have no model)."""
+    if missing:
+        raise ValueError(
+            f"Input X contains NaN, but {type(estimator).__name__} was fitted without "
+            "missing values, so it has no model of them; refit on data with missing "
+            "values (each column that may miss values needs some in fit), or impute X "
+            "first, e.g. with SimpleImputer."
+        )
 
 
 def _is_dataframe(X):
@@ -281,6 +356,10 @@ class _BaseAutoencoder(
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
         "categorical_features": [StrOptions({"from_dtype"}), "array-like", None],
+        "numeric_transform": [
+            StrOptions({"auto", "quantile", "mixture", "standard"}),
+            dict,
+        ],
     }
 
     @abstractmethod
@@ -306,6 +385,7 @@ class _BaseAutoencoder(
         verbose=0,
         warm_start=False,
         categorical_features="from_dtype",
+        numeric_transform="auto",
     ):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -326,6 +406,11 @@ class _BaseAutoencoder(
         self.verbose = verbose
         self.warm_start = warm_start
         self.categorical_features = categorical_features
+        self.numeric_transform = numeric_transform
+
+    #: Whether ``score_samples`` is a density of the rows (log p(x)), which for a
+    #: table includes the log-Jacobian of its numeric columns' maps.
+    _density_scores = False
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod
@@ -376,8 +461,9 @@ class _BaseAutoencoder(
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data. A scipy.sparse matrix is densified one minibatch
+            of rows at a time, never whole.
         y : Ignored
             Not used, present for API consistency by convention.
 
@@ -398,8 +484,9 @@ class _BaseAutoencoder(
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data. A scipy.sparse matrix is densified one minibatch
+            of rows at a time, never whole.
         y : Ignored
             Not used, present for API consistency by convention.
 
@@ -408,18 +495,29 @@ class _BaseAutoencoder(
         self : object
             The updated estimator.
         """
-        X, table = self._validate_training_data(X, reset=not hasattr(self, "module_"))
+        X, table = self._validate_training_data(
+            X, reset=not hasattr(self, "module_"), incremental=True
+        )
         return self._fit(X, incremental=True, table=table)
 
-    def _validate_training_data(self, X, reset):
-        """X as a float array, and the Table that encoded it (None for numeric data)."""
+    def _validate_training_data(self, X, reset, incremental=False):
+        """X encoded as a float array, and its Table (None for an array without NaN).
+
+        A DataFrame is a table (unless a likelihood with a support, such as
+        ``loss="bce"``, asks for the numbers as they are); so is an array with
+        missing values. The first batch of ``partial_fit`` keeps every level a
+        category dtype declares; later batches warn about what it lacks.
+        """
         table = self._table if not reset else None
         if reset and _is_dataframe(X):
             from ._tabular import Table, is_table  # pandas is there: X is a DataFrame
 
-            if is_table(X, self.categorical_features):
+            if is_table(X, self.categorical_features) or self._support()[0] is None:
                 table = Table(
-                    validate_table(self, X, reset=True), self.categorical_features
+                    validate_table(self, X, reset=True),
+                    self.categorical_features,
+                    self.numeric_transform,
+                    declared=incremental,
                 )
         elif reset and not (
             self.categorical_features is None
@@ -429,11 +527,31 @@ class _BaseAutoencoder(
                 "categorical_features can only name columns of a pandas DataFrame; X "
                 "is not one. Pass a DataFrame, or leave categorical_features='from_dtype'."
             )
-        if table is not None:
-            return table.encode(validate_table(self, X, reset=reset)), table
+        if table is not None and not table.array:
+            X = validate_table(self, X, reset=reset)
+            if not reset:
+                table.check_batch(X)
+            return table.encode(X), table
+        nan = "allow-nan" if self._support()[0] is None and not sp.issparse(X) else True
         X = validate_data(
-            self, X, reset=reset, dtype=(np.float64, np.float32), force_writeable=True
+            self,
+            X,
+            reset=reset,
+            accept_sparse="csr",
+            dtype=(np.float64, np.float32),
+            force_writeable=True,
+            ensure_all_finite=nan,
         )
+        missing = not sp.issparse(X) and bool(np.isnan(X).any())
+        if reset and missing:
+            from ._tabular import Table  # an array with missing values: a table
+
+            table = Table.from_array(X, self.numeric_transform)
+        if table is not None:
+            if not reset:
+                table.check_batch(X)
+            return table.encode(X), table
+        _check_no_nan(self, X, missing)
         return X, None
 
     def _hidden(self):
@@ -449,24 +567,24 @@ class _BaseAutoencoder(
     def _check_values(self, X, training):
         """Reject X values the model cannot represent (outside the support, overflow)."""
         support, param = self._support()
-        if support == "unit_interval" and (
-            X.min() < -_UNIT_TOLERANCE or X.max() > 1 + _UNIT_TOLERANCE
-        ):
+        low, high = _value_range(X)
+        outside = low < -_UNIT_TOLERANCE or high > 1 + _UNIT_TOLERANCE
+        if support == "unit_interval" and outside:
             raise ValueError(
                 f"{param} requires X in [0, 1], but X has values in "
-                f"[{_shown(X.min())}, {_shown(X.max())}]. Scale X with MinMaxScaler, "
+                f"[{_shown(low)}, {_shown(high)}]. Scale X with MinMaxScaler, "
                 "or use the Gaussian/MSE option."
             )
-        if support == "counts" and (X.min() < 0 or np.any(X != np.round(X))):
+        if support == "counts" and (low < 0 or not _all_integers(X)):
             raise ValueError(
                 f"{param} models counts and requires X to hold non-negative integers, "
-                f"but X has values in [{X.min():.4g}, {X.max():.4g}]"
-                + ("" if X.min() < 0 else " that are not all integers")
+                f"but X has values in [{low:.4g}, {high:.4g}]"
+                + ("" if low < 0 else " that are not all integers")
                 + ". Use likelihood='gaussian' for real-valued data."
             )
         if training:
             _check_magnitude(X)
-            spread = X.max(axis=0).astype(np.float64) - X.min(axis=0)
+            spread = _column_spread(X)
             if spread.max() > _MAX_SPREAD:
                 j = int(np.argmax(spread))
                 raise ValueError(
@@ -477,7 +595,10 @@ class _BaseAutoencoder(
                 )
 
     def _split(self, X, rng, early_stopping):
-        """Training and validation rows (None without early stopping)."""
+        """Training and validation rows (None without early stopping).
+
+        A sparse X's are :class:`~._torch.SparseRows` over X itself, not copies.
+        """
         n = X.shape[0]
         if not early_stopping:
             if n < _MIN_ROWS:
@@ -485,7 +606,7 @@ class _BaseAutoencoder(
                     f"Found {n} sample(s), but {type(self).__name__} needs at least "
                     f"{_MIN_ROWS} to fit."
                 )
-            return X, None
+            return (SparseRows(X) if sp.issparse(X) else X), None
         n_val = int(np.ceil(self.validation_fraction * n))
         if n - n_val < _MIN_ROWS:
             raise ValueError(
@@ -495,6 +616,9 @@ class _BaseAutoencoder(
                 "samples or set early_stopping=False."
             )
         order = rng.permutation(n)
+        if sp.issparse(X):  # row subsets of the one CSR: the matrix is not copied
+            rows = SparseRows(X)
+            return rows.subset(order[n_val:]), rows.subset(order[:n_val])
         return X[order[n_val:]], X[order[:n_val]]
 
     def _n_threads(self):
@@ -562,7 +686,7 @@ class _BaseAutoencoder(
                 state = copy.deepcopy(self._optimizer_state)
             else:
                 module = build(description, generator(seed))
-                module.initialize(X_all, self._linear_start(X_all, table, seed))
+                module.initialize(X_all, self._linear_start(X_all, table, seed), seed)
                 module = module.to(device)
                 state = None
             optimizer = make_optimizer(
@@ -647,23 +771,97 @@ class _BaseAutoencoder(
         return out
 
     def _validate_X(self, X):
+        return self._validated(X)[1]
+
+    def _validated(self, X):
+        """X checked against fit, and its encoding (X itself for an array)."""
         check_is_fitted(self)
-        if self._table is not None:
-            return self._table.encode(validate_table(self, X, reset=False))
-        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        table = self._table
+        if table is not None and not (table.array or table.numeric_only):
+            X = validate_table(self, X, reset=False)
+            return X, table.encode(X)
+        if table is not None and _is_dataframe(X):
+            X = validate_table(self, X, reset=False)
+            return X, table.encode(X)
+        X = validate_data(
+            self,
+            X,
+            reset=False,
+            accept_sparse="csr",
+            dtype=(np.float64, np.float32),
+            ensure_all_finite="allow-nan" if table is not None else True,
+        )
+        if table is not None:  # an array with missing values, or the table's columns
+            return X, table.encode(X).astype(X.dtype, copy=False)
         _check_magnitude(X)
-        return X
+        return X, X
 
     def _decode_means(self, Z, method="inverse_transform"):
         """Decoder means of codes Z: rows, or a table's encoded-space means."""
         return self._infer(lambda m, z: m.decode(z), [Z], Z.dtype, method)
+
+    def _code_density(self, module):
+        """The density p(z) that ``sample`` draws codes from, for ``module``'s copy."""
+        gmm = self.code_density_
+        density = GaussianMixtureDensity(gmm.weights_, gmm.means_, gmm.covariances_)
+        parameter = next(module.parameters())
+        return density.to(parameter.device, parameter.dtype)
+
+    def _conditional(self, x, observed, fill, rng, mode, n_draws=CONDITIONAL_DRAWS):
+        """Encoded rows given some entries: see ``_conditional.conditional_rows``."""
+        module = inference_module(self.module_, inference_dtype(np.float64, self.device_))
+        density = self._code_density(module)
+        g = generator(rng.randint(_MAX_SEED), self.device_)
+        with torch_threads(self._n_threads()):
+            result = conditional_rows(module, density, x, observed, fill, n_draws, g, mode)
+        if not all(np.isfinite(part).all() for part in result):
+            raise ValueError(_overflow("sample", x, torch.float64))
+        return result
+
+    def _sample_given(self, given, n_samples, rng, mode, decode_rng=None):
+        """``sample(n_samples, given=given)``: rows drawn given some of their entries.
+
+        Returns the decoded rows (a table's with ``decode_rng``), the given
+        entries set to the given values exactly.
+        """
+        names = getattr(self, "feature_names_in_", None)
+        x, observed, fill, chosen = conditions(
+            given, n_samples, self._table, self.n_features_in_, names
+        )
+        support, _ = self._support()
+        given_values = x[observed > 0]
+        if self._table is None and support == "unit_interval":
+            if given_values.min() < 0 or given_values.max() > 1:
+                raise ValueError("given values must lie in [0, 1], as X did in fit.")
+        if self._table is None and support == "counts":
+            if given_values.min() < 0 or np.any(given_values != np.round(given_values)):
+                raise ValueError("given values must be non-negative integers (counts).")
+        if self._table is None:
+            dtype = inference_dtype(np.float64, self.device_)
+            module = inference_module(self.module_, dtype)
+            density = self._code_density(module)
+            g = generator(self._seed, self.device_)
+            with torch_threads(self._n_threads()):
+                check_range(x, chosen, model_moments(module, density, g))
+        out, _ = self._conditional(x, observed, fill, rng, mode)
+        if self._table is None:
+            return out
+        out = self._table.decode(out, decode_rng)
+        for j, c in enumerate(self._table.columns):  # exactly, past any rounding
+            if c.name not in chosen:
+                continue
+            if self._table.array:
+                out[:, j] = chosen[c.name]
+            else:
+                out[c.name] = as_column(chosen[c.name], out[c.name])
+        return out
 
     def transform(self, X):
         """Encode X into the latent space.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Data to encode.
 
         Returns
@@ -685,7 +883,8 @@ class _BaseAutoencoder(
         Returns
         -------
         X_original : ndarray of shape (n_samples, n_features) or DataFrame
-            The reconstructions, with the codes' float dtype; a DataFrame with
+            The reconstructions, with the codes' float dtype (a dense array,
+            also for a model fitted on sparse data); a DataFrame with
             the fitted columns and dtypes for a model of a mixed-type table
             (each category its most likely level).
         """
@@ -705,7 +904,7 @@ class _BaseAutoencoder(
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Data to score.
 
         Returns
@@ -713,22 +912,27 @@ class _BaseAutoencoder(
         scores : ndarray of shape (n_samples,)
             See the estimator's documentation for what the score is.
         """
-        X = self._validate_X(X)
-        self._check_values(X, training=False)
+        X, encoded = self._validated(X)
+        self._check_values(encoded, training=False)
         draws = self._score_draws()
 
         def score(module, x):
             eps = None if draws is None else draws.to(x.device, x.dtype)
             return module.score(x, eps)
 
-        return self._infer(score, [X], X.dtype, "score_samples")
+        scores = self._infer(score, [encoded], encoded.dtype, "score_samples")
+        if self._table is not None and self._density_scores:
+            # The change of variables of each numeric column's map to normal
+            # scores: log p(x) = log p(z) + sum_j log |dz_j / dx_j|.
+            scores = scores + self._table.log_jacobian(X).astype(scores.dtype)
+        return scores
 
     def score(self, X, y=None):
         """Mean of ``score_samples(X)``, so that model selection needs no scorer.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Data to score.
         y : Ignored
             Not used, present for API consistency by convention.
@@ -749,6 +953,13 @@ class _BaseAutoencoder(
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.sparse = True
+        # Missing values are modelled (a table of the array's columns), unless a
+        # likelihood with a support asks for the numbers as they are.
+        try:
+            tags.input_tags.allow_nan = self._support()[0] is None
+        except KeyError:  # an unknown likelihood: fit reports it
+            tags.input_tags.allow_nan = False
         return tags
 
     # ----------------------------------------------------------- persistence

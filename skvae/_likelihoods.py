@@ -16,6 +16,8 @@ data-dependent starting values and returns the decoder's output bias.
 
 import math
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,12 +27,55 @@ _LOG_PI = math.log(math.pi)
 # Smallest mean or probability a starting bias represents: log(1e-4) and
 # logit(1e-4) are about -9.2, a start the decoder's gradients can still move.
 _MIN_MEAN = 1e-4
+#: Quantiles of the training rows' totals that a count likelihood keeps.
+_N_QUANTILES = 101
+#: Stored values of a sparse X that the start of a likelihood reads at once.
+_SPARSE_CHUNK = 2**22
 
 
 def _floating(X):
-    """``X`` as a floating-point tensor (float64 for integer input such as counts)."""
+    """``X`` as a floating-point tensor (float64 for integer input such as counts).
+
+    A scipy.sparse matrix is returned as it is, for :func:`_moments` to read
+    in blocks of rows.
+    """
+    if sp.issparse(X):
+        return X
     X = torch.as_tensor(X)
     return X if X.is_floating_point() else X.to(torch.float64)
+
+
+def _sparse_sums(X):
+    """Row totals, column sums and column sums of squares of a scipy.sparse X.
+
+    Read a few million stored values at a time (as float64): no dense copy of
+    X, and no copy of its values.
+
+    Returns
+    -------
+    totals : tensor of shape (n,)
+    sums, squares : tensors of shape (d,)
+    """
+    X = X.tocsr()
+    n, d = X.shape
+    totals, sums, squares = np.zeros(n), np.zeros(d), np.zeros(d)
+    step = max(1, _SPARSE_CHUNK // max(1, X.nnz // max(n, 1)))
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        lo, hi = X.indptr[start], X.indptr[stop]
+        values = X.data[lo:hi].astype(np.float64)
+        columns = X.indices[lo:hi]
+        rows = np.repeat(np.arange(stop - start), np.diff(X.indptr[start : stop + 1]))
+        totals[start:stop] = np.bincount(rows, values, minlength=stop - start)
+        sums += np.bincount(columns, values, minlength=d)
+        squares += np.bincount(columns, values * values, minlength=d)
+    return tuple(torch.from_numpy(a) for a in (totals, sums, squares))
+
+
+def _refuse_masked_sparse(X, observed):
+    """Raise a ValueError for a scipy.sparse X with an ``observed`` mask."""
+    if observed is not None:
+        raise ValueError("observed masks apply to dense X only; pass X as a tensor.")
 
 
 def _masked_sum(terms, observed):
@@ -61,8 +106,16 @@ def _moments(X, observed=None):
     Returns
     -------
     mean, var : tensors of shape (d,)
-        Zero for a feature with no observed entry.
+        Zero for a feature with no observed entry. A scipy.sparse ``X`` (no
+        ``observed``) is read as sums of its stored values and their squares,
+        never densified.
     """
+    if sp.issparse(X):  # from sums over the stored values: never densified
+        _refuse_masked_sparse(X, observed)
+        _, first, second = _sparse_sums(X)
+        count = max(X.shape[0], 1)
+        mean = first / count
+        return mean, (second / count - mean.pow(2)).clamp_min(0)
     if observed is None:
         weight = torch.ones_like(X)
     else:
@@ -153,6 +206,10 @@ class Likelihood(nn.Module):
     def mean(self, out):
         """The expected value E[x | out], shaped like ``out``."""
         raise NotImplementedError
+
+    def encoder_input(self, x):
+        """What the encoder sees of data ``x`` (x itself; see :class:`_Counts`)."""
+        return x
 
     def sample(self, out, generator):
         """A draw x ~ p(x | out), shaped like ``out``.
@@ -517,8 +574,130 @@ class StudentT(_TrackedScale):
         return out + self.scale2().to(out).sqrt() * t
 
 
-class Poisson(Likelihood):
-    """Poisson counts with the log rate as output.
+class _Counts(Likelihood):
+    """Counts whose means are the row's total (library size) times a composition.
+
+    The decoder's output ``out`` is a log-composition: with ``l`` the row's
+    total count (over its observed features), the mean of feature j is
+    ``l * softmax(out)_j``, as in scVI [1]_. The total is observed, not
+    modelled: ``nll(out, x)`` is ``-log p(x | z, l)`` with ``l`` set to
+    ``x``'s own total, a proper probability of the counts for that total. The
+    encoder sees ``log1p(x * C / l)`` (:meth:`encoder_input`, with ``C`` the
+    mean training total), which does not depend on the row's scale, so
+    scaled rows get the same code. Without an ``x`` (``mean`` and
+    ``sample``), totals come from the training rows' totals: ``mean`` uses
+    their mean and ``sample`` draws each row's total from their empirical
+    distribution (kept as 101 quantiles, interpolated).
+
+    Parameters
+    ----------
+    n_features : int
+
+    Attributes
+    ----------
+    total_quantiles : buffer of shape (101,)
+        The 0, 1, ..., 100th percentiles of the training rows' totals.
+    mean_total : buffer of shape ()
+        Their mean (1 until ``init_output``).
+
+    References
+    ----------
+    .. [1] R. Lopez, J. Regier, M. B. Cole, M. I. Jordan and N. Yosef, "Deep
+       generative modeling for single-cell transcriptomics", Nature Methods
+       15, 2018.
+    """
+
+    support = "counts"
+
+    def __init__(self, n_features):
+        super().__init__(n_features)
+        self.register_buffer("total_quantiles", torch.ones(_N_QUANTILES))
+        self.register_buffer("mean_total", torch.ones(()))
+
+    @staticmethod
+    def observed_counts(x, observed=None):
+        """``x`` with its unobserved entries set to 0 (they count in no total)."""
+        return x if observed is None else x * torch.as_tensor(observed, device=x.device)
+
+    @staticmethod
+    def totals(x, observed=None):
+        """The rows' totals over their observed features, of shape (n,)."""
+        return (x if observed is None else x * observed).sum(-1)
+
+    def log_means(self, out, x, observed=None):
+        """log(l * rho): the log-means given the rows' totals, shaped like ``out``.
+
+        ``rho`` is the softmax of ``out`` over the observed features (the
+        others get a log-mean of about -1e30); a row with total 0 has
+        log-means of -inf.
+        """
+        if observed is not None:
+            hidden = torch.as_tensor(observed, device=out.device) == 0
+            out = out.masked_fill(hidden.expand(out.shape), -1e30)
+        total = self.totals(x, observed).to(out.dtype)
+        return torch.log_softmax(out, dim=-1) + total.log().unsqueeze(-1)
+
+    @staticmethod
+    def _xlog(x, log_mean):
+        """``x * log_mean``, 0 where x is 0 (also where log_mean is -inf)."""
+        return torch.where(x > 0, x * log_mean, torch.zeros_like(log_mean))
+
+    def encoder_input(self, x):
+        """``log1p(x * C / l)``: the composition, free of the row's scale."""
+        total = self.totals(x).clamp_min(1.0).unsqueeze(-1)
+        return torch.log1p(x * (self.mean_total.to(x.dtype) / total))
+
+    def mean(self, out):
+        """``mean_total * softmax(out)``: the expected counts at the mean total."""
+        return self.mean_total.to(out.dtype) * torch.softmax(out, dim=-1)
+
+    def draw_totals(self, shape, generator, dtype, device):
+        """Totals drawn from the training totals' empirical distribution."""
+        u = torch.rand(shape, generator=generator, dtype=dtype, device=device)
+        quantiles = self.total_quantiles.to(device, dtype)
+        position = u * (quantiles.shape[0] - 1)
+        low = position.floor().long().clamp_max(quantiles.shape[0] - 2)
+        fraction = position - low
+        return torch.lerp(quantiles[low], quantiles[low + 1], fraction).round()
+
+    def _sample_means(self, out, generator):
+        totals = self.draw_totals(out.shape[:-1], generator, out.dtype, out.device)
+        return totals.unsqueeze(-1) * torch.softmax(out, dim=-1)
+
+    @torch.no_grad()
+    def init_output(self, X, observed=None):
+        """Keep the totals' quantiles and mean; return the pooled log-composition.
+
+        The bias is ``log(sum_i x_ij / sum_ij x_ij)``, the features' shares of
+        all counts (with ``observed``, of the features' means over their
+        observed entries), at least ``log(1e-4 / mean_total)``: an all-zero
+        feature starts at a mean of 1e-4 counts at the mean total. ``X`` may
+        be a scipy.sparse matrix, read as sums of its stored values.
+        """
+        if sp.issparse(X):  # sums over the stored values: never densified
+            _refuse_masked_sparse(X, observed)
+            totals, column_sums, _ = _sparse_sums(X)
+        else:
+            X = _floating(X).to(torch.float64)
+            if observed is not None:
+                mask = torch.as_tensor(observed).to(X).expand_as(X)
+                X = X * mask
+                seen = mask.sum(0)
+            totals, column_sums = X.sum(1), X.sum(0)
+        if totals.numel() == 0:
+            totals = torch.zeros(1, dtype=torch.float64)
+        levels = np.linspace(0, 1, _N_QUANTILES)
+        self.total_quantiles.copy_(torch.from_numpy(np.quantile(totals.numpy(), levels)))
+        mean_total = totals.mean().item()
+        self.mean_total.fill_(mean_total if mean_total > 0 else 1.0)
+        if observed is not None:  # each feature's mean over its observed entries
+            column_sums = column_sums / torch.as_tensor(seen).clamp_min(1)
+        share = column_sums / column_sums.sum().clamp_min(1e-300)
+        return share.clamp_min(_MIN_MEAN / max(mean_total, 1.0)).log()
+
+
+class Poisson(_Counts):
+    """Poisson counts: the row's total times a composition from the decoder.
 
     Parameters
     ----------
@@ -526,32 +705,26 @@ class Poisson(Likelihood):
 
     Notes
     -----
-    ``nll = sum_j [exp(out_j) - x_j out_j + lgamma(x_j + 1)]``. The starting
-    bias is the log of each feature's mean, at least log 1e-4, so that an
-    all-zero feature starts at a small rate its gradients can still move.
+    With ``l`` the row's total and ``mu = l * softmax(out)`` (see
+    :class:`_Counts`), ``nll = sum_j [mu_j - x_j log mu_j + lgamma(x_j + 1)]``,
+    ``-log p(x | z, l)``. ``init_output`` starts the composition at the
+    pooled shares of the counts.
     """
 
     name = "poisson"
-    support = "counts"
 
     def nll(self, out, x, observed=None):
-        x = x.to(out.dtype)
-        return _masked_sum(out.exp() - x * out + torch.lgamma(x + 1), observed)
-
-    def mean(self, out):
-        return out.exp()
+        x = self.observed_counts(x.to(out.dtype), observed)
+        log_mean = self.log_means(out, x, observed)
+        terms = log_mean.exp() - self._xlog(x, log_mean) + torch.lgamma(x + 1)
+        return _masked_sum(terms, observed)
 
     def sample(self, out, generator):
-        return torch.poisson(out.exp(), generator=generator)
-
-    @torch.no_grad()
-    def init_output(self, X, observed=None):
-        """Log of the features' means (at least log 1e-4)."""
-        return _moments(_floating(X), observed)[0].clamp_min(_MIN_MEAN).log()
+        return torch.poisson(self._sample_means(out, generator), generator=generator)
 
 
-class NegativeBinomial(Likelihood):
-    """Negative binomial counts: log mean as output, per-feature inverse dispersion.
+class NegativeBinomial(_Counts):
+    """Negative binomial counts: total times composition, per-feature inverse dispersion.
 
     Parameters
     ----------
@@ -562,54 +735,56 @@ class NegativeBinomial(Likelihood):
     log_theta : parameter of shape (n_features,)
         Log inverse dispersion, learned by gradient steps; the variance is
         ``mu + mu^2 / theta``.
+    total_quantiles, mean_total : buffers
+        As :class:`_Counts`.
 
     Notes
     -----
-    With ``mu = exp(out)`` and ``theta = exp(log_theta)``, ``-log p = -lgamma(x +
-    theta) + lgamma(theta) + lgamma(x + 1) - theta log(theta / (theta + mu))
-    - x log(mu / (theta + mu))``, with ``log(theta + mu)`` computed as
-    ``logaddexp(log_theta, out)``. ``init_output`` sets theta by the method of
-    moments, ``mean^2 / (var - mean)`` clipped to [1e-2, 1e4] (1e4 for data
-    without overdispersion), and the bias to the log of the mean (at least
-    log 1e-4).
+    With ``mu = l * softmax(out)`` (see :class:`_Counts`) and ``theta =
+    exp(log_theta)``, ``-log p(x | z, l) = sum_j [-lgamma(x_j + theta_j) +
+    lgamma(theta_j) + lgamma(x_j + 1) - theta_j log(theta_j / (theta_j +
+    mu_j)) - x_j log(mu_j / (theta_j + mu_j))]``, with ``log(theta + mu)``
+    computed as ``logaddexp(log_theta, log mu)``. ``init_output`` sets theta
+    by the method of moments, ``mean^2 / (var - mean)`` of each feature's
+    counts clipped to [1e-2, 1e4] (1e4 without overdispersion; the spread of
+    the totals makes it a low start, which training raises), and the
+    composition as :class:`_Counts` does.
     """
 
     name = "negative_binomial"
-    support = "counts"
 
     def __init__(self, n_features):
         super().__init__(n_features)
         self.log_theta = nn.Parameter(torch.zeros(self.n_features))
 
     def nll(self, out, x, observed=None):
-        x = x.to(out.dtype)
+        x = self.observed_counts(x.to(out.dtype), observed)
+        log_mean = self.log_means(out, x, observed)
         log_theta = self.log_theta.to(out.dtype)
         theta = log_theta.exp()
-        log_total = torch.logaddexp(log_theta, out)  # log(theta + mu)
+        log_total = torch.logaddexp(log_theta, log_mean)  # log(theta + mu)
         log_p = (
             torch.lgamma(x + theta)
             - torch.lgamma(theta)
             - torch.lgamma(x + 1)
             + theta * (log_theta - log_total)
-            + x * (out - log_total)
+            + self._xlog(x, log_mean - log_total)
         )
         return -_masked_sum(log_p, observed)
 
-    def mean(self, out):
-        return out.exp()
-
     def sample(self, out, generator):
         theta = self.log_theta.detach().exp().to(out).expand(out.shape)
-        rate = _gamma(theta, generator) * (out.exp() / theta)
+        rate = _gamma(theta, generator) * (self._sample_means(out, generator) / theta)
         return torch.poisson(rate, generator=generator)
 
     @torch.no_grad()
     def init_output(self, X, observed=None):
+        bias = super().init_output(X, observed)
         mean, var = _moments(_floating(X), observed)
         excess = (var - mean).clamp_min(1e-8)
         theta = (mean.pow(2) / excess).clamp(1e-2, 1e4)
         self.log_theta.copy_(theta.log())
-        return mean.clamp_min(_MIN_MEAN).log()
+        return bias
 
 
 class Blocks(Likelihood):

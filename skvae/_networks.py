@@ -9,11 +9,14 @@ import math
 import threading
 from typing import NamedTuple
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 
 from ._likelihoods import build_likelihood
 from ._priors import build_prior
+from ._torch import dense_rows
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -215,11 +218,18 @@ class Background(nn.Module):
         """Stay in eval mode: the background is fitted once, never trained."""
         return super().train(False)
 
-    def initialize(self, X):
-        """Fit the density to the training rows ``X`` (a float64 tensor) in closed form."""
+    def initialize(self, X, seed=0):
+        """Fit the density to the training rows ``X`` in closed form.
+
+        ``X`` is a float64 tensor or a scipy.sparse matrix; PPCA is fitted on
+        a random subset of a sparse X's rows (:func:`~._torch.dense_rows`,
+        seeded by ``seed``), so that its dense copy stays small.
+        """
         if self.kind != "ppca":
             self.output.copy_(self.likelihood.init_output(X))
             return
+        if sp.issparse(X):
+            X = torch.from_numpy(dense_rows(X, X.shape[0], seed))
         n, d = X.shape
         k = self.factors.shape[1]
         mean = X.mean(0)
@@ -300,20 +310,24 @@ class Model(nn.Module):
         )
         self.likelihood = build_likelihood(likelihood)
 
-    def initialize(self, X, linear=None):
+    def initialize(self, X, linear=None, seed=0):
         """Start from data: output bias and likelihood from X, and a linear solution.
 
         Parameters
         ----------
-        X : ndarray of shape (n_samples, n_features)
-            Training rows (encoded, for a table).
+        X : ndarray or scipy.sparse matrix of shape (n_samples, n_features)
+            Training rows (encoded, for a table). A sparse X is never densified
+            whole: the likelihood reads it a few rows at a time.
         linear : tuple (components, noise_variance) or None
             A linear-Gaussian solution to start at: ``components`` of shape
             (n_components, n_features) (factor analysis or PCA loadings) and
             per-feature ``noise_variance`` (or None). The encoder then starts
             at its posterior (projection) and the decoder at its loadings.
+        seed : int
+            Seeds the rows of a sparse X that a closed-form start (the
+            background density) reads densely.
         """
-        X = torch.as_tensor(X, dtype=torch.float64)
+        X = X if sp.issparse(X) else torch.as_tensor(X, dtype=torch.float64)
         with torch.no_grad():
             bias = self.likelihood.init_output(X).to(torch.float64)
             if linear is None:
@@ -323,7 +337,7 @@ class Model(nn.Module):
                 noise = linear[1]
                 scale = None if noise is None else torch.as_tensor(noise).sqrt()
                 self.decoder.start_at(components.T, bias, scale)
-                self._start_encoder(X.mean(0), components, noise)
+                self._start_encoder(_column_means(X), components, noise)
         return self
 
     def _start_encoder(self, mean, components, noise_variance):
@@ -359,19 +373,19 @@ class Autoencoder(Model):
 
     def encode(self, x):
         """Codes z of shape (n_samples, n_components)."""
-        return self.encoder(x)
+        return self.encoder(self.likelihood.encoder_input(x))
 
     def loss(self, x, eps=None):
         """Per-sample reconstruction loss; ``kl`` is zero."""
-        x_in = x
+        x_in = self.likelihood.encoder_input(x)
         if self.training and self.noise > 0:
-            x_in = x + self.noise * _randn_like(x, self.generator)
+            x_in = x_in + self.noise * _randn_like(x_in, self.generator)
         reconstruction = self.likelihood.nll(self.decoder(self.encoder(x_in)), x)
         return Terms(reconstruction, torch.zeros_like(reconstruction))
 
     def score(self, x, eps=None):
         """Per-sample score: minus the reconstruction loss."""
-        return -self.likelihood.nll(self.decoder(self.encoder(x)), x)
+        return -self.likelihood.nll(self.decoder(self.encode(x)), x)
 
 
 class VAE(Model):
@@ -415,13 +429,14 @@ class VAE(Model):
         with torch.no_grad():
             self.encoder.last.bias[n_components:] = _NARROW_LOG_VAR
 
-    def initialize(self, X, linear=None):
-        super().initialize(X, linear)
+    def initialize(self, X, linear=None, seed=0):
+        super().initialize(X, linear, seed)
         if linear is not None and linear[1] is not None:
             self.likelihood.start_at(torch.as_tensor(linear[1], dtype=torch.float64))
         if self.background is not None:
+            X = X if sp.issparse(X) else torch.as_tensor(X, dtype=torch.float64)
             with torch.no_grad():
-                self.background.initialize(torch.as_tensor(X, dtype=torch.float64))
+                self.background.initialize(X, seed)
         return self
 
     def _start_encoder(self, mean, components, noise_variance):
@@ -448,8 +463,12 @@ class VAE(Model):
         self.encoder.start_at(weight, bias)
 
     def posterior(self, x):
-        """Mean and log-variance of q(z|x), each of shape (n_samples, n_components)."""
-        mean, log_var = self.encoder(x).chunk(2, dim=-1)
+        """Mean and log-variance of q(z|x), each of shape (n_samples, n_components).
+
+        The encoder reads the likelihood's ``encoder_input(x)`` (x itself,
+        or the scale-free composition of counts).
+        """
+        mean, log_var = self.encoder(self.likelihood.encoder_input(x)).chunk(2, dim=-1)
         return mean, log_var.clamp(-30.0, 20.0)
 
     def encode(self, x):
@@ -516,6 +535,13 @@ class VAE(Model):
         log_px = -self.likelihood.nll(self.decoder(z), x)
         log_qz = -0.5 * (eps.pow(2).sum(-1)[:, None] + (log_var + _LOG_2PI).sum(-1))
         return log_px + self.prior.log_prob(z) - log_qz
+
+
+def _column_means(X):
+    """Per-feature means of a float64 tensor or a scipy.sparse matrix, as a tensor."""
+    if sp.issparse(X):
+        return torch.from_numpy(np.asarray(X.mean(axis=0), dtype=np.float64).ravel())
+    return X.mean(0)
 
 
 def mix_background(log_p, background):

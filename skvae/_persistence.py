@@ -115,6 +115,13 @@ _GMM_FITTED |= {"converged_", "n_iter_", "lower_bound_", "n_features_in_"}
 _GMM_OPTIONAL = {"lower_bounds_"}
 _COLUMN_FIELDS = {"name", "kind", "dtype", "start", "missing", "mean", "scale", "integer"}
 _COLUMN_FIELDS |= {"levels"}
+#: A column's marginal model: files written before it existed lack these.
+_MARGINAL_FIELDS = {"transform", "low", "high", "knots", "cdf", "atoms", "atom_low"}
+_MARGINAL_FIELDS |= {"atom_high"}
+_TRANSFORMS = {"standard", "quantile", "mixture"}
+#: A table's keys: files written before missing-value gates and arrays lack the last two.
+_TABLE_KEYS = {"columns", "width"}
+_TABLE_EXTRAS = {"gates", "array"}
 _COLUMN_KINDS = {"numeric", "boolean", "categorical"}
 _DTYPE_PATTERN = re.compile(r"[\w\[\], ]{1,64}")
 _OUTPUTS = {"default", "pandas", "polars"}
@@ -363,7 +370,8 @@ def _table(state):
     """The Table of a model of a DataFrame, from checked :meth:`Table.to_state` values."""
     from ._tabular import Table  # pandas: only models of DataFrames have tables
 
-    ok = isinstance(state, dict) and set(state) == {"columns", "width"}
+    keys = set(state) if isinstance(state, dict) else None
+    ok = keys in (_TABLE_KEYS, _TABLE_KEYS | _TABLE_EXTRAS)
     columns = state["columns"] if ok else None
     if not (ok and isinstance(columns, list) and columns):
         raise _corrupted(f"unexpected table {_brief(state)}.")
@@ -375,15 +383,131 @@ def _table(state):
     _expect(len(names) == len(columns), "the table's column names", "unique", names)
     width = state["width"]
     _expect(_is_int(width) and width == start, "the table's width", start, width)
+    array = state.get("array", False)
+    _expect(type(array) is bool, "the table's array flag", "a bool", array)
+    if array:
+        kinds = [(c["kind"], c["name"]) for c in columns]
+        _expect(
+            kinds == [("numeric", j) for j in range(len(columns))],
+            "the columns of an array's table",
+            "numeric, named 0, 1, ...",
+            kinds,
+        )
+    _check_gates(state.get("gates", []), columns)
     try:
         return Table.from_state(state)
     except (TypeError, ValueError, KeyError) as exc:
         raise _corrupted(f"the table cannot be rebuilt: {exc}") from exc
 
 
+def _check_gates(gates, columns):
+    """Check a table's missing-value gates (see ``_tabular.find_gates``)."""
+    _expect(isinstance(gates, list), "the table's gates", "a list", gates)
+    gated = set()
+    for rule in gates:
+        ok = isinstance(rule, dict) and set(rule) == {
+            "column",
+            "gate",
+            "missing",
+            "observed",
+        }
+        if not ok:
+            raise _corrupted(f"unexpected missing-value gate {_brief(rule)}.")
+        i, j = rule["column"], rule["gate"]
+        n = len(columns)
+        ok = _is_int(i, 0) and i < n and _is_int(j, 0) and j < n and i != j
+        ok = ok and columns[i]["kind"] == "numeric" and columns[i]["missing"]
+        _expect(ok, "a missing-value gate's columns", "two table columns", rule)
+        gate = columns[j]
+        _expect(
+            gate["kind"] != "numeric" or gate["missing"],
+            "a missing-value gate",
+            "a categorical or boolean column, or one with missing values",
+            rule,
+        )
+        size = len(gate["levels"]) + gate["missing"] if gate["kind"] == "categorical" else 2
+        states = [rule["missing"], rule["observed"]]
+        _expect(
+            all(isinstance(v, list) for v in states)
+            and all(_is_int(v, 0) and v < size for v in states[0] + states[1])
+            and not set(states[0]) & set(states[1]),
+            "a missing-value gate's states",
+            f"disjoint lists of indices below {size}",
+            rule,
+        )
+        gated.add(i)
+    _expect(
+        not gated & {rule["gate"] for rule in gates},
+        "the missing-value gates",
+        "gates that are not gated",
+        gates,
+    )
+
+
+def _check_marginal(column, where):
+    """Check a numeric column's marginal model (see ``_tabular.fit_numeric``)."""
+    if set(column) == _COLUMN_FIELDS:  # written before marginal models
+        return
+    transform = column["transform"]
+    arrays = [column[k] for k in ("knots", "cdf", "atoms", "atom_low", "atom_high")]
+    low, high = column["low"], column["high"]
+    finite = all(_is_real(v) and math.isfinite(v) for v in (low, high))
+    _expect(finite and low <= high, f"{where} range", "finite, low <= high", (low, high))
+    if column["kind"] != "numeric":
+        _expect(
+            transform == "standard" and all(a is None for a in arrays),
+            f"{where} marginal",
+            "none (not numeric)",
+            transform,
+        )
+        return
+    _expect(transform in _TRANSFORMS, f"{where} transform", sorted(_TRANSFORMS), transform)
+    knots, cdf, atoms, atom_low, atom_high = arrays
+    if atoms is None:  # no atoms: no knots either (an empty column)
+        _expect(all(a is None for a in arrays), f"{where} marginal", "None", arrays)
+        return
+    _expect(
+        (knots is None) == (cdf is None) == (transform == "standard"),
+        f"{where} knots",
+        "present for the quantile and mixture transforms only",
+        knots,
+    )
+    names = ("knots", "cdf", "atoms", "atom_low", "atom_high")
+    for name, values in zip(names, arrays):
+        if values is None:
+            continue
+        _expect(
+            _is_floats(values) and all(math.isfinite(v) for v in values),
+            f"{where} {name}",
+            "a list of finite floats",
+            values,
+        )
+    _expect(
+        knots is None
+        or len(knots) >= 2
+        and len(cdf) == len(knots)
+        and all(a < b for a, b in zip(knots, knots[1:]))
+        and all(a < b for a, b in zip(cdf, cdf[1:]))
+        and 0 < cdf[0]
+        and cdf[-1] < 1,
+        f"{where} knots and cdf",
+        "increasing lists of one length, the cdf inside (0, 1)",
+        (knots, cdf),
+    )
+    _expect(
+        len(atoms) == len(atom_low) == len(atom_high)
+        and all(a <= b for a, b in zip(atom_low, atom_high))
+        and all(b <= a for a, b in zip(atom_low[1:], atom_high)),
+        f"{where} atoms",
+        "disjoint cells in increasing order",
+        (atoms, atom_low, atom_high),
+    )
+
+
 def _check_column(column, start):
     """Check one column of a table's state, which starts at ``start``; its width."""
-    if not (isinstance(column, dict) and set(column) == _COLUMN_FIELDS):
+    fields = set(column) if isinstance(column, dict) else None
+    if fields not in (_COLUMN_FIELDS, _COLUMN_FIELDS | _MARGINAL_FIELDS):
         raise _corrupted(f"unexpected table column {_brief(column)}.")
     name, kind, dtype, levels = (column[k] for k in ("name", "kind", "dtype", "levels"))
     where = f"table column {_brief(name)}"
@@ -405,16 +529,32 @@ def _check_column(column, start):
         finite = _is_real(value) and math.isfinite(value)
         _expect(finite, f"{where} {field}", "a finite number", value)
     _expect(column["scale"] > 0, f"{where} scale", "positive", column["scale"])
+    _check_marginal(column, where)
     categorical = kind == "categorical"
     _expect(
         (isinstance(dtype, str) and _DTYPE_PATTERN.fullmatch(dtype) is not None)
-        or (categorical and isinstance(dtype, dict) and set(dtype) == {"category"}),
+        or (
+            categorical
+            and isinstance(dtype, dict)
+            and set(dtype) in ({"category"}, {"category", "categories"})
+        ),
         f"{where} dtype",
         "a dtype name",
         dtype,
     )
     if isinstance(dtype, dict):
         _expect(type(dtype["category"]) is bool, f"{where} dtype", "ordered", dtype)
+        declared = dtype.get("categories", levels)
+        _expect(
+            isinstance(declared, list)
+            and isinstance(levels, list)
+            and all(isinstance(v, _SCALARS) for v in declared)
+            and len(set(declared)) == len(declared)
+            and set(levels) <= set(declared),
+            f"{where} categories",
+            "distinct values that hold the levels",
+            declared,
+        )
     if not categorical:
         _expect(levels is None, f"{where} levels", "None", levels)
         return 1 + column["missing"]

@@ -1,11 +1,19 @@
-"""Mixed-type tables: DataFrame columns <-> the numeric blocks the networks model."""
+"""Tables: DataFrame columns (or an array's, with NaN) <-> the blocks networks model."""
 
 import numbers
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
-from pandas.api import types
+from scipy.special import ndtr, ndtri
+
+from .exceptions import _warn
+
+try:  # pandas is optional: arrays with missing values are tables without it
+    import pandas as pd
+    from pandas.api import types
+except ImportError:  # pragma: no cover - the test environment has pandas
+    pd = types = None
 
 
 def is_table(X, categorical_features):
@@ -66,9 +74,30 @@ def _kind(series, declared_categorical):
     )
 
 
+#: The numeric column models ``numeric_transform`` can name.
+NUMERIC_TRANSFORMS = ("quantile", "mixture", "standard")
+#: At most this many distinct values: a discrete column, drawn among its values.
+DISCRETE_VALUES = 50
+#: Most knots of a continuous column's CDF, and rows per knot below that.
+_MAX_KNOTS, _ROWS_PER_KNOT = 1000, 10
+#: Weight of a uniform density mixed into each CDF, so it is strictly increasing.
+_UNIFORM = 1e-3
+#: Most mixture components of ``numeric_transform="mixture"``, and rows fitted.
+_MIXTURE_COMPONENTS, _MIXTURE_ROWS = 10, 5000
+
+
 @dataclass
 class Column:
-    """How one column is encoded: its kind, statistics and where it sits."""
+    """How one column is encoded: its kind, statistics and where it sits.
+
+    A numeric column is standardized (``mean``, ``scale``) and then mapped
+    to normal scores by ``transform``: "standard" keeps the standardized
+    value; "quantile" and "mixture" map it through a piecewise-linear CDF
+    (``knots``, ``cdf``, in standardized units) to ``ndtri(cdf)``. Decoded
+    values are snapped onto the ``atoms`` whose cell (``atom_low``,
+    ``atom_high``, standardized) holds them, clipped to [``low``, ``high``]
+    and rounded for integer dtypes.
+    """
 
     name: object
     kind: str  # "numeric", "boolean" or "categorical"
@@ -79,6 +108,14 @@ class Column:
     scale: float = 1.0
     integer: bool = False
     levels: list = None
+    transform: str = "standard"
+    low: float = 0.0  # numeric: the fitted range
+    high: float = 0.0
+    knots: np.ndarray = None
+    cdf: np.ndarray = None
+    atoms: np.ndarray = None
+    atom_low: np.ndarray = None
+    atom_high: np.ndarray = None
 
     @property
     def width(self):
@@ -87,34 +124,322 @@ class Column:
         return 1 + self.missing
 
 
-class Table:
-    """The encoding of a fitted DataFrame: each column's kind, levels and scale.
+#: The Column fields that hold arrays (lists in ``to_state``).
+ARRAY_FIELDS = ("knots", "cdf", "atoms", "atom_low", "atom_high")
 
-    Numeric columns are standardized and modelled with a Gaussian (squared error
-    for the autoencoder); a numeric column with missing values in fit gets a
-    0/1 missing indicator beside it (Bernoulli) and its missing entries are left
-    out of the Gaussian term. Booleans are Bernoulli. Categorical columns are
-    one-hot blocks under a softmax, with one more level for "missing" when fit
-    saw missing values; unknown levels encode as all zeros, as
-    ``OneHotEncoder(handle_unknown="ignore")`` does.
+
+def resolve_transform(numeric_transform, name):
+    """The transform of a numeric column: the user's choice, or "auto"'s.
+
+    "auto" gives every numeric column the quantile transform: it matches any
+    marginal (skewed, bounded, multimodal, with atoms) by construction.
+    """
+    choice = numeric_transform
+    if isinstance(numeric_transform, dict):
+        choice = numeric_transform.get(name, "auto")
+    if choice == "auto":
+        return "quantile"
+    return choice
+
+
+def _check_transform_names(numeric_transform, names):
+    """Reject a numeric_transform dict that names columns or transforms not known."""
+    if not isinstance(numeric_transform, dict):
+        return
+    unknown = [key for key in numeric_transform if key not in set(names)]
+    if unknown:
+        raise ValueError(
+            f"numeric_transform names columns not in X: {unknown}; use the names of "
+            "X's numeric columns (column indices for an array)."
+        )
+    allowed = ("auto", *NUMERIC_TRANSFORMS)
+    wrong = {k: v for k, v in numeric_transform.items() if v not in allowed}
+    if wrong:
+        raise ValueError(
+            f"numeric_transform values must be one of {list(allowed)}, got {wrong}."
+        )
+
+
+def fit_numeric(column, values, transform, seed=0):
+    """Fit a numeric column's statistics, range and marginal to its observed values."""
+    if np.isinf(values).any():
+        raise ValueError(f"Input X contains infinity in column {column.name!r}.")
+    values = values[~np.isnan(values)]
+    column.mean, column.scale = _location_scale(values)
+    column.transform = transform
+    if values.size == 0:
+        column.low = column.high = 0.0
+        column.transform = "standard"
+        return column
+    column.low, column.high = float(values.min()), float(values.max())
+    s = _standardize(values, column.mean, column.scale)
+    order = np.argsort(s, kind="stable")
+    s, values = s[order], values[order]
+    unique, first, counts = np.unique(s, return_index=True, return_counts=True)
+    originals = values[first]
+    integral = column.integer or bool(np.all(values == np.round(values)))
+    unit = 0.5 / column.scale  # half of one unit of the original scale
+    discrete = unique.size <= DISCRETE_VALUES or (integral and unique.size <= _MAX_KNOTS)
+    if discrete:
+        knots, cdf, low, high = _discrete(unique, counts, unit if integral else None)
+        atoms = originals
+    elif transform != "standard":
+        knots, cdf, atoms, low, high = _continuous(
+            s, unique, counts, originals, transform, seed
+        )
+    else:
+        knots = atoms = low = high = np.zeros(0)
+    column.atoms, column.atom_low, column.atom_high = atoms, low, high
+    if transform == "standard":  # discrete columns still decode onto their values
+        return column
+    n = values.size
+    cdf = (1 - _UNIFORM) * cdf + _UNIFORM * (knots - knots[0]) / (knots[-1] - knots[0])
+    tail = 0.5 / (n + 1)  # the mass beyond each end, where the scores go on linearly
+    cdf = tail + (1 - 2 * tail) * cdf
+    # Steps that float64 rounds to nothing (a saturated mixture CDF) would be
+    # zero densities: merge them into their neighbours.
+    keep = np.r_[True, np.diff(cdf) > 1e-12 * cdf[1:]]
+    column.knots, column.cdf = knots[keep], cdf[keep]
+    return column
+
+
+def _discrete(unique, counts, unit):
+    """Knots of a discrete column: one cell per value, half-way to its neighbours.
+
+    Integer values (``unit`` is half of 1 in standardized units) reach half a
+    unit beyond the ends, as the dequantized integers do.
+    """
+    if unique.size == 1:
+        half = unit if unit is not None else 0.5
+        edges = np.array([unique[0] - half, unique[0] + half])
+    else:
+        gaps = np.diff(unique)
+        ends = (unit, unit) if unit is not None else (gaps[0] / 2, gaps[-1] / 2)
+        edges = np.r_[
+            unique[0] - ends[0], (unique[:-1] + unique[1:]) / 2, unique[-1] + ends[1]
+        ]
+    cdf = np.r_[0.0, np.cumsum(counts)] / counts.sum()
+    return edges, cdf, edges[:-1], edges[1:]
+
+
+def _continuous(s, unique, counts, originals, transform, seed):
+    """Knots of a continuous column: its quantiles (or mixture CDF), and its atoms.
+
+    A value holding at least one knot's share of the rows is an atom: its
+    mass sits on a cell half-way to its nearest neighbouring value, which
+    decoding snaps back onto the value.
+    """
+    n = s.size
+    n_knots = int(np.clip(n // _ROWS_PER_KNOT, 10, _MAX_KNOTS))
+    heavy = counts >= max(2, n / n_knots)
+    gaps = np.diff(unique)
+    left = np.r_[gaps[:1], gaps]
+    right = np.r_[gaps, gaps[-1:]]
+    radius = np.minimum(left, right)[heavy] / 2
+    atoms, weights = unique[heavy], counts[heavy] / n
+    rest = s[~np.isin(s, atoms)]
+    if rest.size < 2:  # (nearly) every row on a repeated value: a discrete column
+        knots, cdf, low, high = _discrete(unique, counts, None)
+        return knots, cdf, originals, low, high
+    levels = np.linspace(0.0, 1.0, n_knots + 1)
+    points = np.quantile(rest, levels)
+    if transform == "mixture":
+        points = np.unique(np.r_[points, np.linspace(rest[0], rest[-1], n_knots + 1)])
+        share = _mixture_cdf(rest, seed)(points)
+        share = (share - share[0]) / (share[-1] - share[0])
+    else:
+        points, index = np.unique(points, return_index=True)
+        share = levels[index]
+    low, high = atoms - radius, atoms + radius
+    inside = np.zeros(points.size, dtype=bool)
+    for lo, hi in zip(low, high):
+        inside |= (points >= lo) & (points <= hi)
+    knots = np.r_[points[~inside], low, high]
+    own = np.interp(knots, points, share, left=0.0, right=1.0)
+    below = (atoms[None, :] < knots[:, None]) @ weights
+    cdf = (1 - weights.sum()) * own + below
+    order = np.argsort(knots, kind="stable")
+    knots, cdf = knots[order], np.maximum.accumulate(cdf[order])
+    keep = np.r_[np.diff(knots) > 0, True]
+    knots, cdf = knots[keep], cdf[keep]
+    cdf = (cdf - cdf[0]) / (cdf[-1] - cdf[0])
+    return knots, cdf, originals[heavy], low, high
+
+
+def _mixture_cdf(values, seed):
+    """The CDF of a Bayesian Gaussian mixture (as TVAE's modes) fitted to ``values``."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import BayesianGaussianMixture
+
+    rng = np.random.RandomState(seed)
+    fitted = values
+    if fitted.size > _MIXTURE_ROWS:
+        fitted = rng.choice(values, _MIXTURE_ROWS, replace=False)
+    gmm = BayesianGaussianMixture(
+        n_components=min(_MIXTURE_COMPONENTS, np.unique(fitted).size),
+        weight_concentration_prior_type="dirichlet_process",
+        weight_concentration_prior=1e-3,
+        max_iter=100,
+        random_state=seed,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gmm.fit(fitted[:, None])
+    means = gmm.means_[:, 0]
+    sd = np.sqrt(gmm.covariances_.reshape(-1))
+    weights = gmm.weights_
+
+    def cdf(x):
+        return ndtr((x[:, None] - means) / sd) @ weights
+
+    return cdf
+
+
+def to_scores(column, values):
+    """Normal scores and log-Jacobians ``log |dz/dx|`` of a column's observed values."""
+    s = _standardize(values, column.mean, column.scale)
+    log_scale = -np.log(column.scale)
+    if column.transform == "standard" or column.knots is None:
+        return s, np.full(values.shape, log_scale)
+    knots, cdf = column.knots, column.cdf
+    ends = ndtri(cdf[[0, 1, -2, -1]])
+    slope_low = (ends[1] - ends[0]) / (knots[1] - knots[0])
+    slope_high = (ends[3] - ends[2]) / (knots[-1] - knots[-2])
+    k = np.clip(np.searchsorted(knots, s, side="right") - 1, 0, knots.size - 2)
+    density = (cdf[k + 1] - cdf[k]) / (knots[k + 1] - knots[k])
+    with np.errstate(invalid="ignore", over="ignore"):
+        z = ndtri(np.clip(cdf[k] + density * (s - knots[k]), cdf[0], cdf[-1]))
+        log_jacobian = np.log(density) + 0.5 * z**2 + 0.5 * np.log(2 * np.pi)
+    below, above = s < knots[0], s > knots[-1]
+    with np.errstate(over="ignore"):
+        z[below] = ends[0] + slope_low * (s[below] - knots[0])
+        z[above] = ends[3] + slope_high * (s[above] - knots[-1])
+    log_jacobian[below] = np.log(slope_low)
+    log_jacobian[above] = np.log(slope_high)
+    return z, log_jacobian + log_scale
+
+
+def from_scores(column, z):
+    """A numeric column's values from normal scores, in its fitted range and dtype."""
+    z = np.asarray(z, dtype=np.float64)
+    if column.transform == "standard" or column.knots is None:
+        s = z
+    else:
+        s = np.interp(ndtr(z), column.cdf, column.knots)
+    with np.errstate(over="ignore", invalid="ignore"):  # the clip bounds overflows
+        values = s * column.scale + column.mean
+    values = np.clip(np.nan_to_num(values, nan=column.mean), column.low, column.high)
+    if column.atoms is not None and column.atoms.size:
+        k = np.clip(np.searchsorted(column.atom_low, s, side="right") - 1, 0, None)
+        snap = (s >= column.atom_low[k]) & (s <= column.atom_high[k])
+        values = np.where(snap, column.atoms[k], values)
+    if column.integer:
+        values = np.round(values)
+    return _clip_to(values, column.dtype)
+
+
+def _state_codes(column, X):
+    """Per-row codes of the state a column can gate missing values with, or None.
+
+    A categorical column's level (its missing level last), a boolean's 0/1, a
+    numeric column's missing indicator; None for columns that cannot gate.
+    """
+    start = column.start
+    if column.kind == "categorical":
+        block = X[:, start : start + column.width]
+        return np.where(block.max(axis=1) > 0.5, block.argmax(axis=1), -1)
+    if column.kind == "boolean":
+        return (X[:, start] > 0.5).astype(np.int64)
+    if column.missing:
+        return (X[:, start + 1] > 0.5).astype(np.int64)
+    return None
+
+
+def find_gates(columns, X):
+    """Rules that tie a numeric column's missing values to another column's state.
+
+    For each numeric column with missing values (in order), the other column
+    whose states decide it on the most rows: the states under which the
+    column was always missing in fit, and those under which it never was.
+    Decoding then sets the missing indicator from the gate's decoded state
+    where it decides, and keeps the drawn indicator elsewhere. Columns that
+    gate are not gated, so decoding applies the rules in one pass. Returns
+    a list of dicts ``{"column", "gate", "missing", "observed"}`` (table column
+    positions; state codes as :func:`_state_codes` gives them).
+    """
+    codes = {i: _state_codes(c, X) for i, c in enumerate(columns)}
+    gates, gated, rules = set(), set(), []
+    for i, c in enumerate(columns):
+        if c.kind != "numeric" or not c.missing or i in gates:
+            continue
+        missing = codes[i] == 1
+        best = None
+        for j, code in codes.items():
+            if j == i or j in gated or code is None:
+                continue
+            when_missing, when_observed = set(code[missing]), set(code[~missing])
+            always = sorted(when_missing - when_observed)
+            never = sorted(when_observed - when_missing)
+            decided = np.isin(code, always + never).mean()
+            if decided > 0 and (best is None or decided > best[0]):
+                best = (decided, j, always, never)
+        if best is not None:
+            _, j, always, never = best
+            rules.append(
+                {
+                    "column": i,
+                    "gate": j,
+                    "missing": [int(v) for v in always],
+                    "observed": [int(v) for v in never],
+                }
+            )
+            gates.add(j)
+            gated.add(i)
+    return rules
+
+
+class Table:
+    """The encoding of a fitted table: each column's kind, levels and marginal.
+
+    Numeric columns are mapped to normal scores by their marginal model (see
+    :class:`Column`) and modelled with a Gaussian (squared error for the
+    autoencoder); ``log_jacobian`` gives the change of variables that keeps
+    scores densities in the original units. A numeric column with missing
+    values in fit gets a 0/1 missing indicator beside it (Bernoulli) and its
+    missing entries are left out of the Gaussian term; where the data tie its
+    missing values to another column's state (``gates``), decoding follows
+    that rule. Booleans are Bernoulli. Categorical columns are one-hot blocks
+    under a softmax over the levels seen in fit (all the levels a category
+    dtype declares for ``partial_fit``, whose later batches may hold them), with
+    one more level for "missing" when fit saw missing values; other levels
+    encode as all zeros, as ``OneHotEncoder(handle_unknown="ignore")`` does,
+    and are never sampled (a category dtype keeps its declared levels).
 
     A column that had no missing values in fit but has some later is imputed:
-    a numeric entry with the column's mean (0 once standardized), a boolean
-    one with the share of True in fit, and a categorical one as all zeros
-    (like an unknown level).
+    a numeric entry with the column's median score (0), a boolean one with the
+    share of True in fit, and a categorical one as all zeros (like an unknown
+    level).
+
+    An array with missing values is a table of numeric columns named by their
+    positions (``array=True``): it encodes and decodes numpy arrays, without
+    pandas.
     """
 
-    def __init__(self, X, categorical_features):
+    def __init__(
+        self, X, categorical_features, numeric_transform="auto", declared=False, seed=0
+    ):
         _check_unique(X)
         mask = (
             np.zeros(X.shape[1], dtype=bool)
             if categorical_features is None or _is_from_dtype(categorical_features)
             else _categorical_mask(X, categorical_features)
         )
+        _check_transform_names(numeric_transform, X.columns)
+        self.array = False
         self.columns, start = [], 0
-        for name, declared in zip(X.columns, mask):
+        for name, declared_categorical in zip(X.columns, mask):
             series = X[name]
-            kind = _kind(series, declared)
+            kind = _kind(series, declared_categorical)
             missing = bool(series.isna().any())
             column = Column(name, kind, series.dtype, start, missing)
             if kind == "boolean" and missing:  # a nullable boolean: three levels
@@ -122,46 +447,91 @@ class Table:
             elif kind == "boolean":  # the share of True imputes later missing values
                 column.mean = float(series.to_numpy(dtype=np.float64).mean())
             elif kind == "categorical":
+                seen = _sorted(_unique(series))
                 if isinstance(series.dtype, pd.CategoricalDtype):
-                    column.levels = series.cat.categories.tolist()
+                    levels = series.cat.categories.tolist()
+                    # fit gives levels that never occur no probability; partial_fit
+                    # keeps every declared level, as later batches may hold them
+                    column.levels = levels if declared else [v for v in levels if v in seen]
                 else:
-                    column.levels = _sorted(_unique(series))
+                    column.levels = seen
             elif kind == "numeric":
                 values = series.to_numpy(dtype=np.float64, na_value=np.nan)
-                if np.isinf(values).any():
-                    raise ValueError(f"Input X contains infinity in column {name!r}.")
-                column.mean, column.scale = _location_scale(values[~np.isnan(values)])
                 column.integer = types.is_integer_dtype(series.dtype)
+                transform = resolve_transform(numeric_transform, name)
+                fit_numeric(column, values, transform, seed)
             self.columns.append(column)
             start += column.width
         self.width = start
+        self.gates = find_gates(self.columns, self.encode(X)) if self._any_missing() else []
+
+    @classmethod
+    def from_array(cls, X, numeric_transform="auto", seed=0):
+        """The table of a float array with missing values: one numeric column each."""
+        _check_transform_names(numeric_transform, range(X.shape[1]))
+        table = cls.__new__(cls)
+        table.array, table.columns, start = True, [], 0
+        for j in range(X.shape[1]):
+            values = X[:, j].astype(np.float64)
+            column = Column(j, "numeric", X.dtype, start, bool(np.isnan(values).any()))
+            fit_numeric(column, values, resolve_transform(numeric_transform, j), seed)
+            table.columns.append(column)
+            start += column.width
+        table.width = start
+        table.gates = find_gates(table.columns, table.encode(X))
+        return table
+
+    def _any_missing(self):
+        return any(c.kind == "numeric" and c.missing for c in self.columns)
 
     def to_state(self):
         """The encoding as plain values (for files that must not hold code)."""
         columns = []
         for c in self.columns:
             state = dict(vars(c))
-            if isinstance(c.dtype, pd.CategoricalDtype):
-                state["dtype"] = {"category": bool(c.dtype.ordered)}
+            if isinstance(c.dtype, np.dtype):
+                state["dtype"] = str(c.dtype)
+            elif isinstance(c.dtype, pd.CategoricalDtype):
+                state["dtype"] = {
+                    "category": bool(c.dtype.ordered),
+                    "categories": c.dtype.categories.tolist(),
+                }
             else:
                 state["dtype"] = str(c.dtype)
+            for key in ARRAY_FIELDS:
+                value = state[key]
+                state[key] = None if value is None else [float(v) for v in value]
             columns.append(state)
-        return {"columns": columns, "width": self.width}
+        gates = [dict(rule) for rule in self.gates]
+        return {
+            "columns": columns,
+            "width": self.width,
+            "gates": gates,
+            "array": self.array,
+        }
 
     @classmethod
     def from_state(cls, state):
         """Rebuild a Table from :meth:`to_state`'s values."""
         table = cls.__new__(cls)
         table.columns = []
+        table.array = bool(state.get("array", False))
         for values in state["columns"]:
             values = dict(values)
             dtype = values["dtype"]
             if isinstance(dtype, dict):
-                values["dtype"] = pd.CategoricalDtype(values["levels"], dtype["category"])
+                categories = dtype.get("categories", values["levels"])
+                values["dtype"] = pd.CategoricalDtype(categories, dtype["category"])
+            elif table.array:
+                values["dtype"] = np.dtype(dtype)
             else:
                 values["dtype"] = pd.api.types.pandas_dtype(dtype)
+            for key in ARRAY_FIELDS:
+                if values.get(key) is not None:
+                    values[key] = np.asarray(values[key], dtype=np.float64)
             table.columns.append(Column(**values))
         table.width = int(state["width"])
+        table.gates = [dict(rule) for rule in state.get("gates", [])]
         return table
 
     @property
@@ -170,6 +540,11 @@ class Table:
         return tuple(
             (c.name, c.kind, tuple(c.levels or ()), c.missing) for c in self.columns
         )
+
+    @property
+    def numeric_only(self):
+        """Whether every column is numeric (an array may stand for the DataFrame)."""
+        return all(c.kind == "numeric" for c in self.columns)
 
     def likelihood(self, numeric, options):
         """The description of the table's likelihood: a sum of per-block likelihoods.
@@ -203,35 +578,95 @@ class Table:
             )
         return {"name": "blocks", "blocks": blocks}
 
+    def check_batch(self, X):
+        """Warn about what a later ``partial_fit`` batch holds that the encoding lacks.
+
+        Levels the first batch neither showed nor declared encode as unknown
+        (all zeros), and missing values in a column that had none are imputed:
+        neither is learned.
+        """
+        if self.array:
+            new = [
+                c.name
+                for c in self.columns
+                if not c.missing and np.isnan(X[:, c.name]).any()
+            ]
+        else:
+            new = [c.name for c in self.columns if not c.missing and X[c.name].isna().any()]
+        for c in self.columns:
+            if c.kind != "categorical" or self.array:
+                continue
+            unknown = sorted(set(_unique(X[c.name])) - set(c.levels), key=str)
+            if unknown:
+                _warn(
+                    f"Column {c.name!r} holds levels the first partial_fit batch did not "
+                    f"declare: {unknown[:10]}; they are encoded as unknown and never "
+                    "learned. Declare every level from the first batch with a category "
+                    f"dtype, e.g. X[{c.name!r}] = X[{c.name!r}].astype(pd.CategoricalDtype"
+                    "(all_levels)), or use fit on all the data.",
+                    UserWarning,
+                )
+        if new:
+            _warn(
+                f"Columns {new} hold missing values but had none in the first "
+                "partial_fit batch: they are imputed, not modelled. Pass a first batch "
+                "with missing values in these columns (for a categorical column, its "
+                "missing values are a level of its own), or use fit on all the data.",
+                UserWarning,
+            )
+
+    def log_jacobian(self, X):
+        """Per-row ``sum_j log |dz_j / dx_j|`` of the observed numeric entries of X.
+
+        Added to a density of the encoded rows, it gives the density of the rows
+        in their original units (the change of variables of each column's map).
+        """
+        total = np.zeros(X.shape[0])
+        for c in self.columns:
+            if c.kind != "numeric":
+                continue
+            values = self._numbers(X, c)
+            observed = ~np.isnan(values)
+            total[observed] += to_scores(c, values[observed])[1]
+        return total
+
+    def _numbers(self, X, c):
+        """A numeric column of X as float64, with NaN where missing."""
+        if self.array or not _is_frame(X):
+            return np.asarray(X[:, self.columns.index(c)], dtype=np.float64)
+        try:
+            return X[c.name].to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"Column {c.name!r} was numeric in fit but holds values that "
+                "are not numbers now."
+            ) from exc
+
     def encode(self, X):
         """The encoded float64 matrix of a DataFrame with the fitted columns.
 
-        The input is only read. Numeric values whose standardized value float32
+        The input is only read. Numeric values whose normal score float32
         cannot hold, infinite values and booleans that are not True or False
-        raise a ValueError that names the column.
+        raise a ValueError that names the column. An all-numeric table also
+        encodes a 2-d array, column by column.
         """
-        _check_unique(X)
-        absent = [c.name for c in self.columns if c.name not in X.columns]
-        if absent:  # names sklearn does not check (not all strings)
-            raise ValueError(
-                f"X lacks columns seen in fit: {absent}; pass a DataFrame with the "
-                "fitted columns."
-            )
+        if _is_frame(X):
+            _check_unique(X)
+            absent = [c.name for c in self.columns if c.name not in X.columns]
+            if absent:  # names sklearn does not check (not all strings)
+                raise ValueError(
+                    f"X lacks columns seen in fit: {absent}; pass a DataFrame with the "
+                    "fitted columns."
+                )
         out = np.zeros((X.shape[0], self.width))
         for c in self.columns:
-            series = X[c.name]
             if c.kind == "numeric":
-                try:
-                    values = series.to_numpy(dtype=np.float64, na_value=np.nan)
-                except (TypeError, ValueError) as exc:
-                    raise ValueError(
-                        f"Column {c.name!r} was numeric in fit but holds values that "
-                        "are not numbers now."
-                    ) from exc
+                values = self._numbers(X, c)
                 if np.isinf(values).any():
                     raise ValueError(f"Input X contains infinity in column {c.name!r}.")
                 missing = np.isnan(values)
-                z = np.where(missing, 0.0, _standardize(values, c.mean, c.scale))
+                z = np.zeros(values.shape)
+                z[~missing] = to_scores(c, values[~missing])[0]
                 if not (np.abs(z) <= _LARGEST).all():
                     raise ValueError(
                         f"Column {c.name!r} holds values too far from those seen in fit "
@@ -242,7 +677,9 @@ class Table:
                 out[:, c.start] = z
                 if c.missing:
                     out[:, c.start + 1] = missing
-            elif c.kind == "boolean":
+                continue
+            series = X[c.name]
+            if c.kind == "boolean":
                 missing = series.isna().to_numpy()
                 out[:, c.start] = c.mean  # missing where fit saw none: the share of True
                 out[~missing, c.start] = _flags(series[~missing], c.name)
@@ -267,28 +704,51 @@ class Table:
         ----------
         M : ndarray of shape (n_samples, width)
             Encoded rows (draws from the likelihood) or decoder means:
-            standardized values, probabilities of the binary columns,
+            normal scores, probabilities of the binary columns,
             probabilities of each categorical level.
         rng : RandomState or None
             None decodes the most likely value (argmax, p > 0.5), which for
             draws is the drawn value; a RandomState draws the binary and
             categorical columns from the probabilities in ``M`` instead.
+
+        Returns
+        -------
+        X : DataFrame of shape (n_samples, n_columns), or ndarray for an array
+            The rows, numeric values inside each column's fitted range; the
+            missing values of gated columns follow their gate's state.
         """
-        data = {}
-        for c in self.columns:
+        values, states = {}, {}
+        for i, c in enumerate(self.columns):
             if c.kind == "numeric":
-                with np.errstate(over="ignore"):  # the clip below bounds overflows
-                    values = M[:, c.start].astype(np.float64) * c.scale + c.mean
-                if c.integer:
-                    values = np.round(values)
-                values = _clip_to(values, c.dtype)
                 missing = self._binary(M[:, c.start + 1], rng) if c.missing else None
-                data[c.name] = _numeric_series(values, missing, c)
+                values[i] = [from_scores(c, M[:, c.start]), missing]
+                states[i] = None if missing is None else missing.astype(np.int64)
             elif c.kind == "boolean":
-                data[c.name] = pd.Series(self._binary(M[:, c.start], rng), dtype=c.dtype)
+                values[i] = self._binary(M[:, c.start], rng)
+                states[i] = values[i].astype(np.int64)
             else:
                 block = M[:, c.start : c.start + c.width]
-                data[c.name] = _categorical_series(self._choose(block, rng), c)
+                values[i] = states[i] = self._choose(block, rng)
+        for rule in self.gates:  # missing values where the data tie them to a state
+            state, missing = states[rule["gate"]], values[rule["column"]][1]
+            missing = np.where(np.isin(state, rule["missing"]), True, missing)
+            values[rule["column"]][1] = np.where(
+                np.isin(state, rule["observed"]), False, missing
+            )
+        if self.array:
+            out = np.empty((M.shape[0], len(self.columns)), dtype=self.columns[0].dtype)
+            for i in range(len(self.columns)):
+                number, missing = values[i]
+                out[:, i] = number if missing is None else np.where(missing, np.nan, number)
+            return out
+        data = {}
+        for i, c in enumerate(self.columns):
+            if c.kind == "numeric":
+                data[c.name] = _numeric_series(*values[i], c)
+            elif c.kind == "boolean":
+                data[c.name] = pd.Series(values[i], dtype=c.dtype)
+            else:
+                data[c.name] = _categorical_series(values[i], c)
         return pd.DataFrame(data, columns=[c.name for c in self.columns])
 
     @staticmethod
@@ -302,6 +762,10 @@ class Table:
         cumulative = np.cumsum(block / block.sum(axis=1, keepdims=True), axis=1)
         u = rng.random_sample((block.shape[0], 1))
         return np.minimum((cumulative < u).sum(axis=1), block.shape[1] - 1)
+
+
+def _is_frame(X):
+    return hasattr(X, "columns") and hasattr(X, "iloc")
 
 
 #: What a boolean column may hold: True/False, or the numbers 0 and 1.

@@ -5,6 +5,7 @@ import threading
 from contextlib import contextmanager
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 #: Rows per chunk for inference. Chunks of a few thousand rows keep the working
@@ -74,7 +75,15 @@ def available(device):
 
 
 def to_tensor(X, device, dtype=torch.float32):
-    """Copy a 2-D numpy array to ``device`` as a ``dtype`` tensor (one copy at most)."""
+    """Copy 2-D rows to ``device`` as a dense ``dtype`` tensor (one copy at most).
+
+    ``X`` is a numpy array, a scipy.sparse matrix or array (densified here, so
+    pass it a minibatch of rows at a time) or a tensor.
+    """
+    if isinstance(X, torch.Tensor):
+        return X.to(device, dtype)
+    if sp.issparse(X):
+        X = X.toarray()
     X = np.ascontiguousarray(X, dtype=torch.empty((), dtype=dtype).numpy().dtype)
     if not X.flags.writeable:  # from_numpy warns on read-only arrays
         X = X.copy()
@@ -179,9 +188,100 @@ def training_tensor(X, device):
 
     On CUDA, data that would take more than half the free GPU memory stays in
     pinned CPU memory and :func:`~._training.train` copies each minibatch over.
+    Sparse rows stay a :class:`SparseRows` on the CPU, densified a minibatch
+    at a time.
     """
+    if isinstance(X, SparseRows):
+        return X
+    if sp.issparse(X):
+        return SparseRows(X)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         if X.shape[0] * X.shape[1] * 4 > _GPU_DATA_FRACTION * free:
             return to_tensor(X, "cpu").pin_memory()
     return to_tensor(X, device)
+
+
+#: Numbers (rows times features) that a sparse fit densifies at once at most
+#: when it needs dense rows outside its minibatches: the start's factor
+#: analysis and background density, and the moments of the output biases
+#: (32 MiB of float64).
+DENSE_ELEMENTS = 2**22
+
+
+class SparseRows:
+    """Rows of a CSR matrix that stay sparse on the CPU, densified on indexing.
+
+    The training data of a sparse fit: ``rows[index]`` (a tensor or array of
+    row indices, or a slice) is a dense float32 tensor of those rows, so only
+    a minibatch is ever dense. ``subset`` selects rows without copying the
+    matrix (the training and validation rows of one CSR).
+
+    Parameters
+    ----------
+    matrix : scipy.sparse matrix or array
+        Converted to CSR with float32 values (sharing the index arrays, and
+        the values too when they already are float32).
+    rows : ndarray of int or None
+        The rows of ``matrix`` this object stands for, in order (None: all).
+    """
+
+    device = torch.device("cpu")
+    dtype = torch.float32
+
+    def __init__(self, matrix, rows=None):
+        matrix = matrix.tocsr() if matrix.format != "csr" else matrix
+        self.matrix = matrix.astype(np.float32, copy=False)
+        self.rows = None if rows is None else np.asarray(rows, dtype=np.intp)
+        n = self.matrix.shape[0] if self.rows is None else len(self.rows)
+        self.shape = (n, self.matrix.shape[1])
+
+    def __len__(self):
+        return self.shape[0]
+
+    def subset(self, rows):
+        """The rows at positions ``rows`` of this object, on the same matrix."""
+        rows = np.asarray(rows, dtype=np.intp)
+        return SparseRows(self.matrix, rows if self.rows is None else self.rows[rows])
+
+    def sparse(self, index):
+        """The rows ``index`` as a CSR matrix."""
+        if isinstance(index, torch.Tensor):
+            index = index.cpu().numpy()
+        if self.rows is not None:
+            index = self.rows[index]
+        return self.matrix[index]
+
+    def __getitem__(self, index):
+        return torch.from_numpy(self.sparse(index).toarray())
+
+
+def dense_rows(X, max_rows, seed, max_elements=None):
+    """A random subset of X's rows as a dense float64 ndarray of bounded size.
+
+    Parameters
+    ----------
+    X : ndarray, scipy.sparse matrix or :class:`SparseRows` of shape (n, d)
+    max_rows : int
+        At most this many rows; a sparse X gets at most ``max_elements // d``
+        (at least 2; ``DENSE_ELEMENTS`` by default), so that its dense copy
+        stays small however wide it is.
+    seed : int
+        Seeds the choice of rows (all rows, in order, when they fit).
+
+    Returns
+    -------
+    rows : ndarray of shape (m, d)
+    """
+    n, d = X.shape
+    if sp.issparse(X) or isinstance(X, SparseRows):
+        max_elements = DENSE_ELEMENTS if max_elements is None else max_elements
+        max_rows = min(max_rows, max(2, max_elements // max(d, 1)))
+    if n > max_rows:
+        index = np.random.RandomState(seed).choice(n, max_rows, replace=False)
+        X = X[index]
+    if isinstance(X, torch.Tensor):
+        return X.numpy().astype(np.float64)
+    if sp.issparse(X):
+        X = X.toarray()
+    return np.asarray(X, dtype=np.float64)

@@ -263,14 +263,26 @@ def objective(terms, weight):
     return -mix_background(-value, terms.background)
 
 
+#: Numbers (rows times features) that :func:`evaluate` feeds the model at once at
+#: most: 4,096 rows of up to 1,024 features, fewer of wider ones.
+EVALUATE_ELEMENTS = 2**22
+
+
 def evaluate(module, X, weight, chunk=4096):
-    """Mean objective of ``module`` over the rows of ``X``, in eval mode."""
+    """Mean objective of ``module`` over the rows of ``X``, in eval mode.
+
+    ``X`` is a tensor or a :class:`~._torch.SparseRows`; chunks of its rows
+    move to the module's device.
+    """
     was_training = module.training
     module.eval()
-    total = torch.zeros((), device=X.device)
+    device = next(module.parameters()).device
+    total = torch.zeros((), device=device)
+    chunk = max(1, min(chunk, EVALUATE_ELEMENTS // max(X.shape[1], 1)))  # wide rows
     with torch.inference_mode():
         for start in range(0, X.shape[0], chunk):
-            total += objective(module.loss(X[start : start + chunk]), weight).sum()
+            rows = X[start : start + chunk].to(device)
+            total += objective(module.loss(rows), weight).sum()
     module.train(was_training)
     return total.item() / X.shape[0]
 
@@ -282,8 +294,9 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
     ----------
     module : nn.Module
         Has ``loss(x)`` returning per-sample :class:`~._networks.Terms`.
-    X : tensor of shape (n_samples, n_features)
-        Training rows, on the training device or (to stream) on the CPU.
+    X : tensor or :class:`~._torch.SparseRows` of shape (n_samples, n_features)
+        Training rows, on the training device or (to stream) on the CPU;
+        sparse rows are densified one minibatch at a time.
     optimizer : torch.optim.Optimizer
     config : TrainConfig
     schedule : Schedule or None

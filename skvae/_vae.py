@@ -143,9 +143,12 @@ class VAETransformer(_BaseAutoencoder):
         feature; "student_t" one scale and one number of degrees of freedom
         per feature (heavy tails: robust to outlying values); "bernoulli" is
         for data in [0, 1]; "poisson" and "negative_binomial" (one dispersion
-        per feature) are for counts and need non-negative integers. The
-        numeric columns of a mixed-type DataFrame take "gaussian" or
-        "student_t".
+        per feature) are for counts and need non-negative integers: each
+        row's mean is its own total (library size) times a composition from
+        the decoder, so codes do not depend on the row's scale and
+        ``score_samples`` is log p(x | l) at the row's total l (see
+        :ref:`sparse`). The numeric columns of a mixed-type DataFrame take
+        "gaussian" or "student_t".
     prior : {"normal", "mixture"}, default="normal"
         The prior p(z): the standard normal, or a learned mixture of 10
         diagonal Gaussians (its KL term is then estimated from the
@@ -174,9 +177,22 @@ class VAETransformer(_BaseAutoencoder):
         For a pandas DataFrame: which columns are categorical. "from_dtype"
         takes ``category``, object and string columns (and booleans, modelled
         as Bernoulli); a list of column names or a boolean mask adds numeric
-        columns to those. A DataFrame with such columns is modelled column by
-        column (see Notes); numeric arrays and all-numeric frames are not
-        affected.
+        columns to those. A DataFrame is modelled column by column (see
+        Notes); numeric arrays are not affected.
+    numeric_transform : {"auto", "quantile", "mixture", "standard"} or dict, \
+            default="auto"
+        How each numeric column of a table (a DataFrame, or an array with
+        missing values) is mapped to the normal scores the network models.
+        "quantile" maps it through its empirical CDF (piecewise linear
+        between quantiles) and ``Phi^-1``, so any marginal, skewed, bounded,
+        multimodal or with repeated values, comes out right; "mixture" uses the
+        CDF of a Bayesian Gaussian mixture (TVAE's modes) instead, smoother
+        between the data; "standard" only standardizes. Columns with at most
+        50 distinct values, and integer columns, are discrete: sampled among
+        the values fitted. A dict maps column names to these (others "auto").
+        "auto" is "quantile". Samples always lie in each column's fitted range,
+        with its dtype. Scores include each map's log-Jacobian, so they stay
+        densities in the original units.
 
     Attributes
     ----------
@@ -342,6 +358,7 @@ class VAETransformer(_BaseAutoencoder):
         sample_from="prior",
         density_components=10,
         categorical_features="from_dtype",
+        numeric_transform="auto",
     ):
         super().__init__(
             n_components,
@@ -363,6 +380,7 @@ class VAETransformer(_BaseAutoencoder):
             verbose=verbose,
             warm_start=warm_start,
             categorical_features=categorical_features,
+            numeric_transform=numeric_transform,
         )
         self.likelihood = likelihood
         self.prior = prior
@@ -371,6 +389,8 @@ class VAETransformer(_BaseAutoencoder):
         self.n_importance_samples = n_importance_samples
         self.sample_from = sample_from
         self.density_components = density_components
+
+    _density_scores = True
 
     def _describe(self, n_features, hidden, table):
         name = self.likelihood
@@ -453,12 +473,20 @@ class VAETransformer(_BaseAutoencoder):
         log_prob : ndarray of shape (n_samples,)
             The IWAE bound with ``n_importance_samples`` draws (the ELBO when
             that is 1), a lower bound on log p(x) that tightens as it grows.
-            Deterministic given ``random_state``.
+            Deterministic given ``random_state``. For
+            ``likelihood="poisson"`` and ``"negative_binomial"`` it is log p(x
+            | l), the log-probability of the counts given a total l set to
+            the row's own total (the totals are not modelled).
         """
         self._check_params("n_importance_samples")  # read here: set_params can change it
         return super().score_samples(X)
 
-    def sample(self, n_samples=1, random_state=None, *, add_noise=True):
+    def _code_density(self, module):
+        if self.sample_from == "posterior":
+            return super()._code_density(module)
+        return module.prior
+
+    def sample(self, n_samples=1, random_state=None, *, given=None, add_noise=True):
         """Generate rows: draw codes, decode them, and draw from p(x|z).
 
         Parameters
@@ -467,22 +495,68 @@ class VAETransformer(_BaseAutoencoder):
             Number of rows to generate.
         random_state : int, RandomState instance or None, default=None
             Seeds the draws; an int makes them reproducible.
+        given : dict, DataFrame or None, default=None
+            Values to condition on: ``{column: value}`` (a value for every
+            sample, or an array-like of ``n_samples`` values), or a DataFrame
+            of conditions with one row per sample. Columns are the fitted
+            column names for a DataFrame, integer indices (or the feature
+            names seen in fit) for an array. The rows are then drawn from the
+            model's conditional distribution p(x_free | x_given), and the given
+            entries hold their values exactly (see Notes).
         add_noise : bool, default=True
             Draw from the likelihood p(x|z) (Gaussian noise with the learned
-            variance, or 0/1 Bernoulli draws). False returns the decoder mean.
+            variance, or 0/1 Bernoulli draws; counts with each row's total
+            drawn from the training rows' totals). False returns the decoder
+            mean (for counts, the expected counts at the mean training total).
 
         Returns
         -------
         X : ndarray of shape (n_samples, n_features) or DataFrame
-            Generated rows (float64); for a model of a mixed-type table, a
+            Generated rows (float64, dense also for a model fitted on sparse
+            data); for a model of a mixed-type table, a
             DataFrame with its columns and dtypes (with ``add_noise`` each
             category, boolean and missing value is drawn from the decoder's
             probabilities; without it, the most likely one).
+
+        Raises
+        ------
+        TypeError
+            If ``given`` is not a dict or a DataFrame, or gives a numeric
+            column something other than numbers.
+        ValueError
+            If ``given`` names an unknown column or level, holds missing
+            values, has a number of rows other than ``n_samples``, or a
+            number outside the range the model was fitted on: for a table,
+            beyond the column's fitted range by more than 10% of its width;
+            for an array, more than 10 standard deviations from the model's
+            mean of the feature.
+
+        Notes
+        -----
+        A conditional draw is self-normalised importance resampling of the
+        posterior p(z | x_given) [4]_: 200 candidate codes per row come from a
+        mixture of the encoder's q(z | x~), where ``x~`` is the partial row
+        with its free entries filled in by the model's own reconstruction
+        (or, for a column that had missing values in fit, encoded as
+        missing), and of p(z) itself (a fifth of them), weighted by
+        ``p(x_given | z) p(z) / q(z)``. One code per row is drawn by weight,
+        and the free entries are drawn from p(x_free | z). p(z) is the prior,
+        or the code density with ``sample_from="posterior"``. No rejection
+        loop is involved: the cost is fixed, whatever the condition's
+        probability.
+
+        References
+        ----------
+        .. [4] P.-A. Mattei and J. Frellsen, "MIWAE: Deep generative modelling
+           and imputation of incomplete data sets", ICML 2019.
         """
         check_is_fitted(self)
         check_n_samples(n_samples)
         self._check_params("sample_from")  # read here, so set_params can change it
         rng = check_sample_random_state(self, random_state)
+        if given is not None:
+            mode = "draw" if add_noise else "decoder_mean"
+            return self._sample_given(given, n_samples, rng, mode)
         if self.sample_from == "posterior":
             Z = sample_code_density(self.code_density_, n_samples, rng)
         else:

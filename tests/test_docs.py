@@ -192,6 +192,7 @@ def page_snippets(path):
 CALL_OVERRIDES = {
     "AutoencoderTransformer": {"max_iter": 2},
     "VAETransformer": {"max_iter": 2},
+    "VAEImputer": {"max_iter": 2},
     "LocalCluster": {"processes": False, "dashboard_address": None},
 }
 #: Names whose (top-level, single-name) assignments take these values instead.

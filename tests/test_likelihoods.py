@@ -41,6 +41,9 @@ def _make(name):
             likelihood.log_df.copy_(torch.tensor([6.0, 8.0, 12.0]).log())
         elif name == "negative_binomial":
             likelihood.log_theta.copy_(torch.tensor([0.5, 2.0, 10.0]).log())
+        if likelihood.support == "counts":  # every total 7: draws have textbook moments
+            likelihood.total_quantiles.fill_(7.0)
+            likelihood.mean_total.fill_(7.0)
     return likelihood
 
 
@@ -62,10 +65,28 @@ def _data(name, n=7, seed=0):
     return out, x
 
 
-def _reference_terms(likelihood, out, x):
-    """Per-entry negative log-likelihoods from scipy (or numpy), shape (..., n, d)."""
+def _count_means(out, x, observed=None):
+    """Count means: each row's observed total times the softmax over observed features."""
+    seen = np.ones_like(x) if observed is None else np.broadcast_to(observed, x.shape)
+    total = (x * seen).sum(-1, keepdims=True)
+    share = np.exp(out) * seen
+    norm = np.broadcast_to(share.sum(-1, keepdims=True), share.shape)
+    share = np.divide(share, norm, out=np.zeros_like(share), where=norm > 0)
+    return total * share  # 0 for a row with no observed feature
+
+
+def _reference_terms(likelihood, out, x, observed=None):
+    """Per-entry negative log-likelihoods from scipy (or numpy), shape (..., n, d).
+
+    Count likelihoods take each row's total over its ``observed`` features
+    (a numpy 0/1 array) as its library size.
+    """
     out, x = out.detach().numpy(), x.detach().numpy()
     name = likelihood.name
+    if likelihood.support == "counts":
+        if observed is not None:
+            x = x * observed
+        mu = _count_means(out, x, observed)
     if name == "gaussian":
         sd = np.sqrt(likelihood.variance().detach().numpy())
         return -stats.norm.logpdf(x, loc=out, scale=sd)
@@ -80,20 +101,19 @@ def _reference_terms(likelihood, out, x):
         scale = np.sqrt(likelihood.scale2().detach().numpy())
         return -stats.t.logpdf(x, df, loc=out, scale=scale)
     if name == "poisson":
-        return -stats.poisson.logpmf(x, np.exp(out))
+        return -stats.poisson.logpmf(x, mu)
     theta = likelihood.log_theta.detach().exp().detach().numpy()
-    mu = np.exp(out)
     return -stats.nbinom.logpmf(x, theta, theta / (theta + mu))
 
 
-def _reference_mean(name, out):
+def _reference_mean(name, out, mean_total=7.0):
     out = out.detach().numpy()
     if name == "bernoulli":
         return special.expit(out)
     if name == "categorical":
         return special.softmax(out, axis=-1)
-    if name in ("poisson", "negative_binomial"):
-        return np.exp(out)
+    if name in ("poisson", "negative_binomial"):  # at the mean training total
+        return mean_total * special.softmax(out, axis=-1)
     return out
 
 
@@ -151,7 +171,8 @@ def test_unobserved_entries_drop_out(name):
     observed = torch.bernoulli(
         torch.full(x.shape, 0.6, dtype=torch.float64), generator=_generator(1)
     )
-    expected = (_reference_terms(likelihood, out, x) * observed.detach().numpy()).sum(-1)
+    mask = observed.detach().numpy()
+    expected = (_reference_terms(likelihood, out, x, mask) * mask).sum(-1)
     nll = likelihood.nll(out, x, observed)
     np.testing.assert_allclose(nll.detach().numpy(), expected, rtol=1e-10, atol=1e-12)
     # Whatever an unobserved entry holds, it changes nothing.
@@ -161,7 +182,8 @@ def test_unobserved_entries_drop_out(name):
     )
     # A row mask of shape (n, 1) drops whole rows.
     rows = observed[:, :1]
-    expected = _reference_terms(likelihood, out, x).sum(-1) * rows[:, 0].detach().numpy()
+    mask = rows.detach().numpy()
+    expected = (_reference_terms(likelihood, out, x, mask) * mask).sum(-1)
     np.testing.assert_allclose(
         likelihood.nll(out, x, rows).detach().numpy(), expected, rtol=1e-10
     )
@@ -299,13 +321,22 @@ def test_init_output_ignores_unobserved_entries(name):
         np.testing.assert_allclose(
             bias.exp().detach().numpy(), kept_mean.clamp_min(1e-4).detach().numpy()
         )
+    elif first.support == "counts":  # shares proportional to those means
+        kept_mean = torch.stack([column.mean() for column in kept])
+        share = (kept_mean / kept_mean.sum()).detach().numpy()
+        np.testing.assert_allclose(bias.exp().detach().numpy(), share, rtol=1e-12)
+        # the mean total is that of the observed entries
+        total = (X * observed).sum(1).mean().item()
+        assert math.isclose(first.mean_total.item(), total, rel_tol=1e-12)
     else:
         kept_mean = torch.stack([column.mean() for column in kept])
         np.testing.assert_allclose(
             first.mean(bias).detach().numpy(), kept_mean.detach().numpy(), rtol=1e-6
         )
-    # Column 0 is fully observed: its start matches an unmasked init on it.
-    np.testing.assert_allclose(bias[0].item(), second.init_output(X)[0].item(), rtol=1e-12)
+    if first.support != "counts":  # a count's share depends on the other columns
+        # Column 0 is fully observed: its start matches an unmasked init on it.
+        second_bias = second.init_output(X)[0].item()
+        np.testing.assert_allclose(bias[0].item(), second_bias, rtol=1e-12)
     for key, value in first.state_dict().items():
         assert torch.isfinite(value).all(), key
 
@@ -338,16 +369,16 @@ def test_gaussian_init_output_on_constant_data_uses_a_unit_floor():
 def test_negative_binomial_init_estimates_theta_by_moments():
     theta = torch.tensor([0.5, 2.0, 10.0], dtype=torch.float64)
     mu = torch.tensor([5.0, 20.0, 3.0], dtype=torch.float64)
-    likelihood = NegativeBinomial(D).double()
-    with torch.no_grad():
-        likelihood.log_theta.copy_(theta.log())
-    X = likelihood.sample(mu.log().expand(20000, D), _generator(7))
+    law = stats.nbinom(theta.numpy(), (theta / (theta + mu)).numpy())
+    X = torch.from_numpy(law.rvs(size=(20000, D), random_state=7).astype(float))
     fresh = NegativeBinomial(D).double()
     bias = fresh.init_output(X)
     np.testing.assert_allclose(
         fresh.log_theta.exp().detach().numpy(), theta.detach().numpy(), rtol=0.15
     )
-    np.testing.assert_allclose(bias.exp().detach().numpy(), mu.detach().numpy(), rtol=0.05)
+    # the composition: the means' shares, at the mean total (their sum)
+    np.testing.assert_allclose(bias.exp().numpy(), (mu / mu.sum()).numpy(), rtol=0.05)
+    np.testing.assert_allclose(fresh.mean(bias).numpy(), mu.numpy(), rtol=0.05)
     # Without overdispersion theta goes to its upper clip.
     poisson = torch.poisson(
         torch.full((20000, 1), 4.0, dtype=torch.float64), generator=_generator()

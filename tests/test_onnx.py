@@ -144,8 +144,9 @@ def test_mixed_type_table_is_refused_with_what_to_do(tmp_path, capfd):
             assert not path.exists()
         assert capfd.readouterr() == ("", "")
 
-    # An all-numeric DataFrame is a numeric array to the model: it exports.
-    numbers = table[["size"]].assign(other=rng.uniform(size=40))
+    # An all-numeric DataFrame is a table too (each column mapped to normal
+    # scores); its numbers as an array are not: they export.
+    numbers = table[["size"]].assign(other=rng.uniform(size=40)).to_numpy(np.float32)
     est = fitted(AutoencoderTransformer, {}, numbers)
-    _, Z = run(est.export_onnx(tmp_path / "numbers.onnx"), numbers.to_numpy(np.float32))
-    assert_allclose(Z, est.transform(numbers.astype(np.float32)), rtol=1e-5, atol=1e-6)
+    _, Z = run(est.export_onnx(tmp_path / "numbers.onnx"), numbers)
+    assert_allclose(Z, est.transform(numbers), rtol=1e-5, atol=1e-6)

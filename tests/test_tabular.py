@@ -1,15 +1,22 @@
 """Mixed-type DataFrames: per-column likelihoods, dtypes, unknown and missing values."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy.stats import ks_2samp
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
+from sklearn.neighbors import KernelDensity
 from sklearn.pipeline import Pipeline
+from sklearn.utils._param_validation import InvalidParameterError
 
 from skvae import AutoencoderTransformer, VAETransformer
 from skvae._networks import VAE
+from skvae._tabular import Column, fit_numeric, from_scores, to_scores
+from skvae.exceptions import PosteriorCollapseWarning
 
 # Tiny fits stop before they converge; this file tests the table, not the fit.
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -130,7 +137,8 @@ def test_explicit_categorical_features():
         out = est.sample(100, random_state=0)
         assert set(out["code"]) <= {10, 20, 30} and out["code"].dtype == np.int64
     numeric = AutoencoderTransformer(**FAST).fit(frame)  # from_dtype: all numeric
-    assert isinstance(numeric.sample(3, random_state=0), np.ndarray)
+    out = numeric.sample(3, random_state=0)  # an all-numeric frame is a table too
+    assert isinstance(out, pd.DataFrame) and out["code"].dtype == np.int64
 
 
 def test_numpy_input_is_unchanged(frame):
@@ -412,3 +420,387 @@ def test_infinite_values_name_the_column(value):
     est = AutoencoderTransformer(**TINY).fit(frame)
     with pytest.raises(ValueError, match="infinity in column 'x'"):
         est.transform(bad)
+
+
+# --------------------------------------------------- per-column marginal models
+
+TRANSFORMS = ["quantile", "mixture", "standard"]
+MARGINAL = dict(n_components=2, hidden_layer_sizes=(16,), max_iter=30, random_state=0)
+
+
+def skewed_frame(n=600, seed=0):
+    """Columns a single Gaussian gets wrong: skewed, counts, bounded, bimodal, atoms."""
+    rng = np.random.RandomState(seed)
+    bimodal = np.where(rng.rand(n) < 0.5, rng.normal(-4, 0.5, n), rng.normal(4, 0.5, n))
+    amount = np.where(rng.rand(n) < 0.6, 0.0, rng.lognormal(3, 1, n))
+    return pd.DataFrame(
+        {
+            "price": rng.lognormal(0, 1.2, n),
+            "count": rng.poisson(1.5, n).astype(np.int64),
+            "share": rng.beta(0.5, 0.5, n),
+            "bimodal": bimodal,
+            "amount": amount,  # 60% exactly 0, the rest heavy-tailed
+            "age": rng.choice([17.5, 22.0, 27.0, 32.0, 37.0, 42.0], n),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def skewed():
+    return skewed_frame()
+
+
+@pytest.fixture(scope="module")
+def skewed_models(skewed):
+    return {
+        t: VAETransformer(**MARGINAL, numeric_transform=t).fit(skewed) for t in TRANSFORMS
+    }
+
+
+@pytest.fixture(scope="module")
+def skewed_vae(skewed_models):
+    return skewed_models["quantile"]
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_samples_keep_range_dtype_and_sign(transform, skewed_models, skewed):
+    samples = skewed_models[transform].sample(3000, random_state=0)
+    assert (samples.dtypes == skewed.dtypes).all()
+    for name in skewed.columns:
+        assert samples[name].min() >= skewed[name].min(), name
+        assert samples[name].max() <= skewed[name].max(), name
+    assert samples.notna().all().all()  # no missing value where fit saw none
+    assert set(samples["age"]) <= set(skewed["age"])  # a discrete column's values
+    assert set(samples["count"]) <= set(skewed["count"])
+
+
+@pytest.mark.parametrize("transform", ["quantile", "mixture"])
+def test_marginals_match_the_data_where_one_gaussian_cannot(
+    transform, skewed_models, skewed
+):
+    ours = skewed_models[transform].sample(3000, random_state=0)
+    theirs = skewed_models["standard"].sample(3000, random_state=0)
+    for name in ("price", "bimodal", "share"):
+        ks = ks_2samp(ours[name], skewed[name]).statistic
+        assert ks < 0.1, (name, ks)
+        assert ks < ks_2samp(theirs[name], skewed[name]).statistic, name
+    zeros = (ours["amount"] == 0).mean()  # the atom at 0 is sampled as exactly 0
+    assert abs(zeros - (skewed["amount"] == 0).mean()) < 0.06
+
+
+def test_default_is_the_quantile_transform(skewed):
+    vae = VAETransformer(**{**MARGINAL, "max_iter": 2}).fit(skewed)
+    assert {c.transform for c in vae._table.columns} == {"quantile"}
+    custom = VAETransformer(
+        **{**MARGINAL, "max_iter": 2}, numeric_transform={"price": "standard"}
+    ).fit(skewed)
+    kinds = {c.name: c.transform for c in custom._table.columns}
+    assert kinds["price"] == "standard" and kinds["share"] == "quantile"
+
+
+@pytest.mark.parametrize(
+    "value, error, match",
+    [
+        ({"nope": "quantile"}, ValueError, "names columns not in X"),
+        ({"price": "log"}, ValueError, "must be one of"),
+        ("log", InvalidParameterError, "numeric_transform"),
+    ],
+)
+def test_bad_numeric_transform(value, error, match, skewed):
+    with pytest.raises(error, match=match):
+        VAETransformer(**MARGINAL, numeric_transform=value).fit(skewed)
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+@pytest.mark.parametrize("name", ["price", "bimodal", "amount", "count", "age"])
+def test_column_maps_are_monotone_with_the_right_jacobian(transform, name, skewed):
+    values = skewed[name].to_numpy(dtype=float)
+    integer = skewed[name].dtype.kind == "i"
+    column = Column(name, "numeric", skewed[name].dtype, 0, integer=integer)
+    fit_numeric(column, values, transform)
+    span = values.max() - values.min()
+    x = np.linspace(values.min() - 0.2 * span, values.max() + 0.2 * span, 4001)
+    z, log_jacobian = to_scores(column, x)
+    assert np.isfinite(z).all() and np.isfinite(log_jacobian).all()
+    assert (np.diff(z) > 0).all()  # strictly increasing: a bijection
+    h = 1e-6 * span  # away from the knots the derivative is exp(log_jacobian)
+    numeric = (to_scores(column, x + h)[0] - to_scores(column, x - h)[0]) / (2 * h)
+    smooth = np.abs(np.log(numeric) - log_jacobian) < 1e-3
+    assert smooth.mean() > 0.95
+    back = from_scores(column, to_scores(column, values)[0])
+    if column.atoms is not None and column.atoms.size == np.unique(values).size:
+        np.testing.assert_array_equal(back, values)  # discrete: exactly the values
+    else:
+        np.testing.assert_allclose(back, values, rtol=1e-6, atol=1e-9 * span)
+
+
+@pytest.mark.parametrize("transform", ["quantile", "mixture"])
+def test_one_column_score_is_a_density_in_original_units(transform):
+    rng = np.random.RandomState(0)
+    train = pd.DataFrame({"x": rng.gamma(2.0, 3.0, 800)})
+    test = pd.DataFrame({"x": rng.gamma(2.0, 3.0, 400)})
+    vae = VAETransformer(
+        n_components=1,
+        hidden_layer_sizes=(8,),
+        max_iter=40,
+        random_state=0,
+        numeric_transform=transform,
+    ).fit(train)
+    grid = np.linspace(-5, 80, 6000)
+    density = np.exp(vae.score_samples(pd.DataFrame({"x": grid})))
+    mass = np.trapezoid(density, grid)
+    assert 0.9 < mass < 1.02  # the IWAE bound is a little below log p(x)
+    kde = KernelDensity(bandwidth=1.0).fit(train[["x"]])
+    ours, reference = vae.score(test), kde.score_samples(test[["x"]]).mean()
+    assert abs(ours - reference) < 0.3, (ours, reference)
+    shifted = VAETransformer(**vae.get_params()).fit(train * 1000)  # units: - log 1000
+    assert abs(shifted.score(test * 1000) - (ours - np.log(1000))) < 0.1
+
+
+def test_autoencoder_scores_are_not_densities(skewed):
+    ae = AutoencoderTransformer(**MARGINAL).fit(skewed)
+    encoded = ae._table.encode(skewed)
+    expected = ae.module_.score(torch.as_tensor(encoded, dtype=torch.float32), None)
+    np.testing.assert_allclose(
+        ae.score_samples(skewed), expected.detach().numpy(), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_values_beyond_the_fitted_range_score_low_but_finite(skewed_vae, skewed):
+    far = skewed.head(3).assign(price=[1e3, 1e4, -5.0])
+    scores = skewed_vae.score_samples(far)
+    assert np.isfinite(scores).all()
+    assert (scores < skewed_vae.score_samples(skewed.head(3))).all()
+
+
+# ------------------------------------------------------------ dtypes and levels
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_narrow_integers_never_wrap(Estimator):
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame(
+        {
+            "i8": rng.randint(120, 128, 300).astype(np.int8),
+            "u8": rng.randint(0, 4, 300).astype(np.uint8),
+            "x": rng.normal(size=300),
+        }
+    )
+    samples = Estimator(**MARGINAL).fit(frame).sample(3000, random_state=0)
+    assert samples["i8"].dtype == np.int8 and samples["u8"].dtype == np.uint8
+    assert samples["i8"].min() >= 120 and samples["u8"].max() <= 3
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_declared_levels_that_never_occur_are_never_sampled(Estimator):
+    rng = np.random.RandomState(0)
+    declared = [f"level{i:04d}" for i in range(2000)]
+    used = declared[::100]  # 20 of them occur
+    dtype = pd.CategoricalDtype(declared)
+    frame = pd.DataFrame(
+        {"code": pd.Series(rng.choice(used, 400), dtype=dtype), "x": rng.normal(size=400)}
+    )
+    est = Estimator(**MARGINAL).fit(frame)
+    assert est._table.columns[0].width == 20  # only the levels seen are modelled
+    samples = est.sample(3000, random_state=0)
+    assert samples["code"].dtype == dtype  # all 2,000 declared levels kept
+    assert set(samples["code"]) <= set(used) and samples["code"].notna().all()
+    new = frame.head(3).astype({"code": object}).assign(code=declared[1])
+    assert np.isfinite(est.transform(new.astype({"code": dtype}))).all()
+
+
+def structural_frame(n=600, seed=0):
+    """``income`` is missing exactly when ``employed`` is False; ``bonus`` only then."""
+    rng = np.random.RandomState(seed)
+    employed = rng.rand(n) < 0.6
+    income = np.where(employed, rng.lognormal(3, 0.5, n), np.nan)
+    bonus = np.where(employed & (rng.rand(n) < 0.5), rng.normal(5, 1, n), np.nan)
+    return pd.DataFrame(
+        {"income": income, "bonus": bonus, "employed": employed, "x": rng.normal(size=n)}
+    )
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_structural_missingness_is_preserved(Estimator):
+    frame = structural_frame()
+    est = Estimator(**MARGINAL).fit(frame)
+    samples = est.sample(3000, random_state=0)
+    np.testing.assert_array_equal(samples["income"].isna(), ~samples["employed"])
+    assert not (samples["bonus"].notna() & ~samples["employed"]).any()
+    share = samples["bonus"].isna()[samples["employed"]].mean()
+    assert 0.3 < share < 0.7  # data: 0.5 of the employed
+    assert 0.45 < samples["employed"].mean() < 0.75  # data: 0.6
+
+
+def test_gates_are_found_from_the_data():
+    rules = VAETransformer(**{**MARGINAL, "max_iter": 2}).fit(structural_frame())
+    rules = {r["column"]: r for r in rules._table.gates}
+    # income: always missing when not employed (state 0), never when employed
+    assert rules[0] == {"column": 0, "gate": 2, "missing": [0], "observed": [1]}
+    # bonus: always missing when not employed, drawn when employed
+    assert rules[1] == {"column": 1, "gate": 2, "missing": [0], "observed": []}
+
+
+# ------------------------------------------------ all-numeric frames and arrays
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_all_numeric_frame_is_a_table(Estimator):
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame(
+        {"a": rng.normal(size=200), "n": rng.poisson(3, 200).astype(np.int32)}
+    )
+    frame.loc[::4, "a"] = np.nan
+    est = Estimator(**MARGINAL).fit(frame)
+    for out in (
+        est.sample(500, random_state=0),
+        est.inverse_transform(est.transform(frame)),
+    ):
+        assert isinstance(out, pd.DataFrame) and list(out.columns) == ["a", "n"]
+        assert out["n"].dtype == np.int32 and out["a"].dtype == np.float64
+    assert 0.1 < est.sample(2000, random_state=0)["a"].isna().mean() < 0.4
+    assert np.isfinite(est.score_samples(frame)).all()
+    with pytest.warns(UserWarning, match="feature names"):  # an array stands for it
+        np.testing.assert_allclose(est.transform(frame.to_numpy()), est.transform(frame))
+
+
+def nan_array(n=300, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n, 3))
+    X[:, 1] += X[:, 0]
+    X[rng.rand(n) < 0.2, 1] = np.nan
+    return X
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_arrays_with_missing_values_are_modelled(Estimator):
+    X = nan_array()
+    before = X.copy()
+    est = Estimator(**MARGINAL).fit(X)
+    assert est.__sklearn_tags__().input_tags.allow_nan
+    Z = est.transform(X)
+    assert Z.shape == (300, 2) and np.isfinite(Z).all()
+    assert np.isfinite(est.score_samples(X)).all()
+    for out in (est.inverse_transform(Z), est.sample(2000, random_state=0)):
+        assert isinstance(out, np.ndarray) and out.shape[1] == 3
+    samples = est.sample(2000, random_state=0)
+    assert 0.1 < np.isnan(samples[:, 1]).mean() < 0.3
+    assert not np.isnan(samples[:, [0, 2]]).any()
+    np.testing.assert_array_equal(X, before, strict=True)
+    est32 = Estimator(**MARGINAL).fit(X.astype(np.float32))
+    assert est32.transform(X.astype(np.float32)).dtype == np.float32
+
+
+def test_arrays_with_missing_values_need_no_pandas(monkeypatch, tmp_path):
+    import pickle
+
+    import skvae._tabular
+
+    monkeypatch.setattr(skvae._tabular, "pd", None)
+    monkeypatch.setattr(skvae._tabular, "types", None)
+    X = nan_array()
+    est = VAETransformer(**MARGINAL).fit(X)
+    assert isinstance(est.sample(5, random_state=0), np.ndarray)
+    for loaded in (
+        pickle.loads(pickle.dumps(est)),
+        VAETransformer.load(est.save(tmp_path / "m.skvae")),
+    ):
+        np.testing.assert_array_equal(loaded.score_samples(X), est.score_samples(X))
+
+
+def test_nan_where_fit_saw_none_is_refused():
+    X = np.random.RandomState(0).normal(size=(50, 3))
+    est = VAETransformer(**MARGINAL).fit(X)
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    for method in (est.transform, est.score_samples):
+        with pytest.raises(ValueError, match="Input X contains NaN"):
+            method(bad)
+    with pytest.raises(ValueError, match="fitted without missing values.*SimpleImputer"):
+        est.partial_fit(bad)
+    bce = AutoencoderTransformer(**MARGINAL, loss="bce")
+    assert not bce.__sklearn_tags__().input_tags.allow_nan
+    with pytest.raises(ValueError, match="NaN"):
+        bce.fit(np.where(np.isnan(bad), np.nan, 0.5))
+
+
+# ------------------------------------------------------------------ partial_fit
+def test_partial_fit_knows_the_declared_levels_from_the_first_batch():
+    rng = np.random.RandomState(0)
+    dtype = pd.CategoricalDtype(["a", "b", "c"])
+    first = pd.DataFrame(
+        {"k": pd.Series(["a"] * 50, dtype=dtype), "x": rng.normal(size=50)}
+    )
+    later = pd.DataFrame(
+        {"k": pd.Series(["b"] * 50, dtype=dtype), "x": rng.normal(size=50)}
+    )
+    est = VAETransformer(**MARGINAL).partial_fit(first)
+    assert est._table.columns[0].levels == ["a", "b", "c"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", PosteriorCollapseWarning)
+        est.partial_fit(later)  # no warning: "b" was declared
+    assert est._table.encode(later)[:, 1].sum() == 50  # encoded as its own level
+
+
+def test_partial_fit_warns_about_what_the_first_batch_did_not_declare():
+    rng = np.random.RandomState(0)
+    first = pd.DataFrame({"k": ["a", "b"] * 25, "x": rng.normal(size=50)})
+    est = AutoencoderTransformer(**MARGINAL).partial_fit(first)
+    with pytest.warns(UserWarning, match=r"Column 'k' holds levels .*\['c'\].*category"):
+        est.partial_fit(first.assign(k=["a", "c"] * 25))
+    with pytest.warns(UserWarning, match=r"\['x'\] hold missing values .* first batch"):
+        est.partial_fit(first.assign(x=np.r_[np.nan, first["x"].to_numpy()[1:]]))
+
+
+def test_save_load_keep_the_marginals_and_gates(tmp_path):
+    frame = structural_frame().assign(count=np.arange(600) % 7)
+    est = VAETransformer(**MARGINAL).fit(frame)
+    loaded = VAETransformer.load(est.save(tmp_path / "m.skvae"))
+    pd.testing.assert_frame_equal(
+        loaded.sample(200, random_state=0), est.sample(200, random_state=0)
+    )
+    np.testing.assert_array_equal(loaded.score_samples(frame), est.score_samples(frame))
+    assert loaded._table.gates == est._table.gates
+
+
+def corrupted(path, change, tmp_path):
+    """A copy of the file at ``path`` with ``change`` applied to its table's JSON."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    meta = json.loads(members["skvae.json"])
+    change(meta["attributes"]["dict"]["_table"]["table"]["dict"])
+    members["skvae.json"] = json.dumps(meta).encode()
+    bad = tmp_path / "bad.skvae"
+    with zipfile.ZipFile(bad, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return bad
+
+
+def _column(table, i):
+    return table["columns"][i]["dict"]
+
+
+CORRUPTIONS = {
+    "knots not increasing": lambda t: _column(t, 0)["knots"].reverse(),
+    "cdf outside (0, 1)": lambda t: _column(t, 0)["cdf"].__setitem__(-1, 1.0),
+    "knots and cdf lengths": lambda t: _column(t, 0)["cdf"].pop(),
+    "unknown transform": lambda t: _column(t, 0).__setitem__("transform", "log"),
+    "range reversed": lambda t: _column(t, 0).__setitem__("low", 1e9),
+    "a gate on itself": lambda t: t["gates"][0]["dict"].__setitem__("gate", 0),
+    "a gate state too large": lambda t: t["gates"][0]["dict"]["missing"].append(7),
+}
+
+
+@pytest.fixture(scope="module")
+def saved_table(tmp_path_factory):
+    est = VAETransformer(**{**MARGINAL, "max_iter": 2}).fit(structural_frame())
+    path = est.save(tmp_path_factory.mktemp("table") / "m.skvae")
+    VAETransformer.load(path)  # the file itself loads
+    return path
+
+
+@pytest.mark.parametrize("change", list(CORRUPTIONS))
+def test_load_refuses_corrupted_marginals_and_gates(change, saved_table, tmp_path):
+    with pytest.raises(ValueError, match="corrupted"):
+        VAETransformer.load(corrupted(saved_table, CORRUPTIONS[change], tmp_path))

@@ -1,0 +1,418 @@
+"""Conditional sampling and imputation from one VAE, on real mixed-type tables.
+
+Run with ``python benchmarks/bench_impute.py`` (a few minutes on 2 CPU cores), or
+``--quick`` for a smoke run (few epochs, one repeat). Needs ``palmerpenguins`` and
+``statsmodels`` (the ``benchmark`` extra); nothing is downloaded: the tables ship
+inside those packages (``penguins``: 344 rows, 8 columns, strings with missing
+values; ``anes96``: 944 rows, 10 columns, two categories, a bool; ``fair``: 6,366
+rows, 9 columns, four categories; prepared as in ``bench_tabular.py``).
+
+Conditional sampling. Each table is split 50/50 (fixed seed); a
+``VAETransformer(n_components=4)`` is fitted on the training half. For one
+categorical condition (a level) and one numeric condition (the held-out rows whose
+value is in the column's top third, conditioned on those exact values, a DataFrame
+of conditions with 5 samples per row), ``sample(n, given=...)`` is compared with the
+held-out rows that meet the condition: for every other column, the difference of the
+means (numeric) or of each level's share (categorical, booleans and "missing"
+included; the largest over levels) in standard errors of the difference. A column
+passes when it is within 3 standard errors; the bar is at least 80% of the columns.
+"z cond" and "z free" are the mean over columns of those differences for the
+conditional samples and for as many unconditional ``sample(n)`` rows: conditioning
+must bring the samples closer to the conditional rows than the model's marginal is.
+"model" is the share of columns within 3 standard errors of the model's own
+conditional law, estimated by rejection: 20 times the table's rows drawn with
+``sample`` and filtered by the condition (the numeric one as "in the top third"), so
+it separates the sampler's accuracy from the model's; "reject s" is the time that
+rejection takes to give as many rows as the conditional draw ("s").
+
+Imputation. 20% of each table's cells are masked at random (missing completely at
+random, seeds 0 and 1); the cells that held a value are scored. RMSE is
+per numeric column in units of the column's standard deviation, averaged over the
+numeric columns; accuracy is over the masked categorical (and bool) cells. The
+contenders get the table as they need it: skvae's ``VAEImputer`` (defaults,
+``random_state=0``) the raw DataFrame; scikit-learn's imputers a standardized
+numeric matrix with one one-hot block per categorical column (a masked categorical
+cell is NaN over its block; an imputed block's arg-max is the predicted level):
+``IterativeImputer`` with ``BayesianRidge`` (its default) and with
+``ExtraTreesRegressor(n_estimators=20)``, ``KNNImputer(n_neighbors=5)`` and
+``SimpleImputer`` (the mean of a numeric column, the most frequent level of a
+categorical one). "s" is the wall-clock time of fit + transform with one torch
+thread and one BLAS thread.
+
+``--part sdv``, run in the pandas<3 environment of ``bench_tabular.py``
+(``.venv-tabular``), scores sdv's synthesizers (300 epochs) the same way: CTGAN,
+whose conditional vector conditions on a category natively, and TVAE, for which sdv
+conditions by rejection (``sample_from_conditions`` / ``sample_remaining_columns``,
+100 tries per batch); a numeric condition is by rejection for both.
+"""
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+import torch
+from palmerpenguins import load_penguins
+from sklearn.ensemble import ExtraTreesRegressor
+from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
+from sklearn.model_selection import train_test_split
+from statsmodels.datasets import anes96, fair
+from threadpoolctl import threadpool_limits
+
+from skvae import VAEImputer, VAETransformer
+
+SEED = 0
+OCCUPATIONS = {
+    1: "student",
+    2: "farming, semi-skilled or unskilled",
+    3: "white-collar",
+    4: "teacher, nurse, artist, technician",
+    5: "managerial, business",
+    6: "professional, advanced degree",
+}
+
+
+def as_category(codes, labels):
+    return pd.Categorical(codes.astype(int).map(labels), categories=list(labels.values()))
+
+
+def load_anes96():
+    df = anes96.load_pandas().data.drop(columns="logpopul")
+    parties = [f"{p} democrat" for p in ("strong", "weak", "independent")]
+    parties += ["independent"]
+    parties += [f"{p} republican" for p in ("independent", "weak", "strong")]
+    grades = ["1-8 grades", "some high school", "high school", "some college", "college"]
+    grades += ["master's", "PhD"]
+    df["PID"] = as_category(df["PID"], dict(enumerate(parties)))
+    df["educ"] = as_category(df["educ"], dict(enumerate(grades, start=1)))
+    df["vote_dole"] = df.pop("vote").astype(bool)
+    ints = ["TVnews", "selfLR", "ClinLR", "DoleLR", "age", "income"]
+    return df.astype(dict.fromkeys(ints, "int64"))
+
+
+def load_fair():
+    df = fair.load_pandas().data
+    ratings = ["very poor", "poor", "fair", "good", "very good"]
+    df["rate_marriage"] = as_category(df["rate_marriage"], dict(enumerate(ratings, 1)))
+    faiths = ["not", "mildly", "fairly", "strongly"]
+    df["religious"] = as_category(df["religious"], dict(enumerate(faiths, start=1)))
+    df["occupation"] = as_category(df["occupation"], OCCUPATIONS)
+    df["occupation_husb"] = as_category(df["occupation_husb"], OCCUPATIONS)
+    return df.astype({"educ": "int64"})
+
+
+DATASETS = {"penguins": load_penguins, "anes96": load_anes96, "fair": load_fair}
+#: (categorical column, level) and numeric column of the conditional-sampling test.
+CONDITIONS = {
+    "penguins": (("species", "Gentoo"), "body_mass_g"),
+    "anes96": (("PID", "strong republican"), "age"),
+}
+
+
+def is_numeric(column):
+    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+
+
+# ------------------------------------------------------------ conditional sampling
+def _shares(column):
+    return (
+        column.astype(object)
+        .where(column.notna(), "<missing>")
+        .value_counts(normalize=True)
+    )
+
+
+def deviation(real, fake):
+    """|difference| of a column's mean (or largest level share) in standard errors."""
+    if is_numeric(real) and is_numeric(fake):
+        r, f = real.dropna().astype(float), fake.dropna().astype(float)
+        se = np.sqrt(r.var() / len(r) + f.var() / len(f))
+        return abs(r.mean() - f.mean()) / max(se, 1e-12)
+    p, q = _shares(real), _shares(fake)
+    levels = p.index.union(q.index)
+    p, q = p.reindex(levels, fill_value=0.0), q.reindex(levels, fill_value=0.0)
+    var = p * (1 - p) / len(real) + q * (1 - q) / len(fake)
+    return float((np.abs(p - q) / np.sqrt(var.clip(lower=1e-12))).max())
+
+
+def conditional(name, quick):
+    df = DATASETS[name]()
+    train, test = train_test_split(df, test_size=0.5, random_state=SEED)
+    vae = VAETransformer(n_components=4, random_state=SEED)
+    if quick:
+        vae.set_params(max_iter=20)
+    vae.fit(train)
+    (column, level), numeric = CONDITIONS[name]
+    cases = []
+    rows = test[test[column] == level]
+    cases.append((f"{column} = {level}", rows, {column: level}, 1000))
+    top = test[test[numeric] >= test[numeric].quantile(2 / 3)]
+    given = pd.DataFrame({numeric: np.repeat(top[numeric].to_numpy(), 5)})
+    cases.append((f"{numeric} in top third", top, given, len(given)))
+    threshold = test[numeric].quantile(2 / 3)
+    start = time.perf_counter()
+    joint = vae.sample(20 * len(df), random_state=SEED + 1)
+    joint_seconds = time.perf_counter() - start
+    events = [joint[column] == level, joint[numeric] >= threshold]
+    out = []
+    for (label, real, given, n), event in zip(cases, events):
+        start = time.perf_counter()
+        fake = vae.sample(n, random_state=SEED, given=given)
+        seconds = time.perf_counter() - start
+        free = vae.sample(n, random_state=SEED)
+        conditioned = column if isinstance(given, dict) else numeric
+        others = [c for c in df.columns if c != conditioned]
+        cond = np.array([deviation(real[c], fake[c]) for c in others])
+        marg = np.array([deviation(real[c], free[c]) for c in others])
+        model = np.array([deviation(joint[event][c], fake[c]) for c in others])
+        # Rejection from the model's own draws: the seconds that n accepted rows take.
+        rejection = joint_seconds * n / max(event.sum(), 1)
+        out.append(
+            (
+                name,
+                label,
+                len(real),
+                np.mean(cond <= 3),
+                cond.mean(),
+                marg.mean(),
+                np.mean(model <= 3),
+                seconds,
+                rejection,
+            )
+        )
+    return out
+
+
+def sdv_conditional(name, kind, quick):
+    """SDV's conditional sampling: CTGAN's conditional vector, TVAE's rejection."""
+    from sdv.metadata import Metadata
+    from sdv.sampling import Condition
+    from sdv.single_table import CTGANSynthesizer, TVAESynthesizer
+
+    df = DATASETS[name]()
+    train, test = train_test_split(df, test_size=0.5, random_state=SEED)
+    columns = {
+        n: {"sdtype": "numerical" if is_numeric(c) else "categorical"}
+        for n, c in df.items()
+    }
+    metadata = Metadata.load_from_dict({"tables": {"data": {"columns": columns}}})
+    Synthesizer = {"CTGAN": CTGANSynthesizer, "TVAE": TVAESynthesizer}[kind]
+    synthesizer = Synthesizer(metadata, epochs=5 if quick else 300)
+    np.random.seed(SEED)  # noqa: NPY002  (sdv draws from the global generators)
+    torch.manual_seed(SEED)
+    categories = {n: object for n, c in train.items() if c.dtype == "category"}
+    synthesizer.fit({"data": train.astype(categories)})
+    (column, level), numeric = CONDITIONS[name]
+    top = test[test[numeric] >= test[numeric].quantile(2 / 3)]
+    cases = [
+        (
+            f"{column} = {level}",
+            test[test[column] == level],
+            column,
+            lambda: synthesizer.sample_from_conditions(
+                [Condition({column: level}, num_rows=1000)], max_tries_per_batch=100
+            ),
+        ),
+        (
+            f"{numeric} in top third",
+            top,
+            numeric,
+            lambda: synthesizer.sample_remaining_columns(
+                pd.DataFrame({numeric: np.repeat(top[numeric].to_numpy(), 5)}),
+                max_tries_per_batch=100,
+            ),
+        ),
+    ]
+    out = []
+    for label, real, conditioned, draw in cases:
+        start = time.perf_counter()
+        try:
+            fake = draw()
+            fake = fake["data"] if isinstance(fake, dict) else fake
+        except Exception as exc:  # noqa: BLE001  (sdv gives up on rare conditions)
+            out.append((name, label, kind, f"failed: {type(exc).__name__}"))
+            continue
+        seconds = time.perf_counter() - start
+        fake = fake.reset_index(drop=True).astype(
+            {n: c.dtype for n, c in df.items() if c.dtype == "category"}
+        )
+        others = [c for c in df.columns if c != conditioned]
+        cond = np.array([deviation(real[c], fake[c]) for c in others])
+        out.append(
+            (
+                name,
+                label,
+                kind,
+                f"{np.mean(cond <= 3):.0%}  z {cond.mean():.2f}  "
+                f"{len(fake)} rows  {seconds:.2f} s",
+            )
+        )
+    return out
+
+
+# ------------------------------------------------------------------- imputation
+def mask_cells(df, rng, share=0.2):
+    mask = rng.random_sample(df.shape) < share
+    return df.mask(mask), mask & df.notna().to_numpy()
+
+
+class OneHot:
+    """A table as a standardized numeric matrix with a one-hot block per category."""
+
+    def __init__(self, df):
+        self.columns = []
+        for name in df.columns:
+            column = df[name]
+            if is_numeric(column):
+                values = column.astype(float)
+                self.columns.append((name, None, values.mean(), values.std()))
+            else:
+                levels = sorted(column.dropna().unique().tolist(), key=str)
+                self.columns.append((name, levels, 0.0, 1.0))
+
+    def encode(self, df):
+        blocks = []
+        for name, levels, mean, std in self.columns:
+            column = df[name]
+            if levels is None:
+                blocks.append(((column.astype(float) - mean) / std).to_numpy()[:, None])
+                continue
+            block = np.stack([(column == v).to_numpy(dtype=float) for v in levels], 1)
+            block[column.isna().to_numpy()] = np.nan
+            blocks.append(block)
+        return np.hstack(blocks)
+
+    def decode(self, M):
+        out, j = {}, 0
+        for name, levels, mean, std in self.columns:
+            if levels is None:
+                out[name], j = M[:, j] * std + mean, j + 1
+            else:
+                width = len(levels)
+                out[name] = np.asarray(levels, dtype=object)[M[:, j : j + width].argmax(1)]
+                j += width
+        return pd.DataFrame(out)
+
+
+def sklearn_imputer(make):
+    def impute(df):
+        onehot = OneHot(df)
+        return onehot.decode(make().fit_transform(onehot.encode(df)))
+
+    return impute
+
+
+def vae_imputer(quick):
+    def impute(df):
+        imputer = VAEImputer(random_state=SEED)
+        if quick:
+            imputer.set_params(max_iter=20)
+        return imputer.fit_transform(df)
+
+    return impute
+
+
+def imputers(quick):
+    return {
+        "VAEImputer": vae_imputer(quick),
+        "Iterative (BayesianRidge)": sklearn_imputer(
+            lambda: IterativeImputer(random_state=SEED)
+        ),
+        "Iterative (ExtraTrees)": sklearn_imputer(
+            lambda: IterativeImputer(
+                ExtraTreesRegressor(n_estimators=20, random_state=SEED),
+                random_state=SEED,
+            )
+        ),
+        "KNNImputer": sklearn_imputer(lambda: KNNImputer(n_neighbors=5)),
+        "SimpleImputer": sklearn_imputer(_simple),
+    }
+
+
+class _simple:
+    """Mean of numeric columns, most frequent level of categorical ones (one-hot)."""
+
+    def fit_transform(self, X):
+        return SimpleImputer().fit_transform(X)  # a block's mean: arg-max = mode
+
+
+def score_imputation(df, imputed, mask):
+    rmse, hits, total = [], 0, 0
+    for j, name in enumerate(df.columns):
+        rows = mask[:, j]
+        if not rows.any():
+            continue
+        truth, guess = df[name].to_numpy()[rows], imputed[name].to_numpy()[rows]
+        if is_numeric(df[name]):
+            std = df[name].astype(float).std()
+            error = truth.astype(float) - guess.astype(float)
+            rmse.append(np.sqrt(np.mean(error**2)) / std)
+        else:
+            hits += int(np.sum(truth.astype(object) == guess.astype(object)))
+            total += int(rows.sum())
+    return float(np.mean(rmse)), hits / max(total, 1)
+
+
+def imputation(name, quick, repeats):
+    df = DATASETS[name]().reset_index(drop=True)
+    results = {}
+    for r in range(repeats):
+        holed, mask = mask_cells(df, np.random.RandomState(SEED + r))
+        for label, impute in imputers(quick).items():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                start = time.perf_counter()
+                imputed = impute(holed)
+                seconds = time.perf_counter() - start
+            rmse, accuracy = score_imputation(df, imputed, mask)
+            results.setdefault(label, []).append((rmse, accuracy, seconds))
+    return {label: np.mean(values, axis=0) for label, values in results.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--part", choices=["all", "conditional", "imputation", "sdv"], default="all"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    repeats = 1 if args.quick else 2
+    with threadpool_limits(1):
+        if args.part == "sdv":  # in the pandas<3 environment of bench_tabular.py
+            print("SDV conditional sampling, against the same held-out rows")
+            for name in CONDITIONS:
+                for kind in ("CTGAN", "TVAE"):
+                    for row in sdv_conditional(name, kind, args.quick):
+                        print("  ".join(row))
+            return
+        if args.part in ("all", "conditional"):
+            print("Conditional sampling: sample(n, given=...) against held-out rows")
+            header = f"{'table':<9} {'condition':<26} {'rows':>4} {'<=3 SE':>6} "
+            header += f"{'z cond':>6} {'z free':>6} {'model':>6} {'s':>5} {'reject s':>8}"
+            print(header)
+            for name in CONDITIONS:
+                for row in conditional(name, args.quick):
+                    table, label, n, share, cond, free, model, seconds, reject = row
+                    print(
+                        f"{table:<9} {label:<26} {n:>4} {share:>6.0%} {cond:>6.2f} "
+                        f"{free:>6.2f} {model:>6.0%} {seconds:>5.2f} {reject:>8.2f}"
+                    )
+            print()
+        if args.part in ("all", "imputation"):
+            print(f"Imputation: 20% of cells masked at random, mean of {repeats} repeat(s)")
+            print(f"{'table':<9} {'imputer':<26} {'RMSE (sd)':>9} {'accuracy':>8} {'s':>7}")
+            for name in DATASETS:
+                for label, (rmse, accuracy, seconds) in imputation(
+                    name, args.quick, repeats
+                ).items():
+                    print(
+                        f"{name:<9} {label:<26} {rmse:>9.3f} {accuracy:>8.3f} "
+                        f"{seconds:>7.2f}"
+                    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,412 @@
+"""VAEImputer: missing values filled in by a VAE's importance-weighted posterior."""
+
+import copy
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils._param_validation import MissingValues
+from sklearn.utils.validation import (
+    FLOAT_DTYPES,
+    _check_feature_names_in,
+    check_is_fitted,
+    validate_data,
+)
+
+from ._base import Interval, StrOptions, _is_dataframe
+from ._conditional import block_masks
+from ._networks import ACTIVATIONS
+from ._vae import VAETransformer
+
+#: Rows imputed at a time: K candidates of each are held in memory.
+_CHUNK = 256
+
+
+def _is_nan(value):
+    return isinstance(value, Real) and np.isnan(value)
+
+
+class VAEImputer(TransformerMixin, BaseEstimator):
+    """Missing-value imputer built on a variational autoencoder of the whole table.
+
+    A :class:`VAETransformer` is fitted on the data, missing values included
+    (they are modelled: each column with missing values gets a missing
+    indicator, and the likelihood leaves its missing entries out). Each
+    missing entry is then filled with its expected value given the row's
+    observed entries under the model, E[x_miss | x_obs], estimated by
+    self-normalised importance sampling of the posterior over the latent code
+    (MIWAE's single imputation [1]_): a numeric entry gets the weighted mean of
+    the decoder means, a categorical one its most probable level.
+
+    Works on numeric arrays and on pandas DataFrames with numeric, boolean and
+    categorical (``category``, object, string) columns; a DataFrame comes back
+    with its columns and dtypes, categorical cells filled with levels.
+
+    Parameters
+    ----------
+    missing_values : int, float, str, np.nan or None, default=np.nan
+        The placeholder for missing values in a numeric array. All occurrences
+        are imputed. For a DataFrame, missing cells must be NaN or None (the
+        default).
+    n_components : int, default=4
+        Dimension of the VAE's latent space.
+    hidden_layer_sizes : array-like of int, default=(128, 64)
+        Widths of the encoder's hidden layers; the decoder uses them in reverse.
+    activation : {"relu", "tanh", "elu", "gelu", "silu", "leaky_relu", "sigmoid"}, \
+            default="relu"
+        Activation after each hidden layer.
+    batch_size : int or "auto", default="auto"
+        Rows per minibatch (see :class:`VAETransformer`).
+    max_iter : int or "auto", default="auto"
+        Maximum number of epochs (see :class:`VAETransformer`).
+    learning_rate : float or "auto", default="auto"
+        Step size of the optimizer (see :class:`VAETransformer`).
+    early_stopping : bool or "auto", default="auto"
+        Hold out ``validation_fraction`` of the rows and stop when their
+        score stops improving; "auto" does so from 50 rows.
+    validation_fraction : float, default=0.1
+        Fraction of rows held out when early stopping.
+    n_importance_samples : int, default=100
+        Importance draws of the latent code per row when imputing.
+    categorical_features : "from_dtype", array-like of str or bool, or None, \
+            default="from_dtype"
+        For a DataFrame: which columns are categorical (see
+        :class:`VAETransformer`).
+    device : str or torch.device, default="auto"
+        "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:N", "mps".
+    n_jobs : int or None, default=None
+        Number of CPU threads torch uses; None means 1.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the VAE's fit and the importance draws of ``transform``, which
+        is deterministic once fitted.
+    verbose : int, default=0
+        Verbosity of the VAE's fit.
+
+    Attributes
+    ----------
+    vae_ : VAETransformer
+        The fitted model of the data.
+    n_iter_ : int
+        Number of epochs the VAE trained.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during fit, when X has string column names.
+
+    See Also
+    --------
+    VAETransformer : The model the imputer fits; ``sample(given=...)`` draws
+        rows given some of their values.
+    sklearn.impute.IterativeImputer : Imputes each feature from the others
+        with a regressor, round by round.
+    sklearn.impute.KNNImputer : Imputes from the nearest complete neighbours.
+    sklearn.impute.SimpleImputer : Imputes with a column statistic.
+
+    Notes
+    -----
+    For a row with observed entries ``x_o`` the imputation of a missing
+    numeric entry is::
+
+        E[x_m | x_o] ~= sum_k w_k mean(x_m | z_k),
+        w_k ∝ p(x_o | z_k) p(z_k) / q(z_k),
+
+    with K = ``n_importance_samples`` codes ``z_k`` drawn from a mixture of
+    the encoder's posterior q(z | x_o) (the row with its missing entries
+    encoded as missing, as in training) and the prior p(z) (one fifth of the
+    draws, so that a poor encoder proposal cannot ruin a row), and
+    ``p(x_o | z)`` the likelihood of the observed entries alone. A table's
+    numeric column is modelled through a map to normal scores (see
+    ``numeric_transform`` in :class:`VAETransformer`): each candidate's
+    decoder mean is mapped back to the column's units before the weighted
+    mean, since the mean of the scores does not map to the mean of the
+    values. A missing categorical entry gets the level of highest weighted
+    probability (never "missing"). Columns that had no missing value in fit
+    are imputed in the same way.
+
+    References
+    ----------
+    .. [1] P.-A. Mattei and J. Frellsen, "MIWAE: Deep generative modelling and
+       imputation of incomplete data sets", ICML 2019.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from skvae import VAEImputer
+    >>> rng = np.random.RandomState(0)
+    >>> kind = rng.choice(["small", "large"], 300)
+    >>> size = np.where(kind == "large", 2.0, -2.0) + rng.normal(size=300)
+    >>> X = pd.DataFrame({"kind": kind, "size": size, "weight": 2 * size})
+    >>> X.loc[:29, "size"] = np.nan
+    >>> X.loc[30:59, "kind"] = None
+    >>> imputer = VAEImputer(n_components=2, max_iter=100, random_state=0).fit(X)
+    >>> X_imputed = imputer.transform(X)
+    >>> int(X_imputed.isna().sum().sum())
+    0
+    >>> X_imputed.dtypes.equals(X.dtypes)
+    True
+    """
+
+    _parameter_constraints = {
+        "missing_values": [MissingValues()],
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "max_iter": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "learning_rate": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "early_stopping": ["boolean", StrOptions({"auto"})],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
+        "categorical_features": [StrOptions({"from_dtype"}), "array-like", None],
+        "device": VAETransformer._parameter_constraints["device"],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        *,
+        missing_values=np.nan,
+        n_components=4,
+        hidden_layer_sizes=(128, 64),
+        activation="relu",
+        batch_size="auto",
+        max_iter="auto",
+        learning_rate="auto",
+        early_stopping="auto",
+        validation_fraction=0.1,
+        n_importance_samples=100,
+        categorical_features="from_dtype",
+        device="auto",
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.missing_values = missing_values
+        self.n_components = n_components
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_importance_samples = n_importance_samples
+        self.categorical_features = categorical_features
+        self.device = device
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _validate(self, X, reset):
+        """X with its missing entries as NaN (a copy), validated as in fit."""
+        if _is_dataframe(X):
+            if not _is_nan(self.missing_values) and self.missing_values is not None:
+                raise ValueError(
+                    f"missing_values={self.missing_values!r} applies to numeric arrays; "
+                    "in a DataFrame, mark missing cells as NaN or None."
+                )
+            validate_data(self, X, reset=reset, skip_check_array=True)
+            return X.copy()
+        allow_nan = _is_nan(self.missing_values)
+        X = validate_data(
+            self,
+            X,
+            reset=reset,
+            dtype=FLOAT_DTYPES,
+            ensure_all_finite="allow-nan" if allow_nan else True,
+            copy=True,
+        )
+        if not allow_nan:
+            X[X == self.missing_values] = np.nan
+        return X
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the VAE on X, missing values included.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            Data with missing values.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : object
+            The fitted imputer.
+        """
+        X = self._validate(X, reset=True)
+        vae = VAETransformer(
+            n_components=self.n_components,
+            hidden_layer_sizes=self.hidden_layer_sizes,
+            activation=self.activation,
+            batch_size=self.batch_size,
+            max_iter=self.max_iter,
+            learning_rate=self.learning_rate,
+            early_stopping=self.early_stopping,
+            validation_fraction=self.validation_fraction,
+            categorical_features=self.categorical_features,
+            device=self.device,
+            n_jobs=self.n_jobs,
+            random_state=self.random_state,
+            verbose=self.verbose,
+        )
+        self.vae_ = vae.fit(X)
+        self.n_iter_ = vae.n_iter_
+        return self
+
+    def transform(self, X):
+        """Impute all missing values in X.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            The data to complete.
+
+        Returns
+        -------
+        X_imputed : ndarray or DataFrame of shape (n_samples, n_features)
+            X with its missing values filled in: an array of X's float dtype,
+            or a DataFrame with X's columns and dtypes. X is not modified.
+        """
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        vae = self.vae_
+        table = vae._table
+        if _is_dataframe(X):
+            missing = X.isna().to_numpy()
+        else:
+            missing = np.isnan(X)
+        if not missing.any():
+            return X
+        if table is None:  # an array fitted without missing values
+            encoded = np.where(missing, 0.0, X).astype(np.float64)
+            observed, fill = (~missing).astype(np.float64), np.zeros(X.shape)
+        else:
+            encoded = vae._validate_X(X)
+            observed, fill = block_masks(table, ~missing)
+        rows = np.flatnonzero(missing.any(axis=1))
+        rng = np.random.RandomState(vae._seed)
+        if table is None:
+            values, _ = vae._conditional(
+                encoded[rows],
+                observed[rows],
+                fill[rows],
+                rng,
+                "mean",
+                self.n_importance_samples,
+            )
+        else:
+            values = np.empty((rows.size, len(table.columns)), dtype=object)
+            for start in range(0, rows.size, _CHUNK):
+                part = rows[start : start + _CHUNK]
+                candidates = vae._conditional(
+                    encoded[part],
+                    observed[part],
+                    fill[part],
+                    rng,
+                    "candidates",
+                    self.n_importance_samples,
+                )
+                values[start : start + _CHUNK] = _expected_values(table, *candidates)
+        if not _is_dataframe(X):
+            if table is not None:
+                values = values.astype(np.float64)
+            X[rows] = np.where(missing[rows], values, X[rows]).astype(X.dtype, copy=False)
+            return X
+        for j, name in enumerate(X.columns):
+            holes = missing[rows, j]
+            if holes.any():
+                column = X[name].copy()
+                filled = _like(values[holes, j], column.dtype)
+                column.iloc[rows[holes]] = filled
+                X[name] = column
+        return X
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the output features: the input's, as imputation keeps every column.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Input feature names; by default ``feature_names_in_``, or
+            ``["x0", "x1", ...]`` when fit saw none.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        check_is_fitted(self)
+        return _check_feature_names_in(self, input_features)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+def _like(values, dtype):
+    """Imputed values (an object array) as numbers where the column holds numbers.
+
+    Integers are rounded (a nullable ``Int64`` column); categories, strings
+    and objects stay as they are.
+    """
+    kind = getattr(getattr(dtype, "numpy_dtype", dtype), "kind", "O")
+    if kind in "iu":
+        return np.round(values.astype(np.float64))
+    if kind == "f":
+        return values.astype(np.float64)
+    if kind == "b":
+        return values.astype(bool)
+    return values
+
+
+def _expected_values(table, means, weights):
+    """Each cell's imputation from weighted candidates, column by column.
+
+    Parameters
+    ----------
+    table : Table
+    means : ndarray of shape (n, K, width)
+        Each candidate code's decoder mean (encoded).
+    weights : ndarray of shape (n, K)
+        Normalised importance weights.
+
+    Returns
+    -------
+    values : ndarray of object of shape (n, n_columns)
+        A numeric column's expected value in its own units: the weighted mean
+        of the candidates' decoder means, each mapped back through the
+        column's transform first (the mean of normal scores does not map to
+        the mean of the values; measured on penguins and anes96, this is as
+        accurate as mapping draws, with less noise). A boolean's or
+        category's most probable value under the weighted mean of the
+        decoder's probabilities, never "missing".
+    """
+    from ._tabular import from_scores  # a table's module (pandas for DataFrames)
+
+    n, k = weights.shape
+    expected = np.einsum("nk,nkd->nd", weights, means)
+    for c in table.columns:  # the imputation is a value, never "missing"
+        if c.missing and c.kind == "numeric":
+            expected[:, c.start + 1] = 0.0
+        elif c.missing:
+            expected[:, c.start + c.width - 1] = 0.0
+    decoding = copy.copy(table)
+    decoding.gates = []  # missing values tied to other columns: not for imputations
+    decoded = decoding.decode(expected)
+    values = np.empty((n, len(table.columns)), dtype=object)
+    for j, c in enumerate(table.columns):
+        if c.kind == "numeric":
+            units = from_scores(c, means[:, :, c.start].reshape(-1)).reshape(n, k)
+            values[:, j] = (weights * units).sum(1)
+        elif table.array:
+            values[:, j] = decoded[:, j]
+        else:
+            values[:, j] = decoded[c.name].to_numpy()
+    return values

@@ -1,0 +1,173 @@
+"""VAEImputer: scikit-learn's imputer API on arrays and DataFrames."""
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.impute import SimpleImputer
+
+from skvae import VAEImputer
+
+FAST = dict(n_components=2, max_iter=60, random_state=0)
+
+
+def correlated(n=1000, seed=0):
+    """Three features driven by one factor, so each predicts the others."""
+    rng = np.random.RandomState(seed)
+    t = rng.normal(size=n)
+    return np.column_stack([t, 0.9 * t, -0.8 * t]) + 0.3 * rng.normal(size=(n, 3))
+
+
+def holes(X, share=0.2, seed=1):
+    mask = np.random.RandomState(seed).rand(*X.shape) < share
+    mask[mask.all(axis=1), 0] = False  # every row keeps a value
+    return np.where(mask, np.nan, X), mask
+
+
+@pytest.fixture(scope="module")
+def array_case():
+    X = correlated()
+    X_missing, mask = holes(X)
+    return X, X_missing, mask, VAEImputer(**FAST).fit(X_missing)
+
+
+def make_frame(n=800, seed=0):
+    """A table where a category sets a numeric mean, with a bool and an int column."""
+    rng = np.random.RandomState(seed)
+    kind = rng.choice(["low", "high"], n)
+    size = np.where(kind == "high", 3.0, -3.0) + rng.normal(size=n)
+    return pd.DataFrame(
+        {
+            "kind": pd.Categorical(kind, categories=["low", "high"]),
+            "size": size,
+            "count": rng.poisson(3, n).astype("int64"),
+            "label": np.where(size > 0, "pos", "neg").astype(object),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def frame_case():
+    frame = make_frame()
+    missing = frame.copy()
+    rng = np.random.RandomState(2)
+    missing.loc[rng.rand(len(frame)) < 0.2, "kind"] = np.nan
+    missing.loc[rng.rand(len(frame)) < 0.2, "size"] = np.nan
+    missing.loc[rng.rand(len(frame)) < 0.1, "label"] = None
+    return frame, missing, VAEImputer(**FAST).fit(missing)
+
+
+def test_imputes_every_missing_value_of_an_array(array_case):
+    X, X_missing, mask, imputer = array_case
+    before = X_missing.copy()
+    out = imputer.transform(X_missing)
+    assert out.shape == X.shape and out.dtype == X.dtype
+    assert not np.isnan(out).any()
+    np.testing.assert_array_equal(out[~mask], X[~mask])  # observed cells kept
+    np.testing.assert_array_equal(X_missing, before)  # input not modified
+
+
+def test_beats_the_mean_on_correlated_data(array_case):
+    X, X_missing, mask, imputer = array_case
+    vae_error = np.sqrt(np.mean((imputer.transform(X_missing)[mask] - X[mask]) ** 2))
+    mean = SimpleImputer().fit_transform(X_missing)
+    mean_error = np.sqrt(np.mean((mean[mask] - X[mask]) ** 2))
+    assert vae_error < 0.6 * mean_error
+
+
+def test_transform_is_deterministic_and_survives_pickle(array_case):
+    _, X_missing, _, imputer = array_case
+    first = imputer.transform(X_missing[:50])
+    np.testing.assert_array_equal(first, imputer.transform(X_missing[:50]))
+    restored = pickle.loads(pickle.dumps(imputer))
+    np.testing.assert_array_equal(first, restored.transform(X_missing[:50]))
+
+
+def test_float32_in_float32_out(array_case):
+    _, X_missing, _, imputer = array_case
+    out = imputer.transform(X_missing[:20].astype(np.float32))
+    assert out.dtype == np.float32 and not np.isnan(out).any()
+
+
+def test_a_model_fitted_without_missing_values_imputes_too():
+    X = correlated()
+    imputer = VAEImputer(**FAST).fit(X)
+    X_missing, mask = holes(X)
+    out = imputer.transform(X_missing)
+    error = np.sqrt(np.mean((out[mask] - X[mask]) ** 2))
+    mean_error = np.sqrt(np.mean((X.mean(0)[np.nonzero(mask)[1]] - X[mask]) ** 2))
+    assert not np.isnan(out).any() and error < 0.7 * mean_error
+
+
+def test_missing_values_placeholder():
+    X = correlated(300)
+    X_missing, mask = holes(X)
+    X_placeholder = np.where(mask, -999.0, X_missing)
+    imputer = VAEImputer(missing_values=-999.0, n_components=2, max_iter=5, random_state=0)
+    out = imputer.fit_transform(X_placeholder)
+    assert not (out == -999.0).any()
+    np.testing.assert_array_equal(out[~mask], X[~mask])
+
+
+def test_dataframe_comes_back_with_its_columns_and_dtypes(frame_case):
+    frame, missing, imputer = frame_case
+    before = missing.copy()
+    out = imputer.transform(missing)
+    assert isinstance(out, pd.DataFrame)
+    assert list(out.columns) == list(missing.columns)
+    assert out.dtypes.tolist() == missing.dtypes.tolist()
+    assert not out.isna().any().any()
+    assert set(out["kind"]) <= {"low", "high"} and set(out["label"]) <= {"pos", "neg"}
+    observed = missing.notna()
+    for name in frame.columns:
+        pd.testing.assert_series_equal(
+            out[name][observed[name]], missing[name][observed[name]]
+        )
+    pd.testing.assert_frame_equal(missing, before)  # input not modified
+
+
+def test_categorical_cells_get_the_level_the_other_columns_imply(frame_case):
+    frame, missing, imputer = frame_case
+    out = imputer.transform(missing)
+    holes_ = missing["kind"].isna() & missing["size"].notna()
+    assert holes_.sum() > 50
+    accuracy = (out["kind"][holes_] == frame["kind"][holes_]).mean()
+    assert accuracy > 0.95
+    sizes = missing["size"].isna() & missing["kind"].notna()
+    error = np.abs(out["size"][sizes] - frame["size"][sizes]).mean()
+    assert error < 1.5  # the level's mean is within 1 of the value; the global one, 3
+
+
+def test_complete_data_come_back_unchanged(frame_case):
+    frame, _, imputer = frame_case
+    pd.testing.assert_frame_equal(imputer.transform(frame), frame)
+
+
+def test_dataframe_needs_nan_as_missing_values():
+    imputer = VAEImputer(missing_values=-1, max_iter=2)
+    with pytest.raises(ValueError, match="mark missing cells as NaN"):
+        imputer.fit(make_frame(50))
+
+
+def test_clone_keeps_parameters():
+    imputer = VAEImputer(n_components=3, n_importance_samples=7, random_state=2)
+    assert clone(imputer).get_params() == imputer.get_params()
+
+
+def test_declares_missing_values_in_tags():
+    assert VAEImputer().__sklearn_tags__().input_tags.allow_nan
+
+
+def test_feature_names_out_are_the_input_names(frame_case):
+    _, missing, imputer = frame_case
+    np.testing.assert_array_equal(imputer.get_feature_names_out(), missing.columns)
+
+
+def test_imputes_on_each_device(device):
+    X_missing, _ = holes(correlated(200))
+    imputer = VAEImputer(n_components=2, max_iter=3, device=device, random_state=0)
+    out = imputer.fit_transform(X_missing)
+    assert not np.isnan(out).any()
+    np.testing.assert_array_equal(out, imputer.transform(X_missing))

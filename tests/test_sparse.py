@@ -1,0 +1,334 @@
+"""scipy.sparse input, and the count likelihoods' library size (the row's total)."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+
+import skvae._likelihoods
+import skvae._torch
+from skvae import AutoencoderTransformer, VAETransformer
+from skvae._likelihoods import NegativeBinomial, Poisson, _moments
+
+ESTIMATORS = [AutoencoderTransformer, VAETransformer]
+FAST = dict(hidden_layer_sizes=(16,), max_iter=5, batch_size=32, random_state=0)
+COUNTS = ["poisson", "negative_binomial"]
+
+
+def make(Estimator, **params):
+    return Estimator(**{**FAST, **params})
+
+
+def _counts(n=240, d=30, seed=0):
+    """Overdispersed counts with two groups of rows, an empty row and an all-zero column."""
+    rng = np.random.RandomState(seed)
+    label = rng.randint(2, size=n)
+    profile = rng.gamma(0.5, 1.0, size=(2, d))
+    library = rng.lognormal(np.log(20), 0.5, size=(n, 1))
+    X = rng.poisson(library * profile[label] / profile[label].sum(1, keepdims=True))
+    X[:, 3] = 0  # a feature no row has
+    X[5] = 0  # a row with no counts (total 0)
+    return X.astype(float), label
+
+
+@pytest.fixture(scope="module")
+def counts():
+    return _counts()
+
+
+@pytest.fixture(scope="module")
+def fitted_counts(counts):
+    """Count models fitted on the CSR counts, by likelihood."""
+    X = sp.csr_matrix(counts[0])
+    with warnings.catch_warnings():  # few epochs: the ConvergenceWarning is noise
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return {name: make(VAETransformer, likelihood=name).fit(X) for name in COUNTS}
+
+
+# ------------------------------------------------------------ formats and dtypes
+FORMATS = [sp.csr_matrix, sp.csc_matrix, sp.coo_matrix, sp.csr_array, sp.coo_array]
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_sparse_fit_equals_the_dense_fit(Estimator, early_stopping, counts):
+    # Minibatches are densified exactly: a sparse fit is the dense fit.
+    X = counts[0] / 10
+    dense = make(Estimator, early_stopping=early_stopping).fit(X)
+    sparse = make(Estimator, early_stopping=early_stopping).fit(sp.csr_matrix(X))
+    np.testing.assert_array_equal(sparse.loss_curve_, dense.loss_curve_)
+    np.testing.assert_allclose(sparse.transform(sp.csr_matrix(X)), dense.transform(X))
+    np.testing.assert_allclose(
+        sparse.score_samples(sp.csr_matrix(X)), dense.score_samples(X)
+    )
+    assert sparse.score(sp.csr_matrix(X)) == pytest.approx(dense.score(X))
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_format_gives_the_csr_results(Estimator, fmt, counts):
+    X = counts[0] / 10
+    reference = make(Estimator).fit(sp.csr_matrix(X))
+    est = make(Estimator).fit(fmt(X))
+    np.testing.assert_allclose(est.transform(fmt(X)), reference.transform(X))
+    np.testing.assert_allclose(est.score_samples(fmt(X)), reference.score_samples(X))
+    est.partial_fit(fmt(X))
+    assert est.n_iter_ == reference.n_iter_ + 1
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_sparse_dtypes(Estimator, dtype, counts):
+    X = sp.csr_matrix(counts[0].astype(dtype))
+    est = make(Estimator).fit(X)
+    expected = np.float32 if dtype == np.float32 else np.float64
+    Z = est.transform(X)
+    assert Z.dtype == expected and Z.shape == (X.shape[0], 2)
+    assert est.score_samples(X).dtype == expected
+    # decoded and generated rows are dense arrays
+    assert isinstance(est.inverse_transform(Z), np.ndarray)
+    assert isinstance(est.sample(3, random_state=0), np.ndarray)
+
+
+@pytest.mark.parametrize("likelihood", COUNTS)
+def test_csr_with_int64_indices(likelihood, counts):
+    X = sp.csr_matrix(counts[0])
+    wide = X.copy()  # as scikit-learn's checks make one: scipy keeps int32 otherwise
+    wide.indices, wide.indptr = X.indices.astype(np.int64), X.indptr.astype(np.int64)
+    assert wide.indices.dtype == np.int64
+    est = make(VAETransformer, likelihood=likelihood).fit(wide)
+    reference = make(VAETransformer, likelihood=likelihood).fit(X)
+    np.testing.assert_allclose(est.transform(wide), reference.transform(X))
+
+
+def test_input_is_not_modified(counts):
+    X = sp.csr_matrix(counts[0].astype(np.float32))
+    copy = X.copy()
+    est = make(VAETransformer, likelihood="poisson").fit(X)
+    est.score_samples(X)
+    est.partial_fit(X)
+    assert (X != copy).nnz == 0 and X.dtype == np.float32
+
+
+# ------------------------------------------------------------------- bad values
+@pytest.mark.parametrize("likelihood", COUNTS)
+@pytest.mark.parametrize("to_input", [np.asarray, sp.csr_matrix, sp.csc_matrix])
+@pytest.mark.parametrize(
+    "value, match", [(-1.0, "non-negative integers"), (0.5, "not all integers")]
+)
+def test_count_likelihoods_refuse_non_counts(likelihood, to_input, value, match, counts):
+    X = counts[0].copy()
+    X[2, 4] = value
+    with pytest.raises(ValueError, match=match):
+        make(VAETransformer, likelihood=likelihood).fit(to_input(X))
+
+
+@pytest.mark.parametrize("likelihood", COUNTS)
+def test_scoring_non_counts_is_refused(likelihood, fitted_counts, counts):
+    X = counts[0][:4].copy()
+    X[1, 2] = -3.0
+    with pytest.raises(ValueError, match="non-negative integers"):
+        fitted_counts[likelihood].score_samples(sp.csr_matrix(X))
+
+
+def test_sparse_unit_interval_check_counts_implicit_zeros():
+    # The stored values are all in [0.2, 2]: the implicit zeros are in range,
+    # the 2s are not.
+    X = sp.random(40, 6, density=0.3, random_state=0, format="csr")
+    X.data = 0.2 + 0.8 * X.data
+    X.data[0] = 2.0
+    with pytest.raises(ValueError, match=r"in \[0, 1\].*\[0, 2\]"):
+        make(VAETransformer, likelihood="bernoulli").fit(X)
+
+
+def test_sparse_values_too_large_are_refused():
+    X = sp.csr_matrix(np.eye(4) * 1e37)
+    with pytest.raises(ValueError, match="too large for the float32 network"):
+        make(VAETransformer).fit(X)
+
+
+# ------------------------------------------------------ never densified whole
+def test_fit_and_inference_densify_only_blocks_of_rows(monkeypatch):
+    # A small budget for the start's dense rows; every densified block of a
+    # 2,000-row matrix is then a minibatch or an inference chunk (1,024 rows).
+    monkeypatch.setattr(skvae._torch, "DENSE_ELEMENTS", 1000)
+    rng = np.random.RandomState(0)
+    X = sp.random(2000, 50, density=0.05, random_state=rng, format="csr")
+    X.data = np.ceil(10 * X.data)
+    shapes = []
+    original = sp.csr_matrix.toarray
+
+    def spy(self, *args, **kwargs):
+        shapes.append(self.shape)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(sp.csr_matrix, "toarray", spy)
+    monkeypatch.setattr(sp.csr_matrix, "todense", None)  # never called
+    for likelihood in ["gaussian", "poisson"]:
+        est = make(VAETransformer, likelihood=likelihood, max_iter=2, batch_size=64)
+        est.fit(X).transform(X)
+        est.score_samples(X)
+    assert shapes and max(rows for rows, _ in shapes) <= 1024
+
+
+def test_sparse_training_rows_share_the_matrix(counts):
+    from skvae._torch import SparseRows
+
+    X = sp.csr_matrix(counts[0].astype(np.float32))
+    rows = SparseRows(X)
+    subset = rows.subset([4, 1, 7])
+    assert subset.matrix is rows.matrix and rows.matrix.data is X.data  # no copies
+    torch.testing.assert_close(
+        subset[torch.tensor([0, 2])], torch.from_numpy(X[[4, 7]].toarray())
+    )
+    torch.testing.assert_close(subset[1:], torch.from_numpy(X[[1, 7]].toarray()))
+    assert subset.shape == (3, X.shape[1]) and len(subset) == 3
+
+
+def test_sparse_moments_match_the_dense_ones(monkeypatch, counts):
+    monkeypatch.setattr(skvae._likelihoods, "_SPARSE_CHUNK", 100)  # many chunks
+    X = counts[0]
+    monkeypatch.setattr(sp.csr_matrix, "toarray", None)  # sums, never densified
+    mean, var = _moments(sp.csr_matrix(X))
+    dense_mean, dense_var = _moments(torch.from_numpy(X))
+    torch.testing.assert_close(mean, dense_mean)
+    torch.testing.assert_close(var, dense_var)
+    for Likelihood in (Poisson, NegativeBinomial):
+        sparse, dense = Likelihood(X.shape[1]).double(), Likelihood(X.shape[1]).double()
+        torch.testing.assert_close(
+            sparse.init_output(sp.csr_matrix(X)), dense.init_output(torch.from_numpy(X))
+        )
+        for key, value in dense.state_dict().items():
+            torch.testing.assert_close(sparse.state_dict()[key], value)
+
+
+# ----------------------------------------------------------- the library size
+@pytest.mark.parametrize("likelihood", COUNTS)
+def test_codes_do_not_depend_on_the_rows_scale(likelihood, fitted_counts, counts):
+    est = fitted_counts[likelihood]
+    X = counts[0]
+    Z = est.transform(X)
+    np.testing.assert_allclose(est.transform(3 * X), Z, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        est.transform(sp.csr_matrix(7 * X)), Z, rtol=1e-10, atol=1e-12
+    )
+    # ...but the score does: it is a probability of these counts
+    assert not np.allclose(est.score_samples(3 * X), est.score_samples(X))
+
+
+@pytest.mark.parametrize("likelihood", COUNTS)
+def test_empty_rows_and_zero_columns(likelihood, fitted_counts, counts):
+    est = fitted_counts[likelihood]
+    X = counts[0]
+    scores = est.score_samples(X)
+    assert np.isfinite(scores).all()
+    # total 0: the counts are certainly all 0, log p(0 | l=0) = 0, up to the
+    # importance-sampling estimate of the integral of p(z) (about 0)
+    assert abs(scores[5]) < 0.5
+    assert np.isfinite(est.transform(np.zeros((2, X.shape[1])))).all()
+    # the feature no row had starts at a mean of 1e-4 counts and stays rare
+    means = est.inverse_transform(est.transform(X))
+    assert means[:, 3].max() < 0.05 * means.max()
+
+
+@pytest.mark.parametrize("likelihood", COUNTS)
+def test_decoded_means_sum_to_the_mean_training_total(likelihood, fitted_counts, counts):
+    est = fitted_counts[likelihood]
+    means = est.inverse_transform(est.transform(counts[0]))
+    np.testing.assert_allclose(means.sum(1), counts[0].sum(1).mean(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("likelihood", COUNTS)
+def test_samples_draw_totals_from_the_training_totals(likelihood, fitted_counts, counts):
+    est = fitted_counts[likelihood]
+    S = est.sample(3000, random_state=0)
+    assert (S >= 0).all() and np.array_equal(S, np.round(S))
+    totals = counts[0].sum(1)
+    # the sampled totals spread like the training totals, not around one value
+    assert np.mean(S.sum(1)) == pytest.approx(totals.mean(), rel=0.1)
+    for q in (0.1, 0.5, 0.9):
+        assert np.quantile(S.sum(1), q) == pytest.approx(np.quantile(totals, q), rel=0.25)
+    np.testing.assert_array_equal(S, est.sample(3000, random_state=0))
+
+
+def test_empty_row_has_zero_loss_and_finite_gradients():
+    for likelihood in (Poisson(4), NegativeBinomial(4)):
+        out = torch.randn(3, 4, requires_grad=True)
+        x = torch.tensor([[0.0, 0, 0, 0], [1, 0, 2, 0], [0, 0, 0, 5]])
+        nll = likelihood.nll(out, x)
+        assert nll[0].item() == 0.0
+        nll.sum().backward()
+        assert torch.isfinite(out.grad).all() and torch.isfinite(nll).all()
+
+
+def test_encoder_input_is_the_scale_free_composition():
+    likelihood = Poisson(3)
+    likelihood.mean_total.fill_(10.0)
+    x = torch.tensor([[1.0, 3.0, 0.0], [2.0, 6.0, 0.0], [0.0, 0.0, 0.0]])
+    expected = torch.log1p(torch.tensor([[2.5, 7.5, 0.0], [2.5, 7.5, 0.0], [0, 0, 0]]))
+    torch.testing.assert_close(likelihood.encoder_input(x), expected)
+
+
+@pytest.mark.parametrize("likelihood", COUNTS)
+def test_count_models_survive_pickle_and_save(likelihood, fitted_counts, counts, tmp_path):
+    est = fitted_counts[likelihood]
+    X = sp.csr_matrix(counts[0])
+    loaded = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(loaded.score_samples(X), est.score_samples(X))
+    path = est.save(tmp_path / "counts.skvae")
+    loaded = VAETransformer.load(path)
+    np.testing.assert_array_equal(loaded.score_samples(X), est.score_samples(X))
+    np.testing.assert_array_equal(
+        loaded.sample(5, random_state=1), est.sample(5, random_state=1)
+    )
+
+
+# ------------------------------------------------------- text in a Pipeline
+def _corpus(n=160, seed=0):
+    """Documents of two topics over a small vocabulary, and their topic."""
+    rng = np.random.RandomState(seed)
+    vocabulary = np.array([f"w{i}" for i in range(40)])
+    topics = rng.dirichlet(np.full(40, 0.2), size=2)
+    label = rng.randint(2, size=n)
+    docs = [
+        " ".join(rng.choice(vocabulary, size=rng.randint(5, 40), p=topics[k]))
+        for k in label
+    ]
+    return docs, label
+
+
+@pytest.mark.parametrize("likelihood", COUNTS)
+def test_pipeline_after_count_vectorizer(likelihood):
+    docs, label = _corpus()
+    pipe = make_pipeline(
+        CountVectorizer(),
+        make(VAETransformer, likelihood=likelihood, max_iter=30),
+        LogisticRegression(),
+    )
+    pipe.fit(docs[:120], label[:120])
+    assert pipe.score(docs[120:], label[120:]) > 0.8  # the topics are well apart
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+def test_pipeline_after_tfidf_vectorizer(likelihood):
+    docs, _ = _corpus()
+    pipe = make_pipeline(TfidfVectorizer(), make(VAETransformer, likelihood=likelihood))
+    Z = pipe.fit_transform(docs)
+    assert Z.shape == (len(docs), 2) and np.isfinite(pipe.score(docs))
+
+
+def test_grid_search_over_a_count_pipeline():
+    docs, _ = _corpus()
+    pipe = make_pipeline(CountVectorizer(), make(VAETransformer, likelihood="poisson"))
+    search = GridSearchCV(pipe, {"vaetransformer__n_components": [1, 3]}, cv=2)
+    search.fit(docs)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    assert search.best_estimator_.transform(docs[:3]).shape[0] == 3
