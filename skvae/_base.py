@@ -783,16 +783,18 @@ class _BaseAutoencoder(
         if table is not None and _is_dataframe(X):
             X = validate_table(self, X, reset=False)
             return X, table.encode(X)
+        nan = table is not None or (self._support()[0] is None and not sp.issparse(X))
         X = validate_data(
             self,
             X,
             reset=False,
             accept_sparse="csr",
             dtype=(np.float64, np.float32),
-            ensure_all_finite="allow-nan" if table is not None else True,
+            ensure_all_finite="allow-nan" if nan else True,
         )
         if table is not None:  # an array with missing values, or the table's columns
             return X, table.encode(X).astype(X.dtype, copy=False)
+        _check_no_nan(self, X, not sp.issparse(X) and bool(np.isnan(X).any()))
         _check_magnitude(X)
         return X, X
 
