@@ -311,6 +311,16 @@ def _check_no_nan(estimator, X, missing):
         )
 
 
+def _check_sparse_nan(X):
+    """Refuse NaN in a scipy.sparse X: missing values are modelled for dense X only."""
+    if sp.issparse(X) and X.dtype.kind in "fc" and np.isnan(X.data).any():
+        raise ValueError(
+            "Input X contains NaN in a sparse matrix. Missing values are modelled for "
+            "dense arrays and DataFrames only: pass X.toarray(), or impute X first, "
+            "e.g. with SimpleImputer."
+        )
+
+
 def _is_dataframe(X):
     return hasattr(X, "columns") and hasattr(X, "dtypes") and hasattr(X, "iloc")
 
@@ -532,6 +542,7 @@ class _BaseAutoencoder(
             if not reset:
                 table.check_batch(X)
             return table.encode(X), table
+        _check_sparse_nan(X)
         nan = "allow-nan" if self._support()[0] is None and not sp.issparse(X) else True
         X = validate_data(
             self,
@@ -783,6 +794,7 @@ class _BaseAutoencoder(
         if table is not None and _is_dataframe(X):
             X = validate_table(self, X, reset=False)
             return X, table.encode(X)
+        _check_sparse_nan(X)
         nan = table is not None or (self._support()[0] is None and not sp.issparse(X))
         X = validate_data(
             self,

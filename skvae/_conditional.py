@@ -502,8 +502,8 @@ def _check_fitted_range(key, values, column):
     outside = (values < low - margin) | (values > high + margin)
     if outside.any():
         raise ValueError(
-            f"given[{key!r}] = {values[outside][0]!r} is outside the range the model "
-            f"was fitted on, [{low:.6g}, {high:.6g}] for this column (give or take "
+            f"given[{key!r}] = {float(values[outside][0]):.6g} is outside the range the "
+            f"model was fitted on, [{low:.6g}, {high:.6g}] for this column (give or take "
             f"{RANGE_MARGIN:.0%} of its width); condition on a value within it."
         )
 

@@ -119,6 +119,17 @@ def test_input_is_not_modified(counts):
 
 
 # ------------------------------------------------------------------- bad values
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_nan_in_a_sparse_matrix_is_refused_with_what_to_do(Estimator, fitted_counts):
+    X = sp.csr_matrix(np.eye(60, 4) + 1.0)
+    X.data[0] = np.nan
+    match = "NaN in a sparse matrix.*toarray"
+    with pytest.raises(ValueError, match=match):
+        make(Estimator).fit(X)
+    with pytest.raises(ValueError, match=match):
+        fitted_counts["poisson"].transform(sp.csr_matrix(np.full((2, 30), np.nan)))
+
+
 @pytest.mark.parametrize("likelihood", COUNTS)
 @pytest.mark.parametrize("to_input", [np.asarray, sp.csr_matrix, sp.csc_matrix])
 @pytest.mark.parametrize(
