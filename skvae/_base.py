@@ -313,7 +313,11 @@ def _check_no_nan(estimator, X, missing):
 
 def _check_sparse_nan(X):
     """Refuse NaN in a scipy.sparse X: missing values are modelled for dense X only."""
-    if sp.issparse(X) and X.dtype.kind in "fc" and np.isnan(X.data).any():
+    if not sp.issparse(X) or X.dtype.kind not in "fc":
+        return
+    # dok and lil matrices keep their values elsewhere (lil: lists per row).
+    values = X.data if X.format in ("csr", "csc", "coo", "bsr") else X.tocsr().data
+    if np.isnan(values).any():
         raise ValueError(
             "Input X contains NaN in a sparse matrix. Missing values are modelled for "
             "dense arrays and DataFrames only: pass X.toarray(), or impute X first, "

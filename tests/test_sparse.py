@@ -124,8 +124,9 @@ def test_nan_in_a_sparse_matrix_is_refused_with_what_to_do(Estimator, fitted_cou
     X = sp.csr_matrix(np.eye(60, 4) + 1.0)
     X.data[0] = np.nan
     match = "NaN in a sparse matrix.*toarray"
-    with pytest.raises(ValueError, match=match):
-        make(Estimator).fit(X)
+    for fmt in ("csr", "coo", "dok", "lil"):  # dok and lil keep no .data array
+        with pytest.raises(ValueError, match=match):
+            make(Estimator).fit(X.asformat(fmt))
     with pytest.raises(ValueError, match=match):
         fitted_counts["poisson"].transform(sp.csr_matrix(np.full((2, 30), np.nan)))
 
