@@ -333,7 +333,7 @@ def validate_table(estimator, X, reset):
     """Check a DataFrame's shape and column names (set them when ``reset``)."""
     if not _is_dataframe(X):
         raise ValueError(
-            f"{type(estimator).__name__} was fitted on a mixed-type DataFrame; pass a "
+            f"{type(estimator).__name__} was fitted on a DataFrame; pass a "
             "DataFrame with the same columns."
         )
     if X.shape[0] == 0 or X.shape[1] == 0:
@@ -661,8 +661,9 @@ class _BaseAutoencoder(
         if table is not None and support is not None:
             raise ValueError(
                 f"{param} applies to numeric arrays; the numeric columns of a "
-                "mixed-type DataFrame are standardized and modelled with a Gaussian "
-                "(squared error). Use the default option."
+                "table (a DataFrame, or an array with missing values) are mapped to "
+                "normal scores and modelled with a Gaussian (squared error). Use the "
+                "default option, or fill the missing values first."
             )
         self._check_values(X, training=True)
         device = resolve_device(self.device)
@@ -1087,8 +1088,9 @@ class _BaseAutoencoder(
         ------
         ValueError
             If ``part`` is not "encoder" or "decoder", or the estimator was
-            fitted on a mixed-type DataFrame: its network reads and writes an
-            internal encoding of the table that no public method exposes.
+            a model of a table (fitted on a DataFrame, or on an array with
+            missing values): its network reads and writes an internal
+            encoding of the table that no public method exposes.
             Encode the table yourself (e.g. with a ``ColumnTransformer``) and
             fit on the numeric result to export.
 

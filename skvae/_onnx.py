@@ -18,14 +18,15 @@ PARTS = {"encoder": ("X", "Z"), "decoder": ("Z", "X")}
 
 #: Why a model of a mixed-type table is not exported, and what to do instead.
 TABLE_MESSAGE = (
-    "export_onnx cannot export a model fitted on a mixed-type DataFrame: its "
-    "network reads and writes an internal encoding of the table (standardized "
-    "numbers, missing-value indicators, one-hot categories) that no public method "
-    "produces or decodes, so neither the encoder nor the decoder would take or "
-    "give the table's columns. To serve the model with ONNX, encode the table "
-    "yourself (e.g. a ColumnTransformer with StandardScaler and OneHotEncoder), "
-    "fit the estimator on that numeric array and export it; otherwise use "
-    "transform and inverse_transform."
+    "export_onnx cannot export a model of a table (fitted on a DataFrame, or on "
+    "an array with missing values): its network reads and writes an internal "
+    "encoding of the table (normal scores of the numeric columns, missing-value "
+    "indicators, one-hot categories) that no public method produces or decodes, "
+    "so neither the encoder nor the decoder would take or give the table's "
+    "columns. To serve the model with ONNX, encode the table yourself (e.g. a "
+    "ColumnTransformer with SimpleImputer, StandardScaler and OneHotEncoder), fit "
+    "the estimator on that numeric array (X.to_numpy() for an all-numeric "
+    "DataFrame) and export it; otherwise use transform and inverse_transform."
 )
 
 # One export at a time: the exporter's loggers and the warning filters are
