@@ -5,6 +5,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.special import ndtr, ndtri
 
 from .exceptions import _warn
@@ -338,6 +339,10 @@ def from_scores(column, z):
     return _clip_to(values, column.dtype)
 
 
+#: Rows read at a time when looking for the columns that gate missing values.
+_GATE_CHUNK = 8192
+
+
 def _state_codes(column, X):
     """Per-row codes of the state a column can gate missing values with, or None.
 
@@ -368,21 +373,49 @@ def find_gates(columns, X):
     positions; state codes as :func:`_state_codes` gives them).
     """
     codes = {i: _state_codes(c, X) for i, c in enumerate(columns)}
+    candidates = [j for j, code in codes.items() if code is not None]
+    targets = [i for i, c in enumerate(columns) if c.kind == "numeric" and c.missing]
+    if not targets or not candidates:
+        return []
+    # Rows per state of every candidate gate, and missing rows of every target
+    # per state, at once: one one-hot matrix of all candidates' states
+    # (codes start at -1) times the targets' missing indicators, in row
+    # chunks, so that wide tables stay fast and memory stays bounded.
+    sizes = [int(codes[j].max()) + 2 for j in candidates]
+    offsets = dict(zip(candidates, np.cumsum([0, *sizes[:-1]])))
+    n, width = X.shape[0], int(sum(sizes))
+    rows = np.zeros(width)
+    missed = np.zeros((len(targets), width))
+    for begin in range(0, n, _GATE_CHUNK):
+        part = slice(begin, min(begin + _GATE_CHUNK, n))
+        states = np.column_stack([codes[j][part] + 1 + offsets[j] for j in candidates])
+        one_hot = sp.csr_matrix(
+            (
+                np.ones(states.size),
+                states.ravel(),
+                np.arange(0, states.size + 1, len(candidates)),
+            ),
+            shape=(states.shape[0], width),
+        )
+        rows += np.asarray(one_hot.sum(axis=0)).ravel()
+        missing = np.column_stack([codes[i][part] == 1 for i in targets])
+        missed += (one_hot.T @ missing.astype(np.float64)).T
     gates, gated, rules = set(), set(), []
-    for i, c in enumerate(columns):
-        if c.kind != "numeric" or not c.missing or i in gates:
+    for t, i in enumerate(targets):
+        if i in gates:
             continue
-        missing = codes[i] == 1
         best = None
-        for j, code in codes.items():
-            if j == i or j in gated or code is None:
+        for j, size in zip(candidates, sizes):
+            if j == i or j in gated:
                 continue
-            when_missing, when_observed = set(code[missing]), set(code[~missing])
-            always = sorted(when_missing - when_observed)
-            never = sorted(when_observed - when_missing)
-            decided = np.isin(code, always + never).mean()
+            cells = slice(offsets[j], offsets[j] + size)
+            count, miss = rows[cells], missed[t, cells]
+            present = count > 0
+            always = np.flatnonzero(present & (miss == count))
+            never = np.flatnonzero(present & (miss == 0))
+            decided = (count[always].sum() + count[never].sum()) / n
             if decided > 0 and (best is None or decided > best[0]):
-                best = (decided, j, always, never)
+                best = (decided, j, (always - 1).tolist(), (never - 1).tolist())
         if best is not None:
             _, j, always, never = best
             rules.append(
