@@ -53,66 +53,22 @@ import warnings
 import numpy as np
 import pandas as pd
 import torch
-from palmerpenguins import load_penguins
+from real_tables import is_numeric, load_anes96, load_fair, load_penguins
 from sklearn.ensemble import ExtraTreesRegressor
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 from sklearn.model_selection import train_test_split
-from statsmodels.datasets import anes96, fair
 from threadpoolctl import threadpool_limits
 
 from skvae import VAEImputer, VAETransformer
 
 SEED = 0
-OCCUPATIONS = {
-    1: "student",
-    2: "farming, semi-skilled or unskilled",
-    3: "white-collar",
-    4: "teacher, nurse, artist, technician",
-    5: "managerial, business",
-    6: "professional, advanced degree",
-}
-
-
-def as_category(codes, labels):
-    return pd.Categorical(codes.astype(int).map(labels), categories=list(labels.values()))
-
-
-def load_anes96():
-    df = anes96.load_pandas().data.drop(columns="logpopul")
-    parties = [f"{p} democrat" for p in ("strong", "weak", "independent")]
-    parties += ["independent"]
-    parties += [f"{p} republican" for p in ("independent", "weak", "strong")]
-    grades = ["1-8 grades", "some high school", "high school", "some college", "college"]
-    grades += ["master's", "PhD"]
-    df["PID"] = as_category(df["PID"], dict(enumerate(parties)))
-    df["educ"] = as_category(df["educ"], dict(enumerate(grades, start=1)))
-    df["vote_dole"] = df.pop("vote").astype(bool)
-    ints = ["TVnews", "selfLR", "ClinLR", "DoleLR", "age", "income"]
-    return df.astype(dict.fromkeys(ints, "int64"))
-
-
-def load_fair():
-    df = fair.load_pandas().data
-    ratings = ["very poor", "poor", "fair", "good", "very good"]
-    df["rate_marriage"] = as_category(df["rate_marriage"], dict(enumerate(ratings, 1)))
-    faiths = ["not", "mildly", "fairly", "strongly"]
-    df["religious"] = as_category(df["religious"], dict(enumerate(faiths, start=1)))
-    df["occupation"] = as_category(df["occupation"], OCCUPATIONS)
-    df["occupation_husb"] = as_category(df["occupation_husb"], OCCUPATIONS)
-    return df.astype({"educ": "int64"})
-
-
 DATASETS = {"penguins": load_penguins, "anes96": load_anes96, "fair": load_fair}
 #: (categorical column, level) and numeric column of the conditional-sampling test.
 CONDITIONS = {
     "penguins": (("species", "Gentoo"), "body_mass_g"),
     "anes96": (("PID", "strong republican"), "age"),
 }
-
-
-def is_numeric(column):
-    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
 
 
 # ------------------------------------------------------------ conditional sampling
