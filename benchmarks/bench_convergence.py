@@ -104,7 +104,6 @@ process may use, torch's version and the load average at the start.
 """
 
 import argparse
-import functools
 import math
 import os
 import platform
@@ -116,7 +115,11 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-from bench_speed import _stack, table  # the same tables and plain networks
+from bench_speed import (  # the same tables, plain networks and loop timing
+    _stack,
+    table,
+    timing_training_loop,
+)
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
@@ -224,41 +227,10 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-@contextmanager
-def watching_training():
-    """Record the duration and torch thread count of each ``train`` call inside fits.
-
-    This reaches into skvae's private ``_base`` module, as ``bench_speed.py`` does;
-    if a refactor moves ``train``, the list stays empty.
-    """
-    from skvae import _base
-
-    calls = []
-    original = getattr(_base, "train", None)
-    if original is None:
-        yield calls
-        return
-
-    @functools.wraps(original)
-    def watched(*args, **kwargs):
-        threads = torch.get_num_threads()
-        start = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            calls.append({"seconds": time.perf_counter() - start, "threads": threads})
-
-    _base.train = watched
-    try:
-        yield calls
-    finally:
-        _base.train = original
-
-
 def fit(Estimator, X, device, **params):
     """Fit once: the estimator, its wall time, the warnings raised, the train calls."""
     est = Estimator(device=str(device), **params)
-    with warnings.catch_warnings(record=True) as caught, watching_training() as calls:
+    with warnings.catch_warnings(record=True) as caught, timing_training_loop() as calls:
         warnings.simplefilter("always")
         _sync(device)
         start = time.perf_counter()

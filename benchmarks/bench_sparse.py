@@ -58,6 +58,7 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 import torch
+from bench_speed import fmt_seconds, table, verdict  # the same reports
 from scipy.special import gammaln, logsumexp
 from sklearn.decomposition import NMF, LatentDirichletAllocation, TruncatedSVD
 from sklearn.linear_model import LogisticRegression
@@ -131,35 +132,6 @@ class Truth:
         joint += self.log_w
         log_p = logsumexp(joint, axis=1)
         return log_p, np.exp(joint - log_p[:, None])
-
-
-# ------------------------------------------------------------------- reports
-def summary(values):
-    values = np.asarray(values, dtype=float)
-    return float(np.median(values)), float(values.min()), float(values.max())
-
-
-def fmt_seconds(values):
-    med, lo, hi = summary(values)
-    return f"{med:.3f} [{lo:.3f}-{hi:.3f}]"
-
-
-def table(header, rows):
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells):
-        padded = (str(c).ljust(w) for c, w in zip(cells, widths, strict=True))
-        return "| " + " | ".join(padded) + " |"
-
-    print(line(header))
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in rows:
-        print(line(row))
-    print()
-
-
-def verdict(ok):
-    return "met" if ok else "NOT met"
 
 
 # ------------------------------------------------------------ likelihood, codes

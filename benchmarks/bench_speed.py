@@ -166,29 +166,31 @@ def hand_written(X, device, batch_size, epochs, seed):
 def timing_training_loop():
     """Time each call of skvae's training loop, ``train``, as ``fit`` makes it.
 
-    Yields the list that the durations are appended to. This reaches into skvae's
-    private ``_base`` module; if a refactor moves ``train``, the list stays empty and
-    only the all-in ``fit`` figures are reported.
+    Yields the list that each call's ``{"seconds", "threads"}`` (its duration and
+    torch's thread count) is appended to. This reaches into skvae's private
+    ``_base`` module; if a refactor moves ``train``, the list stays empty and only
+    the all-in ``fit`` figures are reported.
     """
     from skvae import _base
 
-    durations = []
+    calls = []
     original = getattr(_base, "train", None)
     if original is None:
-        yield durations
+        yield calls
         return
 
     @functools.wraps(original)
     def timed_train(*args, **kwargs):
+        threads = torch.get_num_threads()
         start = time.perf_counter()
         try:
             return original(*args, **kwargs)
         finally:  # train ends on the host (one .item() per epoch): no sync needed
-            durations.append(time.perf_counter() - start)
+            calls.append({"seconds": time.perf_counter() - start, "threads": threads})
 
     _base.train = timed_train
     try:
-        yield durations
+        yield calls
     finally:
         _base.train = original
 
@@ -211,7 +213,7 @@ def skvae_fit(Estimator, X, device, batch_size, max_iter, seed):
         est.fit(X)
         _sync(device)
         total = time.perf_counter() - start
-    return total, (sum(loop) if loop else None), est.n_iter_
+    return total, (sum(c["seconds"] for c in loop) if loop else None), est.n_iter_
 
 
 def skorch_fit(X, device, batch_size, epochs, seed):
