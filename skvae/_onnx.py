@@ -16,7 +16,8 @@ from ._likelihoods import Blocks
 #: The parts that can be exported: (input name, output name) of each graph.
 PARTS = {"encoder": ("X", "Z"), "decoder": ("Z", "X")}
 
-#: Why a model of a mixed-type table is not exported, and what to do instead.
+#: Why a model of a table (a DataFrame, or an array with missing values) is not
+#: exported, and what to do instead.
 TABLE_MESSAGE = (
     "export_onnx cannot export a model of a table (fitted on a DataFrame, or on "
     "an array with missing values): its network reads and writes an internal "
@@ -91,8 +92,9 @@ def export_module(module, path, part, n_inputs):
     Raises
     ------
     ValueError
-        If the model is of a mixed-type table (its likelihood is a
-        :class:`~._likelihoods.Blocks`), whose encoding no public method exposes.
+        If the model is of a table (a DataFrame, or an array with missing values:
+        its likelihood is a :class:`~._likelihoods.Blocks`), whose encoding no
+        public method exposes.
     ImportError
         If ``onnx`` or ``onnxscript`` is missing, or torch is older than 2.5.
     """

@@ -150,3 +150,20 @@ def test_mixed_type_table_is_refused_with_what_to_do(tmp_path, capfd):
     est = fitted(AutoencoderTransformer, {}, numbers)
     _, Z = run(est.export_onnx(tmp_path / "numbers.onnx"), numbers)
     assert_allclose(Z, est.transform(numbers), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("likelihood", ["poisson", "negative_binomial"])
+def test_count_model_exports_its_input_scaling_and_expected_counts(likelihood, tmp_path):
+    # The encoder of a count model reads log1p(x * mean_total / row total), and
+    # the decoder gives expected counts at the mean training total: both must be
+    # inside the graphs, not only in the estimator's Python code.
+    rng = np.random.RandomState(0)
+    counts = rng.poisson(rng.gamma(2.0, 2.0, size=(60, 7))).astype(np.float32)
+    counts[::3] *= 3  # rows of different totals
+    est = fitted(VAETransformer, {"likelihood": likelihood}, counts)
+    Z = est.transform(counts)
+    _, Z_onnx = run(est.export_onnx(tmp_path / "encoder.onnx"), counts)
+    assert_allclose(Z_onnx, Z, rtol=1e-5, atol=1e-6)
+    _, X_onnx = run(est.export_onnx(tmp_path / "decoder.onnx", part="decoder"), Z)
+    assert_allclose(X_onnx, est.inverse_transform(Z), rtol=1e-5, atol=1e-5)
+    assert (X_onnx >= 0).all()
