@@ -416,7 +416,7 @@ def _check_gates(gates, columns):
         i, j = rule["column"], rule["gate"]
         n = len(columns)
         ok = _is_int(i, 0) and i < n and _is_int(j, 0) and j < n and i != j
-        ok = ok and columns[i]["kind"] == "numeric" and columns[i]["missing"]
+        ok = ok and columns[i]["kind"] != "boolean" and columns[i]["missing"]
         _expect(ok, "a missing-value gate's columns", "two table columns", rule)
         gate = columns[j]
         _expect(

@@ -360,21 +360,28 @@ def _state_codes(column, X):
     return None
 
 
-def find_gates(columns, X):
-    """Rules that tie a numeric column's missing values to another column's state.
+def _missing_code(column):
+    """The state code (as :func:`_state_codes` gives it) of a missing value."""
+    return column.width - 1 if column.kind == "categorical" else 1
 
-    For each numeric column with missing values (in order), the other column
-    whose states decide it on the most rows: the states under which the
-    column was always missing in fit, and those under which it never was.
-    Decoding then sets the missing indicator from the gate's decoded state
-    where it decides, and keeps the drawn indicator elsewhere. Columns that
-    gate are not gated, so decoding applies the rules in one pass. Returns
-    a list of dicts ``{"column", "gate", "missing", "observed"}`` (table column
-    positions; state codes as :func:`_state_codes` gives them).
+
+def find_gates(columns, X):
+    """Rules that tie a column's missing values to another column's state.
+
+    For each column with missing values (the numeric ones in order, then the
+    categorical ones), the other column whose states decide it on the most
+    rows: the states under which the column was always missing in fit, and
+    those under which it never was. Decoding then sets the missing value (a
+    numeric column's indicator, a categorical column's missing level) from the
+    gate's decoded state where it decides, and keeps the drawn one elsewhere.
+    Columns that gate are not gated, so decoding applies the rules in one
+    pass. Returns a list of dicts ``{"column", "gate", "missing", "observed"}``
+    (table column positions; state codes as :func:`_state_codes` gives them).
     """
     codes = {i: _state_codes(c, X) for i, c in enumerate(columns)}
     candidates = [j for j, code in codes.items() if code is not None]
     targets = [i for i, c in enumerate(columns) if c.kind == "numeric" and c.missing]
+    targets += [i for i, c in enumerate(columns) if c.kind == "categorical" and c.missing]
     if not targets or not candidates:
         return []
     # Rows per state of every candidate gate, and missing rows of every target
@@ -398,7 +405,9 @@ def find_gates(columns, X):
             shape=(states.shape[0], width),
         )
         rows += np.asarray(one_hot.sum(axis=0)).ravel()
-        missing = np.column_stack([codes[i][part] == 1 for i in targets])
+        missing = np.column_stack(
+            [codes[i][part] == _missing_code(columns[i]) for i in targets]
+        )
         missed += (one_hot.T @ missing.astype(np.float64)).T
     gates, gated, rules = set(), set(), []
     for t, i in enumerate(targets):
@@ -763,11 +772,20 @@ class Table:
                 block = M[:, c.start : c.start + c.width]
                 values[i] = states[i] = self._choose(block, rng)
         for rule in self.gates:  # missing values where the data tie them to a state
-            state, missing = states[rule["gate"]], values[rule["column"]][1]
-            missing = np.where(np.isin(state, rule["missing"]), True, missing)
-            values[rule["column"]][1] = np.where(
-                np.isin(state, rule["observed"]), False, missing
-            )
+            state, i = states[rule["gate"]], rule["column"]
+            forced = np.isin(state, rule["missing"])
+            kept = np.isin(state, rule["observed"])
+            if self.columns[i].kind == "numeric":
+                missing = np.where(forced, True, values[i][1])
+                values[i][1] = np.where(kept, False, missing)
+                continue
+            c = self.columns[i]  # a categorical column: its missing level is last
+            codes = np.where(forced, c.width - 1, values[i])
+            redraw = kept & (codes == c.width - 1)
+            if redraw.any():  # a level, drawn as the block's observed levels say
+                block = M[redraw, c.start : c.start + c.width - 1]
+                codes[redraw] = self._choose(np.maximum(block, 1e-12), rng)
+            values[i] = codes
         if self.array:
             out = np.empty((M.shape[0], len(self.columns)), dtype=self.columns[0].dtype)
             for i in range(len(self.columns)):

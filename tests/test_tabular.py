@@ -639,6 +639,37 @@ def test_gates_are_found_from_the_data():
     assert rules[1] == {"column": 1, "gate": 2, "missing": [0], "observed": []}
 
 
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_structural_missingness_of_categorical_columns_is_preserved(Estimator):
+    # ``sector`` (a category) and ``full_time`` (a nullable boolean) are missing
+    # exactly when ``employed`` is False; ``union`` is missing only then.
+    rng = np.random.RandomState(0)
+    frame = structural_frame()
+    employed = frame["employed"].to_numpy()
+    sector = rng.choice(["public", "private", "self"], len(frame))
+    frame["sector"] = pd.Categorical(np.where(employed, sector, None))
+    frame["full_time"] = pd.array(
+        np.where(employed, rng.rand(len(frame)) < 0.7, None), dtype="boolean"
+    )
+    union = np.where(rng.rand(len(frame)) < 0.5, "yes", "no")
+    frame["union"] = np.where(employed & (rng.rand(len(frame)) < 0.5), union, None)
+    est = Estimator(**MARGINAL).fit(frame)
+    gated = {est._table.columns[r["column"]].name: r for r in est._table.gates}
+    assert {"sector", "full_time", "union"} <= set(gated)
+    for draw in (
+        est.sample(3000, random_state=0),
+        est.inverse_transform(est.transform(frame)),
+    ):
+        unemployed = ~draw["employed"].to_numpy(bool)
+        for name in ("sector", "full_time"):
+            np.testing.assert_array_equal(draw[name].isna().to_numpy(), unemployed)
+        assert draw["union"].isna()[unemployed].all()
+    samples = est.sample(3000, random_state=0)
+    share = samples["union"].isna()[samples["employed"].to_numpy(bool)].mean()
+    assert 0.2 < share < 0.8  # drawn, not forced, among the employed (data: 0.5)
+    assert set(samples["sector"].dropna()) == {"public", "private", "self"}
+
+
 # ------------------------------------------------ all-numeric frames and arrays
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
 def test_all_numeric_frame_is_a_table(Estimator):
@@ -787,6 +818,7 @@ CORRUPTIONS = {
     "range reversed": lambda t: _column(t, 0).__setitem__("low", 1e9),
     "a gate on itself": lambda t: t["gates"][0]["dict"].__setitem__("gate", 0),
     "a gate state too large": lambda t: t["gates"][0]["dict"]["missing"].append(7),
+    "a boolean column gated": lambda t: t["gates"][0]["dict"].update(column=2, gate=0),
 }
 
 
