@@ -544,7 +544,7 @@ class _BaseAutoencoder(
         if table is not None and not table.array:
             X = validate_table(self, X, reset=reset)
             if not reset:
-                table.check_batch(X)
+                table = table.check_batch(X)
             return table.encode(X), table
         _check_sparse_nan(X)
         nan = "allow-nan" if self._support()[0] is None and not sp.issparse(X) else True
@@ -564,7 +564,7 @@ class _BaseAutoencoder(
             table = Table.from_array(X, self.numeric_transform)
         if table is not None:
             if not reset:
-                table.check_batch(X)
+                table = table.check_batch(X)
             return table.encode(X), table
         _check_no_nan(self, X, missing)
         return X, None

@@ -507,6 +507,11 @@ def _check_marginal(column, where):
 def _check_column(column, start):
     """Check one column of a table's state, which starts at ``start``; its width."""
     fields = set(column) if isinstance(column, dict) else None
+    unseen = None
+    if fields is not None and "unseen" in fields:  # files written before lack it
+        unseen = column["unseen"]
+        column = {k: v for k, v in column.items() if k != "unseen"}
+        fields = set(column)
     if fields not in (_COLUMN_FIELDS, _COLUMN_FIELDS | _MARGINAL_FIELDS):
         raise _corrupted(f"unexpected table column {_brief(column)}.")
     name, kind, dtype, levels = (column[k] for k in ("name", "kind", "dtype", "levels"))
@@ -557,6 +562,7 @@ def _check_column(column, start):
         )
     if not categorical:
         _expect(levels is None, f"{where} levels", "None", levels)
+        _expect(unseen is None, f"{where} unseen levels", "None", unseen)
         return 1 + column["missing"]
     _expect(
         isinstance(levels, list)
@@ -566,6 +572,17 @@ def _check_column(column, start):
         f"{where} levels",
         "a list of distinct strings or numbers",
         levels,
+    )
+    _expect(
+        unseen is None
+        or (
+            isinstance(unseen, list)
+            and all(_is_int(k, 0) and k < len(levels) for k in unseen)
+            and len(set(unseen)) == len(unseen)
+        ),
+        f"{where} unseen levels",
+        "distinct indices of its levels",
+        unseen,
     )
     return len(levels) + column["missing"]
 

@@ -1,8 +1,9 @@
 """Tables: DataFrame columns (or an array's, with NaN) <-> the blocks networks model."""
 
+import copy
 import numbers
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -117,6 +118,7 @@ class Column:
     atoms: np.ndarray = None
     atom_low: np.ndarray = None
     atom_high: np.ndarray = None
+    unseen: list = None  # categorical, partial_fit: declared levels no batch has held
 
     @property
     def width(self):
@@ -495,6 +497,8 @@ class Table:
                     # fit gives levels that never occur no probability; partial_fit
                     # keeps every declared level, as later batches may hold them
                     column.levels = levels if declared else [v for v in levels if v in seen]
+                    if declared:  # never sampled until a batch holds them
+                        column.unseen = [i for i, v in enumerate(levels) if v not in seen]
                 else:
                     column.levels = seen
             elif kind == "numeric":
@@ -626,7 +630,15 @@ class Table:
         Levels the first batch neither showed nor declared encode as unknown
         (all zeros), and missing values in a column that had none are imputed:
         neither is learned.
+
+        Returns
+        -------
+        table : Table
+            This table, or (when the batch holds declared levels that no batch
+            held before) a copy that no longer keeps them from being sampled;
+            the caller keeps it once the batch is learned.
         """
+        table = self._with_levels_of(X)
         if self.array:
             new = [
                 c.name
@@ -656,6 +668,24 @@ class Table:
                 "missing values are a level of its own), or use fit on all the data.",
                 UserWarning,
             )
+        return table
+
+    def _with_levels_of(self, X):
+        """This table, or a copy whose ``unseen`` levels exclude those X holds."""
+        if self.array or not any(c.unseen for c in self.columns):
+            return self
+        columns, changed = list(self.columns), False
+        for i, c in enumerate(columns):
+            if c.unseen:
+                held = set(_unique(X[c.name]))
+                unseen = [k for k in c.unseen if c.levels[k] not in held]
+                if len(unseen) < len(c.unseen):
+                    columns[i], changed = replace(c, unseen=unseen), True
+        if not changed:
+            return self
+        table = copy.copy(self)
+        table.columns = columns
+        return table
 
     def log_jacobian(self, X):
         """Per-row ``sum_j log |dz_j / dx_j|`` of the observed numeric entries of X.
@@ -770,6 +800,9 @@ class Table:
                 states[i] = values[i].astype(np.int64)
             else:
                 block = M[:, c.start : c.start + c.width]
+                if c.unseen:  # declared levels that no partial_fit batch has held
+                    block = block.copy()
+                    block[:, c.unseen] = 0.0
                 values[i] = states[i] = self._choose(block, rng)
         for rule in self.gates:  # missing values where the data tie them to a state
             state, i = states[rule["gate"]], rule["column"]

@@ -16,7 +16,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from skvae import AutoencoderTransformer, VAETransformer
 from skvae._networks import VAE
 from skvae._tabular import Column, fit_numeric, from_scores, to_scores
-from skvae.exceptions import PosteriorCollapseWarning
+from skvae.exceptions import NonFiniteLossError, PosteriorCollapseWarning
 
 # Tiny fits stop before they converge; this file tests the table, not the fit.
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -768,6 +768,39 @@ def test_partial_fit_knows_the_declared_levels_from_the_first_batch():
     assert est._table.encode(later)[:, 1].sum() == 50  # encoded as its own level
 
 
+def test_partial_fit_never_samples_a_declared_level_no_batch_held(tmp_path):
+    rng = np.random.RandomState(0)
+    dtype = pd.CategoricalDtype(["a", "b", "c", "d"])
+
+    def batch(levels):
+        k = pd.Series(rng.choice(levels, 60), dtype=dtype)
+        return pd.DataFrame({"k": k, "x": rng.normal(size=60)})
+
+    est = VAETransformer(**MARGINAL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PosteriorCollapseWarning)
+        est.partial_fit(batch(["a", "b"]))
+        samples = est.sample(3000, random_state=0)
+        assert set(samples["k"]) == {"a", "b"} and samples["k"].dtype == dtype
+        first = est._table
+        est.partial_fit(batch(["a", "b", "c"]))
+    assert first.columns[0].unseen == [2, 3]  # the earlier table is left alone
+    assert est._table.columns[0].unseen == [3]
+    # Mass on a declared level is dropped while no batch has held it.
+    probabilities = np.array([[0.1, 0.05, 0.6, 0.25, 0.5]])  # k's four levels, then x
+    assert first.decode(probabilities, None)["k"].tolist() == ["a"]
+    assert est._table.decode(probabilities, None)["k"].tolist() == ["c"]
+    draws = est._table.decode(np.repeat(probabilities, 2000, 0), np.random.RandomState(0))
+    assert set(draws["k"]) == {"a", "b", "c"}
+    loaded = VAETransformer.load(est.save(tmp_path / "m.skvae"))
+    assert loaded._table.columns[0].unseen == [3]
+    pd.testing.assert_frame_equal(loaded.sample(500, random_state=1), est.sample(500, 1))
+    est.set_params(learning_rate=1e30)
+    with pytest.raises(NonFiniteLossError):  # a batch that fails changes nothing
+        est.partial_fit(batch(["d"]))
+    assert est._table.columns[0].unseen == [3]
+
+
 def test_partial_fit_warns_about_what_the_first_batch_did_not_declare():
     rng = np.random.RandomState(0)
     first = pd.DataFrame({"k": ["a", "b"] * 25, "x": rng.normal(size=50)})
@@ -819,6 +852,7 @@ CORRUPTIONS = {
     "a gate on itself": lambda t: t["gates"][0]["dict"].__setitem__("gate", 0),
     "a gate state too large": lambda t: t["gates"][0]["dict"]["missing"].append(7),
     "a boolean column gated": lambda t: t["gates"][0]["dict"].update(column=2, gate=0),
+    "unseen levels of a numeric column": lambda t: _column(t, 0).update(unseen=[0]),
 }
 
 
