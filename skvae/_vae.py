@@ -76,10 +76,11 @@ class VAETransformer(_BaseAutoencoder):
         for 10,000, 1024 for 100,000, 2048 from 400,000).
     max_iter : int or "auto", default="auto"
         Maximum number of epochs (passes over the data). "auto" gives a fit
-        about 5,000 optimizer steps, growing as ``(n / 100,000) ** 0.25``
-        beyond 100,000 rows: the epochs that make them, within [5, 1000]
-        (about 330 epochs for 1,000 rows, 140 for 10,000, 57 for 100,000, 20
-        for a million), instead of a fixed number of passes that is too few
+        about 5,000 optimizer steps, 6.25 per row below 800 rows and
+        growing as ``(n / 100,000) ** 0.25`` beyond 100,000 rows: the epochs
+        that make them, within [5, 1000] (about 190 epochs for 300 rows, 330
+        for 1,000, 140 for 10,000, 57 for 100,000, 20 for a million),
+        instead of a fixed number of passes that is too few
         steps for small data and too slow for large. Either way
         the learning rate follows a cosine from ``learning_rate`` down to 5%
         of it over the budget's steps, and training may stop earlier

@@ -1,5 +1,6 @@
 """The training engine: fit-free tests of the loop, and its robustness in the estimators."""
 
+import copy
 import math
 
 import numpy as np
@@ -12,8 +13,11 @@ from skvae import AutoencoderTransformer, VAETransformer
 from skvae._networks import BACKGROUND_WEIGHT, Autoencoder, Terms
 from skvae._training import (
     ANNEAL_FLOOR,
+    AUTO_FULL_ROWS,
+    AUTO_STEPS,
     Schedule,
     TrainConfig,
+    _snapshot,
     auto_learning_rate,
     budget,
     improving,
@@ -176,8 +180,9 @@ def test_improving_is_relative_to_the_progress():
 @pytest.mark.parametrize(
     "n_rows, batch_size, max_iter, expected",
     [
-        (50, "auto", "auto", (32, 1000)),  # 2 steps an epoch: at most 1000 epochs
-        (300, "auto", "auto", (32, 500)),  # 10 steps an epoch: 5,000 steps
+        (50, "auto", "auto", (32, 156)),  # 312 steps: 6.25 per row below 800 rows
+        (300, "auto", "auto", (32, 188)),  # 10 steps an epoch: about 1,875 steps
+        (800, "auto", "auto", (64, 385)),  # 13 steps an epoch: 5,000 steps
         (900, "auto", "auto", (64, 333)),
         (9_000, "auto", "auto", (256, 139)),
         (90_000, "auto", "auto", (1024, 57)),
@@ -188,6 +193,26 @@ def test_improving_is_relative_to_the_progress():
 )
 def test_budget(n_rows, batch_size, max_iter, expected):
     assert budget(n_rows, batch_size, max_iter) == expected
+
+
+def test_budget_steps_grow_with_the_rows_up_to_auto_full_rows():
+    def steps(n):
+        batch_size, epochs = budget(n)
+        return epochs * math.ceil(n / batch_size)
+
+    small = [steps(n) for n in (100, 200, 400, 600)]
+    assert small == sorted(small)
+    for n in (100, 200, 400, 600):  # about 6.25 steps per row, up to rounding
+        assert steps(n) == pytest.approx(AUTO_STEPS * n / AUTO_FULL_ROWS, rel=0.05)
+    for n in (AUTO_FULL_ROWS, 5_000, 50_000):  # the full budget from AUTO_FULL_ROWS on
+        assert steps(n) == pytest.approx(AUTO_STEPS, rel=0.05)
+
+
+def test_auto_max_iter_of_a_small_fit_is_the_budget_of_its_rows():
+    X = np.random.RandomState(0).normal(size=(100, 3))
+    params = dict(hidden_layer_sizes=(4,), early_stopping=False, n_iter_no_change=10**6)
+    est = VAETransformer(**params, random_state=0).fit(X)  # nothing stops it early
+    assert est.n_iter_ == budget(100)[1] == 156  # not 1,000 epochs of 4 steps
 
 
 @pytest.mark.parametrize(
@@ -334,6 +359,21 @@ def test_early_stopping_restores_the_best_weights():
     with torch.no_grad():  # ...and the best epoch's weights are back
         restored = -module.loss(X_val).reconstruction.mean().item()
     assert restored == pytest.approx(best, rel=1e-5)
+
+
+def test_snapshot_copies_the_state_dict_and_outlives_later_steps():
+    module, X = _tiny(), _data(64)
+    snapshot = _snapshot(module)
+    before = copy.deepcopy(module.state_dict())
+    assert snapshot.keys() == before.keys()
+    optimizer = make_optimizer(module, "adam", 1e-2, 0.0)
+    train(module, X, optimizer, _config(max_epochs=2, stop_early=False))
+    assert any(not torch.equal(module.state_dict()[k], before[k]) for k in before)
+    for key, value in before.items():  # training did not write into the copy
+        assert torch.equal(snapshot[key], value)
+    module.load_state_dict(snapshot)
+    for key, value in module.state_dict().items():
+        assert torch.equal(value, before[key])
 
 
 def test_non_finite_loss_raises_with_advice():
