@@ -71,20 +71,24 @@ class GaussianMixtureDensity:
         self.cholesky = torch.linalg.cholesky(
             torch.as_tensor(covariances, dtype=torch.float64)
         )
+        # L^-1, once: a product with it is much faster than a triangular solve
+        # broadcast over every candidate code.
+        eye = torch.eye(self.cholesky.shape[-1], dtype=torch.float64)
+        self.inverse_cholesky = torch.linalg.solve_triangular(
+            self.cholesky, eye.expand_as(self.cholesky), upper=False
+        )
 
     def to(self, device, dtype):
         """This mixture on ``device`` at ``dtype`` (a copy)."""
         other = GaussianMixtureDensity.__new__(GaussianMixtureDensity)
-        for name in ("log_weights", "means", "cholesky"):
+        for name in ("log_weights", "means", "cholesky", "inverse_cholesky"):
             setattr(other, name, getattr(self, name).to(device, dtype))
         return other
 
     def log_prob(self, z):
         """log p(z) of codes of shape (..., n_components), shape (...)."""
         diff = z.unsqueeze(-2) - self.means  # (..., M, k)
-        solved = torch.linalg.solve_triangular(
-            self.cholesky, diff.unsqueeze(-1), upper=False
-        ).squeeze(-1)
+        solved = torch.einsum("mij,...mj->...mi", self.inverse_cholesky, diff)
         log_det = self.cholesky.diagonal(dim1=-2, dim2=-1).log().sum(-1)
         k = z.shape[-1]
         per_component = -0.5 * (solved.pow(2).sum(-1) + k * _LOG_2PI) - log_det

@@ -4,6 +4,7 @@ import copy
 from numbers import Integral, Real
 
 import numpy as np
+from numpy.polynomial.hermite_e import hermegauss
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import MissingValues
 from sklearn.utils.validation import (
@@ -20,6 +21,8 @@ from ._vae import VAETransformer
 
 #: Rows imputed at a time: K candidates of each are held in memory.
 _CHUNK = 256
+#: Gauss-Hermite nodes of the expectation of a numeric column's value given a code.
+_QUADRATURE_NODES = 20
 
 
 def _is_nan(value):
@@ -36,7 +39,8 @@ class VAEImputer(TransformerMixin, BaseEstimator):
     observed entries under the model, E[x_miss | x_obs], estimated by
     self-normalised importance sampling of the posterior over the latent code
     (MIWAE's single imputation [1]_): a numeric entry gets the weighted mean of
-    the decoder means, a categorical one its most probable level.
+    its expected value given each code, a categorical one its most probable
+    level.
 
     Works on numeric arrays and on pandas DataFrames with numeric, boolean and
     categorical (``category``, object, string) columns; a DataFrame comes back
@@ -115,13 +119,15 @@ class VAEImputer(TransformerMixin, BaseEstimator):
     encoded as missing, as in training) and the prior p(z) (one fifth of the
     draws, so that a poor encoder proposal cannot ruin a row), and
     ``p(x_o | z)`` the likelihood of the observed entries alone. A table's
-    numeric column is modelled through a map to normal scores (see
-    ``numeric_transform`` in :class:`VAETransformer`): each candidate's
-    decoder mean is mapped back to the column's units before the weighted
-    mean, since the mean of the scores does not map to the mean of the
-    values. A missing categorical entry gets the level of highest weighted
-    probability (never "missing"). Columns that had no missing value in fit
-    are imputed in the same way.
+    numeric column is modelled through a monotone map g to normal scores
+    (see ``numeric_transform`` in :class:`VAETransformer`), and its score
+    given a code is Gaussian, N(mu(z), sigma^2), so that its expected value
+    given ``z_k`` is ``E[g^-1(s)]`` over that Gaussian (computed by
+    Gauss-Hermite quadrature), not ``g^-1(mu(z_k))``, which is the median:
+    for a skewed column, or one with repeated values, the two differ, and
+    the mean is what minimises the squared error. A missing categorical
+    entry gets the level of highest weighted probability (never "missing").
+    Columns that had no missing value in fit are imputed in the same way.
 
     References
     ----------
@@ -312,7 +318,9 @@ class VAEImputer(TransformerMixin, BaseEstimator):
                     "candidates",
                     self.n_importance_samples,
                 )
-                values[start : start + _CHUNK] = _expected_values(table, *candidates)
+                values[start : start + _CHUNK] = _expected_values(
+                    table, *candidates, vae.noise_variance_
+                )
         if not _is_dataframe(X):
             if table is not None:
                 values = values.astype(np.float64)
@@ -366,7 +374,7 @@ def _like(values, dtype):
     return values
 
 
-def _expected_values(table, means, weights):
+def _expected_values(table, means, weights, variance):
     """Each cell's imputation from weighted candidates, column by column.
 
     Parameters
@@ -376,21 +384,25 @@ def _expected_values(table, means, weights):
         Each candidate code's decoder mean (encoded).
     weights : ndarray of shape (n, K)
         Normalised importance weights.
+    variance : ndarray of shape (n_numeric,)
+        The Gaussian likelihood's variance of each numeric column's normal
+        score, in the table's column order.
 
     Returns
     -------
     values : ndarray of object of shape (n, n_columns)
-        A numeric column's expected value in its own units: the weighted mean
-        of the candidates' decoder means, each mapped back through the
-        column's transform first (the mean of normal scores does not map to
-        the mean of the values; measured on penguins and anes96, this is as
-        accurate as mapping draws, with less noise). A boolean's or
-        category's most probable value under the weighted mean of the
+        A numeric column's expected value in its own units, E[x | x_obs] =
+        sum_k w_k E[x | z_k]: the score given a code is Gaussian around the
+        decoder mean, and E[x | z_k] is the mean of the column's inverse map
+        over that Gaussian, by Gauss-Hermite quadrature (mapping the decoder
+        mean alone gives the median of x given z_k, not its mean; the two
+        differ for a skewed column, or one of a few values). A boolean's
+        or category's most probable value under the weighted mean of the
         decoder's probabilities, never "missing".
     """
     from ._tabular import from_scores  # a table's module (pandas for DataFrames)
 
-    n, k = weights.shape
+    n = weights.shape[0]
     expected = np.einsum("nk,nkd->nd", weights, means)
     for c in table.columns:  # the imputation is a value, never "missing"
         if c.missing and c.kind == "numeric":
@@ -400,11 +412,15 @@ def _expected_values(table, means, weights):
     decoding = copy.copy(table)
     decoding.gates = []  # missing values tied to other columns: not for imputations
     decoded = decoding.decode(expected)
+    nodes, node_weights = hermegauss(_QUADRATURE_NODES)
+    node_weights = node_weights / node_weights.sum()
     values = np.empty((n, len(table.columns)), dtype=object)
+    scales = iter(()) if variance is None else iter(np.sqrt(variance))
     for j, c in enumerate(table.columns):
         if c.kind == "numeric":
-            units = from_scores(c, means[:, :, c.start].reshape(-1)).reshape(n, k)
-            values[:, j] = (weights * units).sum(1)
+            scores = means[:, :, c.start, None] + next(scales) * nodes  # (n, K, nodes)
+            units = from_scores(c, scores.reshape(-1)).reshape(scores.shape)
+            values[:, j] = np.einsum("nk,nkq,q->n", weights, units, node_weights)
         elif table.array:
             values[:, j] = decoded[:, j]
         else:

@@ -197,11 +197,17 @@ def test_bernoulli_conditions_must_lie_in_the_unit_interval(digits01):
 
 def test_gaussian_mixture_density_matches_scikit_learn():
     rng = np.random.RandomState(0)
-    Z = np.vstack([rng.normal(size=(200, 2)), rng.normal(3, 0.5, size=(200, 2))])
+    correlated = rng.multivariate_normal([3, 3], [[0.5, 0.4], [0.4, 0.5]], size=200)
+    Z = np.vstack([rng.normal(size=(200, 2)), correlated])
     gmm = GaussianMixture(2, random_state=0).fit(Z)
     density = GaussianMixtureDensity(gmm.weights_, gmm.means_, gmm.covariances_)
     log_p = density.log_prob(torch.as_tensor(Z)).numpy()
     np.testing.assert_allclose(log_p, gmm.score_samples(Z), rtol=1e-10)
+    # Candidates come as (K, n, k); a float32 copy gives the same densities.
+    batched = density.log_prob(torch.as_tensor(Z).reshape(4, 100, 2)).numpy()
+    np.testing.assert_allclose(batched.ravel(), log_p, rtol=1e-10)
+    single = density.to("cpu", torch.float32).log_prob(torch.as_tensor(Z).float())
+    np.testing.assert_allclose(single.numpy(), log_p, rtol=1e-4)
     draws = density.sample(20000, torch.Generator().manual_seed(0)).numpy()
     np.testing.assert_allclose(draws.mean(0), Z.mean(0), atol=0.1)
     np.testing.assert_allclose(density.marginal_variance().numpy(), draws.var(0), rtol=0.05)
