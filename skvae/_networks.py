@@ -338,6 +338,11 @@ class Model(nn.Module):
                 scale = None if noise is None else torch.as_tensor(noise).sqrt()
                 self.decoder.start_at(components.T, bias, scale)
                 self._start_encoder(_column_means(X), components, noise)
+                # A latent dimension the solution leaves out (a zero row) starts
+                # unused: its code enters neither decoder path, so its draws add
+                # no noise to the hidden units (and, in a VAE, it costs no KL).
+                unused = (components == 0).all(dim=1)
+                self.decoder.mlp[0].weight[:, unused] = 0.0
         return self
 
     def _start_encoder(self, mean, components, noise_variance):

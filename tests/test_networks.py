@@ -352,6 +352,31 @@ def test_vae_started_at_factor_analysis_scores_as_factor_analysis():
     np.testing.assert_allclose(mean, fa.transform(X), atol=1e-10)  # the posterior mean
 
 
+def test_a_latent_dimension_the_start_leaves_out_starts_unused():
+    X = _linear_data()
+    fa = FactorAnalysis(2, random_state=0).fit(X)
+    components = np.vstack([fa.components_, np.zeros((1, 5))])  # a third, unused dim
+    torch.manual_seed(0)
+    likelihood = _likelihood("gaussian", 5, floor_fraction=1e-6)
+    vae = VAE(5, 3, (8,), "tanh", 0.0, likelihood, background=None).double()
+    vae.initialize(X, (components, fa.noise_variance_)).eval()
+    x = torch.from_numpy(X)
+    with torch.no_grad():
+        mean, log_var = vae.posterior(x)
+        # its posterior is the prior: it costs no KL
+        assert not mean[:, 2].any() and not log_var[:, 2].any()
+        eps = torch.randn(64, 3, generator=torch.Generator().manual_seed(0)).double()
+        score = vae.score(x, eps).numpy()
+        np.testing.assert_allclose(score, fa.score_samples(X), rtol=0, atol=1e-6)
+        # and its code enters no hidden unit, even once the decoder's MLP is trained
+        vae.decoder.last.weight.normal_()
+        z = torch.randn(10, 3, dtype=torch.float64)
+        moved = z.clone()
+        moved[:, 2] += 5.0
+        torch.testing.assert_close(vae.decoder(z), vae.decoder(moved))
+        assert not torch.allclose(vae.decoder(z), vae.decoder(z + 5.0))
+
+
 @pytest.mark.parametrize("k", [1, 2, 4])
 def test_ppca_background_is_the_density_of_pca_score_samples(k):
     X = _linear_data()

@@ -2,6 +2,7 @@
 
 import copy
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -446,7 +447,8 @@ def test_keyboard_interrupt_during_fit(Estimator, manifold, monkeypatch):
         return original(self, x, *args)
 
     monkeypatch.setattr(module_class, "loss", interrupting)
-    est = Estimator(**{**FAST, "max_iter": 50})
+    # (no validation rows: no trials of the start before the fit's own training)
+    est = Estimator(**{**FAST, "max_iter": 50, "early_stopping": False})
     with pytest.warns(UserWarning, match="interrupted by the user"):
         est.fit(manifold)
     assert est.n_iter_ == 2
@@ -454,6 +456,26 @@ def test_keyboard_interrupt_during_fit(Estimator, manifold, monkeypatch):
     monkeypatch.setattr(module_class, "loss", original)
     est.partial_fit(manifold)  # usable afterwards
     assert est.n_iter_ == 3
+
+
+def test_keyboard_interrupt_while_choosing_the_start_stops_the_fit(manifold, monkeypatch):
+    est = VAETransformer(**FAST).fit(manifold)
+    Z = est.transform(manifold)
+    module_class, calls = type(est.module_), []
+    original = module_class.loss
+
+    def interrupting(self, x, *args):
+        calls.append(1)
+        if len(calls) == 3:  # inside the first trial: nothing is learned yet
+            raise KeyboardInterrupt
+        return original(self, x, *args)
+
+    monkeypatch.setattr(module_class, "loss", interrupting)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "keeping the weights learned so far"
+        with pytest.raises(KeyboardInterrupt):
+            est.fit(manifold)
+    np.testing.assert_array_equal(est.transform(manifold), Z)  # the previous model
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
@@ -552,7 +574,8 @@ def test_n_jobs_sets_torch_threads_and_restores_them(
     torch.set_num_threads(3)
     try:
         VAETransformer(**{**FAST, "n_jobs": n_jobs}).fit(manifold)
-        assert seen == [expected]
+        # the fit, and the trials that choose its start (see test_start.py)
+        assert len(seen) == 3 and set(seen) == {expected}
         assert torch.get_num_threads() == 3  # the user's setting is back
     finally:
         torch.set_num_threads(before)
@@ -680,4 +703,4 @@ def test_n_jobs_none_is_one_thread_inside_a_joblib_context(manifold, monkeypatch
     monkeypatch.setattr(skvae._base, "train", recording)
     with joblib.parallel_config(n_jobs=2):  # e.g. a dask cluster's context
         VAETransformer(**FAST).fit(manifold)
-    assert seen == [1]
+    assert seen == [1, 1, 1]  # the start's two trials and the fit
