@@ -1,6 +1,7 @@
 """VAEImputer: scikit-learn's imputer API on arrays and DataFrames."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -154,6 +155,19 @@ def test_a_skewed_column_gets_its_conditional_mean_not_its_median():
     out = VAEImputer(**FAST).fit_transform(missing)
     imputed = out["skewed"][missing["skewed"].isna()]
     assert abs(imputed.mean() - np.exp(0.5)) < 0.25
+
+
+def test_numeric_transform_reaches_the_model():
+    frame = make_frame(200)
+    frame.loc[:19, "size"] = np.nan
+    imputer = VAEImputer(**{**FAST, "max_iter": 2}, numeric_transform="standard")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # two epochs: convergence
+        imputer.fit(frame)
+    numeric = [c for c in imputer.vae_._table.columns if c.kind == "numeric"]
+    assert numeric and {c.transform for c in numeric} == {"standard"}
+    with pytest.raises(ValueError, match="numeric_transform"):
+        VAEImputer(numeric_transform="log").fit(frame)
 
 
 def test_complete_data_come_back_unchanged(frame_case):
