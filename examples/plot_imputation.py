@@ -101,7 +101,7 @@ print(
     imputed.dtypes.equals(real.dtypes),
 )
 others = {
-    "IterativeImputer": IterativeImputer(max_iter=30, random_state=0).fit_transform(
+    "IterativeImputer": IterativeImputer(max_iter=100, random_state=0).fit_transform(
         numeric
     ),
     "mean": SimpleImputer().fit_transform(numeric),
