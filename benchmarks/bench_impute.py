@@ -63,14 +63,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import torch
-from real_tables import (
-    is_numeric,
-    load_anes96,
-    load_cars,
-    load_fair,
-    load_penguins,
-    load_weather,
-)
+from real_tables import TABLES, is_numeric
 from sklearn.ensemble import ExtraTreesRegressor
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
@@ -80,12 +73,9 @@ from threadpoolctl import threadpool_limits
 from skvae import VAEImputer, VAETransformer
 
 SEED = 0
+#: The tables of both parts (those of bench_tabular.py that need no lifelines).
 DATASETS = {
-    "penguins": load_penguins,
-    "anes96": load_anes96,
-    "fair": load_fair,
-    "cars": load_cars,
-    "weather": load_weather,
+    name: TABLES[name] for name in ("penguins", "anes96", "fair", "cars", "weather")
 }
 #: (categorical column, level) and numeric column of the conditional-sampling test.
 CONDITIONS = {

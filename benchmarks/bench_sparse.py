@@ -58,7 +58,7 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 import torch
-from bench_speed import fmt_seconds, table, verdict  # the same reports
+from bench_speed import _rss_kb, fmt_seconds, table, verdict  # the same reports
 from scipy.special import gammaln, logsumexp
 from sklearn.decomposition import NMF, LatentDirichletAllocation, TruncatedSVD
 from sklearn.linear_model import LogisticRegression
@@ -207,14 +207,6 @@ def bench_likelihood(truth, X, test, label, k, max_iter):
 
 
 # ------------------------------------------------------------------------ memory
-def _rss_kb(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise OSError(f"no {field} in /proc/self/status")
-
-
 def random_csr(n_rows, n_features, density, seed=0):
     """A float32 CSR of counts (1 + Poisson(0.5)) at ``density``, without a dense copy.
 

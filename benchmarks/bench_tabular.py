@@ -155,16 +155,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import torch
-from real_tables import (  # the same tables as bench_impute.py
-    is_numeric,
-    load_actg175,
-    load_anes96,
-    load_cars,
-    load_fair,
-    load_gbsg2,
-    load_penguins,
-    load_weather,
-)
+from real_tables import TABLES, is_numeric  # the same tables as bench_impute.py
 from sdmetrics.column_pairs import ContingencySimilarity
 from sdmetrics.reports import QualityReport
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -195,15 +186,7 @@ REPEATED = ("vae", "vae8", "ae", "tvae")
 #: The tables the VAE variants of ``--tune`` are compared on; the others confirm.
 TUNING = ("penguins", "anes96", "fair")
 INVALID_KINDS = ("range", "sign", "integer", "level", "missing", "structure")
-DATASETS = {
-    "penguins": load_penguins,
-    "anes96": load_anes96,
-    "fair": load_fair,
-    "cars": load_cars,
-    "weather": load_weather,
-    "actg175": load_actg175,
-    "gbsg2": load_gbsg2,
-}
+DATASETS = TABLES
 
 
 def sdtype(column):

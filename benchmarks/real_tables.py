@@ -109,3 +109,16 @@ def load_gbsg2():
     df = lifelines_datasets.load_gbsg2()
     df["tgrade"] = pd.Categorical(df["tgrade"], ["I", "II", "III"], ordered=True)
     return df.astype({"cens": bool})
+
+
+#: Every table by name, in the benchmarks' order (the loaders import their
+#: packages when called).
+TABLES = {
+    "penguins": load_penguins,
+    "anes96": load_anes96,
+    "fair": load_fair,
+    "cars": load_cars,
+    "weather": load_weather,
+    "actg175": load_actg175,
+    "gbsg2": load_gbsg2,
+}
