@@ -14,10 +14,12 @@ from ._base import (
     check_sample_random_state,
     fit_code_density,
     sample_code_density,
+    shared_parameter_docs,
 )
 from ._torch import batched
 
 
+@shared_parameter_docs
 class AutoencoderTransformer(_BaseAutoencoder):
     """Autoencoder for nonlinear dimensionality reduction, a nonlinear PCA.
 
@@ -33,76 +35,29 @@ class AutoencoderTransformer(_BaseAutoencoder):
     hidden_layer_sizes : array-like of int, default=(128, 64)
         Widths of the encoder's hidden layers; the decoder uses them in reverse.
         ``()`` gives a linear autoencoder.
-    activation : {"relu", "tanh", "elu", "gelu", "silu", "leaky_relu", "sigmoid"}, \
-            default="relu"
-        Activation after each hidden layer.
-    dropout : float, default=0.0
-        Dropout probability after each hidden activation during training.
-    batch_size : int or "auto", default="auto"
-        Rows per minibatch; larger than the data means full-batch training.
-        "auto" grows with the number of training rows n: ``2.5 * sqrt(n)``
-        rounded to a power of 2, within [32, 2048] (64 for 1,000 rows, 256
-        for 10,000, 1024 for 100,000, 2048 from 400,000).
-    max_iter : int or "auto", default="auto"
-        Maximum number of epochs (passes over the data). "auto" gives a fit
-        about 5,000 optimizer steps, 6.25 per row below 800 rows and
-        growing as ``(n / 100,000) ** 0.25`` beyond 100,000 rows: the epochs
-        that make them, within [5, 1000] (about 190 epochs for 300 rows, 330
-        for 1,000, 140 for 10,000, 57 for 100,000, 20 for a million),
-        instead of a fixed number of passes that is too few
-        steps for small data and too slow for large. Either way
-        the learning rate follows a cosine from ``learning_rate`` down to 5%
-        of it over the budget's steps, and training may stop earlier
-        (``tol``).
-    learning_rate : float or "auto", default="auto"
-        Step size of the optimizer (at the start of its cosine schedule).
-        "auto" is 1e-3 up to batches of 256 rows and grows in proportion to
-        the batch size beyond, up to 4e-3 (from 1024 rows): larger batches
-        average out more noise, so they can take larger steps, which is what
-        lets large data converge in few epochs.
+    %(activation)s
+    %(dropout)s
+    %(batch_size)s
+    %(max_iter)s
+    %(learning_rate)s
     optimizer : {"adam", "adamw", "sgd"}, default="adam"
         Optimizer; "sgd" is SGD with momentum 0.9 (no Nesterov).
-    weight_decay : float, default=0.0
-        L2 penalty (decoupled for "adamw").
+    %(weight_decay)s
     early_stopping : bool or "auto", default="auto"
         Hold out ``validation_fraction`` of the rows, stop when the validation
         loss stops improving, and restore the best weights (the starting
         weights are a candidate too). "auto" does so when there are at least
         50 rows: the default budget of about 5,000 steps overfits small data
         without it.
-    validation_fraction : float, default=0.1
-        Fraction of rows held out when early stopping.
-    n_iter_no_change : int, default=10
-        Epochs without enough improvement (``tol``) before stopping; with
-        ``early_stopping="auto"``, at least a fifth of ``max_iter``.
-    tol : float, default=1e-3
-        Relative tolerance of the stopping rule. Training stops when the
-        validation loss has not improved by ``tol`` times the progress made so
-        far (its first value minus its best) for more than
-        ``n_iter_no_change`` epochs (with ``early_stopping="auto"``, a fifth
-        of ``max_iter`` at least), or, without
-        validation rows, when the mean training loss of the last
-        ``n_iter_no_change`` epochs is not that much below the mean of the
-        ``n_iter_no_change`` before. A fit that runs all ``max_iter`` epochs
-        warns (``ConvergenceWarning``) only if its loss was still falling at
-        the end: its last fifth of epochs more than 1% of the progress below
-        the fifth before.
-    device : str or torch.device, default="auto"
-        "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:N", "mps".
-    n_jobs : int or None, default=None
-        Number of CPU threads torch uses, during fits and inference on the
-        CPU. None means 1, also inside a joblib context (a grid search's
-        workers, a dask cluster), which parallelises over fits instead; -1
-        all processors, as in scikit-learn; more than the processors counts
-        as all of them. One thread is the default because these small
-        networks gain little from more, and lose much when another process
-        competes for the cores (see :ref:`performance`); torch's own setting
-        is restored afterwards.
+    %(validation_fraction)s
+    %(n_iter_no_change)s
+    %(tol)s
+    %(device)s
+    %(n_jobs)s
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation, shuffling, dropout, noise and the code density.
         An int gives identical results on every fit (on the CPU).
-    verbose : int, default=0
-        0 prints nothing, 1 shows a progress bar, 2 prints a line per epoch.
+    %(verbose)s
     warm_start : bool, default=False
         Continue training the previous model on the next ``fit``; a change of
         a parameter that shapes the network (widths, activation, dropout, loss,
@@ -116,27 +71,8 @@ class AutoencoderTransformer(_BaseAutoencoder):
     density_components : int, default=10
         Components of the GaussianMixture fitted to the training codes, which
         ``sample`` draws from.
-    categorical_features : "from_dtype", array-like of str or bool, or None, \
-            default="from_dtype"
-        For a pandas DataFrame: which columns are categorical. "from_dtype"
-        takes ``category``, object and string columns (and booleans, modelled
-        as Bernoulli); a list of column names or a boolean mask adds numeric
-        columns to those. A DataFrame is modelled column by column (see
-        Notes); numeric arrays are not affected.
-    numeric_transform : {"auto", "quantile", "mixture", "standard"} or dict, \
-            default="auto"
-        How each numeric column of a table (a DataFrame, or an array with
-        missing values) is mapped to the normal scores the network models.
-        "quantile" maps it through its empirical CDF (piecewise linear
-        between quantiles) and ``Phi^-1``, so any marginal, skewed, bounded,
-        multimodal or with repeated values, comes out right; "mixture" uses the
-        CDF of a Bayesian Gaussian mixture (TVAE's modes) instead, smoother
-        between the data; "standard" only standardizes. Columns with at most
-        50 distinct values, and integer columns, are discrete: sampled among
-        the values fitted. A dict maps column names to these (others "auto").
-        "auto" is "quantile". Samples always lie in each column's fitted range,
-        with its dtype. Scores include each map's log-Jacobian, so they stay
-        densities in the original units.
+    %(categorical_features)s
+    %(numeric_transform)s
 
     Attributes
     ----------

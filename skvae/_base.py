@@ -2,6 +2,7 @@
 
 import copy
 import math
+import re
 import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
@@ -106,6 +107,122 @@ class Interval(_Interval):
         if isinstance(val, (bool, np.bool_)):
             return False
         return super().is_satisfied_by(val)
+
+
+#: Parameter descriptions both estimators share, spliced into their class
+#: docstrings where a line reads ``    %(name)s`` (see :func:`shared_parameter_docs`).
+_PARAMETER_DOCS = {
+    "activation": """\
+    activation : {"relu", "tanh", "elu", "gelu", "silu", "leaky_relu", "sigmoid"}, \
+            default="relu"
+        Activation after each hidden layer.""",
+    "dropout": """\
+    dropout : float, default=0.0
+        Dropout probability after each hidden activation during training.""",
+    "batch_size": """\
+    batch_size : int or "auto", default="auto"
+        Rows per minibatch; larger than the data means full-batch training.
+        "auto" grows with the number of training rows n: ``2.5 * sqrt(n)``
+        rounded to a power of 2, within [32, 2048] (64 for 1,000 rows, 256
+        for 10,000, 1024 for 100,000, 2048 from 400,000).""",
+    "max_iter": """\
+    max_iter : int or "auto", default="auto"
+        Maximum number of epochs (passes over the data). "auto" gives a fit
+        about 5,000 optimizer steps, 6.25 per row below 800 rows and
+        growing as ``(n / 100,000) ** 0.25`` beyond 100,000 rows: the epochs
+        that make them, within [5, 1000] (about 190 epochs for 300 rows, 330
+        for 1,000, 140 for 10,000, 57 for 100,000, 20 for a million),
+        instead of a fixed number of passes that is too few
+        steps for small data and too slow for large. Either way
+        the learning rate follows a cosine from ``learning_rate`` down to 5%
+        of it over the budget's steps, and training may stop earlier
+        (``tol``).""",
+    "learning_rate": """\
+    learning_rate : float or "auto", default="auto"
+        Step size of the optimizer (at the start of its cosine schedule).
+        "auto" is 1e-3 up to batches of 256 rows and grows in proportion to
+        the batch size beyond, up to 4e-3 (from 1024 rows): larger batches
+        average out more noise, so they can take larger steps, which is what
+        lets large data converge in few epochs.""",
+    "weight_decay": """\
+    weight_decay : float, default=0.0
+        L2 penalty (decoupled for "adamw").""",
+    "validation_fraction": """\
+    validation_fraction : float, default=0.1
+        Fraction of rows held out when early stopping.""",
+    "n_iter_no_change": """\
+    n_iter_no_change : int, default=10
+        Epochs without enough improvement (``tol``) before stopping; with
+        ``early_stopping="auto"``, at least a fifth of ``max_iter``.""",
+    "tol": """\
+    tol : float, default=1e-3
+        Relative tolerance of the stopping rule. Training stops when the
+        validation loss has not improved by ``tol`` times the progress made so
+        far (its first value minus its best) for more than
+        ``n_iter_no_change`` epochs (with ``early_stopping="auto"``, a fifth
+        of ``max_iter`` at least), or, without
+        validation rows, when the mean training loss of the last
+        ``n_iter_no_change`` epochs is not that much below the mean of the
+        ``n_iter_no_change`` before. A fit that runs all ``max_iter`` epochs
+        warns (``ConvergenceWarning``) only if its loss was still falling at
+        the end: its last fifth of epochs more than 1% of the progress below
+        the fifth before.""",
+    "device": """\
+    device : str or torch.device, default="auto"
+        "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:N", "mps".""",
+    "n_jobs": """\
+    n_jobs : int or None, default=None
+        Number of CPU threads torch uses, during fits and inference on the
+        CPU. None means 1, also inside a joblib context (a grid search's
+        workers, a dask cluster), which parallelises over fits instead; -1
+        all processors, as in scikit-learn; more than the processors counts
+        as all of them. One thread is the default because these small
+        networks gain little from more, and lose much when another process
+        competes for the cores (see :ref:`performance`); torch's own setting
+        is restored afterwards.""",
+    "verbose": """\
+    verbose : int, default=0
+        0 prints nothing, 1 shows a progress bar, 2 prints a line per epoch.""",
+    "categorical_features": """\
+    categorical_features : "from_dtype", array-like of str or bool, or None, \
+            default="from_dtype"
+        For a pandas DataFrame: which columns are categorical. "from_dtype"
+        takes ``category``, object and string columns (and booleans, modelled
+        as Bernoulli); a list of column names or a boolean mask adds numeric
+        columns to those. A DataFrame is modelled column by column (see
+        Notes); numeric arrays are not affected.""",
+    "numeric_transform": """\
+    numeric_transform : {"auto", "quantile", "mixture", "standard"} or dict, \
+            default="auto"
+        How each numeric column of a table (a DataFrame, or an array with
+        missing values) is mapped to the normal scores the network models.
+        "quantile" maps it through its empirical CDF (piecewise linear
+        between quantiles) and ``Phi^-1``, so any marginal, skewed, bounded,
+        multimodal or with repeated values, comes out right; "mixture" uses the
+        CDF of a Bayesian Gaussian mixture (TVAE's modes) instead, smoother
+        between the data; "standard" only standardizes. Columns with at most
+        50 distinct values, and integer columns, are discrete: sampled among
+        the values fitted. A dict maps column names to these (others "auto").
+        "auto" is "quantile". Samples always lie in each column's fitted range,
+        with its dtype. Scores include each map's log-Jacobian, so they stay
+        densities in the original units.""",
+}
+
+
+def shared_parameter_docs(cls):
+    """Class decorator: put the shared parameter descriptions into ``cls``'s docstring.
+
+    Each line of the docstring that reads ``    %(name)s`` becomes the
+    description of parameter ``name`` in ``_PARAMETER_DOCS``, so the two
+    estimators document their common parameters with one text.
+    """
+    cls.__doc__ = re.sub(
+        r"^    %\((\w+)\)s$",
+        lambda match: _PARAMETER_DOCS[match.group(1)],
+        cls.__doc__,
+        flags=re.MULTILINE,
+    )
+    return cls
 
 
 #: Folds of the cross-validation that picks how many factors a network's
