@@ -11,7 +11,7 @@ INSTANCES = [
     AutoencoderTransformer(n_components=2, **FAST),
     VAETransformer(n_components=2, n_importance_samples=3, **FAST),
     VAETransformer(n_components=2, sample_from="posterior", early_stopping=True, **FAST),
-    VAEImputer(n_components=2, n_importance_samples=5, **FAST),
+    VAEImputer(n_components=2, n_importance_samples=5, n_estimators=2, **FAST),
 ]
 
 

@@ -1,5 +1,6 @@
 """VAEImputer: scikit-learn's imputer API on arrays and DataFrames."""
 
+import copy
 import pickle
 import warnings
 
@@ -11,7 +12,9 @@ from sklearn.impute import SimpleImputer
 
 from skvae import VAEImputer
 
-FAST = dict(n_components=2, max_iter=60, random_state=0)
+FAST = dict(n_components=2, max_iter=60, n_estimators=1, random_state=0)
+#: Fits whose imputations average two models (the ensemble's code path).
+PAIR = {**FAST, "n_estimators": 2}
 
 
 def correlated(n=1000, seed=0):
@@ -31,7 +34,7 @@ def holes(X, share=0.2, seed=1):
 def array_case():
     X = correlated()
     X_missing, mask = holes(X)
-    return X, X_missing, mask, VAEImputer(**FAST).fit(X_missing)
+    return X, X_missing, mask, VAEImputer(**PAIR).fit(X_missing)
 
 
 def make_frame(n=800, seed=0):
@@ -57,7 +60,7 @@ def frame_case():
     missing.loc[rng.rand(len(frame)) < 0.2, "kind"] = np.nan
     missing.loc[rng.rand(len(frame)) < 0.2, "size"] = np.nan
     missing.loc[rng.rand(len(frame)) < 0.1, "label"] = None
-    return frame, missing, VAEImputer(**FAST).fit(missing)
+    return frame, missing, VAEImputer(**PAIR).fit(missing)
 
 
 def test_imputes_every_missing_value_of_an_array(array_case):
@@ -78,6 +81,43 @@ def test_beats_the_mean_on_correlated_data(array_case):
     assert vae_error < 0.6 * mean_error
 
 
+def _members(imputer):
+    """One single-model imputer per fitted model of ``imputer``."""
+    singles = []
+    for vae in imputer.estimators_:
+        single = copy.copy(imputer)
+        single.n_estimators, single.estimators_ = 1, [vae]
+        singles.append(single)
+    return singles
+
+
+def test_imputations_average_the_models(array_case, frame_case):
+    # Numeric cells: the mean of each model's expected value; the models
+    # differ (each has its own seed), so the average is not any one of them.
+    _, X_missing, mask, imputer = array_case
+    assert len(imputer.estimators_) == 2
+    members = [single.transform(X_missing) for single in _members(imputer)]
+    assert not np.allclose(members[0][mask], members[1][mask])
+    np.testing.assert_allclose(imputer.transform(X_missing), np.mean(members, axis=0))
+    assert imputer.n_iter_ == max(vae.n_iter_ for vae in imputer.estimators_)
+    _, missing, imputer = frame_case
+    members = [single.transform(missing)["size"] for single in _members(imputer)]
+    np.testing.assert_allclose(imputer.transform(missing)["size"], np.mean(members, axis=0))
+
+
+def test_models_are_seeded_by_random_state():
+    X_missing, _ = holes(correlated(200))
+    params = {**PAIR, "max_iter": 2}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # two epochs: convergence
+        first = VAEImputer(**params).fit(X_missing)
+        again = VAEImputer(**params).fit(X_missing)
+    seeds = [vae.random_state for vae in first.estimators_]
+    assert len(set(seeds)) == 2
+    assert seeds == [vae.random_state for vae in again.estimators_]
+    np.testing.assert_array_equal(first.transform(X_missing), again.transform(X_missing))
+
+
 def test_transform_is_deterministic_and_survives_pickle(array_case):
     _, X_missing, _, imputer = array_case
     first = imputer.transform(X_missing[:50])
@@ -94,7 +134,7 @@ def test_float32_in_float32_out(array_case):
 
 def test_a_model_fitted_without_missing_values_imputes_too():
     X = correlated()
-    imputer = VAEImputer(**FAST).fit(X)
+    imputer = VAEImputer(**PAIR).fit(X)
     X_missing, mask = holes(X)
     out = imputer.transform(X_missing)
     error = np.sqrt(np.mean((out[mask] - X[mask]) ** 2))
@@ -164,7 +204,7 @@ def test_numeric_transform_reaches_the_model():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # two epochs: convergence
         imputer.fit(frame)
-    numeric = [c for c in imputer.vae_._table.columns if c.kind == "numeric"]
+    numeric = [c for c in imputer.estimators_[0]._table.columns if c.kind == "numeric"]
     assert numeric and {c.transform for c in numeric} == {"standard"}
     with pytest.raises(ValueError, match="numeric_transform"):
         VAEImputer(numeric_transform="log").fit(frame)
