@@ -84,8 +84,9 @@ print(
 # Imputation
 # ----------
 # Hide 20% of the held-out rows' cells at random and fill them in with
-# :class:`~skvae.VAEImputer`, which fits its VAE on the table with its holes
-# (the missing values are modelled, not filled in beforehand), against
+# :class:`~skvae.VAEImputer`, which fits three VAEs on the table with its holes
+# (the missing values are modelled, not filled in beforehand) and averages
+# their imputations, against
 # scikit-learn's ``IterativeImputer`` and the column means. Errors are in
 # units of each column's standard deviation. The DataFrame comes back with its
 # columns and dtypes: ``sex`` is imputed as one of its levels.

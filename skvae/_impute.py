@@ -79,9 +79,9 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         rows); the imputations average over them. Seeds alone make models
         that err differently on a table of a few hundred or thousand rows, and
         averaging them lowered the held-out RMSE of
-        ``benchmarks/bench_impute.py`` on its tables (weather 0.789 with one
-        model, 0.769 with three), at a proportional cost in time (fit and
-        transform).
+        ``benchmarks/bench_impute.py`` on all five of its tables (weather
+        0.764 with one model, 0.753 with three), at a proportional cost in
+        time (fit and transform).
     categorical_features : "from_dtype", array-like of str or bool, or None, \
             default="from_dtype"
         For a DataFrame: which columns are categorical (see
@@ -90,7 +90,7 @@ class VAEImputer(TransformerMixin, BaseEstimator):
             default="auto"
         How each numeric column is mapped to the normal scores the network
         models (see :class:`VAETransformer`). "standard" (standardize only)
-        traded categorical accuracy for squared error in
+        traded categorical accuracy for squared error (one model) in
         ``benchmarks/bench_impute.py``: held-out RMSE fell on 4 of 5 tables
         (weather 0.789 to 0.775) while accuracy fell on 4 of 5 (cars 0.763 to
         0.732), so "auto" (the quantile map) stays the default.
