@@ -316,7 +316,9 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = self._validate(X, reset=False)
         vaes = self.estimators_
-        table = vaes[0]._table  # the same encoding in every model: fitted on the same X
+        # Every model encodes X alike: a table's maps are fitted on X alone,
+        # with a fixed seed ("mixture"), whatever the model's random_state.
+        table = vaes[0]._table
         if _is_dataframe(X):
             missing = X.isna().to_numpy()
         else:

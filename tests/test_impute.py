@@ -105,6 +105,20 @@ def test_imputations_average_the_models(array_case, frame_case):
     np.testing.assert_allclose(imputer.transform(missing)["size"], np.mean(members, axis=0))
 
 
+def test_every_model_encodes_x_alike():
+    # transform encodes X once for all the models: their tables must agree,
+    # "mixture" maps (fitted with a random state) included.
+    frame = make_frame(300)
+    missing = frame.copy()
+    missing.loc[np.random.RandomState(3).rand(300) < 0.2, "size"] = np.nan
+    params = {**PAIR, "max_iter": 2, "numeric_transform": "mixture"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # two epochs: convergence
+        imputer = VAEImputer(**params).fit(missing)
+    first, second = (vae._validate_X(missing) for vae in imputer.estimators_)
+    np.testing.assert_array_equal(first, second)
+
+
 def test_models_are_seeded_by_random_state():
     X_missing, _ = holes(correlated(200))
     params = {**PAIR, "max_iter": 2}
