@@ -78,8 +78,8 @@ class VAETransformer(_BaseAutoencoder):
         Hold out ``validation_fraction`` of the rows, stop when the validation
         ELBO stops improving, and restore the best weights (the starting
         weights are a candidate too). "auto" does so when there are at least
-        50 rows: the default budget of about 5,000 steps overfits small data
-        without it.
+        50 rows: the default budget (6.25 optimizer steps per row below 800
+        rows, about 5,000 steps from there) overfits small data without it.
     %(validation_fraction)s
     %(n_iter_no_change)s
     %(tol)s
