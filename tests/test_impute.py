@@ -154,6 +154,8 @@ def test_a_model_fitted_without_missing_values_imputes_too():
     error = np.sqrt(np.mean((out[mask] - X[mask]) ** 2))
     mean_error = np.sqrt(np.mean((X.mean(0)[np.nonzero(mask)[1]] - X[mask]) ** 2))
     assert not np.isnan(out).any() and error < 0.7 * mean_error
+    members = [single.transform(X_missing) for single in _members(imputer)]
+    np.testing.assert_allclose(out, np.mean(members, axis=0))  # the models' mean
 
 
 def test_missing_values_placeholder():
