@@ -376,6 +376,14 @@ class VAEImputer(TransformerMixin, BaseEstimator):
                 X[name] = column
         return X
 
+    def __setstate__(self, state):
+        # An imputer pickled before ``n_estimators`` held its one model as ``vae_``.
+        if "vae_" in state and "estimators_" not in state:
+            state = dict(state)
+            state["estimators_"] = [state.pop("vae_")]
+            state.setdefault("n_estimators", 1)
+        super().__setstate__(state)
+
     def get_feature_names_out(self, input_features=None):
         """Names of the output features: the input's, as imputation keeps every column.
 

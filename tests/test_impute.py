@@ -140,6 +140,21 @@ def test_transform_is_deterministic_and_survives_pickle(array_case):
     np.testing.assert_array_equal(first, restored.transform(X_missing[:50]))
 
 
+def test_a_pickle_with_one_model_as_vae_still_imputes(array_case):
+    # Imputers pickled before n_estimators kept their model as ``vae_``.
+    _, X_missing, _, imputer = array_case
+    old = copy.copy(_members(imputer)[0])
+    state = dict(old.__getstate__())  # object.__getstate__ is the __dict__ itself
+    state["vae_"] = state.pop("estimators_")[0]
+    del state["n_estimators"]
+    restored = VAEImputer.__new__(VAEImputer)
+    restored.__setstate__(state)
+    assert restored.n_estimators == 1 and len(restored.estimators_) == 1
+    np.testing.assert_array_equal(
+        restored.transform(X_missing[:20]), old.transform(X_missing[:20])
+    )
+
+
 def test_float32_in_float32_out(array_case):
     _, X_missing, _, imputer = array_case
     out = imputer.transform(X_missing[:20].astype(np.float32))
