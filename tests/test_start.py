@@ -129,3 +129,20 @@ def test_beyond_the_trial_rows_the_linear_start_is_kept(rank3, starts, monkeypat
     vae = VAETransformer(n_components=2, max_iter=5, random_state=0)
     calls = starts(vae, rank3, bad_start=True)
     assert len(calls) == 1 and calls[0] is not None
+
+
+def test_wide_data_get_a_randomized_factor_analysis():
+    # Exact SVDs of every iteration made the start of 784-pixel data take a
+    # minute; beyond 500 features a randomized one gives the same solution.
+    from skvae._base import _factor_analysis
+
+    rng = np.random.RandomState(0)
+    W = rng.normal(size=(3, 600))
+    X = rng.normal(size=(400, 3)) @ W + 0.5 * rng.normal(size=(400, 600))
+    wide = _factor_analysis(X, 3, seed=0)
+    narrow = _factor_analysis(X[:, :400], 3, seed=0)
+    assert wide.svd_method == "randomized" and narrow.svd_method == "lapack"
+    from sklearn.decomposition import FactorAnalysis
+
+    reference = FactorAnalysis(3, svd_method="lapack", random_state=0).fit(X)
+    assert abs(wide.score(X) - reference.score(X)) < 1e-3 * abs(reference.score(X))
