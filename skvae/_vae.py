@@ -74,12 +74,7 @@ class VAETransformer(_BaseAutoencoder):
     optimizer : {"adam", "adamw", "sgd"}, default="adam"
         Optimizer; "sgd" uses momentum 0.9.
     %(weight_decay)s
-    early_stopping : bool or "auto", default="auto"
-        Hold out ``validation_fraction`` of the rows, stop when the validation
-        ELBO stops improving, and restore the best weights (the starting
-        weights are a candidate too). "auto" does so when there are at least
-        50 rows: the default budget (6.25 optimizer steps per row below 800
-        rows, about 5,000 steps from there) overfits small data without it.
+    %(early_stopping)s
     %(validation_fraction)s
     %(n_iter_no_change)s
     %(tol)s
