@@ -183,6 +183,8 @@ def posterior_codes(module, x, observed, fill, density, n_draws, generator):
     z : tensor of shape (K, n, n_components)
     log_weights : tensor of shape (K, n)
         Unnormalised log importance weights ``log p(x_g|z) + log p(z) - log q(z)``.
+    out : tensor of shape (K, n, n_outputs)
+        The decoder's output at each candidate (for ``likelihood.mean``).
     """
     n, k = x.shape[0], module.n_components
     mean, std = _proposal(module, _fill(module, x, observed, fill, density), density)
@@ -200,8 +202,9 @@ def posterior_codes(module, x, observed, fill, density, n_draws, generator):
     log_q = torch.logaddexp(
         log_q_encoder + math.log1p(-DEFENSIVE_WEIGHT), log_p + math.log(DEFENSIVE_WEIGHT)
     )
-    log_lik = -module.likelihood.nll(module.decoder(z), x, observed)
-    return z, log_lik + log_p - log_q
+    out = module.decoder(z)
+    log_lik = -module.likelihood.nll(out, x, observed)
+    return z, log_lik + log_p - log_q, out
 
 
 def _chunk(n_draws, module):
@@ -249,15 +252,15 @@ def conditional_rows(module, density, x, observed, fill, n_draws, generator, mod
     device, dtype = parameter.device, parameter.dtype
 
     def run(x, observed, fill_values):
-        z, log_w = posterior_codes(
+        z, log_w, out = posterior_codes(
             module, x, observed, fill_values, density, n_draws, generator
         )
         weights = torch.softmax(log_w, dim=0)  # (K, n)
         ess = 1.0 / weights.pow(2).sum(0)
         if mode == "candidates":
-            return module.decode(z).transpose(0, 1), weights.T
+            return module.likelihood.mean(out).transpose(0, 1), weights.T
         if mode == "mean":
-            means = module.decode(z)  # (K, n, d)
+            means = module.likelihood.mean(out)  # (K, n, d)
             out = (weights[..., None] * means).sum(0)
         else:
             pick = torch.multinomial(weights.T.to(generator.device), 1, generator=generator)

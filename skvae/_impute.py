@@ -72,8 +72,15 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         score stops improving; "auto" does so from 50 rows.
     validation_fraction : float, default=0.1
         Fraction of rows held out when early stopping.
-    n_importance_samples : int, default=100
+    n_importance_samples : int, default=300
         Importance draws of the latent code per row and model when imputing.
+        Self-normalised importance sampling is biased by O(1/K); in
+        ``benchmarks/bench_impute.py`` (three models, seven tables) 300 draws
+        instead of 100 lowered the held-out RMSE on six tables (fair 0.677 to
+        0.672, cars 0.423 to 0.417; anes96 0.857 to 0.855) and left accuracy
+        within noise, for three times the ``transform`` time (fair's 6,366
+        rows: 10 s to 32 s against 53 s of fit); 1,000 gained more on two tables
+        only, for ten times the time.
     n_estimators : int, default=3
         Number of VAEs fitted, each from its own seed (and its own validation
         rows); the imputations average over them. Seeds alone make models
@@ -209,7 +216,7 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         learning_rate="auto",
         early_stopping="auto",
         validation_fraction=0.1,
-        n_importance_samples=100,
+        n_importance_samples=300,
         n_estimators=3,
         categorical_features="from_dtype",
         numeric_transform="auto",
@@ -355,6 +362,7 @@ class VAEImputer(TransformerMixin, BaseEstimator):
                             encoded[part], observed[part], fill[part], rng, "candidates", K
                         ),
                         vae.noise_variance_,
+                        missing[part],
                     )
                     for vae, rng in zip(vaes, rngs)
                 ]
@@ -423,7 +431,7 @@ def _like(values, dtype):
     return values
 
 
-def _expectations(table, means, weights, variance):
+def _expectations(table, means, weights, variance, holes):
     """One model's expectations of each cell, given weighted candidate codes.
 
     Parameters
@@ -436,6 +444,10 @@ def _expectations(table, means, weights, variance):
     variance : ndarray of shape (n_numeric,)
         The Gaussian likelihood's variance of each numeric column's normal
         score, in the table's column order.
+    holes : ndarray of bool of shape (n, n_columns)
+        The missing cells: a numeric column's expected value is computed on
+        its missing cells only (NaN elsewhere), as the quadrature is the
+        costly part.
 
     Returns
     -------
@@ -461,13 +473,14 @@ def _expectations(table, means, weights, variance):
             expected[:, c.start + c.width - 1] = 0.0
     nodes, node_weights = hermegauss(_QUADRATURE_NODES)
     node_weights = node_weights / node_weights.sum()
-    numeric = [c for c in table.columns if c.kind == "numeric"]
+    numeric = [i for i, c in enumerate(table.columns) if c.kind == "numeric"]
     scales = np.sqrt(variance) if numeric else ()
-    values = np.empty((weights.shape[0], len(numeric)))
-    for j, (c, scale) in enumerate(zip(numeric, scales)):
-        scores = means[:, :, c.start, None] + scale * nodes  # (n, K, nodes)
+    values = np.full((weights.shape[0], len(numeric)), np.nan)
+    for j, (i, scale) in enumerate(zip(numeric, scales)):
+        c, rows = table.columns[i], np.flatnonzero(holes[:, i])
+        scores = means[rows, :, c.start, None] + scale * nodes  # (rows, K, nodes)
         units = from_scores(c, scores.reshape(-1)).reshape(scores.shape)
-        values[:, j] = np.einsum("nk,nkq,q->n", weights, units, node_weights)
+        values[rows, j] = np.einsum("nk,nkq,q->n", weights[rows], units, node_weights)
     return expected, values
 
 
