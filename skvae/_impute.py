@@ -77,17 +77,17 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         Self-normalised importance sampling is biased by O(1/K); in
         ``benchmarks/bench_impute.py`` (three models, seven tables) 300 draws
         instead of 100 lowered the held-out RMSE on six tables (fair 0.677 to
-        0.672, cars 0.423 to 0.417; anes96 0.857 to 0.855) and left accuracy
+        0.672, cars 0.423 to 0.417; penguins unchanged) and left accuracy
         within noise, for three times the ``transform`` time (fair's 6,366
-        rows: 10 s to 32 s against 53 s of fit); 1,000 gained more on two tables
-        only, for ten times the time.
+        rows: 10 s to 32 s against 53 s of fit); 1,000 gained more on two
+        tables only, for ten times the time.
     n_estimators : int, default=3
         Number of VAEs fitted, each from its own seed (and its own validation
         rows); the imputations average over them. Seeds alone make models
         that err differently on a table of a few hundred or thousand rows, and
         averaging them lowered the held-out RMSE of
-        ``benchmarks/bench_impute.py`` on all five of its tables (weather
-        0.764 with one model, 0.753 with three), at a proportional cost in
+        ``benchmarks/bench_impute.py`` on all seven of its tables (weather
+        0.767 with one model, 0.752 with three), at a proportional cost in
         time (fit and transform).
     categorical_features : "from_dtype", array-like of str or bool, or None, \
             default="from_dtype"
