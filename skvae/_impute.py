@@ -22,6 +22,8 @@ from ._vae import VAETransformer
 
 #: Rows imputed at a time: K candidates of each are held in memory.
 _CHUNK = 256
+#: ``n_components="auto"``: at least this many dimensions, and a third of the columns.
+_AUTO_COMPONENTS = 4
 #: Gauss-Hermite nodes of the expectation of a numeric column's value given a code.
 _QUADRATURE_NODES = 20
 
@@ -54,8 +56,16 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         The placeholder for missing values in a numeric array. All occurrences
         are imputed. For a DataFrame, missing cells must be NaN or None (the
         default).
-    n_components : int, default=4
-        Dimension of the VAE's latent space.
+    n_components : int or "auto", default="auto"
+        Dimension of the VAEs' latent space. "auto" is ``max(4, n_features //
+        3)``, 4 up to 14 columns: the models' outputs are independent given
+        the code, so the code must carry every dependence between columns,
+        and wider data hold more. On 20% masked cells, 4 dimensions left the
+        error of 30 collinear columns (``load_breast_cancer``, standardized;
+        held-out RMSE 0.464, ``IterativeImputer`` 0.360) and of the 61 pixels
+        of ``load_digits`` (0.697 with one model) well above what wider codes
+        gave (12: 0.380; 21: 0.635), while 2 or 8 instead of 4 changed little
+        or hurt on ``load_wine`` and ``load_diabetes`` (13 and 10 columns).
     hidden_layer_sizes : array-like of int, default=(128, 64)
         Widths of the encoder's hidden layers; the decoder uses them in reverse.
     activation : {"relu", "tanh", "elu", "gelu", "silu", "leaky_relu", "sigmoid"}, \
@@ -115,6 +125,9 @@ class VAEImputer(TransformerMixin, BaseEstimator):
     ----------
     estimators_ : list of VAETransformer
         The fitted models of the data, ``n_estimators`` of them.
+    n_components_ : int
+        The dimension of the models' latent space (``n_components``, with
+        "auto" resolved).
     n_iter_ : int
         The most epochs any of the models trained.
     n_features_in_ : int
@@ -186,7 +199,7 @@ class VAEImputer(TransformerMixin, BaseEstimator):
 
     _parameter_constraints = {
         "missing_values": [MissingValues()],
-        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "n_components": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
@@ -208,7 +221,7 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         self,
         *,
         missing_values=np.nan,
-        n_components=4,
+        n_components="auto",
         hidden_layer_sizes=(128, 64),
         activation="relu",
         batch_size="auto",
@@ -285,8 +298,11 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         X = self._validate(X, reset=True)
         rng = check_random_state(self.random_state)
         seeds = rng.randint(_MAX_SEED, size=self.n_estimators)
+        self.n_components_ = self.n_components
+        if self.n_components == "auto":
+            self.n_components_ = max(_AUTO_COMPONENTS, self.n_features_in_ // 3)
         vae = VAETransformer(
-            n_components=self.n_components,
+            n_components=self.n_components_,
             hidden_layer_sizes=self.hidden_layer_sizes,
             activation=self.activation,
             batch_size=self.batch_size,
@@ -390,6 +406,8 @@ class VAEImputer(TransformerMixin, BaseEstimator):
             state = dict(state)
             state["estimators_"] = [state.pop("vae_")]
             state.setdefault("n_estimators", 1)
+        if "estimators_" in state and "n_components_" not in state:  # before "auto"
+            state = {**state, "n_components_": state["estimators_"][0].n_components}
         super().__setstate__(state)
 
     def get_feature_names_out(self, input_features=None):

@@ -146,13 +146,27 @@ def test_a_pickle_with_one_model_as_vae_still_imputes(array_case):
     old = copy.copy(_members(imputer)[0])
     state = dict(old.__getstate__())  # object.__getstate__ is the __dict__ itself
     state["vae_"] = state.pop("estimators_")[0]
-    del state["n_estimators"]
+    del state["n_estimators"], state["n_components_"]
     restored = VAEImputer.__new__(VAEImputer)
     restored.__setstate__(state)
     assert restored.n_estimators == 1 and len(restored.estimators_) == 1
+    assert restored.n_components_ == 2
     np.testing.assert_array_equal(
         restored.transform(X_missing[:20]), old.transform(X_missing[:20])
     )
+
+
+@pytest.mark.parametrize("n_features, expected", [(3, 4), (14, 4), (15, 5), (30, 10)])
+def test_auto_n_components_grows_with_the_columns(n_features, expected):
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(30, 1)) + 0.5 * rng.normal(size=(30, n_features))
+    X_missing, _ = holes(X)
+    params = {**FAST, "n_components": "auto", "max_iter": 1}
+    imputer = VAEImputer(**params).fit(X_missing)
+    assert imputer.n_components_ == expected
+    assert imputer.estimators_[0].n_components == expected
+    explicit = VAEImputer(**{**params, "n_components": 3}).fit(X_missing)
+    assert explicit.n_components_ == 3 and explicit.estimators_[0].n_components == 3
 
 
 def test_float32_in_float32_out(array_case):
