@@ -156,6 +156,7 @@ def test_a_pickle_with_one_model_as_vae_still_imputes(array_case):
     )
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 1 epoch
 @pytest.mark.parametrize("n_features, expected", [(3, 4), (14, 4), (15, 5), (30, 10)])
 def test_auto_n_components_grows_with_the_columns(n_features, expected):
     rng = np.random.RandomState(0)
