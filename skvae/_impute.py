@@ -1,11 +1,13 @@
 """VAEImputer: missing values filled in by VAEs' importance-weighted posteriors."""
 
 import copy
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import MissingValues
 from sklearn.utils.validation import (
@@ -19,6 +21,7 @@ from ._base import _MAX_SEED, Interval, StrOptions, _is_dataframe
 from ._conditional import block_masks
 from ._networks import ACTIVATIONS
 from ._vae import VAETransformer
+from .exceptions import PosteriorCollapseWarning, _warn
 
 #: Rows imputed at a time: K candidates of each are held in memory.
 _CHUNK = 256
@@ -191,7 +194,7 @@ class VAEImputer(TransformerMixin, BaseEstimator):
     >>> X = pd.DataFrame({"kind": kind, "size": size, "weight": 2 * size})
     >>> X.loc[:29, "size"] = np.nan
     >>> X.loc[30:59, "kind"] = None
-    >>> imputer = VAEImputer(n_components=2, max_iter=100, n_estimators=1, random_state=0)
+    >>> imputer = VAEImputer(n_components=2, n_estimators=1, random_state=0)
     >>> imputer = imputer.fit(X)
     >>> X_imputed = imputer.transform(X)
     >>> int(X_imputed.isna().sum().sum())
@@ -319,9 +322,12 @@ class VAEImputer(TransformerMixin, BaseEstimator):
             n_jobs=self.n_jobs,
             verbose=self.verbose,
         )
-        self.estimators_ = [
-            clone(vae).set_params(random_state=int(seed)).fit(X) for seed in seeds
-        ]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self.estimators_ = [
+                clone(vae).set_params(random_state=int(seed)).fit(X) for seed in seeds
+            ]
+        _pass_on(caught, len(seeds))
         self.n_iter_ = max(vae.n_iter_ for vae in self.estimators_)
         return self
 
@@ -434,6 +440,29 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         tags.input_tags.allow_nan = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+def _pass_on(caught, n_models):
+    """Re-issue the models' warnings as the imputer's: convergence once, collapse never.
+
+    Unused latent dimensions cost an imputation nothing, and the imputer chose
+    their number, so a model's PosteriorCollapseWarning is dropped; the
+    models' ConvergenceWarnings become one, that counts them.
+    """
+    unconverged = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    for w in caught:
+        if not issubclass(w.category, (ConvergenceWarning, PosteriorCollapseWarning)):
+            _warn(str(w.message), w.category)
+    if unconverged:
+        message = str(unconverged[0].message)
+        if n_models == 1:
+            message = message.replace("VAETransformer", "VAEImputer's model", 1)
+        else:
+            models = f"{len(unconverged)} of VAEImputer's {n_models} models"
+            message = message.replace("VAETransformer", models, 1)
+            message = message.replace("the loss was", "their loss was", 1)
+            message = message.replace(": its last", ": their last", 1)
+        _warn(message, ConvergenceWarning)
 
 
 def _like(values, dtype):

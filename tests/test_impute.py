@@ -8,9 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.impute import SimpleImputer
 
 from skvae import VAEImputer
+from skvae.exceptions import PosteriorCollapseWarning
 
 FAST = dict(n_components=2, max_iter=60, n_estimators=1, random_state=0)
 #: Fits whose imputations average two models (the ensemble's code path).
@@ -168,6 +170,27 @@ def test_auto_n_components_grows_with_the_columns(n_features, expected):
     assert imputer.estimators_[0].n_components == expected
     explicit = VAEImputer(**{**params, "n_components": 3}).fit(X_missing)
     assert explicit.n_components_ == 3 and explicit.estimators_[0].n_components == 3
+
+
+def test_the_models_warnings_are_passed_on_once():
+    rng = np.random.RandomState(0)  # one factor: most of 4 dimensions stay unused
+    kind = rng.choice(["small", "large"], 300)
+    size = np.where(kind == "large", 2.0, -2.0) + rng.normal(size=300)
+    X_missing = pd.DataFrame({"kind": kind, "size": size, "weight": 2 * size})
+    X_missing.loc[:29, "size"] = np.nan
+    X_missing.loc[30:59, "kind"] = None
+    imputer = VAEImputer(n_components=4, max_iter=30, n_estimators=2, random_state=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        imputer.fit(X_missing)
+    with pytest.warns(PosteriorCollapseWarning):  # what a model says alone
+        clone(imputer.estimators_[0]).fit(X_missing)
+    categories = [w.category for w in caught]
+    assert PosteriorCollapseWarning not in categories
+    assert categories.count(ConvergenceWarning) == 1
+    message = str(next(w.message for w in caught if w.category is ConvergenceWarning))
+    assert "of VAEImputer's 2 models used all 30 epochs" in message
+    assert "Increase max_iter" in message
 
 
 def test_float32_in_float32_out(array_case):
