@@ -27,6 +27,8 @@ from .exceptions import PosteriorCollapseWarning, _warn
 _CHUNK = 256
 #: ``n_components="auto"``: at least this many dimensions, and a third of the columns.
 _AUTO_COMPONENTS = 4
+#: What input validation sets in ``fit``, restored when the fit fails.
+_INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
 #: Gauss-Hermite nodes of the expectation of a numeric column's value given a code.
 _QUADRATURE_NODES = 20
 
@@ -303,14 +305,24 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         self : object
             The fitted imputer.
         """
-        X = self._validate(X, reset=True)
+        # A fit that fails leaves the imputer as it was, input checks included.
+        before = {k: vars(self)[k] for k in _INPUT_ATTRIBUTES if k in vars(self)}
+        try:
+            return self._fit(self._validate(X, reset=True))
+        except BaseException:
+            for key in _INPUT_ATTRIBUTES:
+                vars(self).pop(key, None)
+            vars(self).update(before)
+            raise
+
+    def _fit(self, X):
         rng = check_random_state(self.random_state)
         seeds = rng.randint(_MAX_SEED, size=self.n_estimators)
-        self.n_components_ = self.n_components
-        if self.n_components == "auto":
-            self.n_components_ = max(_AUTO_COMPONENTS, self.n_features_in_ // 3)
+        n_components = self.n_components
+        if n_components == "auto":
+            n_components = max(_AUTO_COMPONENTS, self.n_features_in_ // 3)
         vae = VAETransformer(
-            n_components=self.n_components_,
+            n_components=n_components,
             hidden_layer_sizes=self.hidden_layer_sizes,
             activation=self.activation,
             batch_size=self.batch_size,
@@ -326,11 +338,13 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            self.estimators_ = [
+            estimators = [
                 clone(vae).set_params(random_state=int(seed)).fit(X) for seed in seeds
             ]
         _pass_on(caught, len(seeds))
-        self.n_iter_ = max(vae.n_iter_ for vae in self.estimators_)
+        self.estimators_ = estimators  # fitted attributes last, together
+        self.n_components_ = n_components
+        self.n_iter_ = max(vae.n_iter_ for vae in estimators)
         return self
 
     def transform(self, X):
@@ -410,6 +424,9 @@ class VAEImputer(TransformerMixin, BaseEstimator):
                 column.iloc[rows[holes]] = filled
                 X[name] = column
         return X
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "estimators_")
 
     def __setstate__(self, state):
         # An imputer pickled before ``n_estimators`` held its one model as ``vae_``.

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.impute import SimpleImputer
 
-from skvae import VAEImputer
+from skvae import VAEImputer, VAETransformer
 from skvae.exceptions import PosteriorCollapseWarning
 
 FAST = dict(n_components=2, max_iter=60, n_estimators=1, random_state=0)
@@ -191,6 +191,29 @@ def test_the_models_warnings_are_passed_on_once():
     message = str(next(w.message for w in caught if w.category is ConvergenceWarning))
     assert "of VAEImputer's 2 models used all 30 epochs" in message
     assert "Increase max_iter" in message
+
+
+def test_a_failed_fit_leaves_the_imputer_as_it_was(array_case, monkeypatch):
+    _, X_missing, _, _ = array_case
+    imputer = VAEImputer(**FAST).fit(X_missing[:200])
+    models, before = imputer.estimators_, imputer.transform(X_missing[:50])
+
+    def failing(self, X, y=None):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(VAETransformer, "fit", failing)
+    wide = pd.DataFrame(np.column_stack([X_missing[:200], X_missing[:200]]))
+    wide.columns = [f"c{j}" for j in range(6)]
+    with pytest.raises(RuntimeError, match="boom"):
+        imputer.fit(wide)
+    assert imputer.estimators_ is models and imputer.n_features_in_ == 3
+    assert not hasattr(imputer, "feature_names_in_")
+    np.testing.assert_array_equal(imputer.transform(X_missing[:50]), before)
+    fresh = VAEImputer(**FAST)
+    with pytest.raises(RuntimeError, match="boom"):
+        fresh.fit(X_missing[:200])
+    with pytest.raises(NotFittedError):
+        fresh.transform(X_missing[:50])
 
 
 def test_float32_in_float32_out(array_case):
