@@ -316,6 +316,7 @@ class VAEImputer(TransformerMixin, BaseEstimator):
             raise
 
     def _fit(self, X):
+        _warn_empty(X)
         rng = check_random_state(self.random_state)
         seeds = rng.randint(_MAX_SEED, size=self.n_estimators)
         n_components = self.n_components
@@ -459,6 +460,22 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         tags.input_tags.allow_nan = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+def _warn_empty(X):
+    """Warn of columns with no observed value: the models learn nothing of them."""
+    if _is_dataframe(X):
+        empty = [str(name) for name in X.columns[X.isna().all(axis=0).to_numpy()]]
+    else:
+        empty = [f"x{j}" for j in np.flatnonzero(np.isnan(X).all(axis=0))]
+    if empty:
+        _warn(
+            f"Features {empty} have no observed values in X, so VAEImputer learns "
+            "nothing of them: transform fills a numeric one with 0 (the center of "
+            "its unknown scale) and leaves a categorical one missing. Drop them, or "
+            "fit on data where they hold values.",
+            UserWarning,
+        )
 
 
 def _pass_on(caught, n_models):

@@ -216,6 +216,25 @@ def test_a_failed_fit_leaves_the_imputer_as_it_was(array_case, monkeypatch):
         fresh.transform(X_missing[:50])
 
 
+def test_features_with_no_observed_value_are_named():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(60, 3))
+    X[:, 1] = np.nan
+    X[:5, 0] = np.nan
+    with pytest.warns(UserWarning, match=r"Features \['x1'\] have no observed values"):
+        out = VAEImputer(**{**FAST, "max_iter": 5}).fit_transform(X)
+    np.testing.assert_array_equal(out[:, 1], 0.0)
+    frame = pd.DataFrame({"a": X[:, 0], "b": pd.Series([None] * 60, dtype=object)})
+    frame["c"] = rng.choice(["u", "v"], 60)
+    with pytest.warns(UserWarning, match=r"\['b'\].*leaves a categorical one missing"):
+        out = VAEImputer(**{**FAST, "max_iter": 5}).fit_transform(frame)
+    assert out["b"].isna().all() and not out[["a", "c"]].isna().any().any()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # none without empty features
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        VAEImputer(**{**FAST, "max_iter": 5}).fit(X[:, [0, 2]])
+
+
 def test_float32_in_float32_out(array_case):
     _, X_missing, _, imputer = array_case
     out = imputer.transform(X_missing[:20].astype(np.float32))
