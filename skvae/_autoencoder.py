@@ -40,8 +40,7 @@ class AutoencoderTransformer(_BaseAutoencoder):
     %(batch_size)s
     %(max_iter)s
     %(learning_rate)s
-    optimizer : {"adam", "adamw", "sgd"}, default="adam"
-        Optimizer; "sgd" is SGD with momentum 0.9 (no Nesterov).
+    %(optimizer)s
     %(weight_decay)s
     %(early_stopping)s
     %(validation_fraction)s

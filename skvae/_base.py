@@ -144,6 +144,9 @@ _PARAMETER_DOCS = {
         the batch size beyond, up to 4e-3 (from 1024 rows): larger batches
         average out more noise, so they can take larger steps, which is what
         lets large data converge in few epochs.""",
+    "optimizer": """\
+    optimizer : {"adam", "adamw", "sgd"}, default="adam"
+        Optimizer; "sgd" is SGD with momentum 0.9 (no Nesterov).""",
     "weight_decay": """\
     weight_decay : float, default=0.0
         L2 penalty (decoupled for "adamw").""",

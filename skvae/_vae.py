@@ -71,8 +71,7 @@ class VAETransformer(_BaseAutoencoder):
     %(batch_size)s
     %(max_iter)s
     %(learning_rate)s
-    optimizer : {"adam", "adamw", "sgd"}, default="adam"
-        Optimizer; "sgd" uses momentum 0.9.
+    %(optimizer)s
     %(weight_decay)s
     %(early_stopping)s
     %(validation_fraction)s
