@@ -1248,8 +1248,12 @@ class _BaseAutoencoder(
         scores = self._infer(score, [encoded], encoded.dtype, "score_samples")
         if self._table is not None and self._density_scores:
             # The change of variables of each numeric column's map to normal
-            # scores: log p(x) = log p(z) + sum_j log |dz_j / dx_j|.
-            scores = scores + self._table.log_jacobian(X).astype(scores.dtype)
+            # scores: log p(x) = log p(z) + sum_j log |dz_j / dx_j|; and the
+            # probability of a categorical level that fit did not see.
+            extra = self._table.log_jacobian(X)
+            if not self._table.array:
+                extra = extra + self._table.log_novel(X)
+            scores = scores + extra.astype(scores.dtype)
         return scores
 
     def score(self, X, y=None):

@@ -507,11 +507,12 @@ def _check_marginal(column, where):
 def _check_column(column, start):
     """Check one column of a table's state, which starts at ``start``; its width."""
     fields = set(column) if isinstance(column, dict) else None
-    unseen = None
-    if fields is not None and "unseen" in fields:  # files written before lack it
-        unseen = column["unseen"]
-        column = {k: v for k, v in column.items() if k != "unseen"}
+    optional = {"unseen": None, "novel": None}  # files written before lack them
+    if fields is not None:
+        optional.update({k: column[k] for k in optional if k in fields})
+        column = {k: v for k, v in column.items() if k not in optional}
         fields = set(column)
+    unseen, novel = optional["unseen"], optional["novel"]
     if fields not in (_COLUMN_FIELDS, _COLUMN_FIELDS | _MARGINAL_FIELDS):
         raise _corrupted(f"unexpected table column {_brief(column)}.")
     name, kind, dtype, levels = (column[k] for k in ("name", "kind", "dtype", "levels"))
@@ -563,6 +564,7 @@ def _check_column(column, start):
     if not categorical:
         _expect(levels is None, f"{where} levels", "None", levels)
         _expect(unseen is None, f"{where} unseen levels", "None", unseen)
+        _expect(novel is None, f"{where} probability of a new level", "None", novel)
         return 1 + column["missing"]
     _expect(
         isinstance(levels, list)
@@ -583,6 +585,12 @@ def _check_column(column, start):
         f"{where} unseen levels",
         "distinct indices of its levels",
         unseen,
+    )
+    _expect(
+        novel is None or (_is_real(novel) and 0 < novel <= 0.5),
+        f"{where} probability of a new level",
+        "None or a number in (0, 0.5]",
+        novel,
     )
     return len(levels) + column["missing"]
 

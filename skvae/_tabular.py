@@ -119,6 +119,7 @@ class Column:
     atom_low: np.ndarray = None
     atom_high: np.ndarray = None
     unseen: list = None  # categorical, partial_fit: declared levels no batch has held
+    novel: float = None  # categorical: the probability of a level fit did not see
 
     @property
     def width(self):
@@ -501,6 +502,7 @@ class Table:
                         column.unseen = [i for i, v in enumerate(levels) if v not in seen]
                 else:
                     column.levels = seen
+                column.novel = _novel_level_probability(series)
             elif kind == "numeric":
                 values = series.to_numpy(dtype=np.float64, na_value=np.nan)
                 column.integer = types.is_integer_dtype(series.dtype)
@@ -686,6 +688,32 @@ class Table:
         table = copy.copy(self)
         table.columns = columns
         return table
+
+    def log_novel(self, X):
+        """Per-row log-probability of each categorical column's level being new or not.
+
+        A categorical column's softmax covers the levels seen in fit, so a
+        level it did not see would have probability 0. Each column instead
+        keeps a probability ``novel`` for "a level not seen in fit" (see
+        :func:`_novel_level_probability`): a row holding such a level gets
+        ``log(novel)`` (the column's own term is 0, as it encodes as all
+        zeros), a row holding a level seen in fit, or a missing value fit
+        modelled, ``log(1 - novel)``, so that the column's probabilities sum
+        to one. A missing value that fit did not see is left out, as it is
+        from the model's terms. Tables fitted before ``novel`` existed give 0.
+        """
+        total = np.zeros(X.shape[0])
+        for c in self.columns:
+            if c.kind != "categorical" or c.novel is None:
+                continue
+            series = X[c.name]
+            missing = series.isna().to_numpy()
+            codes = pd.Index(c.levels).get_indexer(series.astype(object))
+            new = (codes < 0) & ~missing
+            total += np.where(new, np.log(c.novel), np.log1p(-c.novel))
+            if not c.missing:
+                total[missing] -= np.log1p(-c.novel)
+        return total
 
     def log_jacobian(self, X):
         """Per-row ``sum_j log |dz_j / dx_j|`` of the observed numeric entries of X.
@@ -895,6 +923,21 @@ def _clip_to(values, dtype):
     if dtype.kind in "iu" and int(high) > info.max:  # 2**63 - 1 rounds up: step below
         high = np.nextafter(high, 0.0)
     return np.clip(values, low, high)
+
+
+def _novel_level_probability(series):
+    """The probability that a new row holds a level the column's rows do not.
+
+    Good and Turing's estimate of the unseen mass, the share of rows whose
+    level occurs once, with one more row and one more such level added (a
+    rule of succession), so that a column of few, frequent levels still
+    leaves new levels a small probability: ``(n_1 + 1) / (n + 1)`` for n
+    rows of which n_1 hold a level seen once (missing values count as rows,
+    not levels). At most one half.
+    """
+    counts = series.value_counts(dropna=True)
+    singletons = int((counts == 1).sum())
+    return min((singletons + 1) / (len(series) + 1), 0.5)
 
 
 def _unique(series):

@@ -222,9 +222,10 @@ class VAETransformer(_BaseAutoencoder):
     Missing values seen in fit are modelled (a missing indicator beside a
     numeric column, a "missing" level of a categorical one) and sampled back
     at the data's rate; unknown levels at transform time encode as all zeros,
-    as ``OneHotEncoder(handle_unknown="ignore")`` does, and add nothing to the
-    score. ``inverse_transform`` and ``sample`` then return a DataFrame with the
-    fitted columns, order and dtypes.
+    as ``OneHotEncoder(handle_unknown="ignore")`` does, and score the
+    probability fit estimated for a level it did not see (see the user
+    guide). ``inverse_transform`` and ``sample`` then return a DataFrame with
+    the fitted columns, order and dtypes.
 
     References
     ----------

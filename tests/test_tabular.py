@@ -15,7 +15,13 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from skvae import AutoencoderTransformer, VAETransformer
 from skvae._networks import VAE
-from skvae._tabular import Column, fit_numeric, from_scores, to_scores
+from skvae._tabular import (
+    Column,
+    _novel_level_probability,
+    fit_numeric,
+    from_scores,
+    to_scores,
+)
 from skvae.exceptions import NonFiniteLossError, PosteriorCollapseWarning
 
 # Tiny fits stop before they converge; this file tests the table, not the fit.
@@ -820,6 +826,70 @@ def test_save_load_keep_the_marginals_and_gates(tmp_path):
     )
     np.testing.assert_array_equal(loaded.score_samples(frame), est.score_samples(frame))
     assert loaded._table.gates == est._table.gates
+
+
+def test_new_level_probability_by_hand():
+    # 8 rows (the missing one counts), levels b and c seen once: (2 + 1) / (8 + 1)
+    series = pd.Series(["a"] * 5 + ["b", "c", None])
+    assert _novel_level_probability(series) == pytest.approx(3 / 9)
+    assert _novel_level_probability(pd.Series(["a"] * 99)) == pytest.approx(1 / 100)
+    assert _novel_level_probability(pd.Series(["a", "b"])) == 0.5  # at most one half
+
+
+@pytest.fixture(scope="module")
+def vae_of_frame(frame):
+    with warnings.catch_warnings():  # 1 of 3 dimensions active: not what is tested
+        warnings.simplefilter("ignore", PosteriorCollapseWarning)
+        return VAETransformer(**FAST).fit(frame)
+
+
+def test_a_level_fit_did_not_see_lowers_the_score(vae_of_frame, frame):
+    table = vae_of_frame._table
+    species, island = table.columns[0], table.columns[4]
+    assert island.name == "island" and 0 < island.novel < 0.01  # no level seen once
+    rows = frame.dropna().head(50)
+    new = rows.assign(island="z")
+    # log(novel) where the level is new, log(1 - novel) where it is known
+    known = np.log1p(-species.novel) + np.log1p(-island.novel)
+    np.testing.assert_allclose(table.log_novel(rows), known)
+    np.testing.assert_allclose(
+        table.log_novel(new), np.log(island.novel) + np.log1p(-species.novel)
+    )
+    # A missing value the fit saw is a level of its own; in species, which had
+    # none, it is left out, as the model leaves it out.
+    np.testing.assert_allclose(table.log_novel(rows.assign(island=None)), known)
+    np.testing.assert_allclose(
+        table.log_novel(rows.assign(species=None)), np.log1p(-island.novel)
+    )
+    # Before, the column dropped out of the score, which then rose.
+    assert (vae_of_frame.score_samples(new) < vae_of_frame.score_samples(rows)).all()
+
+
+def test_saved_new_level_probabilities(vae_of_frame, frame, tmp_path):
+    path = vae_of_frame.save(tmp_path / "m.skvae")
+    new = frame.assign(island="z")
+    loaded = VAETransformer.load(path)
+    np.testing.assert_array_equal(
+        loaded.score_samples(new), vae_of_frame.score_samples(new)
+    )
+
+    def written_before(table):
+        for column in table["columns"]:
+            column["dict"].pop("novel")
+
+    old = VAETransformer.load(corrupted(path, written_before, tmp_path))
+    assert old._table.columns[0].novel is None  # scored as before: no such term
+    np.testing.assert_allclose(
+        old.score_samples(frame),
+        vae_of_frame.score_samples(frame) - vae_of_frame._table.log_novel(frame),
+    )
+    for change in (
+        lambda t: _column(t, 0).update(novel=0.9),  # species: above one half
+        lambda t: _column(t, 0).update(novel="0.1"),
+        lambda t: _column(t, 1).update(novel=0.1),  # mass: numeric
+    ):
+        with pytest.raises(ValueError, match="corrupted"):
+            VAETransformer.load(corrupted(path, change, tmp_path))
 
 
 def corrupted(path, change, tmp_path):
