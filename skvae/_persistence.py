@@ -29,11 +29,18 @@ network the parameters describe, laid out on torch's ``meta`` device (which
 allocates no memory). Whatever is wrong with a file, ``load`` raises a
 ValueError that says what.
 
+A saved ``VAEImputer`` is one zip archive (stored) of ``skvae.json`` (the
+same keys, less ``module``: the imputer has no network of its own) and one
+member per model, ``estimators/<i>.skvae``, each a saved ``VAETransformer``
+as above, checked as a file of its own, and all of them against the imputer
+(their number, their input, their latent size and their table encoding).
+
 ``save`` writes to a temporary file beside the destination and renames it
 into place, so a save that fails leaves the previous file as it was.
 """
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -113,6 +120,11 @@ _KNOWN |= set().union(*_EXTRAS.values(), *_OPTIONAL_EXTRAS.values())
 _GMM_FITTED = {"weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"}
 _GMM_FITTED |= {"converged_", "n_iter_", "lower_bound_", "n_features_in_"}
 _GMM_OPTIONAL = {"lower_bounds_"}
+#: A VAEImputer's metadata keys, and its attributes besides ``estimators_``.
+_IMPUTER_META_KEYS = _META_KEYS - {"module"}
+_IMPUTER_FITTED = {"n_features_in_", "n_components_", "n_iter_"}
+_IMPUTER_OPTIONAL = {"feature_names_in_", "_sklearn_output_config"}
+_ESTIMATORS = "estimators_"
 _COLUMN_FIELDS = {"name", "kind", "dtype", "start", "missing", "mean", "scale", "integer"}
 _COLUMN_FIELDS |= {"levels"}
 #: A column's marginal model: files written before it existed lack these.
@@ -634,6 +646,26 @@ def _write_atomically(path, write):
         raise
 
 
+def _versions(obj):
+    """The metadata every file starts with: format, class and the writers' versions."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "class": type(obj).__name__,
+        "skvae_version": _skvae_version(),
+        "sklearn_version": sklearn.__version__,
+        "torch_version": torch.__version__,
+    }
+
+
+def _write_to(path, write):
+    """``write(file)`` to a file name (atomically) or to a binary file object."""
+    if isinstance(path, (str, os.PathLike)):
+        _write_atomically(path, write)
+    else:
+        write(path)
+
+
 def save_estimator(estimator, path):
     """Write a fitted estimator to ``path`` (see the module docstring for the format).
 
@@ -669,32 +701,25 @@ def save_estimator(estimator, path):
             "file. Restore them, or refit."
         )
     meta = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "class": type(estimator).__name__,
-        "skvae_version": _skvae_version(),
-        "sklearn_version": sklearn.__version__,
-        "torch_version": torch.__version__,
+        **_versions(estimator),
         "params": _encode(params, tensors, "params"),
         "module": estimator.module_.description,
         "attributes": _encode(attributes, tensors, "attributes"),
     }
     document = json.dumps(meta, indent=1, allow_nan=False).encode()
     weights = save_tensors(tensors, metadata={"format": FORMAT})
-    if isinstance(path, (str, os.PathLike)):
-        _write_atomically(path, lambda file: _write(file, document, weights))
-    else:
-        _write(path, document, weights)
+    _write_to(path, lambda file: _write(file, document, weights))
 
 
 # ------------------------------------------------------------------- read
-def _check_archive(archive):
-    """Check that the archive holds the two members, stored, within the file."""
+def _check_archive(archive, members=(_META, _WEIGHTS)):
+    """Check that the archive holds ``members``, stored, within the file."""
     names = sorted(info.filename for info in archive.infolist())
-    if names != sorted([_META, _WEIGHTS]):
+    if names != sorted(members):
+        expected = " and ".join(map(repr, members)) if len(members) < 4 else members
         raise _Invalid(
             f"is not a file written by skvae's save (it holds {_brief(names)}, not "
-            f"{_META!r} and {_WEIGHTS!r}); load only files written by the estimators' "
+            f"{_brief(expected)}); load only files written by the estimators' "
             "save method."
         )
     archive.fp.seek(0, os.SEEK_END)
@@ -747,8 +772,8 @@ def _read(archive, name):
         raise _Invalid(f"has a corrupted {name}: {exc}.") from exc
 
 
-def _read_meta(archive):
-    """``skvae.json``, checked to be a current skvae file's metadata."""
+def _read_meta(archive, keys=_META_KEYS):
+    """``skvae.json``, checked to be a current skvae file's metadata with ``keys``."""
     meta = _parse(_read(archive, _META), _META)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise _Invalid("is not a file written by skvae's save.")
@@ -761,11 +786,12 @@ def _read_meta(archive):
             f"this skvae ({_skvae_version()}) reads version {FORMAT_VERSION} only. Load "
             "it with a matching skvae version and refit, or save it again."
         )
-    if set(meta) != _META_KEYS:
-        raise _corrupted(f"its keys are {sorted(meta)}, not {sorted(_META_KEYS)}.")
+    if set(meta) != keys:
+        raise _corrupted(f"its keys are {sorted(meta)}, not {sorted(keys)}.")
     for key in ("class", "skvae_version", "sklearn_version", "torch_version"):
         _expect(isinstance(meta[key], str), key, "a string", meta[key])
-    _expect(isinstance(meta["module"], dict), "module", "a dict", meta["module"])
+    if "module" in keys:
+        _expect(isinstance(meta["module"], dict), "module", "a dict", meta["module"])
     return meta
 
 
@@ -993,6 +1019,15 @@ def _check_fitted(attributes, estimator, description, table, shapes):
         "the network's description and the table's signature",
         attributes["_architecture"],
     )
+    _check_output_config(attributes)
+    _check_gmm(attributes["code_density_"], n_components, estimator)
+    _check_optimizer(attributes["_optimizer_state"], shapes)
+    if kind == "vae":
+        _check_vae(attributes, n_components, description["n_features"])
+
+
+def _check_output_config(attributes):
+    """Check ``set_output``'s configuration, where the attributes hold one."""
     config = attributes.get("_sklearn_output_config", {})
     _expect(
         isinstance(config, dict)
@@ -1002,10 +1037,6 @@ def _check_fitted(attributes, estimator, description, table, shapes):
         f"a dict of a transform output in {sorted(_OUTPUTS)}",
         config,
     )
-    _check_gmm(attributes["code_density_"], n_components, estimator)
-    _check_optimizer(attributes["_optimizer_state"], shapes)
-    if kind == "vae":
-        _check_vae(attributes, n_components, description["n_features"])
 
 
 def _check_gmm(gmm, n_components, estimator):
@@ -1178,11 +1209,11 @@ def _opened(path):
         yield archive
 
 
-def load_estimator(cls, path):
-    """The estimator saved at ``path``; ``cls`` or one of its subclasses."""
+def _read_checked(path, check, cls):
+    """``check(cls, archive)`` on the archive at ``path``; any problem as a ValueError."""
     try:
         with _opened(path) as archive:
-            estimator, attributes, description, state = _checked(cls, archive)
+            return check(cls, archive)
     except _Invalid as exc:
         raise ValueError(f"{_shown(path)} {exc}") from exc.__cause__
     except _ERRORS as exc:
@@ -1190,6 +1221,14 @@ def load_estimator(cls, path):
             f"{_shown(path)} is corrupted: {type(exc).__name__}: {exc}"
         ) from exc
 
+
+def load_estimator(cls, path):
+    """The estimator saved at ``path``; ``cls`` or one of its subclasses."""
+    return _assembled(*_read_checked(path, _checked, cls))
+
+
+def _assembled(estimator, attributes, description, state):
+    """The fitted estimator from what :func:`_checked` returned."""
     module = build(description)  # in a forked RNG: the caller's RNG is left alone
     module.load_state_dict(state, strict=True)  # names, dtypes and shapes are checked
     device = attributes["device_"]
@@ -1206,3 +1245,137 @@ def load_estimator(cls, path):
         setattr(estimator, name, value)
     estimator.module_ = module.to(device).eval()  # as fit leaves it
     return estimator
+
+
+# --------------------------------------------------------------- imputer
+def _member(i):
+    """The archive member of an imputer's i-th model."""
+    return f"estimators/{i}.skvae"
+
+
+def save_imputer(imputer, path):
+    """Write a fitted VAEImputer to ``path``: its metadata and each model's file.
+
+    ``path`` is a file name (replaced only once the new file is complete) or a
+    writable binary file object.
+    """
+    params = imputer.get_params(deep=False)
+    attributes = {
+        name: value
+        for name, value in vars(imputer).items()
+        if name not in params and name != _ESTIMATORS
+    }
+    unknown = set(attributes) - _IMPUTER_FITTED - _IMPUTER_OPTIONAL
+    if unknown:
+        raise ValueError(
+            f"Cannot save attribute {sorted(unknown)[0]!r}: skvae's file format stores "
+            "the parameters and the fitted attributes of the imputer only "
+            f"({sorted(_IMPUTER_FITTED | _IMPUTER_OPTIONAL | {_ESTIMATORS})}), and load "
+            "would refuse the file."
+        )
+    imputer._validate_params()  # what load checks first
+    members = []
+    for model in imputer.estimators_:
+        buffer = io.BytesIO()
+        save_estimator(model, buffer)
+        members.append(buffer.getvalue())
+    tensors = {}
+    meta = {
+        **_versions(imputer),
+        "params": _encode(params, tensors, "params"),
+        "attributes": _encode(attributes, tensors, "attributes"),
+    }
+    if tensors:  # pragma: no cover - the imputer's own values are plain
+        raise ValueError(f"Cannot save the imputer's arrays {sorted(tensors)}.")
+    document = json.dumps(meta, indent=1, allow_nan=False).encode()
+
+    def write(file):
+        with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED) as archive:
+            archive.writestr(_META, document)
+            for i, data in enumerate(members):
+                archive.writestr(_member(i), data)
+
+    _write_to(path, write)
+
+
+def load_imputer(cls, path):
+    """The VAEImputer saved at ``path``; ``cls`` or one of its subclasses."""
+    imputer, attributes, models = _read_checked(path, _checked_imputer, cls)
+    for name, value in attributes.items():
+        setattr(imputer, name, value)
+    setattr(imputer, _ESTIMATORS, [_assembled(*checked) for checked in models])
+    return imputer
+
+
+def _checked_imputer(cls, archive):
+    """The imputer, its attributes and its models' :func:`_checked` of a checked file."""
+    from ._vae import VAETransformer
+
+    n_members = len(archive.infolist()) - 1
+    names = [_member(i) for i in range(max(n_members, 0))]
+    _check_archive(archive, [_META, *names])
+    meta = _read_meta(archive, _IMPUTER_META_KEYS)
+    imputer = _instantiate(cls, meta["class"])
+    params = _decode(meta["params"], {}, set())
+    _expect(isinstance(params, dict), "params", "a dict", params)
+    try:
+        imputer.set_params(**params)
+        imputer._validate_params()
+    except ValueError as exc:
+        raise _Invalid(f"has an invalid parameter: {exc}") from exc
+    attributes = _decode(meta["attributes"], {}, set())
+    _expect(isinstance(attributes, dict), "attributes", "a dict", attributes)
+    unknown = sorted(set(attributes) - _IMPUTER_FITTED - _IMPUTER_OPTIONAL)
+    if unknown:
+        raise _corrupted(
+            f"unexpected attributes {unknown}; a fitted {cls.__name__} has none such."
+        )
+    missing = sorted(_IMPUTER_FITTED - set(attributes))
+    if missing:
+        raise _corrupted(f"attributes {missing} are missing.")
+    n_estimators = imputer.n_estimators
+    _expect(
+        n_members == n_estimators, "models", f"{n_estimators} (n_estimators)", n_members
+    )
+    n_components = attributes["n_components_"]
+    _expect(_is_int(n_components, 1), "n_components_", "a positive int", n_components)
+    _check_output_config(attributes)
+    models = []
+    for name in names:
+        try:
+            with zipfile.ZipFile(io.BytesIO(_read(archive, name))) as member:
+                models.append(_checked(VAETransformer, member))
+        except _Invalid as exc:
+            raise _Invalid(f"has a model {name} that {exc}") from exc.__cause__
+        except (*_ZIP_ERRORS, *_ERRORS) as exc:
+            raise _Invalid(
+                f"has a corrupted model {name}: {type(exc).__name__}: {exc}"
+            ) from exc
+    # The models are the imputer's: of its input, latent size and encoding.
+    model_input = {"n_features_in_": attributes["n_features_in_"]}
+    if "feature_names_in_" in attributes:
+        model_input["feature_names_in_"] = attributes["feature_names_in_"]
+    signatures = set()
+    for name, (model, fitted, _, _) in zip(names, models):
+        given = {k: fitted[k] for k in model_input if k in fitted}
+        if "feature_names_in_" in fitted:
+            given["feature_names_in_"] = fitted["feature_names_in_"]
+        _expect(
+            set(given) == set(model_input)
+            and all(np.array_equal(given[k], model_input[k]) for k in given),
+            f"{name}'s input",
+            "the imputer's n_features_in_ and feature_names_in_",
+            given,
+        )
+        _expect(
+            model.n_components == n_components,
+            f"{name}'s n_components",
+            n_components,
+            model.n_components,
+        )
+        table = fitted["_table"]
+        signatures.add(None if table is None else (table.signature, table.array))
+    _expect(len(signatures) == 1, "models' tables", "one encoding", len(signatures))
+    n_iter = max(fitted["n_iter_"] for _, fitted, _, _ in models)
+    _expect(attributes["n_iter_"] == n_iter, "n_iter_", n_iter, attributes["n_iter_"])
+    return imputer, attributes, models

@@ -352,3 +352,174 @@ def test_imputes_on_each_device(device):
     out = imputer.fit_transform(X_missing)
     assert not np.isnan(out).any()
     np.testing.assert_array_equal(out, imputer.transform(X_missing))
+
+
+# ------------------------------------------------------------------ save/load
+def _rewritten(path, tmp_path, change_meta=None, members=None):
+    """A copy of the saved imputer at ``path``, its JSON and members changed."""
+    import io
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        content = {name: archive.read(name) for name in archive.namelist()}
+    if change_meta is not None:
+        meta = json.loads(content["skvae.json"])
+        change_meta(meta)
+        content["skvae.json"] = json.dumps(meta).encode()
+    if members is not None:
+        members(content)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in content.items():
+            archive.writestr(name, data)
+    bad = tmp_path / "bad.skvae"
+    bad.write_bytes(out.getvalue())
+    return bad
+
+
+@pytest.mark.parametrize("case", ["array_case", "frame_case"])
+def test_save_load_imputes_as_the_saved_imputer(case, request, tmp_path):
+    _, X_missing, *_, imputer = request.getfixturevalue(case)
+    loaded = VAEImputer.load(imputer.save(tmp_path / "imputer.skvae"))
+    params, expected = loaded.get_params(), imputer.get_params()
+    assert np.isnan(params.pop("missing_values"))
+    assert np.isnan(expected.pop("missing_values"))
+    assert type(loaded) is VAEImputer and params == expected
+    assert loaded.n_components_ == imputer.n_components_
+    assert loaded.n_iter_ == imputer.n_iter_ and len(loaded.estimators_) == 2
+    filled = imputer.transform(X_missing[:60])
+    if isinstance(filled, pd.DataFrame):
+        pd.testing.assert_frame_equal(loaded.transform(X_missing[:60]), filled)
+        assert list(loaded.feature_names_in_) == list(imputer.feature_names_in_)
+    else:
+        np.testing.assert_array_equal(loaded.transform(X_missing[:60]), filled)
+
+
+def test_save_load_through_file_objects_and_keeps_set_output(frame_case):
+    import io
+
+    _, X_missing, imputer = frame_case
+    imputer = copy.deepcopy(imputer).set_output(transform="default")
+    buffer = io.BytesIO()
+    assert imputer.save(buffer) is buffer
+    buffer.seek(0)
+    loaded = VAEImputer.load(buffer)
+    assert loaded._sklearn_output_config == {"transform": "default"}
+    np.testing.assert_array_equal(
+        loaded.transform(X_missing[:30]), imputer.transform(X_missing[:30])
+    )
+
+
+def test_save_needs_a_fitted_imputer(tmp_path):
+    with pytest.raises(NotFittedError):
+        VAEImputer().save(tmp_path / "imputer.skvae")
+    assert not (tmp_path / "imputer.skvae").exists()
+
+
+def test_a_failed_save_keeps_the_previous_file(array_case, tmp_path):
+    *_, imputer = array_case
+    path = imputer.save(tmp_path / "imputer.skvae")
+    before = path.read_bytes()
+    broken = copy.deepcopy(imputer)
+    broken.estimators_[1].set_params(hidden_layer_sizes=(3,))  # no longer its network
+    with pytest.raises(ValueError, match="parameters were changed after fit"):
+        broken.save(path)
+    assert path.read_bytes() == before
+
+
+def _model_of_another_class(content):
+    import io
+
+    X = correlated(200)
+    other = io.BytesIO()
+    from skvae import AutoencoderTransformer
+
+    AutoencoderTransformer(n_components=2, max_iter=2).fit(X).save(other)
+    content["estimators/1.skvae"] = other.getvalue()
+
+
+def _model_of_other_data(content):
+    import io
+
+    X = np.c_[correlated(200), correlated(200, seed=1)[:, :1]]  # four columns
+    other = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        VAETransformer(n_components=2, max_iter=2).fit(X).save(other)
+    content["estimators/1.skvae"] = other.getvalue()
+
+
+IMPUTER_CORRUPTIONS = {
+    "a model short": (
+        None,
+        lambda c: c.pop("estimators/1.skvae"),
+        r"models should be 2 \(n_estimators\), got 1",
+    ),
+    "a model too many": (
+        None,
+        lambda c: c.update({"estimators/5.skvae": c["estimators/0.skvae"]}),
+        "is not a file written by skvae's save",
+    ),
+    "n_estimators disagrees": (
+        lambda m: m["params"]["dict"].update(n_estimators=3),
+        None,
+        r"models should be 3 \(n_estimators\), got 2",
+    ),
+    "a model's weights cut": (
+        None,
+        lambda c: c.update({"estimators/0.skvae": c["estimators/0.skvae"][:-100]}),
+        "estimators/0.skvae",
+    ),
+    "a model of another class": (
+        None,
+        _model_of_another_class,
+        "has a model estimators/1.skvae that holds a 'AutoencoderTransformer'",
+    ),
+    "a model of other data": (None, _model_of_other_data, "estimators/1.skvae's input"),
+    "n_components_ disagrees": (
+        lambda m: m["attributes"]["dict"].update(n_components_=3),
+        None,
+        "estimators/0.skvae's n_components should be 3",
+    ),
+    "n_iter_ disagrees": (
+        lambda m: m["attributes"]["dict"].update(n_iter_=10**6),
+        None,
+        "n_iter_ should be",
+    ),
+    "an unknown attribute": (
+        lambda m: m["attributes"]["dict"].update(vae_=1),
+        None,
+        r"unexpected attributes \['vae_'\]",
+    ),
+    "an invalid parameter": (
+        lambda m: m["params"]["dict"].update(n_importance_samples=0),
+        None,
+        "has an invalid parameter",
+    ),
+    "an unknown format version": (
+        lambda m: m.update(format_version=99),
+        None,
+        "uses skvae file format version 99",
+    ),
+}
+
+
+@pytest.mark.parametrize("corruption", list(IMPUTER_CORRUPTIONS))
+def test_load_refuses_a_corrupted_imputer(corruption, array_case, tmp_path):
+    *_, imputer = array_case
+    path = imputer.save(tmp_path / "imputer.skvae")
+    change_meta, members, message = IMPUTER_CORRUPTIONS[corruption]
+    bad = _rewritten(path, tmp_path, change_meta, members)
+    with pytest.raises(ValueError, match=message):
+        VAEImputer.load(bad)
+
+
+def test_imputer_and_model_files_are_not_interchangeable(array_case, tmp_path):
+    *_, imputer = array_case
+    imputer_file = imputer.save(tmp_path / "imputer.skvae")
+    model_file = imputer.estimators_[0].save(tmp_path / "model.skvae")
+    with pytest.raises(ValueError, match="is not a file written by skvae's save"):
+        VAETransformer.load(imputer_file)
+    with pytest.raises(ValueError, match="is not a file written by skvae's save"):
+        VAEImputer.load(model_file)
