@@ -140,10 +140,10 @@ _PARAMETER_DOCS = {
     "learning_rate": """\
     learning_rate : float or "auto", default="auto"
         Step size of the optimizer (at the start of its cosine schedule).
-        "auto" is 1e-3 up to batches of 256 rows and grows in proportion to
-        the batch size beyond, up to 4e-3 (from 1024 rows): larger batches
+        "auto" is 1e-3 up to batches of 64 rows and grows in proportion to
+        the batch size beyond, up to 4e-3 (from 256 rows): larger batches
         average out more noise, so they can take larger steps, which is what
-        lets large data converge in few epochs.""",
+        lets larger data converge in few epochs.""",
     "optimizer": """\
     optimizer : {"adam", "adamw", "sgd"}, default="adam"
         Optimizer; "sgd" is SGD with momentum 0.9 (no Nesterov).""",

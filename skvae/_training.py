@@ -195,12 +195,17 @@ def budget(n_rows, batch_size="auto", max_iter="auto"):
 
 #: ``learning_rate="auto"``: AUTO_LEARNING_RATE for batches up to AUTO_LR_BATCH
 #: rows, growing in proportion to the batch size beyond (the linear scaling
-#: rule), up to AUTO_LR_MAX_FACTOR times. Measured on bench_convergence's
-#: manifold, held-out VAE score in nats/row: 100,000 rows (batch 1024) 5.2 at
-#: 2e-3, 6.6 at 4e-3, and diverging to -3.8 at 8e-3; a million rows (batch
-#: 2048) 7.5 at 2.8e-3 and 8.4 at 4e-3.
+#: rule), up to AUTO_LR_MAX_FACTOR times: 2e-3 at batch 128 (from about 1,300
+#: training rows) and 4e-3 from batch 256 (about 5,200 rows). Measured on
+#: bench_convergence's manifold, held-out VAE score in nats/row: 100,000 rows
+#: (batch 1024) 5.2 at 2e-3, 6.6 at 4e-3, and diverging to -3.8 at 8e-3; a
+#: million rows (batch 2048) 7.5 at 2.8e-3 and 8.4 at 4e-3; 10,000 rows (batch
+#: 256) 0.10 at 1e-3 and 2.65 at 4e-3 (the autoencoder's error 0.0306 and
+#: 0.0248); 3,000 rows (batch 128) -3.44 at 1e-3 and -2.16 at 2e-3 (0.0381 and
+#: 0.0328). Tables and other data below 1,300 rows (batches of 32 and 64), on
+#: which the small-data defaults were chosen, keep 1e-3.
 AUTO_LEARNING_RATE = 1e-3
-AUTO_LR_BATCH = 256
+AUTO_LR_BATCH = 64
 AUTO_LR_MAX_FACTOR = 4.0
 
 

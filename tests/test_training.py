@@ -220,9 +220,9 @@ def test_auto_max_iter_of_a_small_fit_is_the_budget_of_its_rows():
     "batch_size, learning_rate, expected",
     [
         (32, "auto", 1e-3),
-        (256, "auto", 1e-3),
-        (512, "auto", 2e-3),  # in proportion to the batch...
-        (1024, "auto", 4e-3),
+        (64, "auto", 1e-3),
+        (128, "auto", 2e-3),  # in proportion to the batch...
+        (256, "auto", 4e-3),
         (4096, "auto", 4e-3),  # ...up to 4 times
         (1024, 0.05, 0.05),
     ],
