@@ -119,8 +119,9 @@ class AutoencoderTransformer(_BaseAutoencoder):
     Missing values seen in fit are modelled (a missing indicator beside a
     numeric column, a "missing" level of a categorical one) and sampled back
     at the data's rate; unknown levels at transform time encode as all zeros,
-    as ``OneHotEncoder(handle_unknown="ignore")`` does, and add nothing to the
-    score. ``inverse_transform`` and ``sample`` then return a DataFrame with the
+    as ``OneHotEncoder(handle_unknown="ignore")`` does, and score the
+    probability fit estimated for a level it did not see (see the user
+    guide). ``inverse_transform`` and ``sample`` then return a DataFrame with the
     fitted columns, order and dtypes.
 
     References
@@ -234,7 +235,12 @@ class AutoencoderTransformer(_BaseAutoencoder):
         -------
         scores : ndarray of shape (n_samples,)
             ``-||x - x_hat||^2`` (``loss="mse"``) or minus the binary
-            cross-entropy (``loss="bce"``); higher is more typical.
+            cross-entropy (``loss="bce"``); higher is more typical. For a
+            table, the sum over its columns: minus the squared error of the
+            numeric columns' normal scores and minus the cross-entropy of the
+            booleans and categories, where a level that fit did not see
+            costs minus the log of the probability fit estimated for one
+            (see :meth:`VAETransformer.score_samples`).
         """
         return super().score_samples(X)
 

@@ -1246,15 +1246,16 @@ class _BaseAutoencoder(
             return module.score(x, eps)
 
         scores = self._infer(score, [encoded], encoded.dtype, "score_samples")
-        if self._table is not None and self._density_scores:
+        if self._table is None:
+            return scores
+        # The probability of a categorical level that fit did not see (whose
+        # encoding, all zeros, leaves the column out of the model's terms).
+        extra = np.zeros(len(scores)) if self._table.array else self._table.log_novel(X)
+        if self._density_scores:
             # The change of variables of each numeric column's map to normal
-            # scores: log p(x) = log p(z) + sum_j log |dz_j / dx_j|; and the
-            # probability of a categorical level that fit did not see.
-            extra = self._table.log_jacobian(X)
-            if not self._table.array:
-                extra = extra + self._table.log_novel(X)
-            scores = scores + extra.astype(scores.dtype)
-        return scores
+            # scores: log p(x) = log p(z) + sum_j log |dz_j / dx_j|.
+            extra = extra + self._table.log_jacobian(X)
+        return scores + extra.astype(scores.dtype)
 
     def score(self, X, y=None):
         """Mean of ``score_samples(X)``, so that model selection needs no scorer.

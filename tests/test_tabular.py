@@ -865,6 +865,14 @@ def test_a_level_fit_did_not_see_lowers_the_score(vae_of_frame, frame):
     assert (vae_of_frame.score_samples(new) < vae_of_frame.score_samples(rows)).all()
 
 
+def test_a_level_fit_did_not_see_lowers_either_models_score(fitted, frame):
+    # The autoencoder's score sums the categories' cross-entropies: a new
+    # level costs -log of its probability there too.
+    rows = frame.dropna().head(50)
+    new = rows.assign(island="z")
+    assert (fitted.score_samples(new) < fitted.score_samples(rows)).all()
+
+
 def test_saved_new_level_probabilities(vae_of_frame, frame, tmp_path):
     path = vae_of_frame.save(tmp_path / "m.skvae")
     new = frame.assign(island="z")
