@@ -1377,5 +1377,6 @@ def _checked_imputer(cls, archive):
         signatures.add(None if table is None else (table.signature, table.array))
     _expect(len(signatures) == 1, "models' tables", "one encoding", len(signatures))
     n_iter = max(fitted["n_iter_"] for _, fitted, _, _ in models)
-    _expect(attributes["n_iter_"] == n_iter, "n_iter_", n_iter, attributes["n_iter_"])
+    given = attributes["n_iter_"]
+    _expect(_is_int(given) and given == n_iter, "n_iter_", n_iter, given)
     return imputer, attributes, models
