@@ -1250,7 +1250,7 @@ class _BaseAutoencoder(
             return scores
         # The probability of a categorical level that fit did not see (whose
         # encoding, all zeros, leaves the column out of the model's terms).
-        extra = np.zeros(len(scores)) if self._table.array else self._table.log_novel(X)
+        extra = self._table.log_novel(X, encoded)
         if self._density_scores:
             # The change of variables of each numeric column's map to normal
             # scores: log p(x) = log p(z) + sum_j log |dz_j / dx_j|.

@@ -689,7 +689,7 @@ class Table:
         table.columns = columns
         return table
 
-    def log_novel(self, X):
+    def log_novel(self, X, encoded):
         """Per-row log-probability of each categorical column's level being new or not.
 
         A categorical column's softmax covers the levels seen in fit, so a
@@ -701,15 +701,15 @@ class Table:
         modelled, ``log(1 - novel)``, so that the column's probabilities sum
         to one. A missing value that fit did not see is left out, as it is
         from the model's terms. Tables fitted before ``novel`` existed give 0.
+        ``encoded`` is :meth:`encode`'s matrix of X, whose all-zero blocks
+        are the new levels and the missing values fit did not see.
         """
         total = np.zeros(X.shape[0])
         for c in self.columns:
             if c.kind != "categorical" or c.novel is None:
                 continue
-            series = X[c.name]
-            missing = series.isna().to_numpy()
-            codes = pd.Index(c.levels).get_indexer(series.astype(object))
-            new = (codes < 0) & ~missing
+            missing = X[c.name].isna().to_numpy()
+            new = (_state_codes(c, encoded) < 0) & ~missing
             total += np.where(new, np.log(c.novel), np.log1p(-c.novel))
             if not c.missing:
                 total[missing] -= np.log1p(-c.novel)

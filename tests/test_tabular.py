@@ -851,16 +851,16 @@ def test_a_level_fit_did_not_see_lowers_the_score(vae_of_frame, frame):
     new = rows.assign(island="z")
     # log(novel) where the level is new, log(1 - novel) where it is known
     known = np.log1p(-species.novel) + np.log1p(-island.novel)
-    np.testing.assert_allclose(table.log_novel(rows), known)
+    np.testing.assert_allclose(table.log_novel(rows, table.encode(rows)), known)
     np.testing.assert_allclose(
-        table.log_novel(new), np.log(island.novel) + np.log1p(-species.novel)
+        table.log_novel(new, table.encode(new)),
+        np.log(island.novel) + np.log1p(-species.novel),
     )
     # A missing value the fit saw is a level of its own; in species, which had
     # none, it is left out, as the model leaves it out.
-    np.testing.assert_allclose(table.log_novel(rows.assign(island=None)), known)
-    np.testing.assert_allclose(
-        table.log_novel(rows.assign(species=None)), np.log1p(-island.novel)
-    )
+    for column, expected in (("island", known), ("species", np.log1p(-island.novel))):
+        holed = rows.assign(**{column: None})
+        np.testing.assert_allclose(table.log_novel(holed, table.encode(holed)), expected)
     # Before, the column dropped out of the score, which then rose.
     assert (vae_of_frame.score_samples(new) < vae_of_frame.score_samples(rows)).all()
 
@@ -889,7 +889,8 @@ def test_saved_new_level_probabilities(vae_of_frame, frame, tmp_path):
     assert old._table.columns[0].novel is None  # scored as before: no such term
     np.testing.assert_allclose(
         old.score_samples(frame),
-        vae_of_frame.score_samples(frame) - vae_of_frame._table.log_novel(frame),
+        vae_of_frame.score_samples(frame)
+        - vae_of_frame._table.log_novel(frame, vae_of_frame._table.encode(frame)),
     )
     for change in (
         lambda t: _column(t, 0).update(novel=0.9),  # species: above one half
