@@ -666,6 +666,26 @@ def _write_to(path, write):
         write(path)
 
 
+def _saved_attributes(obj, params, stored_apart, known):
+    """``obj``'s attributes for the JSON: all but its parameters and ``stored_apart``.
+
+    Raises a ValueError for one that is not ``known``, which load would refuse.
+    """
+    attributes = {
+        name: value
+        for name, value in vars(obj).items()
+        if name not in params and name != stored_apart
+    }
+    unknown = set(attributes) - known
+    if unknown:
+        raise ValueError(
+            f"Cannot save attribute {sorted(unknown)[0]!r}: skvae's file format stores "
+            f"the parameters and the fitted attributes of the {type(obj).__name__} only "
+            f"({sorted(known | {stored_apart})}), and load would refuse the file."
+        )
+    return attributes
+
+
 def save_estimator(estimator, path):
     """Write a fitted estimator to ``path`` (see the module docstring for the format).
 
@@ -677,18 +697,7 @@ def save_estimator(estimator, path):
         f"{_MODULE}/{name}": tensor.detach().cpu().contiguous().clone()
         for name, tensor in estimator.module_.state_dict().items()
     }
-    attributes = {
-        name: value
-        for name, value in vars(estimator).items()
-        if name not in params and name != _MODULE
-    }
-    unknown = set(attributes) - _KNOWN
-    if unknown:
-        raise ValueError(
-            f"Cannot save attribute {sorted(unknown)[0]!r}: skvae's file format stores "
-            "the parameters and the fitted attributes of the estimator only "
-            f"({sorted(_KNOWN)}), and load would refuse the file."
-        )
+    attributes = _saved_attributes(estimator, params, _MODULE, _KNOWN)
     # What load checks first, so that save does not write a file load refuses.
     estimator._validate_params()
     table = attributes.get("_table")
@@ -883,27 +892,31 @@ def _instantiate(cls, name):
 
 
 def _set_params(estimator, params):
-    """Set the stored parameters and check them against the estimator's constraints."""
+    """Set the stored parameters and check them against the estimator's constraints.
+
+    Returns the network's hidden widths (None for an imputer, which has no
+    network of its own).
+    """
     _expect(isinstance(params, dict), "params", "a dict", params)
     try:
         estimator.set_params(**params)
         estimator._validate_params()
-        return estimator._hidden()
+        return estimator._hidden() if hasattr(estimator, "_hidden") else None
     except ValueError as exc:
         raise _Invalid(f"has an invalid parameter: {exc}") from exc
 
 
-def _check_names(attributes, cls):
-    """Check that the attributes are those of a fitted estimator.
+def _check_names(attributes, cls, known=_KNOWN, required=_FITTED):
+    """Check that the attributes are those of a fitted estimator (or imputer).
 
     Which of the network kind's extras it has is checked with the network.
     """
     _expect(isinstance(attributes, dict), "attributes", "a dict", attributes)
-    unknown = sorted(set(attributes) - _KNOWN)
+    unknown = sorted(set(attributes) - known)
     if unknown:
         names = ", ".join(f"attribute {name!r}" for name in unknown)
         raise _corrupted(f"unexpected {names}; a fitted {cls.__name__} has none such.")
-    missing = sorted(_FITTED - set(attributes))
+    missing = sorted(required - set(attributes))
     if missing:
         raise _corrupted(f"attributes {missing} are missing.")
 
@@ -1260,19 +1273,8 @@ def save_imputer(imputer, path):
     writable binary file object.
     """
     params = imputer.get_params(deep=False)
-    attributes = {
-        name: value
-        for name, value in vars(imputer).items()
-        if name not in params and name != _ESTIMATORS
-    }
-    unknown = set(attributes) - _IMPUTER_FITTED - _IMPUTER_OPTIONAL
-    if unknown:
-        raise ValueError(
-            f"Cannot save attribute {sorted(unknown)[0]!r}: skvae's file format stores "
-            "the parameters and the fitted attributes of the imputer only "
-            f"({sorted(_IMPUTER_FITTED | _IMPUTER_OPTIONAL | {_ESTIMATORS})}), and load "
-            "would refuse the file."
-        )
+    known = _IMPUTER_FITTED | _IMPUTER_OPTIONAL
+    attributes = _saved_attributes(imputer, params, _ESTIMATORS, known)
     imputer._validate_params()  # what load checks first
     members = []
     for model in imputer.estimators_:
@@ -1316,23 +1318,9 @@ def _checked_imputer(cls, archive):
     _check_archive(archive, [_META, *names])
     meta = _read_meta(archive, _IMPUTER_META_KEYS)
     imputer = _instantiate(cls, meta["class"])
-    params = _decode(meta["params"], {}, set())
-    _expect(isinstance(params, dict), "params", "a dict", params)
-    try:
-        imputer.set_params(**params)
-        imputer._validate_params()
-    except ValueError as exc:
-        raise _Invalid(f"has an invalid parameter: {exc}") from exc
+    _set_params(imputer, _decode(meta["params"], {}, set()))
     attributes = _decode(meta["attributes"], {}, set())
-    _expect(isinstance(attributes, dict), "attributes", "a dict", attributes)
-    unknown = sorted(set(attributes) - _IMPUTER_FITTED - _IMPUTER_OPTIONAL)
-    if unknown:
-        raise _corrupted(
-            f"unexpected attributes {unknown}; a fitted {cls.__name__} has none such."
-        )
-    missing = sorted(_IMPUTER_FITTED - set(attributes))
-    if missing:
-        raise _corrupted(f"attributes {missing} are missing.")
+    _check_names(attributes, cls, _IMPUTER_FITTED | _IMPUTER_OPTIONAL, _IMPUTER_FITTED)
     n_estimators = imputer.n_estimators
     _expect(
         n_members == n_estimators, "models", f"{n_estimators} (n_estimators)", n_members

@@ -490,7 +490,7 @@ IMPUTER_CORRUPTIONS = {
     "an unknown attribute": (
         lambda m: m["attributes"]["dict"].update(vae_=1),
         None,
-        r"unexpected attributes \['vae_'\]",
+        r"unexpected attribute 'vae_'; a fitted VAEImputer has none such",
     ),
     "an invalid parameter": (
         lambda m: m["params"]["dict"].update(n_importance_samples=0),
