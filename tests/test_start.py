@@ -54,6 +54,89 @@ def test_n_factors_keeps_all_factors_of_too_few_rows(rank3):
     assert n_factors(rank3[:9], 6, seed=0) == 6
 
 
+def _scripted_nested_scores(X_all, gains, seed=0):
+    """A stand-in for ``_nested_log_likelihoods`` on X_all's rows: sub-model m
+    scores a row ``gains[m]`` plus the row's noise, shared by the sub-models
+    (sd 1) and their own (sd 0.1, summing to 0 over the rows), so that the
+    summed scores are exactly ``len(X_all) * gains``."""
+    rng = np.random.RandomState(seed)
+    own = 0.1 * rng.normal(size=(len(X_all), len(gains)))
+    noise = rng.normal(size=(len(X_all), 1)) + own - own.mean(0)
+    index = {row.tobytes(): i for i, row in enumerate(X_all)}
+
+    def nested(X, mean, components, noise_variance):
+        return np.asarray(gains) + noise[[index[row.tobytes()] for row in X]]
+
+    return nested
+
+
+@pytest.mark.parametrize(
+    "gains, expected",
+    [
+        # sub-model 3 is best by 0.002 nats/row: 0.4 nats in all, inside one
+        # standard error of 200 rows' differences (sqrt(200 * 0.02), about 2)
+        ([-5.0, -2.0, -1.0, 0.0, -0.001, -0.002], 5),
+        # by 0.1 nats/row, 20 in all, far beyond it: 3
+        ([-5.0, -2.0, -1.0, 0.0, -0.1, -0.1], 3),
+        # 4 within the error of 3 and 5 clearly worse: the largest close one
+        ([-5.0, -2.0, -1.0, 0.0, -0.002, -0.1], 4),
+    ],
+)
+def test_n_factors_uses_fewer_factors_only_where_the_data_clearly_want_fewer(
+    monkeypatch, gains, expected
+):
+    import skvae._base
+
+    X = np.random.RandomState(1).normal(size=(200, 8))
+    scripted = _scripted_nested_scores(X, gains)
+    monkeypatch.setattr(skvae._base, "_nested_log_likelihoods", scripted)
+    assert n_factors(X, 5, seed=0) == expected
+
+
+@pytest.fixture
+def counted_fits(monkeypatch):
+    """The number of rows of each factor analysis fitted from now on."""
+    import skvae._base
+
+    fits = []
+    fit = skvae._base._factor_analysis
+
+    def counted(X, n_components, seed):
+        fits.append(len(X))
+        return fit(X, n_components, seed)
+
+    monkeypatch.setattr(skvae._base, "_factor_analysis", counted)
+    return fits
+
+
+def test_n_factors_keeps_the_factors_asked_for_unless_clearly_too_many(counted_fits):
+    # load_wine's 89-row half (seed 0), where held-out rows prefer 5 factors
+    # to 3 by 0.33 nats/row and to 4 by 0.1, and one 5-fold split picked 3 or
+    # 4 of 5 by chance.
+    from sklearn.datasets import load_wine
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    X, _ = train_test_split(load_wine().data, test_size=0.5, random_state=0)
+    X = StandardScaler().fit_transform(X)
+    # Seed 0's folds favour 3 factors, by less than one standard error: 5
+    assert n_factors(X, 5, seed=0) == 5
+    assert len(counted_fits) == 5
+    # seed 1's favour 3 by more, and new folds (at most 10 x 5) average it away
+    counted_fits.clear()
+    assert n_factors(X, 5, seed=1) == 5
+    assert 5 < len(counted_fits) <= 50 and set(counted_fits) <= {71, 72}
+
+
+def test_n_factors_keeps_a_first_choice_of_all_or_no_factors(rank3, counted_fits):
+    assert n_factors(rank3[:200], 3, seed=0) == 3
+    assert counted_fits == [160] * 5
+    counted_fits.clear()
+    noise = np.random.RandomState(0).normal(size=(100, 6))  # no factor to find
+    assert n_factors(noise, 2, seed=0) == 0
+    assert counted_fits == [80] * 5
+
+
 def test_linear_start_leaves_the_dimensions_the_data_do_not_support_unused(rank3):
     components, noise_variance = linear_start(rank3, 6, seed=0)
     assert components.shape == (6, 10) and noise_variance.shape == (10,)
