@@ -88,9 +88,20 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         Maximum number of epochs (see :class:`VAETransformer`).
     learning_rate : float or "auto", default="auto"
         Step size of the optimizer (see :class:`VAETransformer`).
-    early_stopping : bool or "auto", default="auto"
+    early_stopping : bool or "auto", default=False
         Hold out ``validation_fraction`` of the rows and stop when their
-        score stops improving; "auto" does so from 50 rows.
+        score stops improving; "auto" does so from 50 rows (as
+        :class:`VAETransformer`'s default does). False (the default) trains on
+        every row until the training loss levels off or the epoch budget is
+        spent. The held-out score is the whole rows' ELBO, which stops
+        improving long before the imputations do: on 20% masked cells of
+        ``load_breast_cancer`` (standardized) it peaked after about 75 of 400
+        epochs and fell from then on, while the RMSE of the imputed cells was
+        0.467 at the best validation score and 0.415 without early stopping
+        (``IterativeImputer``: 0.419); ``load_wine`` 0.803 against 0.768,
+        ``load_diabetes`` 0.713 against 0.710, ``load_digits`` 0.576 against
+        0.585. In ``benchmarks/bench_impute.py`` (seven tables) the mean RMSE
+        and accuracy moved by -0.002 and +0.001, in a fifth less time.
     validation_fraction : float, default=0.1
         Fraction of rows held out when early stopping.
     n_importance_samples : int, default=300
@@ -238,7 +249,7 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         batch_size="auto",
         max_iter="auto",
         learning_rate="auto",
-        early_stopping="auto",
+        early_stopping=False,
         validation_fraction=0.1,
         n_importance_samples=300,
         n_estimators=3,

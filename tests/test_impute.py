@@ -173,13 +173,13 @@ def test_auto_n_components_grows_with_the_columns(n_features, expected):
 
 
 def test_the_models_warnings_are_passed_on_once():
-    rng = np.random.RandomState(0)  # one factor: most of 4 dimensions stay unused
+    rng = np.random.RandomState(0)  # one factor: most of 6 dimensions stay unused
     kind = rng.choice(["small", "large"], 300)
     size = np.where(kind == "large", 2.0, -2.0) + rng.normal(size=300)
     X_missing = pd.DataFrame({"kind": kind, "size": size, "weight": 2 * size})
     X_missing.loc[:29, "size"] = np.nan
     X_missing.loc[30:59, "kind"] = None
-    imputer = VAEImputer(n_components=4, max_iter=30, n_estimators=2, random_state=0)
+    imputer = VAEImputer(n_components=6, max_iter=30, n_estimators=2, random_state=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         imputer.fit(X_missing)
@@ -319,6 +319,18 @@ def test_numeric_transform_reaches_the_model():
     assert numeric and {c.transform for c in numeric} == {"standard"}
     with pytest.raises(ValueError, match="numeric_transform"):
         VAEImputer(numeric_transform="log").fit(frame)
+
+
+def test_models_train_on_every_row_unless_early_stopping_is_asked_for():
+    frame = make_frame(200)
+    frame.loc[:19, "size"] = np.nan
+    fit = {**FAST, "max_iter": 3}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # three epochs: convergence
+        default = VAEImputer(**fit).fit(frame).estimators_[0]
+        stopped = VAEImputer(**fit, early_stopping="auto").fit(frame).estimators_[0]
+    assert default.early_stopping is False and default.validation_scores_ is None
+    assert stopped.early_stopping == "auto" and len(stopped.validation_scores_) == 3
 
 
 def test_complete_data_come_back_unchanged(frame_case):
