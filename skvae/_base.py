@@ -321,9 +321,9 @@ def n_factors(X, n_components, seed):
 
     Each of ``_START_FOLDS`` folds (repeated on new folds for small X where
     the choice is some but not all factors, see ``_START_REPEATS``, and the
-    scores averaged) fits factor analysis with ``n_components`` factors on the other
-    rows (at most ``_START_FOLD_ROWS`` of them) and scores its fold under the
-    model's nested sub-models: the m strongest factors (largest
+    scores averaged) fits factor analysis with ``n_components`` factors on
+    the other rows (at most ``_START_FOLD_ROWS`` of them) and scores its fold
+    under the model's nested sub-models: the m strongest factors (largest
     :math:`w_j^\\top \\Psi^{-1} w_j`), the variance of the others added to
     the noise. As a VAE's own score mixes in a broad background
     (:class:`~._networks.Background`), a row's score mixes in the sub-model
