@@ -99,10 +99,11 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         ``load_breast_cancer`` (standardized) it peaked after about 75 of 400
         epochs and fell from then on, while the RMSE of the imputed cells was
         0.467 at the best validation score and 0.415 without early stopping
-        (``IterativeImputer``: 0.419); ``load_wine`` 0.803 against 0.768,
-        ``load_diabetes`` 0.713 against 0.710, ``load_digits`` 0.576 against
-        0.585. In ``benchmarks/bench_impute.py`` (seven tables) the mean RMSE
-        and accuracy moved by -0.002 and +0.001, in a fifth less time.
+        (``IterativeImputer``: 0.418); ``load_wine`` 0.803 against 0.768,
+        ``load_diabetes`` 0.713 against 0.710, ``load_iris`` 0.628 against
+        0.622, ``load_digits`` 0.576 against 0.585 (``benchmarks/bench_impute.py
+        --part arrays``). On its seven tables the mean RMSE and accuracy moved
+        by -0.002 and +0.001, in a fifth less time.
     validation_fraction : float, default=0.1
         Fraction of rows held out when early stopping.
     n_importance_samples : int, default=300
