@@ -1340,14 +1340,11 @@ def _checked_imputer(cls, archive):
                 f"has a corrupted model {name}: {type(exc).__name__}: {exc}"
             ) from exc
     # The models are the imputer's: of its input, latent size and encoding.
-    model_input = {"n_features_in_": attributes["n_features_in_"]}
-    if "feature_names_in_" in attributes:
-        model_input["feature_names_in_"] = attributes["feature_names_in_"]
+    inputs = ("n_features_in_", "feature_names_in_")
+    model_input = {k: attributes[k] for k in inputs if k in attributes}
     signatures = set()
     for name, (model, fitted, _, _) in zip(names, models):
-        given = {k: fitted[k] for k in model_input if k in fitted}
-        if "feature_names_in_" in fitted:
-            given["feature_names_in_"] = fitted["feature_names_in_"]
+        given = {k: fitted[k] for k in inputs if k in fitted}
         _expect(
             set(given) == set(model_input)
             and all(np.array_equal(given[k], model_input[k]) for k in given),
