@@ -805,6 +805,10 @@ class _BaseAutoencoder(
         """Standard normal draws of shape (K, n_components) for ``score_samples``."""
         return None
 
+    def _score_prior(self, module):
+        """The p(z) that ``score_samples`` scores ``module`` with; None: its own."""
+        return None
+
     def _fitted_extras(self, module, X, device, seed, incremental):
         """Further fitted attributes computed from the trained module and X."""
         return {}
@@ -1280,7 +1284,8 @@ class _BaseAutoencoder(
 
         def score(module, x):
             eps = None if draws is None else draws.to(x.device, x.dtype)
-            return module.score(x, eps)
+            prior = self._score_prior(module)
+            return module.score(x, eps) if prior is None else module.score(x, eps, prior)
 
         scores = self._infer(score, [encoded], encoded.dtype, "score_samples")
         if self._table is None:

@@ -504,7 +504,7 @@ class VAE(Model):
         kl = self.prior.kl(mean, log_var, z)
         return Terms(reconstruction, kl, self._background(x))
 
-    def score(self, x, eps):
+    def score(self, x, eps, prior=None):
         """Estimate of log p(x) per sample: the IWAE bound, with the background mixed in.
 
         Parameters
@@ -514,12 +514,16 @@ class VAE(Model):
             Standard normal draws shared by all rows, so a row's score does not
             depend on the other rows. With ``K == 1`` the VAE's part is the
             ELBO, exactly minus :meth:`loss`'s terms.
+        prior : object with ``log_prob(z)``, optional
+            The p(z) of the model scored, in place of the trained prior (an
+            estimator's code density, with ``sample_from="posterior"``); with
+            ``K == 1`` the ELBO's KL term is then estimated at the one draw.
 
         Returns
         -------
         score : tensor of shape (n_samples,)
         """
-        if eps.shape[0] == 1:
+        if eps.shape[0] == 1 and prior is None:
             terms = self.loss(x, eps[0])
             log_p = -(terms.reconstruction + terms.kl)
         else:
@@ -529,17 +533,24 @@ class VAE(Model):
             width = max(self.description["n_features"], *self.description["hidden"], 1)
             per_chunk = max(1, IMPORTANCE_ELEMENTS // (x.shape[0] * width))
             log_w = torch.cat(
-                [self._log_weights(x, mean, log_var, e) for e in eps.split(per_chunk)]
+                [
+                    self._log_weights(x, mean, log_var, e, prior)
+                    for e in eps.split(per_chunk)
+                ]
             )
             log_p = torch.logsumexp(log_w, dim=0) - math.log(eps.shape[0])
         return mix_background(log_p, self._background(x))
 
-    def _log_weights(self, x, mean, log_var, eps):
-        """log p(x, z) - log q(z | x) at the draws z = mean + eps * std, shape (K, n)."""
+    def _log_weights(self, x, mean, log_var, eps, prior=None):
+        """log p(x, z) - log q(z | x) at the draws z = mean + eps * std, shape (K, n).
+
+        p(z) is ``prior``, or the trained prior when it is None.
+        """
+        prior = self.prior if prior is None else prior
         z = mean + eps[:, None, :] * (0.5 * log_var).exp()  # (K, n, d)
         log_px = -self.likelihood.nll(self.decoder(z), x)
         log_qz = -0.5 * (eps.pow(2).sum(-1)[:, None] + (log_var + _LOG_2PI).sum(-1))
-        return log_px + self.prior.log_prob(z) - log_qz
+        return log_px + prior.log_prob(z) - log_qz
 
 
 def _column_means(X):

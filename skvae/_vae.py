@@ -116,10 +116,14 @@ class VAETransformer(_BaseAutoencoder):
         Posterior draws K per row in ``score_samples`` (the IWAE bound); 1
         gives the ELBO.
     sample_from : {"prior", "posterior"}, default="prior"
-        Where ``sample`` draws codes: the prior p(z), or a Gaussian mixture
-        fitted to the aggregate posterior (codes drawn from q(z|x) over the
-        training rows), which avoids regions of the prior the data never uses.
-        Read when ``sample`` is called, so it can be changed after fitting.
+        The p(z) of the fitted model: the prior it was trained with, or a
+        Gaussian mixture fitted to the aggregate posterior (codes drawn from
+        q(z|x) over the training rows), which avoids regions of the prior the
+        data never uses. ``sample`` draws codes from it, and ``score_samples``
+        scores rows under it, so the scores are those of the density the
+        samples come from (a two-stage model: decoder and code density). Read
+        when ``sample`` or ``score_samples`` is called, so it can be changed
+        after fitting.
     density_components : int, default=10
         Components of that mixture, fitted with the model.
     %(categorical_features)s
@@ -405,18 +409,27 @@ class VAETransformer(_BaseAutoencoder):
         log_prob : ndarray of shape (n_samples,)
             The IWAE bound with ``n_importance_samples`` draws (the ELBO when
             that is 1), a lower bound on log p(x) that tightens as it grows.
+            p(z) is the prior, or the code density with
+            ``sample_from="posterior"`` (its ELBO then estimates the KL term
+            at the one draw).
             Deterministic given ``random_state``. For
             ``likelihood="poisson"`` and ``"negative_binomial"`` it is log p(x
             | l), the log-probability of the counts given a total l set to
             the row's own total (the totals are not modelled).
         """
-        self._check_params("n_importance_samples")  # read here: set_params can change it
+        # Read here: set_params can change them.
+        self._check_params("n_importance_samples", "sample_from")
         return super().score_samples(X)
 
     def _code_density(self, module):
         if self.sample_from == "posterior":
             return super()._code_density(module)
         return module.prior
+
+    def _score_prior(self, module):
+        if self.sample_from == "posterior":
+            return super()._code_density(module)
+        return None
 
     def sample(self, n_samples=1, random_state=None, *, given=None, add_noise=True):
         """Generate rows: draw codes, decode them, and draw from p(x|z).

@@ -121,13 +121,15 @@ def test_n_importance_samples_checked_when_scoring(value, X, fitted):
 
 
 @pytest.mark.parametrize("value", ["bogus", None])
-def test_sample_from_checked_when_sampling(value, fitted):
-    # sample reads sample_from at call time; an unknown value silently used the prior.
+@pytest.mark.parametrize("method", ["sample", "score_samples"])
+def test_sample_from_checked_when_sampling_or_scoring(value, method, X, fitted):
+    # sample and score_samples read sample_from at call time; an unknown value
+    # silently used the prior.
     est = fitted[VAETransformer]
     est.set_params(sample_from=value)
     try:
         with pytest.raises(InvalidParameterError, match="'sample_from' parameter"):
-            est.sample(3)
+            est.sample(3) if method == "sample" else est.score_samples(X[:3])
     finally:
         est.set_params(sample_from="prior")
 
