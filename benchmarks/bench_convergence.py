@@ -73,8 +73,8 @@ any, with ``--quick``  ``2 * E``              10
 
 ``--reference-epochs`` sets ``max_iter`` for all of them (the patience follows the same
 rule). The run prints the resulting settings, with each workload's default budget,
-before it fits anything (with the rule as this is written, E is 333 epochs of 64
-rows for digits, 139 of 256 for 10k, 57 of 1024 for 100k and 11 of 2048 for 1M).
+before it fits anything (with the rule as this is written, E is 385 epochs of 64
+rows for digits, 139 of 256 for 10k, 57 of 1024 for 100k and 20 of 2048 for 1M).
 
 Threads (part ``threads``)
 --------------------------

@@ -7,6 +7,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import (
+    _DENSITY_MAX_ROWS,
     _MAX_SEED,
     Interval,
     StrOptions,
@@ -45,6 +46,15 @@ _SCALED = {"gaussian", "student_t"}
 #: A latent dimension is active when its posterior variance, averaged over the
 #: training rows, is below this fraction of the prior's (which is 1).
 ACTIVE_THRESHOLD = 0.9
+#: The code density is fitted to up to this many draws from q(z|x) per training
+#: row (at most _DENSITY_MAX_ROWS codes in all), so that it follows the
+#: aggregate posterior rather than one draw per row. Measured with
+#: sample_from="posterior" (held-out score minus the prior's, nats per row):
+#: load_wine's 89-row halves at n_components=10 -4.6 with one draw, +0.7 with
+#: ten; the seven tables of bench_tabular.py with the synthetic-table settings
+#: as good or better on 9 of 14 table-seeds (penguins +1.4 and +1.9), their
+#: two-sample AUC unchanged on average (0.662 and 0.665).
+CODE_DRAWS = 10
 
 
 @shared_parameter_docs
@@ -163,7 +173,9 @@ class VAETransformer(_BaseAutoencoder):
         Number of active dimensions. Few active dimensions mean posterior
         collapse, reported with a warning (a ``UserWarning``).
     code_density_ : sklearn.mixture.GaussianMixture
-        Aggregate-posterior density, used by ``sample_from="posterior"``.
+        Aggregate-posterior density, used by ``sample_from="posterior"``:
+        fitted to up to ten codes drawn from q(z|x) per training row (at
+        most 10,000 in all).
 
     See Also
     --------
@@ -385,6 +397,8 @@ class VAETransformer(_BaseAutoencoder):
                 "n_components.",
                 PosteriorCollapseWarning,
             )
+        draws = min(CODE_DRAWS, max(1, _DENSITY_MAX_ROWS // mean.shape[0]))
+        mean, log_var = np.repeat(mean, draws, axis=0), np.repeat(log_var, draws, axis=0)
         rng = np.random.RandomState(seed)
         Z = mean + np.exp(0.5 * log_var) * rng.standard_normal(mean.shape)
         density = fit_code_density(Z.astype(np.float64), self.density_components, seed)
