@@ -436,15 +436,14 @@ class VAETransformer(_BaseAutoencoder):
         self._check_params("n_importance_samples", "sample_from")
         return super().score_samples(X)
 
-    def _code_density(self, module):
-        if self.sample_from == "posterior":
-            return super()._code_density(module)
-        return module.prior
-
     def _score_prior(self, module):
         if self.sample_from == "posterior":
             return super()._code_density(module)
         return None
+
+    def _code_density(self, module):
+        density = self._score_prior(module)
+        return module.prior if density is None else density
 
     def sample(self, n_samples=1, random_state=None, *, given=None, add_noise=True):
         """Generate rows: draw codes, decode them, and draw from p(x|z).

@@ -179,7 +179,7 @@ def test_posterior_scores_are_those_of_the_code_density(curve, curve_vae):
     posterior_scores = model.score_samples(X_test)
     assert np.isfinite(posterior_scores).all()
     # The aggregate posterior is the best prior for the decoder (measured on this
-    # curve: -4.49 against -5.20 nats/row held out).
+    # curve: -4.50 against -5.20 nats/row held out).
     assert posterior_scores.mean() > prior_scores.mean() + 0.2
     # A code density that is the standard normal prior gives the prior's scores.
     density = model.code_density_
