@@ -12,7 +12,6 @@ from ._base import (
     _BaseAutoencoder,
     check_n_samples,
     check_sample_random_state,
-    fit_code_density,
     sample_code_density,
     shared_parameter_docs,
 )
@@ -92,7 +91,9 @@ class AutoencoderTransformer(_BaseAutoencoder):
         Best of ``validation_scores_`` and the starting weights' score: the
         score of the weights the fit kept.
     code_density_ : sklearn.mixture.GaussianMixture
-        Density of the training codes used by ``sample``.
+        Density of the training codes used by ``sample``. Each ``partial_fit``
+        updates it with the batch's codes, so that it stands for the rows seen
+        in the last ten batches or so, not the last batch alone.
 
     See Also
     --------
@@ -220,8 +221,7 @@ class AutoencoderTransformer(_BaseAutoencoder):
 
     def _fitted_extras(self, module, X, device, seed, incremental):
         Z = batched(module.encode, [X], device, torch.float32)
-        density = fit_code_density(Z.astype(np.float64), self.density_components, seed)
-        return {"code_density_": density}
+        return self._code_density_of(Z.astype(np.float64), X.shape[0], seed, incremental)
 
     def score_samples(self, X):
         """Minus the reconstruction loss of each row, summed over features.

@@ -105,8 +105,8 @@ _FITTED |= {"best_loss_", "validation_scores_", "best_validation_score_", "code_
 _FITTED |= {"_table", "_architecture", "_optimizer_state", "_seed"}
 #: Attributes a fitted estimator may have: ``feature_names_in_`` after a fit on
 #: a DataFrame with string column names, ``_sklearn_output_config`` after
-#: ``set_output``.
-_OPTIONAL = {"feature_names_in_", "_sklearn_output_config"}
+#: ``set_output``, ``_density_rows`` (files written before it existed lack it).
+_OPTIONAL = {"feature_names_in_", "_sklearn_output_config", "_density_rows"}
 #: Further attributes, by the kind of network: required, and optional
 #: (``_collapse_warned``: files written before it existed lack it).
 _EXTRAS = {
@@ -123,7 +123,7 @@ _GMM_OPTIONAL = {"lower_bounds_"}
 #: A VAEImputer's metadata keys, and its attributes besides ``estimators_``.
 _IMPUTER_META_KEYS = _META_KEYS - {"module"}
 _IMPUTER_FITTED = {"n_features_in_", "n_components_", "n_iter_"}
-_IMPUTER_OPTIONAL = {"feature_names_in_", "_sklearn_output_config"}
+_IMPUTER_OPTIONAL = {"feature_names_in_", "_sklearn_output_config", "_density_rows"}
 _ESTIMATORS = "estimators_"
 _COLUMN_FIELDS = {"name", "kind", "dtype", "start", "missing", "mean", "scale", "integer"}
 _COLUMN_FIELDS |= {"levels"}
@@ -1034,6 +1034,8 @@ def _check_fitted(attributes, estimator, description, table, shapes):
     )
     _check_output_config(attributes)
     _check_gmm(attributes["code_density_"], n_components, estimator)
+    rows = attributes.get("_density_rows", 1)
+    _expect(_is_int(rows, 1), "_density_rows", "a positive int", rows)
     _check_optimizer(attributes["_optimizer_state"], shapes)
     if kind == "vae":
         _check_vae(attributes, n_components, description["n_features"])

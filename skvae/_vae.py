@@ -14,7 +14,6 @@ from ._base import (
     _BaseAutoencoder,
     check_n_samples,
     check_sample_random_state,
-    fit_code_density,
     linear_start,
     sample_code_density,
     shared_parameter_docs,
@@ -176,7 +175,9 @@ class VAETransformer(_BaseAutoencoder):
     code_density_ : sklearn.mixture.GaussianMixture
         Aggregate-posterior density, used by ``sample_from="posterior"``:
         fitted to up to ten codes drawn from q(z|x) per training row (at
-        most 10,000 in all).
+        most 10,000 in all). Each ``partial_fit`` updates it with the batch's
+        codes, so that it stands for the rows seen in the last ten batches or
+        so, not the last batch alone.
 
     See Also
     --------
@@ -398,15 +399,15 @@ class VAETransformer(_BaseAutoencoder):
                 "n_components.",
                 PosteriorCollapseWarning,
             )
-        draws = min(CODE_DRAWS, max(1, _DENSITY_MAX_ROWS // mean.shape[0]))
+        n_rows = mean.shape[0]
+        draws = min(CODE_DRAWS, max(1, _DENSITY_MAX_ROWS // n_rows))
         mean, log_var = np.repeat(mean, draws, axis=0), np.repeat(log_var, draws, axis=0)
         rng = np.random.RandomState(seed)
         Z = mean + np.exp(0.5 * log_var) * rng.standard_normal(mean.shape)
-        density = fit_code_density(Z.astype(np.float64), self.density_components, seed)
         return {
+            **self._code_density_of(Z.astype(np.float64), n_rows, seed, incremental),
             "active_components_": active,
             "n_active_components_": int(active.sum()),
-            "code_density_": density,
             "noise_variance_": _noise_variance(module.likelihood),
             "_collapse_warned": bool(collapsed or warned),
         }

@@ -104,6 +104,26 @@ def test_partial_fit_continues_after_load(Estimator, X, tmp_path):
     assert loaded.n_iter_ == est.n_iter_ == SMALL["max_iter"] + 1
     assert loaded.loss_curve_ == est.loss_curve_
     assert_array_equal(loaded.transform(X), est.transform(X))
+    # The same rows behind the code density: the same updated density.
+    # The fit's 72 training rows (8 are held out for validation), then the batch.
+    assert loaded._density_rows == est._density_rows == 72 + len(X)
+    assert_array_equal(loaded.code_density_.means_, est.code_density_.means_)
+
+
+@pytest.mark.parametrize("Estimator", [AutoencoderTransformer, VAETransformer])
+def test_a_file_from_before_the_density_rows_continues(Estimator, X, tmp_path):
+    # Files saved before _density_rows existed lack it: partial_fit then counts
+    # the saved code density as one batch.
+    est = fitted(Estimator, {}, X)
+    path = est.save(tmp_path / "m.skvae")
+    rewrite(path, tmp_path / "old.skvae", lambda m: stored(m).pop("_density_rows"))
+    loaded = Estimator.load(tmp_path / "old.skvae")
+    assert not hasattr(loaded, "_density_rows")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded.partial_fit(X)
+    assert loaded._density_rows == 2 * len(X)
+    assert np.isfinite(loaded.sample(5, random_state=0)).all()
 
 
 def test_unfitted_save_raises(tmp_path):
@@ -563,6 +583,7 @@ INCONSISTENT = {
     ),
     "n_active_components_": ("vae", attribute("n_active_components_", 7), "n_active"),
     "collapse-warned": ("vae", attribute("_collapse_warned", 1), "_collapse_warned"),
+    "density-rows": ("ae", attribute("_density_rows", 0), "_density_rows"),
     "vae-attribute-on-ae": ("ae", attribute("n_active_components_", 1), "autoencoder"),
     "missing-vae-attribute": (
         "vae",
