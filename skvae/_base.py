@@ -834,6 +834,30 @@ class _BaseAutoencoder(
         """Further fitted attributes computed from the trained module and X."""
         return {}
 
+    def _changed_network(self, description):
+        """The error message of a ``partial_fit`` whose parameters ask for a new network."""
+        fitted = self._architecture[0]
+        names = {"hidden": "hidden_layer_sizes", "likelihood": "likelihood or loss"}
+
+        def own(value):  # a part's own settings, not the sizes it takes from others
+            if not isinstance(value, dict):
+                return value
+            return {
+                k: v for k, v in value.items() if k not in ("n_components", "n_features")
+            }
+
+        changed = [
+            names.get(k, k)
+            for k in description
+            if own(description[k]) != own(fitted.get(k))
+        ]
+        return (
+            f"{type(self).__name__}.partial_fit continues training the fitted network, "
+            f"but the parameters changed since it was fitted "
+            f"({', '.join(changed) or 'the table encoding'}) describe another one. "
+            "Set them back to continue, or call fit to train a new network."
+        )
+
     def _code_density_of(self, Z, n_rows, seed, incremental):
         """``code_density_`` and ``_density_rows`` from the codes Z of ``n_rows`` rows.
 
@@ -888,6 +912,14 @@ class _BaseAutoencoder(
         -------
         self : object
             The updated estimator.
+
+        Raises
+        ------
+        ValueError
+            If parameters that shape the network (such as ``n_components``,
+            ``hidden_layer_sizes`` or ``dropout``) changed since the network
+            was fitted: ``partial_fit`` continues that network, and ``fit``
+            trains a new one.
         """
         X, table = self._validate_training_data(
             X, reset=not hasattr(self, "module_"), incremental=True
@@ -1048,8 +1080,11 @@ class _BaseAutoencoder(
         self._check_values(X, training=True)
         device = resolve_device(self.device)
         description = self._describe(X.shape[1], hidden, table)
-        # warm_start refits from scratch when the network or the table changes.
+        # warm_start refits from scratch when the network or the table changes;
+        # partial_fit refuses to (as IncrementalPCA refuses a new n_components).
         architecture = (description, None if table is None else table.signature)
+        if incremental and hasattr(self, "module_") and self._architecture != architecture:
+            raise ValueError(self._changed_network(description))
         warm = hasattr(self, "module_") and (
             incremental or (self.warm_start and self._architecture == architecture)
         )

@@ -208,6 +208,21 @@ def test_partial_fit_code_density_stands_for_the_rows_seen(Estimator):
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_partial_fit_refuses_a_changed_network(Estimator, manifold):
+    # partial_fit after set_params(n_components=3) kept training the 2-dimensional
+    # network and set n_components_ to 3 (transform returned 2 columns).
+    est = make(Estimator, n_components=2).fit(manifold)
+    est.set_params(n_components=3, dropout=0.1)
+    with pytest.raises(ValueError, match=r"since it was fitted \(n_components, dropout\)"):
+        est.partial_fit(manifold)
+    assert est.n_iter_ == FAST["max_iter"] and est.n_components_ == 2
+    est.set_params(n_components=2, dropout=0.0).partial_fit(manifold)
+    assert est.n_iter_ == FAST["max_iter"] + 1
+    est.set_params(n_components=3).fit(manifold)  # fit trains a new network
+    assert est.transform(manifold).shape[1] == est.n_components_ == 3
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
 def test_warm_start(Estimator, manifold):
     cold = make(Estimator).fit(manifold)
     first = cold.loss_curve_[:]
