@@ -123,7 +123,7 @@ _GMM_OPTIONAL = {"lower_bounds_"}
 #: A VAEImputer's metadata keys, and its attributes besides ``estimators_``.
 _IMPUTER_META_KEYS = _META_KEYS - {"module"}
 _IMPUTER_FITTED = {"n_features_in_", "n_components_", "n_iter_"}
-_IMPUTER_OPTIONAL = {"feature_names_in_", "_sklearn_output_config", "_density_rows"}
+_IMPUTER_OPTIONAL = {"feature_names_in_", "_sklearn_output_config"}
 _ESTIMATORS = "estimators_"
 _COLUMN_FIELDS = {"name", "kind", "dtype", "start", "missing", "mean", "scale", "integer"}
 _COLUMN_FIELDS |= {"levels"}

@@ -504,6 +504,11 @@ IMPUTER_CORRUPTIONS = {
         None,
         r"unexpected attribute 'vae_'; a fitted VAEImputer has none such",
     ),
+    "a model's attribute": (
+        lambda m: m["attributes"]["dict"].update(_density_rows=5),
+        None,
+        r"unexpected attribute '_density_rows'",
+    ),
     "an invalid parameter": (
         lambda m: m["params"]["dict"].update(n_importance_samples=0),
         None,
