@@ -687,7 +687,8 @@ class _Counts(Likelihood):
         if totals.numel() == 0:
             totals = torch.zeros(1, dtype=torch.float64)
         levels = np.linspace(0, 1, _N_QUANTILES)
-        self.total_quantiles.copy_(torch.from_numpy(np.quantile(totals.numpy(), levels)))
+        quantiles = np.quantile(totals.cpu().numpy(), levels)  # X may be on a GPU
+        self.total_quantiles.copy_(torch.from_numpy(quantiles))
         mean_total = totals.mean().item()
         self.mean_total.fill_(mean_total if mean_total > 0 else 1.0)
         if observed is not None:  # each feature's mean over its observed entries

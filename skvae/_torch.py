@@ -281,7 +281,7 @@ def dense_rows(X, max_rows, seed, max_elements=None):
         index = np.random.RandomState(seed).choice(n, max_rows, replace=False)
         X = X[index]
     if isinstance(X, torch.Tensor):
-        return X.numpy().astype(np.float64)
+        return X.cpu().numpy().astype(np.float64)
     if sp.issparse(X):
         X = X.toarray()
     return np.asarray(X, dtype=np.float64)

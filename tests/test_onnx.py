@@ -96,7 +96,9 @@ def torch_handlers():
     return {
         handler
         for logger in loggers
-        if logger.name.startswith("torch")
+        # torch.__trace writes structured traces to files (TORCH_TRACE), never to a
+        # terminal; its handler would write here only because its stream is replaced.
+        if logger.name.startswith("torch") and logger.name != "torch.__trace"
         for handler in logger.handlers
         if isinstance(handler, logging.StreamHandler)
     }

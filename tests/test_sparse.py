@@ -60,10 +60,12 @@ FORMATS = [sp.csr_matrix, sp.csc_matrix, sp.coo_matrix, sp.csr_array, sp.coo_arr
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
 @pytest.mark.parametrize("early_stopping", [False, True])
 def test_sparse_fit_equals_the_dense_fit(Estimator, early_stopping, counts):
-    # Minibatches are densified exactly: a sparse fit is the dense fit.
+    # Minibatches are densified exactly: a sparse fit is the dense fit. Bitwise
+    # equality is a CPU property (CUDA kernels may sum in another order).
     X = counts[0] / 10
-    dense = make(Estimator, early_stopping=early_stopping).fit(X)
-    sparse = make(Estimator, early_stopping=early_stopping).fit(sp.csr_matrix(X))
+    params = {"early_stopping": early_stopping, "device": "cpu"}
+    dense = make(Estimator, **params).fit(X)
+    sparse = make(Estimator, **params).fit(sp.csr_matrix(X))
     np.testing.assert_array_equal(sparse.loss_curve_, dense.loss_curve_)
     np.testing.assert_allclose(sparse.transform(sp.csr_matrix(X)), dense.transform(X))
     np.testing.assert_allclose(
@@ -322,7 +324,8 @@ def test_pipeline_after_count_vectorizer(likelihood):
     docs, label = _corpus()
     pipe = make_pipeline(
         CountVectorizer(),
-        make(VAETransformer, likelihood=likelihood, max_iter=30),
+        # 60 epochs: at 30, one seed in eight of the negative binomial scored 0.725
+        make(VAETransformer, likelihood=likelihood, max_iter=60),
         LogisticRegression(),
     )
     pipe.fit(docs[:120], label[:120])
