@@ -800,6 +800,19 @@ class Blocks(Likelihood):
         ``indicator`` is None or, for each column, the index of the column
         holding its 0/1 missing indicator (-1 for none). Where the indicator is
         1 the value is missing and its term drops out.
+    gates : list of dict or None
+        Missing values that another column's state decides (a table's
+        structural missingness). Each dict has ``"entries"`` (the columns whose
+        terms drop out where the rule decides), ``"missing"`` (the column that
+        is 1 where the value is missing: a missing indicator or a missing
+        level), and ``"forced"`` and ``"kept"``, each ``[const, [[column,
+        coef], ...]]``: the 0/1 expression ``const + sum coef * x[column]`` of
+        the gate's states under which the value is always missing (forced) or
+        never missing (kept). A row that follows the rule (missing where
+        forced, present where kept) has probability 1 for it: the terms of
+        ``entries`` drop out, and training learns the missing values from the
+        rows that the rule leaves open. A row that breaks the rule keeps its
+        terms.
 
     Attributes
     ----------
@@ -814,13 +827,15 @@ class Blocks(Likelihood):
     with ``observed_b = observed[..., columns_b] * (1 - x[..., indicator_b])``.
     ``mean``, ``sample`` and ``init_output`` put each block's result in its
     columns; draws of a value and of its missing indicator are independent.
+    With ``gates``, ``observed`` is further multiplied, on each gate's
+    ``entries``, by ``1 - forced * x[missing] - kept * (1 - x[missing])``.
     The column indices are non-persistent buffers: they come from the
     description, not the state dict.
     """
 
     name = "blocks"
 
-    def __init__(self, blocks):
+    def __init__(self, blocks, gates=None):
         blocks = [(list(map(int, c)), lik, ind) for c, lik, ind in blocks]
         widths = [len(columns) for columns, _, _ in blocks]
         super().__init__(sum(widths))
@@ -859,6 +874,23 @@ class Blocks(Likelihood):
                 self.register_buffer(f"{key}_{i}", buffer, persistent=False)
         order = torch.argsort(torch.tensor(all_columns))
         self.register_buffer("order", order, persistent=False)
+        self.gates = _checked_gates(gates, self.n_features)
+        for key, value in _gate_tensors(self.gates, self.n_features).items():
+            self.register_buffer(f"gate_{key}", value, persistent=False)
+
+    def _gated(self, x, observed):
+        """``observed`` times the gates' weights: 0 where a rule decides and holds."""
+        if not self.gates:
+            return observed
+        states = x.to(self.gate_forced.dtype)
+        missing = states[..., self.gate_missing]
+        forced = states @ self.gate_forced.T + self.gate_forced_const
+        kept = states @ self.gate_kept.T + self.gate_kept_const
+        decided = (forced * missing + kept * (1 - missing)).clamp(0, 1)
+        weight = (1 - decided @ self.gate_entries).to(x.dtype)  # entries are disjoint
+        if observed is None:
+            return weight
+        return weight * torch.as_tensor(observed, device=x.device).to(weight)
 
     def _parts(self):
         """(columns, likelihood, indicator or None) per block, indices as tensors."""
@@ -886,6 +918,7 @@ class Blocks(Likelihood):
         return mask
 
     def nll(self, out, x, observed=None):
+        observed = self._gated(x, observed)
         total = 0
         for columns, likelihood, indicator in self._parts():
             mask = self._observed(x, observed, columns, indicator)
@@ -908,6 +941,7 @@ class Blocks(Likelihood):
     @torch.no_grad()
     def init_output(self, X, observed=None):
         X = _floating(X)
+        observed = self._gated(X, observed)
         biases = []
         for columns, likelihood, indicator in self._parts():
             columns = columns.to(X.device)
@@ -927,6 +961,7 @@ class Blocks(Likelihood):
                 }
                 for columns, likelihood, indicator in self._parts()
             ],
+            **({"gates": [dict(gate) for gate in self.gates]} if self.gates else {}),
         }
 
     def extra_repr(self):
@@ -942,6 +977,64 @@ LIKELIHOODS = {
     "poisson": Poisson,
     "negative_binomial": NegativeBinomial,
 }
+
+
+def _checked_gates(gates, n_features):
+    """The gates of :class:`Blocks` as plain lists, or a ValueError."""
+    if gates is None:
+        return []
+    if not isinstance(gates, (list, tuple)):
+        raise TypeError(f"gates must be a list of dicts; got {type(gates).__name__}.")
+
+    def column(j):
+        if isinstance(j, bool) or not isinstance(j, (int, np.integer)):
+            raise TypeError(f"gate columns must be integers; got {j!r}.")
+        if not 0 <= j < n_features:
+            raise ValueError(f"gate column {j} is outside [0, {n_features}).")
+        return int(j)
+
+    def expression(value):
+        const, terms = value
+        return [
+            float(const),
+            [[column(j), float(coef)] for j, coef in terms],
+        ]
+
+    checked, used = [], set()
+    for gate in gates:
+        entries = [column(j) for j in gate["entries"]]
+        if not entries or used & set(entries) or len(set(entries)) < len(entries):
+            raise ValueError("each gate needs its own entries, none shared with another.")
+        used.update(entries)
+        checked.append(
+            {
+                "entries": entries,
+                "missing": column(gate["missing"]),
+                "forced": expression(gate["forced"]),
+                "kept": expression(gate["kept"]),
+            }
+        )
+    return checked
+
+
+def _gate_tensors(gates, n_features):
+    """The gates as matrices: state expressions (G, d), constants (G,), entries (G, d)."""
+    G = len(gates)
+    out = {
+        "missing": torch.tensor([g["missing"] for g in gates], dtype=torch.long),
+        "entries": torch.zeros(G, n_features, dtype=torch.float64),
+    }
+    for key in ("forced", "kept"):
+        matrix = torch.zeros(G, n_features, dtype=torch.float64)
+        const = torch.zeros(G, dtype=torch.float64)
+        for k, gate in enumerate(gates):
+            const[k] = gate[key][0]
+            for j, coef in gate[key][1]:
+                matrix[k, j] += coef
+        out[key], out[f"{key}_const"] = matrix, const
+    for k, gate in enumerate(gates):
+        out["entries"][k, gate["entries"]] = 1.0
+    return out
 
 
 def build_likelihood(description):
@@ -965,7 +1058,8 @@ def build_likelihood(description):
             [
                 (b["columns"], build_likelihood(b["likelihood"]), b.get("indicator"))
                 for b in options["blocks"]
-            ]
+            ],
+            options.get("gates"),
         )
     if name not in LIKELIHOODS:
         known = ", ".join(repr(key) for key in [*LIKELIHOODS, Blocks.name])

@@ -131,9 +131,11 @@ _COLUMN_FIELDS |= {"levels"}
 _MARGINAL_FIELDS = {"transform", "low", "high", "knots", "cdf", "atoms", "atom_low"}
 _MARGINAL_FIELDS |= {"atom_high"}
 _TRANSFORMS = {"standard", "quantile", "mixture"}
-#: A table's keys: files written before missing-value gates and arrays lack the last two.
+#: A table's keys: files written before missing-value gates and arrays lack the extras,
+#: those written before the likelihood had gates the last one.
 _TABLE_KEYS = {"columns", "width"}
 _TABLE_EXTRAS = {"gates", "array"}
+_TABLE_LATER = {"likelihood_gates"}
 _COLUMN_KINDS = {"numeric", "boolean", "categorical"}
 _DTYPE_PATTERN = re.compile(r"[\w\[\], ]{1,64}")
 _OUTPUTS = {"default", "pandas", "polars"}
@@ -383,7 +385,11 @@ def _table(state):
     from ._tabular import Table  # pandas: only models of DataFrames have tables
 
     keys = set(state) if isinstance(state, dict) else None
-    ok = keys in (_TABLE_KEYS, _TABLE_KEYS | _TABLE_EXTRAS)
+    ok = keys in (
+        _TABLE_KEYS,
+        _TABLE_KEYS | _TABLE_EXTRAS,
+        _TABLE_KEYS | _TABLE_EXTRAS | _TABLE_LATER,
+    )
     columns = state["columns"] if ok else None
     if not (ok and isinstance(columns, list) and columns):
         raise _corrupted(f"unexpected table {_brief(state)}.")
@@ -397,6 +403,8 @@ def _table(state):
     _expect(_is_int(width) and width == start, "the table's width", start, width)
     array = state.get("array", False)
     _expect(type(array) is bool, "the table's array flag", "a bool", array)
+    gated = state.get("likelihood_gates", False)
+    _expect(type(gated) is bool, "the table's likelihood_gates", "a bool", gated)
     if array:
         kinds = [(c["kind"], c["name"]) for c in columns]
         _expect(

@@ -468,6 +468,10 @@ class Table:
     An array with missing values is a table of numeric columns named by their
     positions (``array=True``): it encodes and decodes numpy arrays, without
     pandas.
+
+    ``likelihood_gates`` says whether the likelihood leaves out what the gates
+    decide (see :meth:`likelihood`): True for every fit, False for a table
+    loaded from a file written before, whose model trained without.
     """
 
     def __init__(
@@ -481,6 +485,7 @@ class Table:
         )
         _check_transform_names(numeric_transform, X.columns)
         self.array = False
+        self.likelihood_gates = True
         self.columns, start = [], 0
         for name, declared_categorical in zip(X.columns, mask):
             series = X[name]
@@ -519,6 +524,7 @@ class Table:
         _check_transform_names(numeric_transform, range(X.shape[1]))
         table = cls.__new__(cls)
         table.array, table.columns, start = True, [], 0
+        table.likelihood_gates = True
         for j in range(X.shape[1]):
             values = X[:, j].astype(np.float64)
             column = Column(j, "numeric", X.dtype, start, bool(np.isnan(values).any()))
@@ -556,6 +562,7 @@ class Table:
             "width": self.width,
             "gates": gates,
             "array": self.array,
+            "likelihood_gates": self.likelihood_gates,
         }
 
     @classmethod
@@ -564,6 +571,8 @@ class Table:
         table = cls.__new__(cls)
         table.columns = []
         table.array = bool(state.get("array", False))
+        # Files written before the likelihood had gates: their models trained without.
+        table.likelihood_gates = bool(state.get("likelihood_gates", False))
         for values in state["columns"]:
             values = dict(values)
             dtype = values["dtype"]
@@ -600,7 +609,12 @@ class Table:
         Numeric columns form one block of the likelihood ``numeric`` (with
         ``options``) whose entries drop out where their missing indicator is
         1; booleans and missing indicators form one Bernoulli block; each
-        categorical column is a categorical block over its levels.
+        categorical column is a categorical block over its levels. The rules of
+        :func:`find_gates` become the likelihood's gates: where a rule decides
+        a missing value and the row follows it, the missing indicator (a
+        categorical column: its whole block, when forced missing) drops out,
+        so the decoder learns the missing values of the rows the rule leaves
+        open, and a held-out row's score counts the rule as certain.
         """
         numeric_columns, indicators, binary, blocks = [], [], [], []
         for c in self.columns:
@@ -624,7 +638,34 @@ class Table:
                     numeric, numeric_columns, options, indicators if has_indicator else None
                 ),
             )
-        return {"name": "blocks", "blocks": blocks}
+        gated = getattr(self, "likelihood_gates", False)  # pickles from before: False
+        gates = [self._gate(rule) for rule in self.gates] if gated else []
+        return {"name": "blocks", "blocks": blocks, **({"gates": gates} if gates else {})}
+
+    def _gate(self, rule):
+        """A rule of :func:`find_gates` as a gate of the likelihood (see ``Blocks``)."""
+        target, gate = self.columns[rule["column"]], self.columns[rule["gate"]]
+
+        def expression(states):  # const + sum coef * x[column]: 1 in these states
+            if gate.kind == "categorical":
+                return [0.0, [[gate.start + s, 1.0] for s in states if s >= 0]]
+            entry = gate.start if gate.kind == "boolean" else gate.start + 1
+            const = 1.0 if 0 in states else 0.0
+            coef = (1.0 if 1 in states else 0.0) - const
+            return [const, [[entry, coef]] if coef else []]
+
+        if target.kind == "numeric":
+            entries, missing = [target.start + 1], target.start + 1
+            kept = expression(rule["observed"])
+        else:  # a level's term carries which level: only a forced missing one drops
+            entries = list(range(target.start, target.start + target.width))
+            missing, kept = target.start + target.width - 1, [0.0, []]
+        return {
+            "entries": entries,
+            "missing": missing,
+            "forced": expression(rule["missing"]),
+            "kept": kept,
+        }
 
     def check_batch(self, X):
         """Warn about what a later ``partial_fit`` batch holds that the encoding lacks.

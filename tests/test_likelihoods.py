@@ -481,13 +481,24 @@ def _table(n=40, seed=0):
     return X
 
 
-def _blocks():
+#: Column 0 is always missing at level 0 of the categorical (entry 4) and never
+#: at level 1 (entry 5); level 2 (entry 7) leaves it open.
+GATE = {
+    "entries": [2],
+    "missing": 2,
+    "forced": [0.0, [[4, 1.0]]],
+    "kept": [0.0, [[5, 1.0]]],
+}
+
+
+def _blocks(gates=None):
     return Blocks(
         [
             ([0, 3], Gaussian(2), [2, -1]),
             ([1, 2, 6], Bernoulli(3), None),
             ([4, 5, 7], Categorical(3), None),
-        ]
+        ],
+        gates,
     ).double()
 
 
@@ -563,6 +574,47 @@ def test_blocks_mean_sample_and_init_fill_each_blocks_columns():
     )
 
 
+def test_blocks_gates_drop_the_terms_a_rule_decides():
+    plain, gated = _blocks().eval(), _blocks([GATE]).eval()
+    X = _table(n=60)
+    level0, level1 = X[:, 4] > 0, X[:, 5] > 0
+    missing = X[:, 2] > 0
+    follows = (level0 & missing) | (level1 & ~missing)
+    breaks = (level0 & ~missing) | (level1 & missing)
+    assert follows.any() and breaks.any() and X[:, 7].any()
+    out = torch.randn(2, *X.shape, generator=_generator(3), dtype=torch.float64)
+    # The missing indicator's Bernoulli term, by hand: it drops out where the
+    # rule decides and the row follows it, and stays where the rule is open or broken.
+    o, x = out.detach().numpy(), X.detach().numpy()
+    term = -stats.bernoulli.logpmf(x[:, 2], special.expit(o[..., 2]))
+    expected = plain.nll(out, X).detach().numpy() - term * follows.numpy()
+    np.testing.assert_allclose(gated.nll(out, X).detach().numpy(), expected, rtol=1e-10)
+    # An explicit mask still combines with the gates.
+    observed = torch.ones_like(X)
+    observed[:, 2] = 0.0
+    torch.testing.assert_close(gated.nll(out, X, observed), plain.nll(out, X, observed))
+    # The start reads the indicator where the rule leaves it open or is broken.
+    bias = gated.init_output(X)
+    share = X[~follows, 2].mean()
+    torch.testing.assert_close(bias[2], torch.logit(share))
+
+
+@pytest.mark.parametrize(
+    "gates, error, match",
+    [
+        ([{**GATE, "entries": [9]}], ValueError, "outside"),
+        ([{**GATE, "missing": 1.5}], TypeError, "integers"),
+        ([GATE, {**GATE, "missing": 1}], ValueError, "own entries"),
+        ([{**GATE, "entries": []}], ValueError, "own entries"),
+        ([{**GATE, "forced": [0.0, [[True, 1.0]]]}], TypeError, "integers"),
+        ({"entries": [2]}, TypeError, "list of dicts"),
+    ],
+)
+def test_blocks_reject_bad_gates(gates, error, match):
+    with pytest.raises(error, match=match):
+        _blocks(gates)
+
+
 @pytest.mark.parametrize(
     "blocks, match",
     [
@@ -586,6 +638,7 @@ def _described():
     cases = [LIKELIHOODS[name](D) for name in NAMES]
     cases += [Gaussian(D, floor_fraction=0.01, init_fraction=0.5, momentum=0.3)]
     cases += [StudentT(D, df=2.5, momentum=0.05), _blocks().float()]
+    cases += [_blocks([GATE]).float()]
     return cases
 
 
@@ -627,7 +680,7 @@ def test_build_likelihood_rejects_an_unknown_name():
 
 @pytest.mark.parametrize("name", [*NAMES, "blocks"])
 def test_likelihoods_run_on_the_device(name, device):
-    likelihood = _blocks().float() if name == "blocks" else LIKELIHOODS[name](D)
+    likelihood = _blocks([GATE]).float() if name == "blocks" else LIKELIHOODS[name](D)
     likelihood = likelihood.to(device)
     X = _table(n=30)[:, : likelihood.n_features] if name == "blocks" else _data(name, 30)[1]
     X = X.float().to(device)

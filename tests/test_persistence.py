@@ -876,6 +876,10 @@ def test_huge_networks_are_refused_without_allocating(
             raise MemoryError(f"load allocated a tensor of shape {tuple(shape)}")
         return empty(*size, **kwargs)
 
+    # torch lists the factory functions that torch.device("meta") redirects on
+    # first use: list them before the patch, or the real torch.empty is not on it.
+    with torch.device("meta"):
+        torch.empty(0)
     monkeypatch.setattr(torch, "empty", small_empty)
     start = time.perf_counter()
     assert_refused(path, match="do not fit the network")

@@ -632,7 +632,9 @@ def test_structural_missingness_is_preserved(Estimator):
     np.testing.assert_array_equal(samples["income"].isna(), ~samples["employed"])
     assert not (samples["bonus"].notna() & ~samples["employed"]).any()
     share = samples["bonus"].isna()[samples["employed"]].mean()
-    assert 0.3 < share < 0.7  # data: 0.5 of the employed
+    # Data: 0.52 of the employed. 0.65-0.74 (seeds 0-5) when the missing bonus
+    # was learned from every row, the unemployed ones (always missing) included.
+    assert 0.4 < share < 0.62
     assert 0.45 < samples["employed"].mean() < 0.75  # data: 0.6
 
 
@@ -901,8 +903,9 @@ def test_saved_new_level_probabilities(vae_of_frame, frame, tmp_path):
             VAETransformer.load(corrupted(path, change, tmp_path))
 
 
-def corrupted(path, change, tmp_path):
-    """A copy of the file at ``path`` with ``change`` applied to its table's JSON."""
+def corrupted(path, change, tmp_path, meta_change=None):
+    """A copy of the file at ``path`` with ``change`` applied to its table's JSON
+    (and ``meta_change`` to the whole of it)."""
     import json
     import zipfile
 
@@ -910,6 +913,8 @@ def corrupted(path, change, tmp_path):
         members = {name: archive.read(name) for name in archive.namelist()}
     meta = json.loads(members["skvae.json"])
     change(meta["attributes"]["dict"]["_table"]["table"]["dict"])
+    if meta_change is not None:
+        meta_change(meta)
     members["skvae.json"] = json.dumps(meta).encode()
     bad = tmp_path / "bad.skvae"
     with zipfile.ZipFile(bad, "w") as archive:
@@ -932,6 +937,7 @@ CORRUPTIONS = {
     "a gate state too large": lambda t: t["gates"][0]["dict"]["missing"].append(7),
     "a boolean column gated": lambda t: t["gates"][0]["dict"].update(column=2, gate=0),
     "unseen levels of a numeric column": lambda t: _column(t, 0).update(unseen=[0]),
+    "likelihood_gates not a bool": lambda t: t.__setitem__("likelihood_gates", 1),
 }
 
 
@@ -947,3 +953,30 @@ def saved_table(tmp_path_factory):
 def test_load_refuses_corrupted_marginals_and_gates(change, saved_table, tmp_path):
     with pytest.raises(ValueError, match="corrupted"):
         VAETransformer.load(corrupted(saved_table, CORRUPTIONS[change], tmp_path))
+
+
+def test_files_from_before_the_likelihood_gates_load_without_them(saved_table, tmp_path):
+    new = VAETransformer.load(saved_table)
+    assert new._table.likelihood_gates and new.module_.likelihood.gates
+
+    # A file written before: its table lacks the flag, its likelihood the gates
+    # (in the network's description and in the one partial_fit compares with).
+    def without_gates(meta):
+        meta["module"]["likelihood"].pop("gates")
+        described = meta["attributes"]["dict"]["_architecture"]["tuple"][0]["dict"]
+        described["likelihood"]["dict"].pop("gates")
+
+    old = corrupted(
+        saved_table, lambda t: t.pop("likelihood_gates"), tmp_path, without_gates
+    )
+    est = VAETransformer.load(old)
+    assert not est._table.likelihood_gates and est.module_.likelihood.gates == []
+    frame = structural_frame(n=50, seed=1)
+    assert np.isfinite(est.score_samples(frame)).all()
+    again = VAETransformer.load(est.save(tmp_path / "again.skvae"))
+    np.testing.assert_array_equal(again.score_samples(frame), est.score_samples(frame))
+    # Gates in one place and not the other: refused.
+    with pytest.raises(ValueError, match="corrupted"):
+        VAETransformer.load(
+            corrupted(saved_table, lambda t: t.pop("likelihood_gates"), tmp_path)
+        )
