@@ -874,23 +874,27 @@ class Blocks(Likelihood):
                 self.register_buffer(f"{key}_{i}", buffer, persistent=False)
         order = torch.argsort(torch.tensor(all_columns))
         self.register_buffer("order", order, persistent=False)
+        # x @ indicator_matrix: each column's missing indicator (0 for none).
+        pairs = [
+            (int(j), i)
+            for columns, _, indicator in blocks
+            for i, j in zip(columns, indicator or [])
+            if int(j) >= 0
+        ]
+        matrix = None
+        if pairs:
+            matrix = torch.zeros(self.n_features, self.n_features)
+            matrix[[j for j, _ in pairs], [i for _, i in pairs]] = 1.0
+        self.register_buffer("indicator_matrix", matrix, persistent=False)
         self.gates = _checked_gates(gates, self.n_features)
+        gated = {j for gate in self.gates for j in gate["entries"]}
+        # The blocks that a mask can change without an explicit ``observed``.
+        self._masked = [
+            has or bool(gated & set(columns))
+            for (columns, _, _), has in zip(blocks, self._has_indicator)
+        ]
         for key, value in _gate_tensors(self.gates, self.n_features).items():
             self.register_buffer(f"gate_{key}", value, persistent=False)
-
-    def _gated(self, x, observed):
-        """``observed`` times the gates' weights: 0 where a rule decides and holds."""
-        if not self.gates:
-            return observed
-        states = x.to(self.gate_forced.dtype)
-        missing = states[..., self.gate_missing]
-        forced = states @ self.gate_forced.T + self.gate_forced_const
-        kept = states @ self.gate_kept.T + self.gate_kept_const
-        decided = (forced * missing + kept * (1 - missing)).clamp(0, 1)
-        weight = (1 - decided @ self.gate_entries).to(x.dtype)  # entries are disjoint
-        if observed is None:
-            return weight
-        return weight * torch.as_tensor(observed, device=x.device).to(weight)
 
     def _parts(self):
         """(columns, likelihood, indicator or None) per block, indices as tensors."""
@@ -903,26 +907,42 @@ class Blocks(Likelihood):
         joined = torch.cat(parts, dim=-1)
         return joined.index_select(-1, self.order.to(joined.device))
 
-    @staticmethod
-    def _observed(x, observed, columns, indicator):
-        """The block's mask: ``observed`` on its columns times 1 - its indicators."""
+    def _mask(self, x, observed):
+        """The full-width mask: ``observed``, the gates and ``1 - indicator``, or None.
+
+        Computed once per call for all the blocks (each reads its columns), in
+        a few matrix products: the gates' states and the missing indicators
+        are linear in the 0/1 entries of ``x``.
+        """
         mask = None
         if observed is not None:
-            observed = torch.as_tensor(observed, device=x.device)
-            shape = torch.broadcast_shapes(observed.shape, x.shape)
-            mask = observed.expand(shape)[..., columns]
-        if indicator is not None:
-            missing = x[..., indicator.clamp_min(0)]
-            seen = torch.where(indicator >= 0, 1 - missing, torch.ones_like(missing))
+            mask = torch.as_tensor(observed, device=x.device).to(x.dtype)
+        if self.gates:
+            G = len(self.gates)
+            # Columns :G hold forced - kept, G: kept; decided = kept + missing * that.
+            states = x @ self.gate_states.to(x.dtype) + self.gate_states_const.to(x.dtype)
+            missing = x[..., self.gate_missing]
+            decided = torch.addcmul(states[..., G:], missing, states[..., :G]).clamp_(0, 1)
+            left_open = 1 - decided @ self.gate_entries.to(x.dtype)  # disjoint entries
+            mask = left_open if mask is None else mask * left_open
+        if self.indicator_matrix is not None:
+            seen = 1 - x @ self.indicator_matrix.to(x.dtype)
             mask = seen if mask is None else mask * seen
         return mask
 
+    @staticmethod
+    def _columns(mask, columns):
+        """A block's part of a full-width mask (a mask of one column broadcasts)."""
+        if mask is None or mask.shape[-1] == 1:
+            return mask
+        return mask[..., columns]
+
     def nll(self, out, x, observed=None):
-        observed = self._gated(x, observed)
+        mask = self._mask(x, observed)
         total = 0
-        for columns, likelihood, indicator in self._parts():
-            mask = self._observed(x, observed, columns, indicator)
-            total = total + likelihood.nll(out[..., columns], x[..., columns], mask)
+        for masked, (columns, likelihood, _) in zip(self._masked, self._parts()):
+            part = self._columns(mask, columns) if masked or observed is not None else None
+            total = total + likelihood.nll(out[..., columns], x[..., columns], part)
         return total
 
     def mean(self, out):
@@ -941,13 +961,12 @@ class Blocks(Likelihood):
     @torch.no_grad()
     def init_output(self, X, observed=None):
         X = _floating(X)
-        observed = self._gated(X, observed)
+        mask = self._mask(X, observed)
         biases = []
-        for columns, likelihood, indicator in self._parts():
+        for masked, (columns, likelihood, _) in zip(self._masked, self._parts()):
             columns = columns.to(X.device)
-            indicator = None if indicator is None else indicator.to(X.device)
-            mask = self._observed(X, observed, columns, indicator)
-            biases.append(likelihood.init_output(X[..., columns], mask).to(X))
+            part = self._columns(mask, columns) if masked or observed is not None else None
+            biases.append(likelihood.init_output(X[..., columns], part).to(X))
         return self._assemble(biases)
 
     def describe(self):
@@ -1018,23 +1037,32 @@ def _checked_gates(gates, n_features):
 
 
 def _gate_tensors(gates, n_features):
-    """The gates as matrices: state expressions (G, d), constants (G,), entries (G, d)."""
+    """The gates as matrices for :meth:`Blocks._mask`.
+
+    ``states`` (d, 2G) and ``states_const`` (2G,): columns ``:G`` give
+    ``forced - kept``, columns ``G:`` give ``kept``, each ``x @ states +
+    states_const``; ``missing`` (G,) the columns that are 1 where the value is
+    missing; ``entries`` (G, d) each gate's entries.
+    """
     G = len(gates)
-    out = {
-        "missing": torch.tensor([g["missing"] for g in gates], dtype=torch.long),
-        "entries": torch.zeros(G, n_features, dtype=torch.float64),
-    }
+    expressions = {}
     for key in ("forced", "kept"):
-        matrix = torch.zeros(G, n_features, dtype=torch.float64)
-        const = torch.zeros(G, dtype=torch.float64)
+        matrix, const = torch.zeros(n_features, G), torch.zeros(G)
         for k, gate in enumerate(gates):
             const[k] = gate[key][0]
             for j, coef in gate[key][1]:
-                matrix[k, j] += coef
-        out[key], out[f"{key}_const"] = matrix, const
+                matrix[j, k] += coef
+        expressions[key] = matrix, const
+    (forced, forced_const), (kept, kept_const) = expressions["forced"], expressions["kept"]
+    entries = torch.zeros(G, n_features)
     for k, gate in enumerate(gates):
-        out["entries"][k, gate["entries"]] = 1.0
-    return out
+        entries[k, gate["entries"]] = 1.0
+    return {
+        "states": torch.cat([forced - kept, kept], dim=1),
+        "states_const": torch.cat([forced_const - kept_const, kept_const]),
+        "missing": torch.tensor([g["missing"] for g in gates], dtype=torch.long),
+        "entries": entries,
+    }
 
 
 def build_likelihood(description):
