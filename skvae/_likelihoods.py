@@ -878,7 +878,7 @@ class Blocks(Likelihood):
         pairs = [
             (int(j), i)
             for columns, _, indicator in blocks
-            for i, j in zip(columns, indicator or [])
+            for i, j in zip(columns, [] if indicator is None else indicator)
             if int(j) >= 0
         ]
         matrix = None
