@@ -599,6 +599,19 @@ def test_blocks_gates_drop_the_terms_a_rule_decides():
     torch.testing.assert_close(bias[2], torch.logit(share))
 
 
+def test_blocks_take_indicators_as_any_sequence():
+    X = _table()
+    out = torch.randn(*X.shape, generator=_generator(3), dtype=torch.float64)
+    as_array = Blocks(
+        [
+            ([0, 3], Gaussian(2), np.array([2, -1])),
+            ([1, 2, 6], Bernoulli(3), None),
+            ([4, 5, 7], Categorical(3), None),
+        ]
+    ).double()
+    torch.testing.assert_close(as_array.eval().nll(out, X), _blocks().eval().nll(out, X))
+
+
 @pytest.mark.parametrize(
     "gates, error, match",
     [
