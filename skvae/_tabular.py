@@ -536,7 +536,8 @@ class Table:
         return table
 
     def _any_missing(self):
-        return any(c.kind == "numeric" and c.missing for c in self.columns)
+        """Whether a column has missing values that a gate could decide."""
+        return any(c.kind != "boolean" and c.missing for c in self.columns)
 
     def to_state(self):
         """The encoding as plain values (for files that must not hold code)."""

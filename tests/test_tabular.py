@@ -637,6 +637,24 @@ def test_structural_missingness_is_preserved(Estimator):
     assert 0.45 < samples["employed"].mean() < 0.75  # data: 0.6
 
 
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_structural_missingness_of_a_categorical_column_alone(Estimator):
+    # No numeric column has missing values: the rule was not looked for at all
+    # (63% of the sampled unemployed had a sector, where none may).
+    rng = np.random.RandomState(0)
+    employed = rng.rand(600) < 0.6
+    sector = np.where(employed, rng.choice(["a", "b", "c"], 600), None)
+    sector = np.where(employed & (rng.rand(600) < 0.4), None, sector)
+    x = rng.normal(size=600)
+    frame = pd.DataFrame({"sector": sector, "employed": employed, "x": x})
+    est = Estimator(**MARGINAL).fit(frame)
+    assert est._table.gates and est.module_.likelihood.gates
+    samples = est.sample(3000, random_state=0)
+    assert samples["sector"].isna()[~samples["employed"]].all()
+    share = samples["sector"].isna()[samples["employed"]].mean()
+    assert 0.25 < share < 0.55  # data: 0.40 of the employed
+
+
 def test_gates_are_found_from_the_data():
     rules = VAETransformer(**{**MARGINAL, "max_iter": 2}).fit(structural_frame())
     rules = {r["column"]: r for r in rules._table.gates}
