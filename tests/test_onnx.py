@@ -93,14 +93,17 @@ def test_bad_part_and_unfitted_raise(X, tmp_path):
 def torch_handlers():
     """The stream handlers of torch's loggers (bound to the stderr of its import)."""
     loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]
+    # torch.__trace's handler writes structured traces to files (TORCH_TRACE), never
+    # to a terminal: it would write here only because its stream is replaced. The
+    # object may hang on other torch loggers too (under torch 2.11 its records
+    # reached this buffer), so it is left out wherever it is found.
+    traces = set(logging.getLogger("torch.__trace").handlers)
     return {
         handler
         for logger in loggers
-        # torch.__trace writes structured traces to files (TORCH_TRACE), never to a
-        # terminal; its handler would write here only because its stream is replaced.
-        if logger.name.startswith("torch") and logger.name != "torch.__trace"
+        if logger.name.startswith("torch")
         for handler in logger.handlers
-        if isinstance(handler, logging.StreamHandler)
+        if isinstance(handler, logging.StreamHandler) and handler not in traces
     }
 
 
