@@ -992,6 +992,8 @@ def test_files_from_before_the_likelihood_gates_load_without_them(saved_table, t
     assert np.isfinite(est.score_samples(frame)).all()
     again = VAETransformer.load(est.save(tmp_path / "again.skvae"))
     np.testing.assert_array_equal(again.score_samples(frame), est.score_samples(frame))
+    est.partial_fit(frame)  # training goes on, without gates: the same network
+    assert est.module_.likelihood.gates == []
     # Gates in one place and not the other: refused.
     with pytest.raises(ValueError, match="corrupted"):
         VAETransformer.load(
