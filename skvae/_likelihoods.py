@@ -920,13 +920,14 @@ class Blocks(Likelihood):
         if self.gates:
             G = len(self.gates)
             # Columns :G hold forced - kept, G: kept; decided = kept + missing * that.
-            states = x @ self.gate_states.to(x.dtype) + self.gate_states_const.to(x.dtype)
-            missing = x[..., self.gate_missing]
+            # .to(x): X may come on another device than the buffers (a start).
+            states = x @ self.gate_states.to(x) + self.gate_states_const.to(x)
+            missing = x[..., self.gate_missing.to(x.device)]
             decided = torch.addcmul(states[..., G:], missing, states[..., :G]).clamp_(0, 1)
-            left_open = 1 - decided @ self.gate_entries.to(x.dtype)  # disjoint entries
+            left_open = 1 - decided @ self.gate_entries.to(x)  # disjoint entries
             mask = left_open if mask is None else mask * left_open
         if self.indicator_matrix is not None:
-            seen = 1 - x @ self.indicator_matrix.to(x.dtype)
+            seen = 1 - x @ self.indicator_matrix.to(x)
             mask = seen if mask is None else mask * seen
         return mask
 
