@@ -356,11 +356,14 @@ def _state_codes(column, X):
     if column.kind == "categorical":
         block = X[:, start : start + column.width]
         return np.where(block.max(axis=1) > 0.5, block.argmax(axis=1), -1)
-    if column.kind == "boolean":
-        return (X[:, start] > 0.5).astype(np.int64)
-    if column.missing:
-        return (X[:, start + 1] > 0.5).astype(np.int64)
+    if column.kind == "boolean" or column.missing:
+        return (X[:, _flag_entry(column)] > 0.5).astype(np.int64)
     return None
+
+
+def _flag_entry(column):
+    """The encoded 0/1 entry of a boolean's value or a numeric column's indicator."""
+    return column.start if column.kind == "boolean" else column.start + 1
 
 
 def _missing_code(column):
@@ -650,17 +653,16 @@ class Table:
         def expression(states):  # const + sum coef * x[column]: 1 in these states
             if gate.kind == "categorical":
                 return [0.0, [[gate.start + s, 1.0] for s in states if s >= 0]]
-            entry = gate.start if gate.kind == "boolean" else gate.start + 1
             const = 1.0 if 0 in states else 0.0
             coef = (1.0 if 1 in states else 0.0) - const
-            return [const, [[entry, coef]] if coef else []]
+            return [const, [[_flag_entry(gate), coef]] if coef else []]
 
+        missing = target.start + _missing_code(target)
         if target.kind == "numeric":
-            entries, missing = [target.start + 1], target.start + 1
-            kept = expression(rule["observed"])
+            entries, kept = [missing], expression(rule["observed"])
         else:  # a level's term carries which level: only a forced missing one drops
             entries = list(range(target.start, target.start + target.width))
-            missing, kept = target.start + target.width - 1, [0.0, []]
+            kept = [0.0, []]
         return {
             "entries": entries,
             "missing": missing,
