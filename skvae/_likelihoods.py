@@ -931,18 +931,24 @@ class Blocks(Likelihood):
             mask = seen if mask is None else mask * seen
         return mask
 
-    @staticmethod
-    def _columns(mask, columns):
-        """A block's part of a full-width mask (a mask of one column broadcasts)."""
-        if mask is None or mask.shape[-1] == 1:
-            return mask
-        return mask[..., columns]
+    def _masked_parts(self, x, observed):
+        """(columns, likelihood, mask or None) per block, the columns on x's device.
+
+        A block reads its columns of the full-width mask (a mask of one column
+        broadcasts) where the mask can change it: where it has missing
+        indicators or gated entries, or ``observed`` is given.
+        """
+        mask = self._mask(x, observed)
+        for masked, (columns, likelihood, _) in zip(self._masked, self._parts()):
+            columns = columns.to(x.device)
+            part = None
+            if mask is not None and (masked or observed is not None):
+                part = mask if mask.shape[-1] == 1 else mask[..., columns]
+            yield columns, likelihood, part
 
     def nll(self, out, x, observed=None):
-        mask = self._mask(x, observed)
         total = 0
-        for masked, (columns, likelihood, _) in zip(self._masked, self._parts()):
-            part = self._columns(mask, columns) if masked or observed is not None else None
+        for columns, likelihood, part in self._masked_parts(x, observed):
             total = total + likelihood.nll(out[..., columns], x[..., columns], part)
         return total
 
@@ -962,12 +968,10 @@ class Blocks(Likelihood):
     @torch.no_grad()
     def init_output(self, X, observed=None):
         X = _floating(X)
-        mask = self._mask(X, observed)
-        biases = []
-        for masked, (columns, likelihood, _) in zip(self._masked, self._parts()):
-            columns = columns.to(X.device)
-            part = self._columns(mask, columns) if masked or observed is not None else None
-            biases.append(likelihood.init_output(X[..., columns], part).to(X))
+        biases = [
+            likelihood.init_output(X[..., columns], part).to(X)
+            for columns, likelihood, part in self._masked_parts(X, observed)
+        ]
         return self._assemble(biases)
 
     def describe(self):
