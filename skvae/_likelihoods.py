@@ -931,46 +931,57 @@ class Blocks(Likelihood):
             mask = seen if mask is None else mask * seen
         return mask
 
+    def _split(self, t):
+        """The blocks' columns of ``t`` (..., n_features), block by block.
+
+        ``index_select`` rather than ``t[..., columns]``: the same values at
+        a fraction of the indexing's cost in the forward and backward passes.
+        """
+        return [
+            t.index_select(-1, getattr(self, f"columns_{i}").to(t.device))
+            for i in range(len(self.likelihoods))
+        ]
+
     def _masked_parts(self, x, observed):
-        """(columns, likelihood, mask or None) per block, the columns on x's device.
+        """(x's columns, likelihood, mask or None) per block.
 
         A block reads its columns of the full-width mask (a mask of one column
         broadcasts) where the mask can change it: where it has missing
         indicators or gated entries, or ``observed`` is given.
         """
         mask = self._mask(x, observed)
-        for masked, (columns, likelihood, _) in zip(self._masked, self._parts()):
-            columns = columns.to(x.device)
-            part = None
-            if mask is not None and (masked or observed is not None):
-                part = mask if mask.shape[-1] == 1 else mask[..., columns]
-            yield columns, likelihood, part
+        parts = [None] * len(self.likelihoods)
+        if mask is not None:
+            parts = [mask] * len(parts) if mask.shape[-1] == 1 else self._split(mask)
+        for masked, x_part, likelihood, part in zip(
+            self._masked, self._split(x), self.likelihoods, parts
+        ):
+            yield x_part, likelihood, part if masked or observed is not None else None
 
     def nll(self, out, x, observed=None):
         total = 0
-        for columns, likelihood, part in self._masked_parts(x, observed):
-            total = total + likelihood.nll(out[..., columns], x[..., columns], part)
+        for out_part, (x_part, likelihood, part) in zip(
+            self._split(out), self._masked_parts(x, observed)
+        ):
+            total = total + likelihood.nll(out_part, x_part, part)
         return total
 
     def mean(self, out):
-        return self._assemble(
-            [likelihood.mean(out[..., columns]) for columns, likelihood, _ in self._parts()]
-        )
+        parts = zip(self._split(out), self.likelihoods)
+        return self._assemble([likelihood.mean(part) for part, likelihood in parts])
 
     def sample(self, out, generator):
+        parts = zip(self._split(out), self.likelihoods)
         return self._assemble(
-            [
-                likelihood.sample(out[..., columns], generator)
-                for columns, likelihood, _ in self._parts()
-            ]
+            [likelihood.sample(part, generator) for part, likelihood in parts]
         )
 
     @torch.no_grad()
     def init_output(self, X, observed=None):
         X = _floating(X)
         biases = [
-            likelihood.init_output(X[..., columns], part).to(X)
-            for columns, likelihood, part in self._masked_parts(X, observed)
+            likelihood.init_output(x_part, part).to(X)
+            for x_part, likelihood, part in self._masked_parts(X, observed)
         ]
         return self._assemble(biases)
 

@@ -280,19 +280,48 @@ def objective(terms, weight):
     return -mix_background(-value, terms.background)
 
 
+class _Modes:
+    """Switch ``module`` between training and eval mode by replaying recorded flags.
+
+    ``nn.Module.train`` walks the module tree in Python: validation switches
+    modes twice an epoch, which small data pays at hundreds of epochs. The
+    flags each mode gives the submodules (one may override ``train``, as the
+    background does) are recorded once, for a module whose structure does not
+    change while it trains.
+    """
+
+    def __init__(self, module):
+        was_training = module.training
+        self.flags = {}
+        for mode in (False, True):
+            module.train(mode)
+            self.flags[mode] = [(m, m.training) for m in module.modules()]
+        module.train(was_training)
+
+    def __call__(self, module, training):
+        for m, flag in self.flags[training]:
+            m.training = flag
+
+
+def _set_mode(module, training):
+    """``module.train(training)``: the signature of :class:`_Modes`'s call."""
+    module.train(training)
+
+
 #: Numbers (rows times features) that :func:`evaluate` feeds the model at once at
 #: most: 4,096 rows of up to 1,024 features, fewer of wider ones.
 EVALUATE_ELEMENTS = 2**22
 
 
-def evaluate(module, X, weight, chunk=4096):
+def evaluate(module, X, weight, chunk=4096, set_mode=_set_mode):
     """Mean objective of ``module`` over the rows of ``X``, in eval mode.
 
     ``X`` is a tensor or a :class:`~._torch.SparseRows`; chunks of its rows
-    move to the module's device.
+    move to the module's device. ``set_mode(module, training)`` switches the
+    mode (a :class:`_Modes` in the training loop).
     """
     was_training = module.training
-    module.eval()
+    set_mode(module, False)
     device = next(module.parameters()).device
     total = torch.zeros((), device=device)
     chunk = max(1, min(chunk, EVALUATE_ELEMENTS // max(X.shape[1], 1)))  # wide rows
@@ -300,7 +329,7 @@ def evaluate(module, X, weight, chunk=4096):
         for start in range(0, X.shape[0], chunk):
             rows = X[start : start + chunk].to(device)
             total += objective(module.loss(rows), weight).sum()
-    module.train(was_training)
+    set_mode(module, was_training)
     return total.item() / X.shape[0]
 
 
@@ -352,7 +381,9 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
         # that training cannot improve on held-out rows keeps that solution.
         best_watched = evaluate(module, X_val, schedule.validation_weight)
         best_state = _snapshot(module)
+    set_mode = _Modes(module)
     module.train()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     try:  # the generator is removed again once the outputs are checked, below
         for epoch in epochs:
             w = schedule.weight(epoch)
@@ -363,20 +394,23 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
                 if stream:
                     xb = xb.pin_memory().to(device, non_blocking=True)
                 loss = objective(module.loss(xb), w).mean()
-                optimizer.zero_grad(set_to_none=True)
+                for p in params:  # zero_grad(set_to_none=True), without its wrappers
+                    p.grad = None
                 loss.backward()
                 optimizer.step()
                 if scheduler is not None:
                     scheduler.step()
                 total += loss.detach() * idx.shape[0]
             epoch_loss = total.item() / n
-            _check_finite(module, optimizer, epoch_loss, epoch)
+            _check_finite(params, optimizer, epoch_loss, epoch)
             history.losses.append(epoch_loss)
             history.best_loss = min(history.best_loss, epoch_loss)
             if X_val is None:
                 stalled = not improving(history.losses, config.n_iter_no_change, config.tol)
             else:
-                watched = evaluate(module, X_val, schedule.validation_weight)
+                watched = evaluate(
+                    module, X_val, schedule.validation_weight, set_mode=set_mode
+                )
                 if not math.isfinite(watched):
                     _diverged(optimizer, f"validation loss became {watched}", epoch)
                 history.validation_scores.append(-watched)
@@ -448,13 +482,15 @@ def _annealing(optimizer, total_steps, anneal):
     )
 
 
-def _check_finite(module, optimizer, epoch_loss, epoch):
+def _check_finite(params, optimizer, epoch_loss, epoch):
     """Raise NonFiniteLossError when the epoch's loss or the weights after it diverged.
 
-    The weights are checked too: the last step of an epoch can diverge with
-    no loss computed after it.
+    The weights ``params`` are checked too: the last step of an epoch can
+    diverge with no loss computed after it. They are read in one pass (one
+    synchronisation, not one per tensor).
     """
-    weights_finite = all(torch.isfinite(p).all() for p in module.parameters())
+    flat = torch.cat([p.detach().reshape(-1) for p in params]) if params else None
+    weights_finite = flat is None or bool(torch.isfinite(flat).all())
     if math.isfinite(epoch_loss) and weights_finite:
         return
     what = (

@@ -18,6 +18,8 @@ from skvae._training import (
     AUTO_STEPS,
     Schedule,
     TrainConfig,
+    _check_finite,
+    _Modes,
     _snapshot,
     auto_learning_rate,
     budget,
@@ -383,6 +385,32 @@ def test_non_finite_loss_raises_with_advice():
     with pytest.raises(NonFiniteLossError, match="loss became nan .*learning rate"):
         train(module, torch.zeros(4, 1), optimizer, _config(max_epochs=5))
     assert issubclass(NonFiniteLossError, ValueError)
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+def test_weights_that_become_non_finite_raise_whichever_tensor_holds_them(bad):
+    module = _tiny()
+    optimizer = make_optimizer(module, "adam", 1e-3, 0.0)
+    params = list(module.parameters())
+    _check_finite(params, optimizer, 1.0, 0)  # all finite: nothing raised
+    _check_finite([], optimizer, 1.0, 0)
+    with torch.no_grad():
+        params[-1][0] = bad
+    with pytest.raises(NonFiniteLossError, match="weights became NaN or infinite"):
+        _check_finite(params, optimizer, 1.0, 3)
+
+
+def test_modes_replay_the_flags_that_train_and_eval_set(manifold):
+    module = VAETransformer(**FAST).fit(manifold).module_
+    assert module.background is not None  # overrides train(): stays in eval mode
+    modes = _Modes(module)
+    for training in (True, False, True):
+        module.train(training)
+        expected = [m.training for m in module.modules()]
+        module.train(not training)
+        modes(module, training)
+        assert [m.training for m in module.modules()] == expected
+    assert not module.background.training
 
 
 def test_keyboard_interrupt_keeps_the_epochs_so_far():
