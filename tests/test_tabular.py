@@ -836,6 +836,35 @@ def test_partial_fit_warns_about_what_the_first_batch_did_not_declare():
         est.partial_fit(first.assign(x=np.r_[np.nan, first["x"].to_numpy()[1:]]))
 
 
+def test_identifier_columns_are_named_in_a_warning(frame):
+    ids = frame.assign(
+        name=[f"penguin {i}" for i in range(len(frame))],  # one row per level
+        tag=pd.Categorical([f"t{i % 150}" for i in range(len(frame))]),  # 150 < 400/2
+        code=np.where(
+            np.arange(len(frame)) < 30, [f"c{i}" for i in range(len(frame))], None
+        ),
+    )
+    with pytest.warns(UserWarning, match="identifiers") as record:
+        est = AutoencoderTransformer(**{**FAST, "max_iter": 1}).fit(ids)
+    (message,) = [str(w.message) for w in record if "identifiers" in str(w.message)]
+    assert "'name' (400 levels in 400 values)" in message
+    assert "'code' (30 levels in 30 values)" in message  # missing values not counted
+    assert "'tag'" not in message  # repeated levels: a real categorical column
+    # the frame's 10 encoded columns, one per level, and code's missing level
+    assert est._table.width == 10 + 400 + 150 + 30 + 1
+    assert "(591 encoded columns for 8)" in message
+
+
+@pytest.mark.parametrize("n_levels", [20, 100])
+def test_categorical_columns_with_repeated_levels_do_not_warn(frame, n_levels):
+    # 20 levels in 20 rows (too few to call an identifier), 100 levels of 4 rows
+    rows = frame.head(20) if n_levels == 20 else frame
+    tagged = rows.assign(tag=[f"t{i % n_levels}" for i in range(len(rows))])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*identifiers")
+        AutoencoderTransformer(**{**FAST, "max_iter": 1}).fit(tagged)
+
+
 def test_save_load_keep_the_marginals_and_gates(tmp_path):
     frame = structural_frame().assign(count=np.arange(600) % 7)
     est = VAETransformer(**MARGINAL).fit(frame)
