@@ -1004,9 +1004,10 @@ def _warn_identifiers(X, columns, width):
         _warn(
             f"Categorical column(s) {', '.join(named)} look like identifiers or free "
             "text (fewer than two values per level): the model cannot learn such "
-            f"levels, and their one-hot encoding makes the model wide and slow ({width:,} encoded "
-            f"columns for {len(columns)}). Drop such columns, map them to fewer "
-            "groups, or pass numbers (e.g. dates as numbers) before fitting.",
+            "levels, and their one-hot encoding makes the model wide and slow "
+            f"({width:,} encoded columns for {len(columns)}). Drop such columns, map "
+            "them to fewer groups, or pass numbers (e.g. dates as numbers) before "
+            "fitting.",
             UserWarning,
         )
 
