@@ -931,32 +931,36 @@ class Blocks(Likelihood):
             mask = seen if mask is None else mask * seen
         return mask
 
+    def _columns(self, t):
+        """Each block's column indices, on ``t``'s device."""
+        return [
+            getattr(self, f"columns_{i}").to(t.device) for i in range(len(self.likelihoods))
+        ]
+
     def _split(self, t):
         """The blocks' columns of ``t`` (..., n_features), block by block.
 
         ``index_select`` rather than ``t[..., columns]``: the same values at
         a fraction of the indexing's cost in the forward and backward passes.
         """
-        return [
-            t.index_select(-1, getattr(self, f"columns_{i}").to(t.device))
-            for i in range(len(self.likelihoods))
-        ]
+        return [t.index_select(-1, columns) for columns in self._columns(t)]
 
     def _masked_parts(self, x, observed):
         """(x's columns, likelihood, mask or None) per block.
 
         A block reads its columns of the full-width mask (a mask of one column
         broadcasts) where the mask can change it: where it has missing
-        indicators or gated entries, or ``observed`` is given.
+        indicators or gated entries, or ``observed`` is given; the others never
+        read it.
         """
         mask = self._mask(x, observed)
-        parts = [None] * len(self.likelihoods)
-        if mask is not None:
-            parts = [mask] * len(parts) if mask.shape[-1] == 1 else self._split(mask)
-        for masked, x_part, likelihood, part in zip(
-            self._masked, self._split(x), self.likelihoods, parts
+        for masked, columns, likelihood in zip(
+            self._masked, self._columns(x), self.likelihoods
         ):
-            yield x_part, likelihood, part if masked or observed is not None else None
+            part = None
+            if mask is not None and (masked or observed is not None):
+                part = mask if mask.shape[-1] == 1 else mask.index_select(-1, columns)
+            yield x.index_select(-1, columns), likelihood, part
 
     def nll(self, out, x, observed=None):
         total = 0
