@@ -495,7 +495,7 @@ class Table:
         _check_transform_names(numeric_transform, X.columns)
         self.array = False
         self.likelihood_gates = True
-        self.columns, start = [], 0
+        self.columns, start, identifiers = [], 0, []
         for name, declared_categorical in zip(X.columns, mask):
             series = X[name]
             kind = _kind(series, declared_categorical)
@@ -517,6 +517,11 @@ class Table:
                 else:
                     column.levels = seen
                 column.novel = _novel_level_probability(series)
+                n_values = int(series.notna().sum())
+                if len(seen) > max(IDENTIFIER_LEVELS, n_values / 2):
+                    identifiers.append(
+                        f"{name!r} ({len(seen):,} levels in {n_values:,} values)"
+                    )
             elif kind == "numeric":
                 values = series.to_numpy(dtype=np.float64, na_value=np.nan)
                 column.integer = types.is_integer_dtype(series.dtype)
@@ -526,7 +531,8 @@ class Table:
             start += column.width
         self.width = start
         self.gates = find_gates(self.columns, self.encode(X)) if self._any_missing() else []
-        _warn_identifiers(X, self.columns, self.width)
+        if identifiers:
+            _warn_identifiers(identifiers, self.width, len(self.columns))
 
     @classmethod
     def from_array(cls, X, numeric_transform="auto", seed=0):
@@ -991,25 +997,17 @@ def _novel_level_probability(series):
     return min((singletons + 1) / (len(series) + 1), 0.5)
 
 
-def _warn_identifiers(X, columns, width):
-    """Warn about categorical columns whose levels are nearly as many as their values."""
-    named = []
-    for c in columns:
-        if c.kind != "categorical":
-            continue
-        n_seen, n_values = X[c.name].nunique(), int(X[c.name].notna().sum())
-        if n_seen > max(IDENTIFIER_LEVELS, n_values / 2):
-            named.append(f"{c.name!r} ({n_seen:,} levels in {n_values:,} values)")
-    if named:
-        _warn(
-            f"Categorical column(s) {', '.join(named)} look like identifiers or free "
-            "text (fewer than two values per level): the model cannot learn such "
-            "levels, and their one-hot encoding makes the model wide and slow "
-            f"({width:,} encoded columns for {len(columns)}). Drop such columns, map "
-            "them to fewer groups, or pass numbers (e.g. dates as numbers) before "
-            "fitting.",
-            UserWarning,
-        )
+def _warn_identifiers(named, width, n_columns):
+    """Warn about the categorical columns ``named`` (with their counts) as identifiers."""
+    _warn(
+        f"Categorical column(s) {', '.join(named)} look like identifiers or free "
+        "text (fewer than two values per level): the model cannot learn such "
+        "levels, and their one-hot encoding makes the model wide and slow "
+        f"({width:,} encoded columns for {n_columns}). Drop such columns, map "
+        "them to fewer groups, or pass numbers (e.g. dates as numbers) before "
+        "fitting.",
+        UserWarning,
+    )
 
 
 def _unique(series):
