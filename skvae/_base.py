@@ -60,7 +60,6 @@ from ._training import (
     AUTO_PATIENCE,
     Schedule,
     TrainConfig,
-    auto_learning_rate,
     budget,
     make_optimizer,
     train,
@@ -134,12 +133,16 @@ _PARAMETER_DOCS = {
     batch_size : int or "auto", default="auto"
         Rows per minibatch; larger than the data means full-batch training.
         "auto" grows with the number of training rows n: ``2.5 * sqrt(n)``
-        rounded to a power of 2, within [32, 2048] (64 for 1,000 rows, 256
-        for 10,000, 1024 for 100,000, 2048 from 400,000).""",
+        rounded to a power of 2, within [64, 2048] (64 up to 1,300 rows, 256
+        for 10,000, 1024 for 100,000, 2048 from 400,000). Below about 330
+        rows, where the rule gives 32, batches of 64 train for the epochs of
+        batches of 32 at twice their rate (``learning_rate="auto"``): the
+        same training in half the steps.""",
     "max_iter": """\
     max_iter : int or "auto", default="auto"
         Maximum number of epochs (passes over the data). "auto" gives a fit
-        about 5,000 optimizer steps, 6.25 per row below 800 rows and
+        about 5,000 optimizer steps, 6.25 per row below 800 rows (counted
+        in batches of 32 below about 330 rows; see ``batch_size``) and
         growing as ``(n / 100,000) ** 0.25`` beyond 100,000 rows: the epochs
         that make them, within [5, 1000] (about 190 epochs for 300 rows, 330
         for 1,000, 140 for 10,000, 57 for 100,000, 20 for a million),
@@ -152,7 +155,9 @@ _PARAMETER_DOCS = {
     learning_rate : float or "auto", default="auto"
         Step size of the optimizer (at the start of its cosine schedule).
         "auto" is 1e-3 up to batches of 64 rows and grows in proportion to
-        the batch size beyond, up to 4e-3 (from 256 rows): larger batches
+        the batch size beyond, up to 4e-3 (from 256 rows); a batch of 64 that
+        ``batch_size="auto"`` raised from 32 takes up to 2e-3, in proportion
+        to the rows a step sees. Larger batches
         average out more noise, so they can take larger steps, which is what
         lets larger data converge in few epochs.""",
     "optimizer": """\
@@ -1105,8 +1110,9 @@ class _BaseAutoencoder(
             early_stopping = X.shape[0] >= AUTO_EARLY_STOPPING_ROWS
         X_all = X  # the start and the background density see every row of fit
         X, X_val = self._split(X, rng, early_stopping and not incremental)
-        batch_size, max_epochs = budget(X.shape[0], self.batch_size, self.max_iter)
-        learning_rate = auto_learning_rate(batch_size, self.learning_rate)
+        batch_size, max_epochs, learning_rate = budget(
+            X.shape[0], self.batch_size, self.max_iter, self.learning_rate
+        )
         patience = self.n_iter_no_change
         if self.early_stopping == "auto":
             patience = max(patience, math.ceil(AUTO_PATIENCE * max_epochs))

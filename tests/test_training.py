@@ -183,30 +183,47 @@ def test_improving_is_relative_to_the_progress():
 @pytest.mark.parametrize(
     "n_rows, batch_size, max_iter, expected",
     [
-        (50, "auto", "auto", (32, 156)),  # 312 steps: 6.25 per row below 800 rows
-        (300, "auto", "auto", (32, 188)),  # 10 steps an epoch: about 1,875 steps
-        (800, "auto", "auto", (64, 385)),  # 13 steps an epoch: 5,000 steps
-        (900, "auto", "auto", (64, 333)),
-        (9_000, "auto", "auto", (256, 139)),
-        (90_000, "auto", "auto", (1024, 57)),
-        (900_000, "auto", "auto", (2048, 20)),  # more steps for much data
-        (10**9, "auto", "auto", (2048, 5)),  # at least 5 epochs
-        (100_000, 64, 7, (64, 7)),  # integers are used as they are
+        # below about 330 rows: 6.25 steps per row of 32 rows, taken in
+        # batches of 64 at twice the rate (half the steps)
+        (20, "auto", "auto", (64, 125, 1e-3)),  # one batch either way: same rate
+        (50, "auto", "auto", (64, 156, 1e-3 * 50 / 32)),  # a step sees 50 rows, not 32
+        (300, "auto", "auto", (64, 188, 2e-3)),  # 10 steps of 32 an epoch: 5 of 64
+        (500, "auto", "auto", (64, 391, 1e-3)),  # 8 steps of 64 an epoch
+        (800, "auto", "auto", (64, 385, 1e-3)),  # 13 steps an epoch: 5,000 steps
+        (900, "auto", "auto", (64, 333, 1e-3)),
+        (9_000, "auto", "auto", (256, 139, 4e-3)),
+        (90_000, "auto", "auto", (1024, 57, 4e-3)),
+        (900_000, "auto", "auto", (2048, 20, 4e-3)),  # more steps for much data
+        (10**9, "auto", "auto", (2048, 5, 4e-3)),  # at least 5 epochs
+        (100_000, 64, 7, (64, 7, 1e-3)),  # integers are used as they are
+        (300, 32, "auto", (32, 188, 1e-3)),  # a batch set by the user is not doubled
     ],
 )
 def test_budget(n_rows, batch_size, max_iter, expected):
-    assert budget(n_rows, batch_size, max_iter) == expected
+    batch, epochs, rate = budget(n_rows, batch_size, max_iter)
+    assert (batch, epochs) == expected[:2]
+    assert rate == pytest.approx(expected[2])
+
+
+def test_budget_learning_rate_set_by_the_user_is_used_as_it_is():
+    assert budget(300, learning_rate=0.05)[2] == 0.05
+    assert budget(300, batch_size=32, learning_rate="auto")[2] == auto_learning_rate(32)
 
 
 def test_budget_steps_grow_with_the_rows_up_to_auto_full_rows():
-    def steps(n):
-        batch_size, epochs = budget(n)
+    def steps(n, batch_size="auto"):
+        batch_size, epochs, _ = budget(n, batch_size)
         return epochs * math.ceil(n / batch_size)
 
     small = [steps(n) for n in (100, 200, 400, 600)]
     assert small == sorted(small)
-    for n in (100, 200, 400, 600):  # about 6.25 steps per row, up to rounding
+    for n in (400, 600):  # about 6.25 steps per row, up to rounding
         assert steps(n) == pytest.approx(AUTO_STEPS * n / AUTO_FULL_ROWS, rel=0.05)
+    for n in (100, 200, 300):  # batches of 32 raised to 64:
+        # the epochs of batches of 32, which make about 6.25 steps per row...
+        assert budget(n, 32)[1] == budget(n)[1]
+        assert steps(n, 32) == pytest.approx(AUTO_STEPS * n / AUTO_FULL_ROWS, rel=0.05)
+        assert steps(n) < 0.6 * steps(n, 32)  # ...in about half the steps
     for n in (AUTO_FULL_ROWS, 5_000, 50_000):  # the full budget from AUTO_FULL_ROWS on
         assert steps(n) == pytest.approx(AUTO_STEPS, rel=0.05)
 
