@@ -153,7 +153,7 @@ AUTO_MAX_BATCH = 2048
 #: epochs of the smaller batch: the linear scaling rule's equivalent of the same
 #: training in half the steps. Measured with the default VAE on 50/50 halves
 #: (two-sample AUC, real-binned quality, held-out nats/row): bench_tabular.py's
-#: penguins, cars and gbsg2 (seeds 0-3) and eight other tables of 75-300
+#: penguins, cars and gbsg2 (seeds 0-3) and nine other tables of 54-194
 #: training rows (seeds 0-1) gave the same figures within the seed noise in
 #: about half the time; standardized arrays of that size (load_breast_cancer,
 #: load_wine and load_iris halves) moved by -0.08 to +0.11 nats/row. Doubling
