@@ -311,7 +311,7 @@ def bench_workload(name, k, X_train, X_test, args, bars):
     """Rows of the quality and time tables for one workload, both estimators."""
     n = X_train.shape[0]
     threads = args.threads
-    batch, epochs, _ = budget(n_fitted(n))
+    batch, epochs = budget(n_fitted(n))[:2]
     ref = reference_params(n, args.quick, args.reference_epochs)
     quality, timing = [], []
     for key, Estimator in MODELS.items():
@@ -413,7 +413,7 @@ def bench_table(args, bars):
     settings = []
     for name, k, _ in workloads:
         n = args.manifold_rows.get(name, DIGITS_TRAIN_ROWS)
-        batch, epochs, _ = budget(n_fitted(n))
+        batch, epochs = budget(n_fitted(n))[:2]
         ref = reference_params(n, args.quick, args.reference_epochs)
         stopping = (
             "early stopping" if n >= AUTO_EARLY_STOPPING_ROWS else "no early stopping"
