@@ -133,11 +133,11 @@ _PARAMETER_DOCS = {
     batch_size : int or "auto", default="auto"
         Rows per minibatch; larger than the data means full-batch training.
         "auto" grows with the number of training rows n: ``2.5 * sqrt(n)``
-        rounded to a power of 2, within [64, 2048] (64 up to 1,300 rows, 256
-        for 10,000, 1024 for 100,000, 2048 from 400,000). Below about 330
-        rows, where the rule gives 32, batches of 64 train for the epochs of
-        batches of 32 at twice their rate (``learning_rate="auto"``): the
-        same training in half the steps.""",
+        rounded to a power of 2, within [32, 2048] (32 below about 330 rows,
+        64 up to 1,300, 256 for 10,000, 1024 for 100,000, 2048 from
+        400,000), then at least 64: where the rule gives 32, batches of 64
+        train for the epochs of batches of 32 at twice their rate
+        (``learning_rate="auto"``), the same training in half the steps.""",
     "max_iter": """\
     max_iter : int or "auto", default="auto"
         Maximum number of epochs (passes over the data). "auto" gives a fit
