@@ -350,11 +350,6 @@ def from_scores(column, z):
 
 #: Rows read at a time when looking for the columns that gate missing values.
 _GATE_CHUNK = 8192
-#: A gate's state is evidence of a rule when, were the missing values
-#: independent of the state, at least this many rows would have broken the rule
-#: (all of them keep it with probability about exp(-5), under 1%); see
-#: :func:`find_gates`.
-GATE_MIN_EXPECTED = 5
 
 
 def _state_codes(column, X):
@@ -388,14 +383,9 @@ def find_gates(columns, X):
     For each column with missing values (the numeric ones in order, then the
     categorical ones), the other column whose states decide it on the most
     rows: the states under which the column was always missing in fit, and
-    those under which it never was. Rows decided by states with support come
-    first: a state supports its rule when independence would have broken it
-    on at least ``GATE_MIN_EXPECTED`` rows, so a column of near-unique levels
-    (names, identifiers), each of which trivially decides its one row, does
-    not win over a column whose few states decide the same rows. Decoding
-    then sets the missing value (a numeric column's indicator, a categorical
-    column's missing level) from the gate's decoded state where it decides,
-    and keeps the drawn one elsewhere.
+    those under which it never was. Decoding then sets the missing value (a
+    numeric column's indicator, a categorical column's missing level) from the
+    gate's decoded state where it decides, and keeps the drawn one elsewhere.
     Columns that gate are not gated, so decoding applies the rules in one
     pass. Returns a list of dicts ``{"column", "gate", "missing", "observed"}``
     (table column positions; state codes as :func:`_state_codes` gives them).
@@ -441,19 +431,12 @@ def find_gates(columns, X):
                 continue
             cells = slice(offsets[j], offsets[j] + size)
             count, miss = rows[cells], missed[t, cells]
-            rate = miss.sum() / n
             present = count > 0
             always = np.flatnonzero(present & (miss == count))
             never = np.flatnonzero(present & (miss == 0))
-            # Rows decided by states whose rule independence would have broken
-            # GATE_MIN_EXPECTED times: evidence, where a level of one row (a
-            # name, an identifier) decides its row by chance.
-            supported = count[always][count[always] * (1 - rate) >= GATE_MIN_EXPECTED].sum()
-            supported += count[never][count[never] * rate >= GATE_MIN_EXPECTED].sum()
-            decided = count[always].sum() + count[never].sum()
-            score = (supported, decided)
-            if decided > 0 and (best is None or score > best[0]):
-                best = (score, j, (always - 1).tolist(), (never - 1).tolist())
+            decided = (count[always].sum() + count[never].sum()) / n
+            if decided > 0 and (best is None or decided > best[0]):
+                best = (decided, j, (always - 1).tolist(), (never - 1).tolist())
         if best is not None:
             _, j, always, never = best
             rules.append(

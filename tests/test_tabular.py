@@ -664,30 +664,6 @@ def test_gates_are_found_from_the_data():
     assert rules[1] == {"column": 1, "gate": 2, "missing": [0], "observed": []}
 
 
-def test_gates_prefer_rules_with_support_to_an_identifiers_levels():
-    # Each of the 600 names decides its one row's income, as ``employed``
-    # decides every row: the name came first and won, so samples tied income's
-    # missing values to a random name instead of to ``employed`` (lifelines'
-    # canadian_senators: 31% of sampled rows broke the data's rule).
-    frame = structural_frame()
-    frame.insert(0, "name", [f"person {i}" for i in range(len(frame))])
-    with pytest.warns(UserWarning, match="identifiers"):
-        est = VAETransformer(**{**MARGINAL, "max_iter": 2}).fit(frame)
-    names = [c.name for c in est._table.columns]
-    gates = {names[r["column"]]: names[r["gate"]] for r in est._table.gates}
-    assert gates == {"income": "employed", "bonus": "employed"}
-
-
-def test_gates_from_few_rows_are_kept_when_nothing_has_support():
-    # One row of 100 misses both measurements: too few rows to support the
-    # rule, but nothing else decides ``b``'s missing values, so it stays.
-    rng = np.random.RandomState(0)
-    frame = pd.DataFrame({"a": rng.normal(size=100), "b": rng.normal(size=100)})
-    frame.loc[7, ["a", "b"]] = np.nan
-    est = VAETransformer(**{**MARGINAL, "max_iter": 2}).fit(frame)
-    assert est._table.gates == [{"column": 0, "gate": 1, "missing": [1], "observed": [0]}]
-
-
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
 def test_structural_missingness_of_categorical_columns_is_preserved(Estimator):
     # ``sector`` (a category) and ``full_time`` (a nullable boolean) are missing
