@@ -455,13 +455,15 @@ def _check_gates(gates, columns):
             f"disjoint lists of indices below {size}",
             rule,
         )
+        _expect(i not in gated, "the missing-value gates", "one per column", gates)
         gated.add(i)
-    _expect(
-        not gated & {rule["gate"] for rule in gates},
-        "the missing-value gates",
-        "gates that are not gated",
-        gates,
-    )
+    parent = {rule["column"]: rule["gate"] for rule in gates}
+    for j in parent:  # a chain of gates ends: no cycle
+        seen = {j}
+        while j in parent:
+            j = parent[j]
+            _expect(j not in seen, "the missing-value gates", "no cycle", gates)
+            seen.add(j)
 
 
 def _check_marginal(column, where):

@@ -386,9 +386,13 @@ def find_gates(columns, X):
     those under which it never was. Decoding then sets the missing value (a
     numeric column's indicator, a categorical column's missing level) from the
     gate's decoded state where it decides, and keeps the drawn one elsewhere.
-    Columns that gate are not gated, so decoding applies the rules in one
-    pass. Returns a list of dicts ``{"column", "gate", "missing", "observed"}``
-    (table column positions; state codes as :func:`_state_codes` gives them).
+    A gate may itself be gated, never in a cycle: where missing values nest
+    (a later measurement missing only when an earlier one is), the rules form
+    a chain, and decoding applies each gate's own rule before the rules it
+    gates (:func:`decoding_order`). On ties, a gate that is not gated itself
+    wins. Returns a list of dicts ``{"column", "gate", "missing",
+    "observed"}`` (table column positions; state codes as
+    :func:`_state_codes` gives them).
     """
     codes = {i: _state_codes(c, X) for i, c in enumerate(columns)}
     candidates = [j for j, code in codes.items() if code is not None]
@@ -421,13 +425,11 @@ def find_gates(columns, X):
             [codes[i][part] == _missing_code(columns[i]) for i in targets]
         )
         missed += (one_hot.T @ missing.astype(np.float64)).T
-    gates, gated, rules = set(), set(), []
+    parent, rules = {}, []
     for t, i in enumerate(targets):
-        if i in gates:
-            continue
         best = None
         for j, size in zip(candidates, sizes):
-            if j == i or j in gated:
+            if j == i or i in _chain(parent, j):  # no cycle
                 continue
             cells = slice(offsets[j], offsets[j] + size)
             count, miss = rows[cells], missed[t, cells]
@@ -435,10 +437,13 @@ def find_gates(columns, X):
             always = np.flatnonzero(present & (miss == count))
             never = np.flatnonzero(present & (miss == 0))
             decided = (count[always].sum() + count[never].sum()) / n
-            if decided > 0 and (best is None or decided > best[0]):
-                best = (decided, j, (always - 1).tolist(), (never - 1).tolist())
+            # On ties, a gate that is not gated itself: fewer links to decode.
+            score = (decided, j not in parent)
+            if decided > 0 and (best is None or score > best[0]):
+                best = (score, j, (always - 1).tolist(), (never - 1).tolist())
         if best is not None:
             _, j, always, never = best
+            parent[i] = j
             rules.append(
                 {
                     "column": i,
@@ -447,9 +452,33 @@ def find_gates(columns, X):
                     "observed": [int(v) for v in never],
                 }
             )
-            gates.add(j)
-            gated.add(i)
     return rules
+
+
+def _chain(parent, j):
+    """``j`` and the columns that gate it, its gate's gate and so on."""
+    seen = [j]
+    while seen[-1] in parent:
+        seen.append(parent[seen[-1]])
+    return seen
+
+
+def decoding_order(gates):
+    """The rules of :func:`find_gates`, each gate's own rule before those it gates."""
+    by_column = {rule["column"]: rule for rule in gates}
+    order, done = [], set()
+
+    def visit(rule):
+        if rule["column"] in done:
+            return
+        done.add(rule["column"])
+        if rule["gate"] in by_column:
+            visit(by_column[rule["gate"]])
+        order.append(rule)
+
+    for rule in gates:
+        visit(rule)
+    return order
 
 
 class Table:
@@ -889,13 +918,16 @@ class Table:
                     block = block.copy()
                     block[:, c.unseen] = 0.0
                 values[i] = states[i] = self._choose(block, rng)
-        for rule in self.gates:  # missing values where the data tie them to a state
+        # Missing values where the data tie them to a state: a gate's own rule
+        # first, and each gated column's state as the rule leaves it.
+        for rule in decoding_order(self.gates):
             state, i = states[rule["gate"]], rule["column"]
             forced = np.isin(state, rule["missing"])
             kept = np.isin(state, rule["observed"])
             if self.columns[i].kind == "numeric":
                 missing = np.where(forced, True, values[i][1])
                 values[i][1] = np.where(kept, False, missing)
+                states[i] = values[i][1].astype(np.int64)
                 continue
             c = self.columns[i]  # a categorical column: its missing level is last
             codes = np.where(forced, c.width - 1, values[i])
@@ -903,7 +935,7 @@ class Table:
             if redraw.any():  # a level, drawn as the block's observed levels say
                 block = M[redraw, c.start : c.start + c.width - 1]
                 codes[redraw] = self._choose(np.maximum(block, 1e-12), rng)
-            values[i] = codes
+            values[i] = states[i] = codes
         if self.array:
             out = np.empty((M.shape[0], len(self.columns)), dtype=self.columns[0].dtype)
             for i in range(len(self.columns)):
