@@ -425,11 +425,12 @@ def find_gates(columns, X):
             [codes[i][part] == _missing_code(columns[i]) for i in targets]
         )
         missed += (one_hot.T @ missing.astype(np.float64)).T
-    parent, rules = {}, []
+    parent, children, rules = {}, {}, []
     for t, i in enumerate(targets):
         best = None
+        below = _gated_through(children, i)  # as gates of i, these close a cycle
         for j, size in zip(candidates, sizes):
-            if j == i or i in _chain(parent, j):  # no cycle
+            if j in below:
                 continue
             cells = slice(offsets[j], offsets[j] + size)
             count, miss = rows[cells], missed[t, cells]
@@ -444,6 +445,7 @@ def find_gates(columns, X):
         if best is not None:
             _, j, always, never = best
             parent[i] = j
+            children.setdefault(j, []).append(i)
             rules.append(
                 {
                     "column": i,
@@ -455,29 +457,28 @@ def find_gates(columns, X):
     return rules
 
 
-def _chain(parent, j):
-    """``j`` and the columns that gate it, its gate's gate and so on."""
-    seen = [j]
-    while seen[-1] in parent:
-        seen.append(parent[seen[-1]])
-    return seen
+def _gated_through(children, i):
+    """``i`` and the columns whose rules hang on it, directly or down a chain."""
+    found, stack = {i}, [i]
+    while stack:
+        for k in children.get(stack.pop(), ()):
+            if k not in found:
+                found.add(k)
+                stack.append(k)
+    return found
 
 
 def decoding_order(gates):
     """The rules of :func:`find_gates`, each gate's own rule before those it gates."""
     by_column = {rule["column"]: rule for rule in gates}
     order, done = [], set()
-
-    def visit(rule):
-        if rule["column"] in done:
-            return
-        done.add(rule["column"])
-        if rule["gate"] in by_column:
-            visit(by_column[rule["gate"]])
-        order.append(rule)
-
     for rule in gates:
-        visit(rule)
+        pending = []  # the rule, its gate's rule, and so on up the chain
+        while rule is not None and rule["column"] not in done:
+            done.add(rule["column"])
+            pending.append(rule)
+            rule = by_column.get(rule["gate"])
+        order.extend(reversed(pending))  # no recursion: chains can be long
     return order
 
 

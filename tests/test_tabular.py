@@ -696,6 +696,8 @@ def test_decoding_order_puts_a_gates_own_rule_first():
     assert decoding_order(chain) == chain[::-1]
     star = [{"column": 0, "gate": 2}, {"column": 1, "gate": 2}]
     assert decoding_order(star) == star
+    long = [{"column": i, "gate": i + 1} for i in range(5000)]  # deeper than recursion
+    assert decoding_order(long) == long[::-1]
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
