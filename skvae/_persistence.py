@@ -457,13 +457,14 @@ def _check_gates(gates, columns):
         )
         _expect(i not in gated, "the missing-value gates", "one per column", gates)
         gated.add(i)
-    parent = {rule["column"]: rule["gate"] for rule in gates}
-    for j in parent:  # a chain of gates ends: no cycle
-        seen = {j}
-        while j in parent:
-            j = parent[j]
-            _expect(j not in seen, "the missing-value gates", "no cycle", gates)
-            seen.add(j)
+    from ._tabular import decoding_order  # pandas: only models of DataFrames have gates
+
+    try:
+        decoding_order(gates)  # a chain of gates ends: no cycle
+    except ValueError:
+        raise _corrupted(
+            f"the missing-value gates should have no cycle, got {_brief(gates)}."
+        ) from None
 
 
 def _check_marginal(column, where):

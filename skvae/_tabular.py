@@ -469,15 +469,21 @@ def _gated_through(children, i):
 
 
 def decoding_order(gates):
-    """The rules of :func:`find_gates`, each gate's own rule before those it gates."""
+    """The rules of :func:`find_gates`, each gate's own rule before those it gates.
+
+    Raises ValueError when the rules form a cycle (a corrupted file's).
+    """
     by_column = {rule["column"]: rule for rule in gates}
     order, done = [], set()
     for rule in gates:
-        pending = []  # the rule, its gate's rule, and so on up the chain
+        pending, path = [], set()  # the rule, its gate's rule, and so on up the chain
         while rule is not None and rule["column"] not in done:
-            done.add(rule["column"])
+            if rule["column"] in path:
+                raise ValueError("the missing-value gates form a cycle.")
+            path.add(rule["column"])
             pending.append(rule)
             rule = by_column.get(rule["gate"])
+        done |= path
         order.extend(reversed(pending))  # no recursion: chains can be long
     return order
 

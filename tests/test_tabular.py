@@ -698,6 +698,8 @@ def test_decoding_order_puts_a_gates_own_rule_first():
     assert decoding_order(star) == star
     long = [{"column": i, "gate": i + 1} for i in range(5000)]  # deeper than recursion
     assert decoding_order(long) == long[::-1]
+    with pytest.raises(ValueError, match="cycle"):
+        decoding_order([*chain, {"column": 3, "gate": 1}])
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
