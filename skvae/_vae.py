@@ -21,7 +21,7 @@ from ._base import (
 from ._likelihoods import LIKELIHOODS
 from ._priors import PRIORS
 from ._torch import batched, generator
-from ._training import Schedule
+from ._training import AUTO_VAE_TABLE_MIN_STEPS, Schedule
 from .exceptions import PosteriorCollapseWarning, _warn
 
 #: The Gaussian observation variance is floored at this fraction of the mean
@@ -341,6 +341,7 @@ class VAETransformer(_BaseAutoencoder):
         self.density_components = density_components
 
     _density_scores = True
+    _table_min_steps = AUTO_VAE_TABLE_MIN_STEPS
 
     def _describe(self, n_features, hidden, table):
         name = self.likelihood

@@ -5,6 +5,7 @@ import math
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
@@ -16,6 +17,7 @@ from skvae._training import (
     ANNEAL_FLOOR,
     AUTO_FULL_ROWS,
     AUTO_STEPS,
+    AUTO_VAE_TABLE_MIN_STEPS,
     Schedule,
     TrainConfig,
     _check_finite,
@@ -228,11 +230,40 @@ def test_budget_steps_grow_with_the_rows_up_to_auto_full_rows():
         assert steps(n) == pytest.approx(AUTO_STEPS, rel=0.05)
 
 
-def test_auto_max_iter_of_a_small_fit_is_the_budget_of_its_rows():
-    X = np.random.RandomState(0).normal(size=(100, 3))
+@pytest.mark.parametrize(
+    "n_rows, batch_size, max_iter, expected",
+    [
+        (100, "auto", "auto", (64, 500)),  # 2 steps an epoch: 500 epochs, not 156
+        (20, "auto", "auto", (64, 1000)),  # one step an epoch: at most 1,000 epochs
+        (100, 16, "auto", (16, 143)),  # in steps of the batch trained with (7 an epoch)
+        (900, "auto", "auto", (64, 333)),  # 5,000 steps already: as without a floor
+        (100, "auto", 7, (64, 7)),  # an integer is used as it is
+    ],
+)
+def test_budget_min_steps(n_rows, batch_size, max_iter, expected):
+    batch, epochs, rate = budget(n_rows, batch_size, max_iter, min_steps=1000)
+    assert (batch, epochs) == expected
+    assert rate == budget(n_rows, batch_size, max_iter)[2]
+
+
+@pytest.mark.parametrize("Estimator", [AutoencoderTransformer, VAETransformer])
+@pytest.mark.parametrize("table", [False, True], ids=["array", "table"])
+def test_auto_max_iter_of_a_small_fit_is_the_budget_of_its_rows(Estimator, table):
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(100, 3))
+    if table:
+        X = pd.DataFrame(X, columns=["a", "b", "c"]).assign(
+            level=pd.Categorical(rng.choice(["u", "v"], size=100))
+        )
     params = dict(hidden_layer_sizes=(4,), early_stopping=False, n_iter_no_change=10**6)
-    est = VAETransformer(**params, random_state=0).fit(X)  # nothing stops it early
-    assert est.n_iter_ == budget(100)[1] == 156  # not 1,000 epochs of 4 steps
+    est = Estimator(**params, random_state=0).fit(X)  # nothing stops it early
+    if table and Estimator is VAETransformer:  # at least 1,000 steps of 64 rows
+        expected = budget(100, min_steps=AUTO_VAE_TABLE_MIN_STEPS)[1]
+        assert expected == 500
+    else:
+        assert budget(100)[1] == 156  # not 1,000 epochs of 4 steps
+        expected = 156
+    assert est.n_iter_ == expected
 
 
 @pytest.mark.parametrize(
