@@ -146,8 +146,8 @@ _PARAMETER_DOCS = {
         growing as ``(n / 100,000) ** 0.25`` beyond 100,000 rows: the epochs
         that make them, within [5, 1000] (about 190 epochs for 300 rows, 330
         for 1,000, 140 for 10,000, 57 for 100,000, 20 for a million); a
-        ``VAETransformer`` of a table makes at least 1,000 steps (500 epochs
-        for 100 training rows, 1,000 for 64 or fewer),
+        ``VAETransformer`` of a table with validation rows (early stopping)
+        makes at least 1,000 steps (500 epochs for 100 training rows),
         instead of a fixed number of passes that is too few
         steps for small data and too slow for large. Either way
         the learning rate follows a cosine from ``learning_rate`` down to 5%
@@ -743,8 +743,8 @@ class _BaseAutoencoder(
     #: Whether ``score_samples`` is a density of the rows (log p(x)), which for a
     #: table includes the log-Jacobian of its numeric columns' maps.
     _density_scores = False
-    #: The fewest optimizer steps of ``max_iter="auto"`` on a table
-    #: (``_training.budget``).
+    #: The fewest optimizer steps of ``max_iter="auto"`` on a table with
+    #: validation rows (``_training.budget``).
     _table_min_steps = 0
 
     # ------------------------------------------------------------------ hooks
@@ -1120,7 +1120,7 @@ class _BaseAutoencoder(
             self.batch_size,
             self.max_iter,
             self.learning_rate,
-            min_steps=0 if table is None else self._table_min_steps,
+            min_steps=0 if table is None or X_val is None else self._table_min_steps,
         )
         patience = self.n_iter_no_change
         if self.early_stopping == "auto":

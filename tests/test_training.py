@@ -248,21 +248,26 @@ def test_budget_min_steps(n_rows, batch_size, max_iter, expected):
 
 @pytest.mark.parametrize("Estimator", [AutoencoderTransformer, VAETransformer])
 @pytest.mark.parametrize("table", [False, True], ids=["array", "table"])
-def test_auto_max_iter_of_a_small_fit_is_the_budget_of_its_rows(Estimator, table):
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_auto_max_iter_of_a_small_fit_is_the_budget_of_its_rows(
+    Estimator, table, early_stopping
+):
     rng = np.random.RandomState(0)
     X = rng.normal(size=(100, 3))
     if table:
         X = pd.DataFrame(X, columns=["a", "b", "c"]).assign(
             level=pd.Categorical(rng.choice(["u", "v"], size=100))
         )
-    params = dict(hidden_layer_sizes=(4,), early_stopping=False, n_iter_no_change=10**6)
-    est = Estimator(**params, random_state=0).fit(X)  # nothing stops it early
-    if table and Estimator is VAETransformer:  # at least 1,000 steps of 64 rows
-        expected = budget(100, min_steps=AUTO_VAE_TABLE_MIN_STEPS)[1]
-        assert expected == 500
+    params = dict(hidden_layer_sizes=(4,), n_iter_no_change=10**6)
+    est = Estimator(**params, early_stopping=early_stopping, random_state=0).fit(X)
+    # nothing stops it early; 90 training rows with validation rows
+    n = 90 if early_stopping else 100
+    if table and early_stopping and Estimator is VAETransformer:
+        expected = budget(n, min_steps=AUTO_VAE_TABLE_MIN_STEPS)[1]
+        assert expected == 500  # at least 1,000 steps of 64 rows
     else:
-        assert budget(100)[1] == 156  # not 1,000 epochs of 4 steps
-        expected = 156
+        expected = budget(n)[1]
+        assert expected == (188 if early_stopping else 156)  # not 1,000 of 4 steps
     assert est.n_iter_ == expected
 
 
