@@ -164,8 +164,8 @@ AUTO_MIN_EPOCHS = 5
 AUTO_MAX_EPOCHS = 1000
 #: A VAE of a table with validation rows makes at least this many optimizer
 #: steps with "auto" epochs (of the batch it trains with; at most
-#: AUTO_MAX_EPOCHS epochs). Below about 320 training rows the rows' budget is
-#: smaller (190-380 steps for 60-100 rows), and a table's VAE, which starts
+#: AUTO_MAX_EPOCHS epochs). Below about 290 training rows the rows' budget is
+#: smaller (188 steps for 60 rows, 376 for 90, 564 for 150), and a table's VAE, which starts
 #: from scratch (no factor-analysis start) on a sampled objective, had not got
 #: far: on 10 tables of 60-343 training rows (50/50 halves, seeds 0-1;
 #: statsmodels, lifelines, vega_datasets and bench_tabular's penguins, cars,
