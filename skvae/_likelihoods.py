@@ -133,14 +133,14 @@ def _batch_mean(values, observed):
     Returns
     -------
     mean : tensor of shape (d,)
-    seen : tensor of shape (d,)
-        How many entries each mean ran over.
+    seen : tensor of shape (d,) or None
+        How many entries each mean ran over; None without ``observed`` (every
+        feature was seen).
     """
     d = values.shape[-1]
     flat = values.reshape(-1, d)
     if observed is None:
-        seen = torch.full((d,), flat.shape[0], dtype=values.dtype, device=values.device)
-        return flat.mean(0), seen
+        return flat.mean(0), None
     weight = observed.to(values.dtype).expand_as(values).reshape(-1, d)
     seen = weight.sum(0)
     return (flat * weight).sum(0) / seen.clamp_min(1), seen
@@ -294,12 +294,21 @@ class _TrackedScale(Likelihood):
         """Start the squared scale at ``value`` (per feature; at least 1.001 x floor)."""
         self._set(torch.as_tensor(value))
 
-    def _track(self, target, seen):
-        """Move the squared scale towards ``target`` where a feature was ``seen``."""
+    def _track(self, target, seen=None):
+        """Move the squared scale towards ``target`` where a feature was ``seen``.
+
+        ``seen`` (per feature, None for all) counts the entries behind each
+        target. The moving average runs on the excess over the floor, as
+        :meth:`_set` would store it: a few operations per training batch.
+        """
         with torch.no_grad():
-            current = self._scale()
-            target = torch.where(seen.to(current.device) > 0, target.to(current), current)
-            self._set(torch.lerp(current, target, self.momentum))
+            log = getattr(self, self._buffer)
+            floor = self.floor
+            excess = torch.lerp(log.exp(), target.to(log) - floor, self.momentum)
+            new = torch.maximum(excess, 1e-3 * floor).log_()
+            if seen is not None:
+                new = torch.where(seen.to(log.device) > 0, new, log)
+            log.copy_(new)
 
     @torch.no_grad()
     def init_output(self, X, observed=None):
@@ -373,7 +382,8 @@ class Gaussian(_TrackedScale):
         if self.training:
             self.update(squared, observed)
         var = self.variance()
-        return _masked_sum(0.5 * (squared / var + (var.log() + _LOG_2PI)), observed)
+        half_log = 0.5 * (var.log() + _LOG_2PI)
+        return _masked_sum(torch.addcmul(half_log, squared, 0.5 / var), observed)
 
     def mean(self, out):
         return out
@@ -872,8 +882,13 @@ class Blocks(Likelihood):
             for key, value in (("columns", columns), ("indicator", indicator)):
                 buffer = torch.tensor(value, dtype=torch.long)
                 self.register_buffer(f"{key}_{i}", buffer, persistent=False)
-        order = torch.argsort(torch.tensor(all_columns))
-        self.register_buffer("order", order, persistent=False)
+        # The blocks' columns side by side: one index_select and a split give
+        # every block its columns (None where they already are in block order).
+        self._widths = widths
+        gathered = torch.tensor(all_columns)
+        contiguous = all_columns == list(range(self.n_features))
+        self.register_buffer("gather", None if contiguous else gathered, persistent=False)
+        self.register_buffer("order", torch.argsort(gathered), persistent=False)
         # x @ indicator_matrix: each column's missing indicator (0 for none).
         pairs = [
             (int(j), i)
@@ -905,6 +920,8 @@ class Blocks(Likelihood):
     def _assemble(self, parts):
         """Put the blocks' results, concatenated in block order, into column order."""
         joined = torch.cat(parts, dim=-1)
+        if self.gather is None:
+            return joined
         return joined.index_select(-1, self.order.to(joined.device))
 
     def _mask(self, x, observed):
@@ -931,19 +948,15 @@ class Blocks(Likelihood):
             mask = seen if mask is None else mask * seen
         return mask
 
-    def _columns(self, t):
-        """Each block's column indices, on ``t``'s device."""
-        return [
-            getattr(self, f"columns_{i}").to(t.device) for i in range(len(self.likelihoods))
-        ]
-
     def _split(self, t):
         """The blocks' columns of ``t`` (..., n_features), block by block.
 
-        ``index_select`` rather than ``t[..., columns]``: the same values at
-        a fraction of the indexing's cost in the forward and backward passes.
+        One ``index_select`` into block order, then views: a few operations
+        whatever the number of blocks, in the forward pass and the backward.
         """
-        return [t.index_select(-1, columns) for columns in self._columns(t)]
+        if self.gather is not None:
+            t = t.index_select(-1, self.gather.to(t.device))
+        return t.split(self._widths, dim=-1)
 
     def _masked_parts(self, x, observed):
         """(x's columns, likelihood, mask or None) per block.
@@ -954,13 +967,14 @@ class Blocks(Likelihood):
         read it.
         """
         mask = self._mask(x, observed)
-        for masked, columns, likelihood in zip(
-            self._masked, self._columns(x), self.likelihoods
-        ):
-            part = None
-            if mask is not None and (masked or observed is not None):
-                part = mask if mask.shape[-1] == 1 else mask.index_select(-1, columns)
-            yield x.index_select(-1, columns), likelihood, part
+        masks = [None] * len(self.likelihoods)
+        if mask is not None:
+            parts = [mask] * len(masks) if mask.shape[-1] == 1 else self._split(mask)
+            masks = [
+                part if masked or observed is not None else None
+                for part, masked in zip(parts, self._masked)
+            ]
+        return zip(self._split(x), self.likelihoods, masks)
 
     def nll(self, out, x, observed=None):
         total = 0
