@@ -350,6 +350,12 @@ def from_scores(column, z):
 
 #: Rows read at a time when looking for the columns that gate missing values.
 _GATE_CHUNK = 8192
+#: A state of a gate supports its rule when, were the column's missing values
+#: independent of the state, at least this many of its rows would break the
+#: rule. Between gates that decide as many rows, the one whose rules have more
+#: support wins: a column with one level per row decides every row by
+#: chance, and sampling from it ties the missing values to nothing.
+_GATE_SUPPORT = 5
 
 
 def _state_codes(column, X):
@@ -389,8 +395,9 @@ def find_gates(columns, X):
     A gate may itself be gated, never in a cycle: where missing values nest
     (a later measurement missing only when an earlier one is), the rules form
     a chain, and decoding applies each gate's own rule before the rules it
-    gates (:func:`decoding_order`). On ties, a gate that is not gated itself
-    wins. Returns a list of dicts ``{"column", "gate", "missing",
+    gates (:func:`decoding_order`). On ties, the gate whose states decide
+    more rows with support wins (``_GATE_SUPPORT``), then a gate that is not
+    gated itself. Returns a list of dicts ``{"column", "gate", "missing",
     "observed"}`` (table column positions; state codes as
     :func:`_state_codes` gives them).
     """
@@ -438,8 +445,14 @@ def find_gates(columns, X):
             always = np.flatnonzero(present & (miss == count))
             never = np.flatnonzero(present & (miss == 0))
             decided = (count[always].sum() + count[never].sum()) / n
-            # On ties, a gate that is not gated itself: fewer links to decode.
-            score = (decided, j not in parent)
+            # On ties, the gate whose rules have more support, then one that is
+            # not gated itself (fewer links to decode).
+            rate = miss.sum() / n
+            supported = (
+                count[always][count[always] * (1 - rate) >= _GATE_SUPPORT].sum()
+                + count[never][count[never] * rate >= _GATE_SUPPORT].sum()
+            ) / n
+            score = (decided, supported, j not in parent)
             if decided > 0 and (best is None or score > best[0]):
                 best = (score, j, (always - 1).tolist(), (never - 1).tolist())
         if best is not None:
