@@ -1175,11 +1175,23 @@ class _BaseAutoencoder(
                     ConvergenceWarning,
                 )
         elif not (incremental or history.converged or history.interrupted):
+            advice = "Increase max_iter to train longer."
+            if X_val is None:  # more epochs lower a training loss by overfitting too
+                why = (
+                    f"early_stopping='auto' holds them out from "
+                    f"{AUTO_EARLY_STOPPING_ROWS} rows, and there were {X_all.shape[0]}"
+                    if self.early_stopping == "auto"
+                    else "early_stopping=False"
+                )
+                advice = (
+                    f"That is the training loss (no validation rows: {why}), which "
+                    "more epochs also lower by overfitting: compare scores on "
+                    "held-out rows before you increase max_iter."
+                )
             _warn(
                 f"{type(self).__name__} used all {history.n_epochs} epochs "
                 f"(max_iter={self.max_iter!r}) and the loss was still improving: "
-                "its last fifth of epochs gained more than 1% of the progress. "
-                "Increase max_iter to train longer.",
+                f"its last fifth of epochs gained more than 1% of the progress. {advice}",
                 ConvergenceWarning,
             )
         previous = self.loss_curve_ if warm else []
