@@ -1311,7 +1311,9 @@ class _BaseAutoencoder(
         out, _ = self._conditional(x, observed, fill, rng, mode)
         if self._table is None:
             return out
-        out = self._table.decode(out, decode_rng)
+        # Drawn rows draw their pooled rare levels too.
+        rare_rng = decode_rng if decode_rng is not None or mode != "draw" else rng
+        out = self._table.decode(out, decode_rng, rare_rng)
         for j, c in enumerate(self._table.columns):  # exactly, past any rounding
             if c.name not in chosen:
                 continue
@@ -1390,8 +1392,9 @@ class _BaseAutoencoder(
         if self._table is None:
             return scores
         # The probability of a categorical level that fit did not see (whose
-        # encoding, all zeros, leaves the column out of the model's terms).
-        extra = self._table.log_novel(X, encoded)
+        # encoding, all zeros, leaves the column out of the model's terms), and
+        # a rare level's share of its pool.
+        extra = self._table.log_novel(X, encoded) + self._table.log_pooled(X)
         if self._density_scores:
             # The change of variables of each numeric column's map to normal
             # scores: log p(x) = log p(z) + sum_j log |dz_j / dx_j|.

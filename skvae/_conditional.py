@@ -455,7 +455,7 @@ def conditions(given, n_samples, table, n_features, feature_names=None):
         else:
             for v in values:
                 try:
-                    known = v in column.levels
+                    known = v in column.levels or v in (column.rare or [])
                 except (TypeError, ValueError):
                     known = False
                 if not known:

@@ -445,7 +445,9 @@ def _check_gates(gates, columns):
             "a categorical or boolean column, or one with missing values",
             rule,
         )
-        size = len(gate["levels"]) + gate["missing"] if gate["kind"] == "categorical" else 2
+        size = 2
+        if gate["kind"] == "categorical":
+            size = len(gate["levels"]) + bool(gate.get("rare")) + gate["missing"]
         states = [rule["missing"], rule["observed"]]
         _expect(
             all(isinstance(v, list) for v in states)
@@ -530,12 +532,14 @@ def _check_marginal(column, where):
 def _check_column(column, start):
     """Check one column of a table's state, which starts at ``start``; its width."""
     fields = set(column) if isinstance(column, dict) else None
-    optional = {"unseen": None, "novel": None}  # files written before lack them
+    # files written before lack them
+    optional = {"unseen": None, "novel": None, "rare": None, "rare_counts": None}
     if fields is not None:
         optional.update({k: column[k] for k in optional if k in fields})
         column = {k: v for k, v in column.items() if k not in optional}
         fields = set(column)
     unseen, novel = optional["unseen"], optional["novel"]
+    rare, rare_counts = optional["rare"], optional["rare_counts"]
     if fields not in (_COLUMN_FIELDS, _COLUMN_FIELDS | _MARGINAL_FIELDS):
         raise _corrupted(f"unexpected table column {_brief(column)}.")
     name, kind, dtype, levels = (column[k] for k in ("name", "kind", "dtype", "levels"))
@@ -579,7 +583,7 @@ def _check_column(column, start):
             and isinstance(levels, list)
             and all(isinstance(v, _SCALARS) for v in declared)
             and len(set(declared)) == len(declared)
-            and set(levels) <= set(declared),
+            and set(levels) | set(rare or []) <= set(declared),
             f"{where} categories",
             "distinct values that hold the levels",
             declared,
@@ -588,6 +592,8 @@ def _check_column(column, start):
         _expect(levels is None, f"{where} levels", "None", levels)
         _expect(unseen is None, f"{where} unseen levels", "None", unseen)
         _expect(novel is None, f"{where} probability of a new level", "None", novel)
+        _expect(rare is None, f"{where} rare levels", "None", rare)
+        _expect(rare_counts is None, f"{where} rare level counts", "None", rare_counts)
         return 1 + column["missing"]
     _expect(
         isinstance(levels, list)
@@ -615,7 +621,32 @@ def _check_column(column, start):
         "None or a number in (0, 0.5]",
         novel,
     )
-    return len(levels) + column["missing"]
+    _expect(
+        rare is None
+        or (
+            isinstance(rare, list)
+            and len(rare) >= 2
+            and all(isinstance(v, _SCALARS) for v in rare)
+            and all(math.isfinite(v) for v in rare if isinstance(v, float))
+            and len({(type(v), v) for v in rare}) == len(rare)
+            and not {(type(v), v) for v in rare} & {(type(v), v) for v in levels}
+        ),
+        f"{where} rare levels",
+        "None or a list of two or more distinct strings or numbers, none a level",
+        rare,
+    )
+    _expect(
+        (rare is None and rare_counts is None)
+        or (
+            isinstance(rare_counts, list)
+            and len(rare_counts) == len(rare)
+            and all(_is_int(k, 1) for k in rare_counts)
+        ),
+        f"{where} rare level counts",
+        "a positive count per rare level",
+        rare_counts,
+    )
+    return len(levels) + bool(rare) + column["missing"]
 
 
 # ------------------------------------------------------------------- save

@@ -529,7 +529,9 @@ class VAETransformer(_BaseAutoencoder):
             X = self._infer(lambda m, z: m.draw(z, g), [Z], Z.dtype, "sample")
         else:
             X = self._decode_means(Z, "sample")
-        return X if self._table is None else self._table.decode(X)
+        if self._table is None:
+            return X
+        return self._table.decode(X, rare_rng=rng if add_noise else None)
 
 
 def _noise_variance(likelihood):

@@ -10,6 +10,7 @@ import warnings
 import zipfile
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from numpy.testing import assert_array_equal
@@ -487,6 +488,21 @@ def test_every_extra_key_is_refused(saved_files, tmp_path, name):
     assert accepted == []
 
 
+def test_round_trip_keeps_pooled_rare_levels(tmp_path):
+    rng = np.random.RandomState(0)
+    names = ["common"] * 10 + [f"n{i}" for i in range(110)]
+    frame = pd.DataFrame({"name": names, "x": rng.normal(size=120)})
+    est = fitted(VAETransformer, {}, frame)
+    loaded = VAETransformer.load(est.save(tmp_path / "pooled.skvae"))
+    (name, _) = loaded._table.columns
+    assert name.levels == ["common"] and len(name.rare) == 110
+    assert name.rare_counts == [1] * 110
+    pd.testing.assert_frame_equal(
+        loaded.sample(50, random_state=1), est.sample(50, random_state=1)
+    )
+    assert_array_equal(loaded.score_samples(frame), est.score_samples(frame))
+
+
 def stored(meta):
     """The JSON of a file's attributes, by name."""
     return meta["attributes"]["dict"]
@@ -609,6 +625,16 @@ INCONSISTENT = {
     "table-dtype": ("vae-frame", column(0, dtype="float64; rm -rf"), "dtype"),
     "table-names": ("vae-frame", column(1, name="size"), "names"),
     "table-width": ("vae-frame", lambda m: table(m).update(width=99), "width"),
+    "table-rare-level": (
+        "vae-frame",
+        column(1, rare=["red", "violet"], rare_counts=[1, 1]),
+        "rare levels",
+    ),
+    "table-rare-counts": (
+        "vae-frame",
+        column(1, rare=["violet", "indigo"], rare_counts=[1]),
+        "rare level counts",
+    ),
     "nan-constant": ("ae", attribute("best_loss_", float("nan")), "NaN"),
     "tag-extra-key": ("ae", attribute("_seed", {"tuple": [], "x": 1}), "Unexpected value"),
     "tensor-twice": (

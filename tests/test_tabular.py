@@ -918,9 +918,62 @@ def test_identifier_columns_are_named_in_a_warning(frame):
     assert "'name' (400 levels in 400 values)" in message
     assert "'code' (30 levels in 30 values)" in message  # missing values not counted
     assert "'tag'" not in message  # repeated levels: a real categorical column
-    # the frame's 10 encoded columns, one per level, and code's missing level
-    assert est._table.width == 10 + 400 + 150 + 30 + 1
-    assert "(591 encoded columns for 8)" in message
+    # The frame's 10 encoded columns; name keeps its 400 levels, as it decides
+    # code's missing values (each name's one row); tag's 150 levels; code's 30
+    # levels seen once share one encoded level, and its missing level.
+    assert est._table.width == 10 + 400 + 150 + 1 + 1
+    assert "(562 encoded columns for 8)" in message
+    assert "share one encoded level" in message
+
+
+def identifier_frame(n=300, seed=0):
+    """A name per row but for one name of 10 rows and ``n // 10`` of 2, and a value."""
+    rng = np.random.RandomState(seed)
+    names = [f"n{i}" for i in range(n)]
+    names[:10] = ["common"] * 10
+    names[10 : 10 + n // 5] = [f"pair{i // 2}" for i in range(n // 5)]
+    return pd.DataFrame({"name": names, "x": rng.normal(size=n)})
+
+
+def test_rare_levels_of_an_identifier_column_share_one_encoded_level():
+    frame = identifier_frame()
+    with pytest.warns(UserWarning, match="share one encoded level"):
+        est = VAETransformer(**MARGINAL).fit(frame)
+    (name, _) = est._table.columns
+    assert name.levels == ["common"]  # seen 10 times: its own level
+    counts = dict(zip(name.rare, name.rare_counts))  # levels seen fewer than 5 times
+    assert len(counts) == 260 and counts["pair0"] == 2 and counts["n200"] == 1
+    assert sum(counts.values()) == 290
+    assert est._table.width == 1 + 1 + 1  # common, the rare levels, x
+    samples = est.sample(3000, random_state=0)["name"]
+    assert samples.isin(frame["name"]).all()  # every sample a name seen in fit
+    # common: 10 of 300 rows; a pair's name 2 in 300 and a single's 1 in 300
+    assert 0.015 < (samples == "common").mean() < 0.06
+    pairs = samples.str.startswith("pair").mean()
+    singles = samples.str.fullmatch(r"n\d+").mean()
+    assert 0.8 < singles / pairs * 60 / 230 < 1.25  # drawn by their counts in fit
+    # the most likely value of the pool is its most frequent level
+    decoded = est.inverse_transform(est.transform(frame.iloc[50:60]))
+    assert set(decoded["name"]) <= {"common", "pair0"}
+
+
+def test_a_rare_level_scores_its_share_of_the_pool():
+    frame = identifier_frame()
+    est = VAETransformer(**MARGINAL).fit(frame)
+    rows = pd.DataFrame({"name": ["pair3", "n200", "n201"], "x": [0.5, 0.5, 0.5]})
+    scores = est.score_samples(rows)
+    # the same encoded row: the scores differ by the log of the counts' ratio
+    np.testing.assert_allclose(scores[0] - scores[1], np.log(2), rtol=1e-6)
+    np.testing.assert_allclose(scores[1], scores[2], rtol=1e-6)
+    # the pool's levels' probabilities sum to the pool's: shares sum to one
+    shares = est._table.log_pooled(pd.DataFrame({"name": est._table.columns[0].rare}))
+    np.testing.assert_allclose(np.exp(shares).sum(), 1.0)
+
+
+def test_given_rare_levels_are_kept_exactly():
+    est = VAETransformer(**MARGINAL).fit(identifier_frame())
+    samples = est.sample(5, random_state=0, given={"name": "n200"})
+    assert (samples["name"] == "n200").all()
 
 
 @pytest.mark.parametrize("n_levels", [20, 100])
