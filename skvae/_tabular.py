@@ -700,9 +700,15 @@ class Table:
 
     @property
     def signature(self):
-        """What the encoding's structure depends on: names, kinds, levels, missingness."""
+        """What the encoding's structure depends on: names, kinds, levels, missingness.
+
+        A column with pooled rare levels adds them at the end, so that the
+        signatures of tables without (those saved before pools existed) stay
+        as they were.
+        """
         return tuple(
-            (c.name, c.kind, tuple(c.levels or ()), tuple(c.rare or ()), c.missing)
+            (c.name, c.kind, tuple(c.levels or ()), c.missing)
+            + ((tuple(c.rare),) if c.rare else ())
             for c in self.columns
         )
 

@@ -4,6 +4,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -130,6 +131,26 @@ def test_files_of_the_previous_format_fail_with_a_versioned_error():
         pytest.raises(ValueError, match="pickle format version 1"),
     ):
         pickle.load(f)
+
+
+def test_a_table_file_written_before_pooled_levels_loads_and_continues():
+    # Written by skvae at edee726 (format 2, before rare levels could be pooled):
+    # a table's signature then had no pools, and a load must still match it.
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame(
+        {
+            "size": rng.lognormal(1, 0.5, 60),
+            "color": pd.Series(rng.choice(["red", "green", "blue"], 60)),
+            "flag": rng.rand(60) < 0.3,
+        }
+    )
+    frame.loc[frame["flag"], "size"] = np.nan
+    est = VAETransformer.load(DATA / "vae_table_format2.skvae")
+    assert all(c.rare is None for c in est._table.columns)
+    expected = [-3.8417138652, -1.4811782348, -2.8397877323, -4.8328787059, -3.3705869554]
+    np.testing.assert_allclose(est.score_samples(frame.head(5)), expected, rtol=1e-5)
+    est.partial_fit(frame)  # the same architecture: training goes on
+    assert est.n_iter_ == 4
 
 
 @pytest.mark.parametrize("Estimator", [AutoencoderTransformer, VAETransformer])
