@@ -957,6 +957,19 @@ def test_rare_levels_of_an_identifier_column_share_one_encoded_level():
     assert set(decoded["name"]) <= {"common", "pair0"}
 
 
+def test_a_pooled_column_with_missing_values_samples_seen_levels_or_missing():
+    frame = identifier_frame()
+    frame.loc[frame.index % 4 == 0, "name"] = None  # a quarter missing, at random
+    with pytest.warns(UserWarning, match="share one encoded level"):
+        est = AutoencoderTransformer(**MARGINAL).fit(frame)
+    (name, _) = est._table.columns
+    assert est._table.width == len(name.levels) + 1 + 1 + 1  # levels, pool, missing, x
+    samples = est.sample(2000, random_state=0)["name"]
+    assert samples.dropna().isin(frame["name"].dropna()).all()
+    assert 0.1 < samples.isna().mean() < 0.4  # data: 0.25
+    assert samples.dropna().nunique() > 50  # the pool is drawn from, not one level
+
+
 def test_a_rare_level_scores_its_share_of_the_pool():
     frame = identifier_frame()
     est = VAETransformer(**MARGINAL).fit(frame)
