@@ -3,6 +3,7 @@
 import copy
 import numbers
 import warnings
+from collections import Counter
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -90,7 +91,8 @@ IDENTIFIER_LEVELS = 20
 #: encoded level, "rare": the model learns how often a rare level comes and with
 #: what, and decoding draws one of them by its count in fit (the most frequent
 #: where it decodes the most likely value). The levels seen this often keep
-#: their own, and so does every level of a column that gates missing values.
+#: their own, and so does every level of a column that gates the missing values
+#: of two or more columns (see :class:`Table`).
 #: On lifelines' ``canadian_senators`` (933 rows; a name, a term and two dates
 #: as text) the encoding went from 3,095 columns to 489 and the default VAE's
 #: samples that break a missing-value rule of the data from 22% to 3% (a rule
@@ -598,15 +600,18 @@ class Table:
             start += column.width
         self.width = start
         missing = self._any_missing()
-        # A column that gates missing values keeps its levels: where it is an
-        # identifier that gates many columns, each sample copies the pattern
-        # of missing values of one real row (statsmodels' fertility). Tables
+        # An identifier that gates the missing values of several columns keeps
+        # its levels: each sample then copies one real row's pattern of missing
+        # values across them (statsmodels' fertility). One that gates a single
+        # column decides its one row per level by chance, and pools: that
+        # column's missing values go to another gate or to the model. Tables
         # too large to encode before pooling pool first.
         gates, gating = [], set()
         first = missing and (not poolable or X.shape[0] * self.width <= _POOL_FIRST_ENTRIES)
         if first:
             gates = find_gates(self.columns, self.encode(X))
-            gating = {rule["gate"] for rule in gates}
+            gated = Counter(rule["gate"] for rule in gates)
+            gating = {j for j, count in gated.items() if count >= 2}
         pooled = [
             _pool_rare_levels(self.columns[i], series)
             for i, series in poolable.items()
@@ -1145,7 +1150,7 @@ def _warn_identifiers(named, width, n_columns):
         "text (fewer than two values per level): the model cannot learn such "
         f"levels, so those seen fewer than {RARE_LEVEL_COUNT} times share one "
         "encoded level, from which samples draw them by their count in fit, "
-        "unless the column decides another's missing values "
+        "unless the column decides the missing values of several columns "
         f"({width:,} encoded columns for {n_columns}). Drop such columns, map "
         "them to fewer groups, or pass numbers (e.g. dates as numbers) before "
         "fitting.",

@@ -680,19 +680,40 @@ def test_gates_prefer_rules_with_support_between_gates_that_decide_as_many_rows(
 
 
 def test_a_gate_that_decides_more_rows_wins_over_support():
-    # ``flag`` decides a's missing values on its 1 rows only (always present
-    # there); the names decide every row, one row each. Rows decided come
-    # first, support only breaks ties: where missing values nest across many
-    # columns (statsmodels' fertility), an identifier that gates them all
-    # keeps each sample's pattern one that a real row had.
+    # ``flag`` decides a's and b's missing values on its 1 rows only (always
+    # present there); the names decide every row, one row each. Rows decided
+    # come first, support only breaks ties: where missing values nest across
+    # many columns (statsmodels' fertility), an identifier that gates them all
+    # keeps each sample's pattern one that a real row had, and keeps its levels.
     rng = np.random.RandomState(0)
     flag = rng.rand(200) < 0.5
-    a = np.where(flag | (rng.rand(200) < 0.5), rng.normal(size=200), np.nan)
-    frame = pd.DataFrame({"flag": flag, "a": a, "name": [f"id {i}" for i in range(200)]})
+    a, b = (
+        np.where(flag | (rng.rand(200) < 0.5), rng.normal(size=200), np.nan)
+        for _ in range(2)
+    )
+    names = [f"id {i}" for i in range(200)]
+    frame = pd.DataFrame({"flag": flag, "a": a, "b": b, "name": names})
     with pytest.warns(UserWarning, match="identifiers"):
         est = VAETransformer(**{**MARGINAL, "max_iter": 2}).fit(frame)
-    names = [c.name for c in est._table.columns]
-    assert [names[r["gate"]] for r in est._table.gates] == ["name"]
+    columns = est._table.columns
+    assert [columns[r["gate"]].name for r in est._table.gates] == ["name", "name"]
+    assert len(columns[3].levels) == 200 and columns[3].rare is None
+
+
+def test_an_identifier_that_gates_one_column_pools_its_levels():
+    # Missing at random: each name decides its one row of x by chance. Kept as
+    # x's gate, the 200 names stayed 200 encoded columns (lifelines' dd: 1,580
+    # leaders gating one column, 3,628 encoded columns); pooled, x's missing
+    # values are the model's.
+    rng = np.random.RandomState(0)
+    x = np.where(rng.rand(200) < 0.8, rng.normal(size=200), np.nan)
+    frame = pd.DataFrame({"x": x, "name": [f"id {i}" for i in range(200)]})
+    with pytest.warns(UserWarning, match="share one encoded level"):
+        est = VAETransformer(**{**MARGINAL, "max_iter": 2}).fit(frame)
+    assert est._table.gates == []
+    assert est._table.width == 2 + 1  # x and its missing indicator, the pool
+    samples = est.sample(1000, random_state=0)
+    assert samples["name"].isin(frame["name"]).all()
 
 
 def nested_frame(n=600, seed=0):
@@ -919,8 +940,11 @@ def test_identifier_columns_are_named_in_a_warning(frame):
     assert "'code' (30 levels in 30 values)" in message  # missing values not counted
     assert "'tag'" not in message  # repeated levels: a real categorical column
     # The frame's 10 encoded columns; name keeps its 400 levels, as it decides
-    # code's missing values (each name's one row); tag's 150 levels; code's 30
-    # levels seen once share one encoded level, and its missing level.
+    # (each name its one row) the missing values of code and of the frame's
+    # columns with missing values; tag's 150 levels; code's 30 levels seen once
+    # share one encoded level, and its missing level.
+    gated = {est._table.columns[r["column"]].name for r in est._table.gates}
+    assert len(gated) >= 2 and "code" in gated
     assert est._table.width == 10 + 400 + 150 + 1 + 1
     assert "(562 encoded columns for 8)" in message
     assert "share one encoded level" in message
