@@ -700,6 +700,25 @@ def test_a_gate_that_decides_more_rows_wins_over_support():
     assert len(columns[3].levels) == 200 and columns[3].rare is None
 
 
+def test_a_table_too_large_to_encode_unpooled_pools_first(monkeypatch):
+    # The gate search before pooling encodes every level; beyond
+    # _POOL_FIRST_ENTRIES entries the identifiers pool first, even one that
+    # would have gated two columns.
+    import skvae._tabular as tabular
+
+    rng = np.random.RandomState(0)
+    a, b = (np.where(rng.rand(200) < 0.5, rng.normal(size=200), np.nan) for _ in range(2))
+    frame = pd.DataFrame({"a": a, "b": b, "name": [f"id {i}" for i in range(200)]})
+    with pytest.warns(UserWarning, match="identifiers"):
+        kept = VAETransformer(**{**MARGINAL, "max_iter": 2}).fit(frame)
+    assert kept._table.columns[2].rare is None  # it gates a and b
+    monkeypatch.setattr(tabular, "_POOL_FIRST_ENTRIES", 200 * 100)
+    with pytest.warns(UserWarning, match="identifiers"):
+        pooled = VAETransformer(**{**MARGINAL, "max_iter": 2}).fit(frame)
+    assert len(pooled._table.columns[2].rare) == 200
+    assert pooled._table.width == 2 + 2 + 1
+
+
 def test_an_identifier_that_gates_one_column_pools_its_levels():
     # Missing at random: each name decides its one row of x by chance. Kept as
     # x's gate, the 200 names stayed 200 encoded columns (lifelines' dd: 1,580
