@@ -3,7 +3,6 @@
 import copy
 import numbers
 import warnings
-from collections import Counter
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -92,7 +91,7 @@ IDENTIFIER_LEVELS = 20
 #: what, and decoding draws one of them by its count in fit (the most frequent
 #: where it decodes the most likely value). The levels seen this often keep
 #: their own, and so does every level of a column that gates the missing values
-#: of two or more columns (see :class:`Table`).
+#: of columns whose missing values nest (see :class:`Table`).
 #: On lifelines' ``canadian_senators`` (933 rows; a name, a term and two dates
 #: as text) the encoding went from 3,095 columns to 489 and the default VAE's
 #: samples that break a missing-value rule of the data from 22% to 3% (a rule
@@ -600,18 +599,31 @@ class Table:
             start += column.width
         self.width = start
         missing = self._any_missing()
-        # An identifier that gates the missing values of several columns keeps
-        # its levels: each sample then copies one real row's pattern of missing
-        # values across them (statsmodels' fertility). One that gates a single
-        # column decides its one row per level by chance, and pools: that
-        # column's missing values go to another gate or to the model. Tables
-        # too large to encode before pooling pool first.
+        # An identifier that gates columns whose missing values nest keeps its
+        # levels: each sample then copies one real row's pattern of missing
+        # values across them (statsmodels' fertility). Otherwise its one row
+        # per level decides each gated column by chance, and it pools: their
+        # missing values go to other gates or to the model. Tables too large
+        # to encode before pooling pool first.
         gates, gating = [], set()
         first = missing and (not poolable or X.shape[0] * self.width <= _POOL_FIRST_ENTRIES)
         if first:
-            gates = find_gates(self.columns, self.encode(X))
-            gated = Counter(rule["gate"] for rule in gates)
-            gating = {j for j, count in gated.items() if count >= 2}
+            encoded = self.encode(X)
+            gates = find_gates(self.columns, encoded)
+            gated = {}
+            for rule in gates:
+                gated.setdefault(rule["gate"], []).append(rule["column"])
+            gating = {
+                j
+                for j, targets in gated.items()
+                if _nested(
+                    [
+                        _state_codes(self.columns[i], encoded)
+                        == _missing_code(self.columns[i])
+                        for i in targets
+                    ]
+                )
+            }
         pooled = [
             _pool_rare_levels(self.columns[i], series)
             for i, series in poolable.items()
@@ -1111,6 +1123,26 @@ def _clip_to(values, dtype):
     return np.clip(values, low, high)
 
 
+def _nested(missing):
+    """Whether the missing values of two of the columns nest, with support.
+
+    ``missing`` holds a 0/1 row mask per column. Column p's nest in q's when
+    q is missing wherever p is, on rows where, were the two independent, at
+    least ``_GATE_SUPPORT`` would have broken that (as :func:`find_gates`
+    requires of a gate's states).
+    """
+    n = len(missing[0]) if missing else 0
+    for p in range(len(missing)):
+        for q in range(len(missing)):
+            if p == q:
+                continue
+            within = missing[p].sum()
+            nests = not (missing[p] & ~missing[q]).any()
+            if nests and within * (1 - missing[q].sum() / n) >= _GATE_SUPPORT:
+                return True
+    return False
+
+
 def _pool_rare_levels(column, series):
     """Pool the levels of ``column`` seen fewer than RARE_LEVEL_COUNT times in ``series``.
 
@@ -1150,7 +1182,7 @@ def _warn_identifiers(named, width, n_columns):
         "text (fewer than two values per level): the model cannot learn such "
         f"levels, so those seen fewer than {RARE_LEVEL_COUNT} times share one "
         "encoded level, from which samples draw them by their count in fit, "
-        "unless the column decides the missing values of several columns "
+        "unless the column decides missing values that nest across columns "
         f"({width:,} encoded columns for {n_columns}). Drop such columns, map "
         "them to fewer groups, or pass numbers (e.g. dates as numbers) before "
         "fitting.",

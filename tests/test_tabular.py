@@ -683,14 +683,13 @@ def test_a_gate_that_decides_more_rows_wins_over_support():
     # ``flag`` decides a's and b's missing values on its 1 rows only (always
     # present there); the names decide every row, one row each. Rows decided
     # come first, support only breaks ties: where missing values nest across
-    # many columns (statsmodels' fertility), an identifier that gates them all
-    # keeps each sample's pattern one that a real row had, and keeps its levels.
+    # columns (b is missing wherever a is; statsmodels' fertility), an
+    # identifier that gates them keeps each sample's pattern one that a real
+    # row had, and keeps its levels.
     rng = np.random.RandomState(0)
     flag = rng.rand(200) < 0.5
-    a, b = (
-        np.where(flag | (rng.rand(200) < 0.5), rng.normal(size=200), np.nan)
-        for _ in range(2)
-    )
+    a = np.where(flag | (rng.rand(200) < 0.5), rng.normal(size=200), np.nan)
+    b = np.where(np.isnan(a) | (~flag & (rng.rand(200) < 0.5)), np.nan, a + 1)
     names = [f"id {i}" for i in range(200)]
     frame = pd.DataFrame({"flag": flag, "a": a, "b": b, "name": names})
     with pytest.warns(UserWarning, match="identifiers"):
@@ -700,6 +699,18 @@ def test_a_gate_that_decides_more_rows_wins_over_support():
     assert len(columns[3].levels) == 200 and columns[3].rare is None
 
 
+def test_an_identifier_gating_columns_missing_at_random_pools():
+    # Each name decides its one row of a and of b; their missing values are
+    # independent, so copying one row's pattern ties them to nothing.
+    rng = np.random.RandomState(0)
+    a, b = (np.where(rng.rand(200) < 0.7, rng.normal(size=200), np.nan) for _ in range(2))
+    frame = pd.DataFrame({"a": a, "b": b, "name": [f"id {i}" for i in range(200)]})
+    with pytest.warns(UserWarning, match="share one encoded level"):
+        est = VAETransformer(**{**MARGINAL, "max_iter": 2}).fit(frame)
+    assert len(est._table.columns[2].rare) == 200
+    assert all(est._table.columns[r["gate"]].name != "name" for r in est._table.gates)
+
+
 def test_a_table_too_large_to_encode_unpooled_pools_first(monkeypatch):
     # The gate search before pooling encodes every level; beyond
     # _POOL_FIRST_ENTRIES entries the identifiers pool first, even one that
@@ -707,7 +718,8 @@ def test_a_table_too_large_to_encode_unpooled_pools_first(monkeypatch):
     import skvae._tabular as tabular
 
     rng = np.random.RandomState(0)
-    a, b = (np.where(rng.rand(200) < 0.5, rng.normal(size=200), np.nan) for _ in range(2))
+    a = np.where(rng.rand(200) < 0.5, rng.normal(size=200), np.nan)
+    b = np.where(np.isnan(a) | (rng.rand(200) < 0.3), np.nan, a)  # nests in a's
     frame = pd.DataFrame({"a": a, "b": b, "name": [f"id {i}" for i in range(200)]})
     with pytest.warns(UserWarning, match="identifiers"):
         kept = VAETransformer(**{**MARGINAL, "max_iter": 2}).fit(frame)
@@ -958,14 +970,12 @@ def test_identifier_columns_are_named_in_a_warning(frame):
     assert "'name' (400 levels in 400 values)" in message
     assert "'code' (30 levels in 30 values)" in message  # missing values not counted
     assert "'tag'" not in message  # repeated levels: a real categorical column
-    # The frame's 10 encoded columns; name keeps its 400 levels, as it decides
-    # (each name its one row) the missing values of code and of the frame's
-    # columns with missing values; tag's 150 levels; code's 30 levels seen once
-    # share one encoded level, and its missing level.
-    gated = {est._table.columns[r["column"]].name for r in est._table.gates}
-    assert len(gated) >= 2 and "code" in gated
-    assert est._table.width == 10 + 400 + 150 + 1 + 1
-    assert "(562 encoded columns for 8)" in message
+    # The frame's 10 encoded columns; name's 400 levels and code's 30, each
+    # seen once, each share one encoded level (name decides the missing values
+    # of code and of the frame's other columns only by chance: they do not
+    # nest); tag's 150 levels; code's missing level.
+    assert est._table.width == 10 + 1 + 150 + 1 + 1
+    assert "(163 encoded columns for 8)" in message
     assert "share one encoded level" in message
 
 
