@@ -823,7 +823,8 @@ class Table:
         for c in self.columns:
             if c.kind != "categorical" or self.array:
                 continue
-            unknown = sorted(set(_unique(X[c.name])) - set(c.levels), key=str)
+            known = set(c.levels) | set(c.rare or [])
+            unknown = sorted(set(_unique(X[c.name])) - known, key=str)
             if unknown:
                 _warn(
                     f"Column {c.name!r} holds levels the first partial_fit batch did not "
@@ -1126,21 +1127,19 @@ def _clip_to(values, dtype):
 def _nested(missing):
     """Whether the missing values of two of the columns nest, with support.
 
-    ``missing`` holds a 0/1 row mask per column. Column p's nest in q's when
-    q is missing wherever p is, on rows where, were the two independent, at
-    least ``_GATE_SUPPORT`` would have broken that (as :func:`find_gates`
-    requires of a gate's states).
+    ``missing`` holds a 0/1 row mask per column. Column p's missing values
+    nest in q's when q is missing wherever p is, and were the two
+    independent, at least ``_GATE_SUPPORT`` of p's missing rows would have had
+    q present (the support :func:`find_gates` asks of a gate's states).
     """
-    n = len(missing[0]) if missing else 0
-    for p in range(len(missing)):
-        for q in range(len(missing)):
-            if p == q:
-                continue
-            within = missing[p].sum()
-            nests = not (missing[p] & ~missing[q]).any()
-            if nests and within * (1 - missing[q].sum() / n) >= _GATE_SUPPORT:
-                return True
-    return False
+    M = np.column_stack(missing).astype(np.float64)
+    both = M.T @ M  # rows where p and q are missing
+    count = np.diag(both)
+    present = 1 - count / M.shape[0]  # each column's share of rows present
+    nests = both == count[:, None]
+    supported = count[:, None] * present[None, :] >= _GATE_SUPPORT
+    np.fill_diagonal(nests, False)
+    return bool((nests & supported).any())
 
 
 def _pool_rare_levels(column, series):

@@ -1023,6 +1023,16 @@ def test_a_pooled_column_with_missing_values_samples_seen_levels_or_missing():
     assert samples.dropna().nunique() > 50  # the pool is drawn from, not one level
 
 
+def test_partial_fit_after_fit_knows_the_pooled_levels(recwarn):
+    frame = identifier_frame()
+    est = VAETransformer(**MARGINAL).fit(frame)
+    before = est.n_iter_
+    recwarn.clear()
+    est.partial_fit(frame)  # every level seen in fit: nothing to declare
+    assert not [w for w in recwarn if "did not declare" in str(w.message)]
+    assert est.n_iter_ == before + 1
+
+
 def test_a_rare_level_scores_its_share_of_the_pool():
     frame = identifier_frame()
     est = VAETransformer(**MARGINAL).fit(frame)
