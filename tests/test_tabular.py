@@ -1033,6 +1033,23 @@ def test_partial_fit_after_fit_knows_the_pooled_levels(recwarn):
     assert est.n_iter_ == before + 1
 
 
+def test_pickle_and_clone_keep_the_pools():
+    import pickle
+
+    from sklearn.base import clone
+
+    frame = identifier_frame()
+    est = VAETransformer(**MARGINAL).fit(frame)
+    loaded = pickle.loads(pickle.dumps(est))
+    assert loaded._table.columns[0].rare == est._table.columns[0].rare
+    pd.testing.assert_frame_equal(
+        loaded.sample(20, random_state=3), est.sample(20, random_state=3)
+    )
+    np.testing.assert_array_equal(loaded.score_samples(frame), est.score_samples(frame))
+    refit = clone(est).fit(frame)  # the same data and seed: the same pools and model
+    np.testing.assert_allclose(refit.score_samples(frame), est.score_samples(frame))
+
+
 def test_a_rare_level_scores_its_share_of_the_pool():
     frame = identifier_frame()
     est = VAETransformer(**MARGINAL).fit(frame)
