@@ -1023,6 +1023,7 @@ def test_a_pooled_column_with_missing_values_samples_seen_levels_or_missing():
     assert samples.dropna().nunique() > 50  # the pool is drawn from, not one level
 
 
+@pytest.mark.filterwarnings("ignore:Categorical column.*identifiers:UserWarning")
 def test_partial_fit_after_fit_knows_the_pooled_levels(recwarn):
     frame = identifier_frame()
     est = VAETransformer(**MARGINAL).fit(frame)
@@ -1033,6 +1034,7 @@ def test_partial_fit_after_fit_knows_the_pooled_levels(recwarn):
     assert est.n_iter_ == before + 1
 
 
+@pytest.mark.filterwarnings("ignore:Categorical column.*identifiers:UserWarning")
 def test_pickle_and_clone_keep_the_pools():
     import pickle
 
@@ -1050,6 +1052,7 @@ def test_pickle_and_clone_keep_the_pools():
     np.testing.assert_allclose(refit.score_samples(frame), est.score_samples(frame))
 
 
+@pytest.mark.filterwarnings("ignore:Categorical column.*identifiers:UserWarning")
 def test_a_rare_level_scores_its_share_of_the_pool():
     frame = identifier_frame()
     est = VAETransformer(**MARGINAL).fit(frame)
@@ -1063,6 +1066,7 @@ def test_a_rare_level_scores_its_share_of_the_pool():
     np.testing.assert_allclose(np.exp(shares).sum(), 1.0)
 
 
+@pytest.mark.filterwarnings("ignore:Categorical column.*identifiers:UserWarning")
 def test_given_rare_levels_are_kept_exactly():
     est = VAETransformer(**MARGINAL).fit(identifier_frame())
     samples = est.sample(5, random_state=0, given={"name": "n200"})
