@@ -84,7 +84,8 @@ DISCRETE_VALUES = 50
 #: values is reported as an identifier: one row per level cannot teach the model
 #: anything, and each level is a column of the one-hot encoding (lifelines'
 #: ``load_dd``, whose leader and spell names have 1,580 and 1,807 levels in 1,808
-#: rows, fitted in 100 s with 2 of 12 columns taking 3,400 encoded ones).
+#: rows, fitted in 100 s with 2 of 12 columns taking 3,400 encoded ones, before
+#: such columns pooled their rare levels).
 IDENTIFIER_LEVELS = 20
 #: In such a column the levels seen fewer than this many times in fit share one
 #: encoded level, "rare": the model learns how often a rare level comes and with
