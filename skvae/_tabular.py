@@ -607,12 +607,13 @@ class Table:
             start += column.width
         self.width = start
         missing = self._any_missing()
-        # An identifier that gates columns whose missing values nest keeps its
-        # levels: each sample then copies one real row's pattern of missing
-        # values across them (statsmodels' fertility). Otherwise its one row
-        # per level decides each gated column by chance, and it pools: their
-        # missing values go to other gates or to the model. Tables too large
-        # to encode before pooling pool first.
+        # A column of mostly rare levels (an identifier, or such) that gates
+        # columns whose missing values nest keeps its levels: each sample then
+        # copies one real row's pattern of missing values across them
+        # (statsmodels' fertility). Otherwise its rare levels decide each gated
+        # column by chance, and it pools: their missing values go to other
+        # gates or to the model. Tables too large to encode before pooling
+        # pool first.
         gates, gating = [], set()
         first = missing and (not poolable or X.shape[0] * self.width <= _POOL_FIRST_ENTRIES)
         if first:
