@@ -529,6 +529,19 @@ def _check_marginal(column, where):
     )
 
 
+def _distinct_scalars(values):
+    """Whether ``values`` is a list of distinct strings or finite numbers.
+
+    Distinct by type as well as value: 1, 1.0 and True are three levels.
+    """
+    return (
+        isinstance(values, list)
+        and all(isinstance(v, _SCALARS) for v in values)
+        and all(math.isfinite(v) for v in values if isinstance(v, float))
+        and len({(type(v), v) for v in values}) == len(values)
+    )
+
+
 def _check_column(column, start):
     """Check one column of a table's state, which starts at ``start``; its width."""
     fields = set(column) if isinstance(column, dict) else None
@@ -596,10 +609,7 @@ def _check_column(column, start):
         _expect(rare_counts is None, f"{where} rare level counts", "None", rare_counts)
         return 1 + column["missing"]
     _expect(
-        isinstance(levels, list)
-        and all(isinstance(v, _SCALARS) for v in levels)
-        and all(math.isfinite(v) for v in levels if isinstance(v, float))
-        and len({(type(v), v) for v in levels}) == len(levels),
+        _distinct_scalars(levels),
         f"{where} levels",
         "a list of distinct strings or numbers",
         levels,
@@ -624,11 +634,8 @@ def _check_column(column, start):
     _expect(
         rare is None
         or (
-            isinstance(rare, list)
+            _distinct_scalars(rare)
             and len(rare) >= 2
-            and all(isinstance(v, _SCALARS) for v in rare)
-            and all(math.isfinite(v) for v in rare if isinstance(v, float))
-            and len({(type(v), v) for v in rare}) == len(rare)
             and not {(type(v), v) for v in rare} & {(type(v), v) for v in levels}
         ),
         f"{where} rare levels",

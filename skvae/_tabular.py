@@ -596,8 +596,10 @@ class Table:
                     )
                 if not declared and len(seen) > IDENTIFIER_LEVELS:
                     counts = series.value_counts(dropna=True)
-                    if (counts[counts > 0] < RARE_LEVEL_COUNT).mean() > 0.5:
-                        poolable[len(self.columns)] = series
+                    counts = counts[counts > 0]  # a category dtype lists unused levels
+                    rare = dict(counts[counts < RARE_LEVEL_COUNT].items())
+                    if len(rare) > len(counts) / 2:  # mostly rare levels
+                        poolable[len(self.columns)] = rare
             elif kind == "numeric":
                 values = series.to_numpy(dtype=np.float64, na_value=np.nan)
                 column.integer = types.is_integer_dtype(series.dtype)
@@ -634,8 +636,8 @@ class Table:
                 )
             }
         pooled = [
-            _pool_rare_levels(self.columns[i], series)
-            for i, series in poolable.items()
+            _pool_rare_levels(self.columns[i], rare)
+            for i, rare in poolable.items()
             if i not in gating
         ]
         if any(pooled):
@@ -1151,20 +1153,17 @@ def _nested(missing):
     return bool((nests & supported).any())
 
 
-def _pool_rare_levels(column, series):
-    """Pool the levels of ``column`` seen fewer than RARE_LEVEL_COUNT times in ``series``.
+def _pool_rare_levels(column, rare):
+    """Pool the levels of ``column`` that ``rare`` maps to their rows in fit.
 
     At least two levels make a pool; the others keep their order. Returns
     whether it pooled any.
     """
-    counts = series.value_counts(dropna=True)
-    rare = {level for level, count in counts.items() if count < RARE_LEVEL_COUNT}
     if len(rare) < 2:
         return False
-    pooled = [v for v in column.levels if v in rare]
+    column.rare = [v for v in column.levels if v in rare]
     column.levels = [v for v in column.levels if v not in rare]
-    column.rare = pooled
-    column.rare_counts = [int(counts[v]) for v in pooled]
+    column.rare_counts = [int(rare[v]) for v in column.rare]
     return True
 
 
