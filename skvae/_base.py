@@ -1242,7 +1242,7 @@ class _BaseAutoencoder(
         if table is not None and not (table.array or table.numeric_only):
             X = validate_table(self, X, reset=False)
             return X, table.encode(X)
-        if table is not None and _is_dataframe(X):
+        if table is not None and _is_dataframe(X) and not table.array:
             X = validate_table(self, X, reset=False)
             return X, table.encode(X)
         _check_sparse_nan(X)

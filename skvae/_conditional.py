@@ -459,9 +459,11 @@ def conditions(given, n_samples, table, n_features, feature_names=None):
                 except (TypeError, ValueError):
                     known = False
                 if not known:
+                    rare = column.rare or []
+                    pooled = f" and {len(rare)} rare ones, e.g. {rare[:3]}" if rare else ""
                     raise ValueError(
                         f"given[{key!r}] = {v!r} is not a level seen in fit; known "
-                        f"levels: {column.levels}."
+                        f"levels: {column.levels}{pooled}."
                     )
         chosen[column.name] = values
     if getattr(table, "array", False):  # an array's table: NaN where free
@@ -502,6 +504,15 @@ def _check_fitted_range(key, values, column):
     Values up to ``RANGE_MARGIN`` of the range's width beyond either end pass:
     held-out data often go slightly beyond the training rows.
     """
+    dtype = getattr(column.dtype, "numpy_dtype", column.dtype)
+    if isinstance(dtype, np.dtype) and dtype.kind in "iuf":
+        info = np.iinfo(dtype) if dtype.kind in "iu" else np.finfo(dtype)
+        wrong = (values < info.min) | (values > info.max)
+        if wrong.any():  # it would wrap around, or become another dtype
+            raise ValueError(
+                f"given[{key!r}] = {float(values[wrong][0]):.6g} does not fit the "
+                f"column's dtype {column.dtype}, which holds [{info.min}, {info.max}]."
+            )
     low, high = getattr(column, "low", None), getattr(column, "high", None)
     if low is None or high is None or low > high:
         return

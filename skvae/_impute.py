@@ -377,7 +377,9 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         -------
         X_imputed : ndarray or DataFrame of shape (n_samples, n_features)
             X with its missing values filled in: an array of X's float dtype,
-            or a DataFrame with X's columns and dtypes. X is not modified.
+            or a DataFrame with X's columns and dtypes (a category column whose
+            categories lack an imputed level, one seen in fit, gets it added to
+            them). X is not modified.
         """
         check_is_fitted(self)
         X = self._validate(X, reset=False)
@@ -439,6 +441,11 @@ class VAEImputer(TransformerMixin, BaseEstimator):
             if holes.any():
                 column = X[name].copy()
                 filled = _like(values[holes, j], column.dtype)
+                if column.dtype == "category":  # levels of fit that X does not declare
+                    declared = column.cat.categories
+                    extra = list(dict.fromkeys(v for v in filled if v not in declared))
+                    if extra:
+                        column = column.cat.add_categories(extra)
                 column.iloc[rows[holes]] = filled
                 X[name] = column
         return X
@@ -598,11 +605,12 @@ def _like(values, dtype):
     Integers are rounded (a nullable ``Int64`` column); categories, strings
     and objects stay as they are.
     """
-    kind = getattr(getattr(dtype, "numpy_dtype", dtype), "kind", "O")
+    numpy_dtype = getattr(dtype, "numpy_dtype", dtype)
+    kind = getattr(numpy_dtype, "kind", "O")
     if kind in "iu":
         return np.round(values.astype(np.float64))
-    if kind == "f":
-        return values.astype(np.float64)
+    if kind == "f":  # float32 and float16 columns take their own precision
+        return values.astype(numpy_dtype)
     if kind == "b":
         return values.astype(bool)
     return values

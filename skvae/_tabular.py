@@ -934,6 +934,17 @@ class Table:
         """A numeric column of X as float64, with NaN where missing."""
         if self.array or not _is_frame(X):
             return np.asarray(X[:, self.columns.index(c)], dtype=np.float64)
+        dtype = X[c.name].dtype
+        if (  # converted to numbers, these would be epochs or lose their imaginary part
+            types.is_datetime64_any_dtype(dtype)
+            or types.is_timedelta64_dtype(dtype)
+            or types.is_complex_dtype(dtype)
+            or isinstance(dtype, (pd.PeriodDtype, pd.IntervalDtype))
+        ):
+            raise ValueError(
+                f"Column {c.name!r} was numeric in fit but has dtype {dtype} now; "
+                "pass the numbers it held in fit."
+            )
         try:
             return X[c.name].to_numpy(dtype=np.float64, na_value=np.nan)
         except (TypeError, ValueError) as exc:
@@ -1245,12 +1256,13 @@ def _sorted(levels):
 def _numeric_series(values, missing, column):
     if missing is not None and missing.any():
         values = np.where(missing, np.nan, values)
-        if column.integer:
-            return pd.Series(values).astype("Int64")
-    try:
-        return pd.Series(values).astype(column.dtype)
-    except (TypeError, ValueError):  # e.g. NaN into a plain int column
-        return pd.Series(values)
+    series = pd.Series(values)
+    try:  # a nullable or Arrow dtype (Int8, int64[pyarrow]) holds missing values
+        return series.astype(column.dtype)
+    except (TypeError, ValueError):  # NaN into a NumPy integer column
+        if column.integer and missing is not None and missing.any():
+            return series.astype("Int64")
+        return series
 
 
 def _level_codes(codes, column, rng):
@@ -1279,7 +1291,10 @@ def _categorical_series(codes, column):
     if isinstance(column.dtype, pd.CategoricalDtype):
         return pd.Series(pd.Categorical(values, dtype=column.dtype))
     if types.is_bool_dtype(column.dtype) or str(column.dtype) == "boolean":
-        return pd.Series(values, dtype="boolean")
+        series = pd.Series(values, dtype="boolean")
+        if isinstance(column.dtype, np.dtype):  # NumPy's bool cannot hold NA
+            return series
+        return series.astype(column.dtype)  # bool[pyarrow] stays itself
     series = pd.Series(values, dtype=object)
     try:
         return series.astype(column.dtype)

@@ -246,3 +246,24 @@ def test_conditional_draws_on_each_device(Estimator, device, table):
     second = model.sample(30, random_state=0, given={"g": "a", "y": -2.0})
     assert (first["g"] == "a").all() and (first["y"] == -2.0).all()
     pd.testing.assert_frame_equal(first, second)
+
+
+def test_a_given_value_must_fit_the_column_dtype():
+    # within the range margin but outside the dtype: int8 wrapped around to -116,
+    # and uint8 came back as a float64 column holding -10.0
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame(
+        {
+            "x": rng.randn(40),
+            "u": np.r_[0, 254, rng.randint(0, 255, 38)].astype(np.uint8),
+            "i8": np.r_[-128, 127, rng.randint(-128, 128, 38)].astype(np.int8),
+        }
+    )
+    vae = VAETransformer(hidden_layer_sizes=(8,), max_iter=5, random_state=0).fit(frame)
+    with pytest.raises(ValueError, match=r"does not fit the column's dtype int8"):
+        vae.sample(3, random_state=0, given={"i8": 140})
+    with pytest.raises(ValueError, match=r"does not fit the column's dtype uint8"):
+        vae.sample(3, random_state=0, given={"u": -10})
+    kept = vae.sample(3, random_state=0, given={"i8": 127, "u": 0})
+    assert kept["i8"].dtype == np.int8 and (kept["i8"] == 127).all()
+    assert kept["u"].dtype == np.uint8 and (kept["u"] == 0).all()

@@ -543,3 +543,56 @@ def test_imputer_and_model_files_are_not_interchangeable(array_case, tmp_path):
         VAETransformer.load(imputer_file)
     with pytest.raises(ValueError, match="is not a file written by skvae's save"):
         VAEImputer.load(model_file)
+
+
+TINY = dict(hidden_layer_sizes=(8,), max_iter=3, n_estimators=1, random_state=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_a_narrow_float_column_is_imputed_in_its_own_dtype(dtype):
+    # pandas refuses float64 values in a float32 column: the imputations were set
+    # as float64 and transform raised a raw TypeError
+    X = pd.DataFrame(
+        {
+            "f": np.array([1.5, 2.0, np.nan, 4.0] * 10, dtype=dtype),
+            "c": ["a", "b", "c", "a"] * 10,
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        out = VAEImputer(**TINY).fit(X).transform(X)
+    assert out["f"].dtype == dtype and not out["f"].isna().any()
+    assert X["f"].isna().sum() == 10  # X itself is untouched
+
+
+def test_imputed_levels_missing_from_a_category_dtype_are_added_to_it():
+    # a test split's Categorical built from its own values lacks a fitted level
+    X = pd.DataFrame(
+        {
+            "x": np.r_[np.nan, np.arange(39.0)],
+            "k": pd.Categorical(["r"] * 30 + ["p", "q"] * 5),
+        }
+    )
+    X.loc[[1, 2, 3], "k"] = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        imputer = VAEImputer(**TINY).fit(X)
+    X_test = X.copy()
+    X_test["k"] = X["k"].cat.remove_categories(["r"])  # its rows become missing
+    out = imputer.transform(X_test)
+    assert not out["k"].isna().any()
+    assert list(out["k"].cat.categories[:2]) == ["p", "q"]  # the declared ones first
+    assert set(out["k"]) <= {"p", "q", "r"} and "r" in set(out["k"])
+    assert list(X_test["k"].cat.categories) == ["p", "q"]
+
+
+def test_an_imputer_fitted_on_an_array_takes_a_frame_by_position():
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame({"x": rng.randn(40), "y": rng.randn(40)})
+    frame.iloc[0, 0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        imputer = VAEImputer(**TINY).fit(frame.to_numpy())
+    with pytest.warns(UserWarning, match="fitted without feature names"):
+        out = imputer.transform(frame)
+    np.testing.assert_allclose(out, imputer.transform(frame.to_numpy()))

@@ -1074,6 +1074,9 @@ def test_given_rare_levels_are_kept_exactly():
     est = VAETransformer(**MARGINAL).fit(identifier_frame())
     samples = est.sample(5, random_state=0, given={"name": "n200"})
     assert (samples["name"] == "n200").all()
+    # a level fit never saw: the message counts the pooled ones it would accept
+    with pytest.raises(ValueError, match=r"not a level seen in fit.* rare ones, e\.g\."):
+        est.sample(5, random_state=0, given={"name": "nobody"})
 
 
 @pytest.mark.parametrize("n_levels", [20, 100])
@@ -1254,3 +1257,70 @@ def test_files_from_before_the_likelihood_gates_load_without_them(saved_table, t
         VAETransformer.load(
             corrupted(saved_table, lambda t: t.pop("likelihood_gates"), tmp_path)
         )
+
+
+def _quiet_fit(estimator, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # three epochs: ConvergenceWarning
+        return estimator.fit(X)
+
+
+@pytest.mark.parametrize("Estimator", [AutoencoderTransformer, VAETransformer])
+def test_a_model_of_an_array_with_missing_values_takes_a_frame_by_position(Estimator):
+    # fitted on an array, a table whose columns are positions: a DataFrame was
+    # refused for lacking columns 0 and 1, which fit never named
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame({"x": rng.randn(40), "y": rng.randn(40)})
+    frame.iloc[0, 0] = np.nan
+    est = _quiet_fit(Estimator(**TINY), frame.to_numpy())
+    for method in ("transform", "score_samples"):
+        with pytest.warns(UserWarning, match="fitted without feature names"):
+            from_frame = getattr(est, method)(frame)
+        np.testing.assert_array_equal(from_frame, getattr(est, method)(frame.to_numpy()))
+
+
+@pytest.mark.parametrize(
+    "replacement",
+    [
+        pd.date_range("2020-01-01", periods=40, freq="D"),
+        pd.timedelta_range("1D", periods=40),
+        np.arange(40) + 1j,
+        pd.period_range("2020-01", periods=40, freq="M"),
+    ],
+    ids=["datetime", "timedelta", "complex", "period"],
+)
+def test_a_numeric_column_of_another_kind_at_transform_is_refused(replacement):
+    # converted to floats, dates became epochs (scores of -3.7e32) and complex
+    # numbers lost their imaginary part with only numpy's ComplexWarning
+    est = _quiet_fit(VAETransformer(**TINY), small_frame())
+    changed = small_frame().assign(x=replacement)
+    for method in (est.transform, est.score_samples):
+        with pytest.raises(ValueError, match="'x' was numeric in fit but has dtype"):
+            method(changed)
+
+
+@pytest.mark.parametrize("dtype", ["Int8", "UInt16", "Float32"])
+def test_samples_keep_a_nullable_numeric_dtype(dtype):
+    # a nullable integer column that drew a missing value came back as Int64
+    rng = np.random.RandomState(0)
+    values = pd.array([1, None, 2, 100] * 25, dtype=dtype)
+    frame = pd.DataFrame({"x": rng.randn(100), "z": values})
+    est = _quiet_fit(VAETransformer(**TINY), frame)
+    samples = est.sample(200, random_state=0)
+    assert samples["z"].isna().any() and samples["z"].dtype == dtype
+    assert est.inverse_transform(est.transform(frame))["z"].dtype == dtype
+
+
+def test_samples_keep_arrow_dtypes():
+    pytest.importorskip("pyarrow")
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame(
+        {
+            "x": rng.randn(100),
+            "n": pd.array([1, None, 2, 0] * 25, dtype="int64[pyarrow]"),
+            "b": pd.array([True, None, False, True] * 25, dtype="bool[pyarrow]"),
+        }
+    )
+    samples = _quiet_fit(VAETransformer(**TINY), frame).sample(200, random_state=0)
+    assert samples["n"].isna().any() and samples["b"].isna().any()
+    assert samples["n"].dtype == frame["n"].dtype and samples["b"].dtype == frame["b"].dtype
