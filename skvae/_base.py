@@ -5,6 +5,7 @@ import math
 import re
 import warnings
 from abc import ABCMeta, abstractmethod
+from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
@@ -643,6 +644,28 @@ def _check_sparse_nan(X):
         )
 
 
+#: What input validation sets in ``fit``, restored when the fit fails.
+_INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
+
+
+@contextmanager
+def inputs_kept_on_failure(estimator):
+    """Restore what input validation set on ``estimator`` if the block raises.
+
+    ``validate_data(reset=True)`` records the new input's width and names
+    before training starts; a fit that then fails (diverges, is refused)
+    must leave a fitted estimator as it was, its model still matching them.
+    """
+    before = {k: vars(estimator)[k] for k in _INPUT_ATTRIBUTES if k in vars(estimator)}
+    try:
+        yield
+    except BaseException:
+        for key in _INPUT_ATTRIBUTES:
+            vars(estimator).pop(key, None)
+        vars(estimator).update(before)
+        raise
+
+
 def _is_dataframe(X):
     return hasattr(X, "columns") and hasattr(X, "dtypes") and hasattr(X, "iloc")
 
@@ -902,8 +925,9 @@ class _BaseAutoencoder(
         self : object
             The fitted estimator.
         """
-        X, table = self._validate_training_data(X, reset=True)
-        return self._fit(X, incremental=False, table=table)
+        with inputs_kept_on_failure(self):
+            X, table = self._validate_training_data(X, reset=True)
+            return self._fit(X, incremental=False, table=table)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
@@ -933,10 +957,11 @@ class _BaseAutoencoder(
             was fitted: ``partial_fit`` continues that network, and ``fit``
             trains a new one.
         """
-        X, table = self._validate_training_data(
-            X, reset=not hasattr(self, "module_"), incremental=True
-        )
-        return self._fit(X, incremental=True, table=table)
+        with inputs_kept_on_failure(self):
+            X, table = self._validate_training_data(
+                X, reset=not hasattr(self, "module_"), incremental=True
+            )
+            return self._fit(X, incremental=True, table=table)
 
     def _validate_training_data(self, X, reset, incremental=False):
         """X encoded as a float array, and its Table (None for an array without NaN).
@@ -976,7 +1001,7 @@ class _BaseAutoencoder(
             self,
             X,
             reset=reset,
-            accept_sparse="csr",
+            accept_sparse="csr" if table is None else False,  # a table's rows are dense
             dtype=(np.float64, np.float32),
             force_writeable=True,
             ensure_all_finite=nan,
@@ -1251,7 +1276,7 @@ class _BaseAutoencoder(
             self,
             X,
             reset=False,
-            accept_sparse="csr",
+            accept_sparse="csr" if table is None else False,  # a table's rows are dense
             dtype=(np.float64, np.float32),
             ensure_all_finite="allow-nan" if nan else True,
         )
@@ -1337,6 +1362,8 @@ class _BaseAutoencoder(
             The codes, with X's float dtype.
         """
         X = self._validate_X(X)
+        if self._support()[0] == "counts":  # the encoder takes logs of the counts
+            self._check_values(X, training=False)
         return self._infer(lambda m, x: m.encode(x), [X], X.dtype, "transform")
 
     def inverse_transform(self, X):
@@ -1516,6 +1543,8 @@ class _BaseAutoencoder(
         ValueError
             If the file is not an skvae file, is corrupted, has an unknown
             format version, or holds an estimator of another class.
+        TypeError
+            If ``path`` is neither a file name nor a binary file object.
         """
         return load_estimator(cls, path)
 

@@ -17,7 +17,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._base import _MAX_SEED, Interval, StrOptions, _is_dataframe
+from ._base import _MAX_SEED, Interval, StrOptions, _is_dataframe, inputs_kept_on_failure
 from ._conditional import block_masks
 from ._networks import ACTIVATIONS
 from ._persistence import load_imputer, save_imputer
@@ -28,8 +28,6 @@ from .exceptions import PosteriorCollapseWarning, _warn
 _CHUNK = 256
 #: ``n_components="auto"``: at least this many dimensions, and a third of the columns.
 _AUTO_COMPONENTS = 4
-#: What input validation sets in ``fit``, restored when the fit fails.
-_INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
 #: Gauss-Hermite nodes of the expectation of a numeric column's value given a code.
 _QUADRATURE_NODES = 20
 
@@ -322,15 +320,8 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         self : object
             The fitted imputer.
         """
-        # A fit that fails leaves the imputer as it was, input checks included.
-        before = {k: vars(self)[k] for k in _INPUT_ATTRIBUTES if k in vars(self)}
-        try:
+        with inputs_kept_on_failure(self):  # a failed fit leaves it as it was
             return self._fit(self._validate(X, reset=True))
-        except BaseException:
-            for key in _INPUT_ATTRIBUTES:
-                vars(self).pop(key, None)
-            vars(self).update(before)
-            raise
 
     def _fit(self, X):
         _warn_empty(X)
@@ -524,6 +515,8 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         ValueError
             If the file is not an skvae file, is corrupted, has an unknown
             format version, or holds another class.
+        TypeError
+            If ``path`` is neither a file name nor a binary file object.
         """
         return load_imputer(cls, path)
 

@@ -5,6 +5,8 @@ import copy
 import importlib.util
 import inspect
 import logging
+import os
+import tempfile
 import threading
 import warnings
 
@@ -12,6 +14,7 @@ import torch
 from torch import nn
 
 from ._likelihoods import Blocks
+from ._persistence import write_to
 
 #: The parts that can be exported: (input name, output name) of each graph.
 PARTS = {"encoder": ("X", "Z"), "decoder": ("Z", "X")}
@@ -116,14 +119,21 @@ def export_module(module, path, part, n_inputs):
         graph = _Part(copy.deepcopy(module).to("cpu", torch.float32), part).eval()
         example = torch.zeros(2, n_inputs, dtype=torch.float32)
         batch = torch.export.Dim("batch")
-        torch.onnx.export(
-            graph,
-            (example,),
-            path,
-            input_names=[input_name],
-            output_names=[output_name],
-            dynamic_shapes={"x": {0: batch}},
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-        )
+        # Written beside, then moved into place: a failed export (a full disk)
+        # leaves a file already at ``path`` as it was, as ``save`` does.
+        with tempfile.TemporaryDirectory() as folder:
+            draft = os.path.join(folder, "part.onnx")
+            torch.onnx.export(
+                graph,
+                (example,),
+                draft,
+                input_names=[input_name],
+                output_names=[output_name],
+                dynamic_shapes={"x": {0: batch}},
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+            with open(draft, "rb") as file:
+                data = file.read()
+    write_to(path, lambda file: file.write(data))

@@ -707,7 +707,7 @@ def _versions(obj):
     }
 
 
-def _write_to(path, write):
+def write_to(path, write):
     """``write(file)`` to a file name (atomically) or to a binary file object."""
     if isinstance(path, (str, os.PathLike)):
         _write_atomically(path, write)
@@ -766,7 +766,7 @@ def save_estimator(estimator, path):
     }
     document = json.dumps(meta, indent=1, allow_nan=False).encode()
     weights = save_tensors(tensors, metadata={"format": FORMAT})
-    _write_to(path, lambda file: _write(file, document, weights))
+    write_to(path, lambda file: _write(file, document, weights))
 
 
 # ------------------------------------------------------------------- read
@@ -1274,7 +1274,19 @@ def _opened(path):
 
 
 def _read_checked(path, check, cls):
-    """``check(cls, archive)`` on the archive at ``path``; any problem as a ValueError."""
+    """``check(cls, archive)`` on the archive at ``path``; any problem as a ValueError.
+
+    A ``path`` that is neither a file name nor a binary file object is a
+    TypeError, before anything is read.
+    """
+    readable = all(callable(getattr(path, m, None)) for m in ("read", "seek", "tell"))
+    if isinstance(path, io.TextIOBase) or not (
+        isinstance(path, (str, os.PathLike)) or readable
+    ):
+        raise TypeError(
+            "path must be a file name (str or path-like) or a binary file object "
+            f"opened for reading ('rb'), got {type(path).__name__}."
+        )
     try:
         with _opened(path) as archive:
             return check(cls, archive)
@@ -1348,7 +1360,7 @@ def save_imputer(imputer, path):
             for i, data in enumerate(members):
                 archive.writestr(_member(i), data)
 
-    _write_to(path, write)
+    write_to(path, write)
 
 
 def load_imputer(cls, path):

@@ -81,6 +81,29 @@ def test_export_leaves_the_estimator_alone(X, tmp_path):
     assert_array_equal(est.transform(X), Z)
 
 
+def test_failed_export_keeps_the_previous_file(X, tmp_path, monkeypatch):
+    # the exporter wrote straight to the path: a failure half-way (a full disk)
+    # left a truncated file where a good one had been
+    est = fitted(VAETransformer, {}, X)
+    path = tmp_path / "encoder.onnx"
+    est.export_onnx(path)
+    good = path.read_bytes()
+    export = torch.onnx.export
+
+    def fail_half_way(model, args, f, *, dynamo, **kwargs):
+        export(model, args, f, dynamo=dynamo, **kwargs)
+        with open(f, "r+b") as file:
+            file.truncate(100)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch.onnx, "export", fail_half_way)
+    with pytest.raises(OSError, match="No space left"):
+        est.export_onnx(path, part="decoder")
+    monkeypatch.undo()
+    assert path.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["encoder.onnx"]  # no leftovers
+
+
 def test_bad_part_and_unfitted_raise(X, tmp_path):
     with pytest.raises(NotFittedError):
         AutoencoderTransformer().export_onnx(tmp_path / "m.onnx")

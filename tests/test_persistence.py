@@ -270,6 +270,19 @@ def test_load_leaves_global_rng_alone(saved):
     assert torch.equal(torch.rand(3), expected)
 
 
+def test_load_refuses_what_is_not_a_file_name_or_binary_file(saved):
+    # these were reported as corrupted files ("None is corrupted: AttributeError")
+    from skvae import VAEImputer
+
+    with open(saved, encoding="latin-1") as text:  # text mode: not a zip to read
+        for path in (None, 3, text):
+            for cls in (AutoencoderTransformer, VAEImputer):
+                with pytest.raises(TypeError, match="path must be a file name"):
+                    cls.load(path)
+    with open(saved, "rb") as binary:
+        assert AutoencoderTransformer.load(binary).n_features_in_ > 0
+
+
 def test_random_state_instance_round_trips(X, tmp_path):
     rng = np.random.RandomState(3)
     est = fitted(AutoencoderTransformer, {}, X).set_params(random_state=rng)

@@ -146,11 +146,16 @@ def test_count_likelihoods_refuse_non_counts(likelihood, to_input, value, match,
 
 
 @pytest.mark.parametrize("likelihood", COUNTS)
-def test_scoring_non_counts_is_refused(likelihood, fitted_counts, counts):
+@pytest.mark.parametrize("method", ["score_samples", "transform"])
+def test_scoring_or_encoding_non_counts_is_refused(
+    likelihood, method, fitted_counts, counts
+):
+    # transform took logs of negative counts and blamed the values' scale
     X = counts[0][:4].copy()
     X[1, 2] = -3.0
-    with pytest.raises(ValueError, match="non-negative integers"):
-        fitted_counts[likelihood].score_samples(sp.csr_matrix(X))
+    for rows in (X, sp.csr_matrix(X)):
+        with pytest.raises(ValueError, match="non-negative integers"):
+            getattr(fitted_counts[likelihood], method)(rows)
 
 
 def test_sparse_unit_interval_check_counts_implicit_zeros():
@@ -347,3 +352,16 @@ def test_grid_search_over_a_count_pipeline():
     search.fit(docs)
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
     assert search.best_estimator_.transform(docs[:3]).shape[0] == 3
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_a_model_of_an_array_with_missing_values_refuses_sparse_rows(Estimator):
+    # its rows are a table's, encoded densely: a sparse matrix failed inside numpy
+    # ("setting an array element with a sequence", or isnan on a sparse matrix)
+    X = np.random.RandomState(0).rand(30, 4)
+    with_holes = X.copy()
+    with_holes[0, 0] = np.nan
+    est = make(Estimator).fit(with_holes)
+    for method in ("transform", "score_samples", "partial_fit"):
+        with pytest.raises(TypeError, match="Sparse data was passed .* dense data"):
+            getattr(est, method)(sp.csr_matrix(X))

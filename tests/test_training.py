@@ -738,6 +738,28 @@ def test_any_failure_in_a_continued_fit_keeps_the_previous_model(
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_a_failed_fit_on_other_columns_keeps_the_previous_model(Estimator, manifold):
+    # input checks had recorded the new width (and names) before training failed,
+    # so the old network no longer matched n_features_in_
+    est = Estimator(**FAST).fit(manifold)
+    before = _state(est)
+    Z = est.transform(manifold)
+    est.set_params(optimizer="sgd", learning_rate=1e12)
+    with pytest.raises(NonFiniteLossError):
+        est.fit(manifold[:, :3] * 100)
+    assert est.n_features_in_ == manifold.shape[1]
+    _assert_same_state(before, _state(est))
+    np.testing.assert_array_equal(est.transform(manifold), Z)
+    frame = pd.DataFrame(manifold, columns=[f"f{i}" for i in range(manifold.shape[1])])
+    named = Estimator(**FAST).fit(frame)
+    named.set_params(optimizer="sgd", learning_rate=1e12)
+    with pytest.raises(NonFiniteLossError):
+        named.fit(frame.rename(columns=str.upper) * 100)
+    np.testing.assert_array_equal(named.feature_names_in_, frame.columns)
+    named.transform(frame)  # the fitted names still match
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
 def test_divergence_on_the_last_step_names_the_learning_rate(Estimator, manifold):
     # one full batch, one epoch: the only step diverges, no loss is computed after it
     est = Estimator(
