@@ -452,19 +452,20 @@ def conditions(given, n_samples, table, n_features, feature_names=None):
                     f"given[{key!r}] must be True or False for a boolean column, got "
                     f"{bad[0]!r}."
                 )
-        else:
-            for v in values:
+        else:  # each value as the fitted level it equals (1.0 or True as a level 1)
+            rare = column.rare or []
+            levels = {level: level for level in column.levels + rare}
+            matched = np.empty(len(values), dtype=object)
+            for i, v in enumerate(values):
                 try:
-                    known = v in column.levels or v in (column.rare or [])
-                except (TypeError, ValueError):
-                    known = False
-                if not known:
-                    rare = column.rare or []
+                    matched[i] = levels[v]
+                except (KeyError, TypeError):
                     pooled = f" and {len(rare)} rare ones, e.g. {rare[:3]}" if rare else ""
                     raise ValueError(
                         f"given[{key!r}] = {v!r} is not a level seen in fit; known "
                         f"levels: {column.levels}{pooled}."
-                    )
+                    ) from None
+            values = matched
         chosen[column.name] = values
     if getattr(table, "array", False):  # an array's table: NaN where free
         frame = np.full((n_samples, len(table.columns)), np.nan)

@@ -267,3 +267,17 @@ def test_a_given_value_must_fit_the_column_dtype():
     kept = vae.sample(3, random_state=0, given={"i8": 127, "u": 0})
     assert kept["i8"].dtype == np.int8 and (kept["i8"] == 127).all()
     assert kept["u"].dtype == np.uint8 and (kept["u"] == 0).all()
+
+
+def test_a_given_level_comes_back_as_the_fitted_level_it_equals():
+    # True == 1 and 1.0 == 1: they matched the level 1 but came back as given,
+    # True and 1.0, values the column never held
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame(
+        {"x": rng.randn(60), "m": pd.Series([0, 1, "a"] * 20, dtype=object)}
+    )
+    vae = VAETransformer(hidden_layer_sizes=(8,), max_iter=5, random_state=0).fit(frame)
+    for value in (True, 1.0, np.int64(1)):
+        samples = vae.sample(3, random_state=0, given={"m": value})
+        assert [type(v) for v in samples["m"]] == [int] * 3
+        assert samples["m"].tolist() == [1, 1, 1]
