@@ -1555,8 +1555,10 @@ class _BaseAutoencoder(
 
         Parameters
         ----------
-        path : str or path-like
-            The ``.onnx`` file to write (weights included).
+        path : str, path-like or binary file object
+            The ``.onnx`` file to write (weights included). As with ``save``,
+            an existing file is replaced only once the new one is completely
+            written.
         part : {"encoder", "decoder"}, default="encoder"
             ``"encoder"`` maps an input ``"X"`` of shape (batch, n_features)
             to its codes ``"Z"``, as ``transform`` does (the posterior mean for

@@ -102,6 +102,11 @@ def test_failed_export_keeps_the_previous_file(X, tmp_path, monkeypatch):
     monkeypatch.undo()
     assert path.read_bytes() == good
     assert [p.name for p in tmp_path.iterdir()] == ["encoder.onnx"]  # no leftovers
+    buffer = io.BytesIO()  # a binary file object is written as save writes one
+    assert est.export_onnx(buffer) is buffer
+    session = ort.InferenceSession(buffer.getvalue())
+    Z = session.run(None, {"X": X[:5].astype(np.float32)})[0]
+    assert_allclose(Z, est.transform(X[:5]), rtol=1e-4, atol=1e-5)
 
 
 def test_bad_part_and_unfitted_raise(X, tmp_path):
