@@ -1380,7 +1380,9 @@ class _BaseAutoencoder(
             The reconstructions, with the codes' float dtype (a dense array,
             also for a model fitted on sparse data); a DataFrame with
             the fitted columns and dtypes for a model of a mixed-type table
-            (each category its most likely level).
+            (each category its most likely level), with the index of ``X``
+            when ``X`` is a DataFrame (``set_output(transform="pandas")``
+            codes).
         """
         check_is_fitted(self)
         Z = check_array(X, dtype=(np.float64, np.float32), estimator=self, input_name="X")
@@ -1391,7 +1393,10 @@ class _BaseAutoencoder(
             )
         _check_magnitude(Z)  # the decoder's input, as X is the encoder's
         means = self._decode_means(Z)
-        return means if self._table is None else self._table.decode(means)
+        decoded = means if self._table is None else self._table.decode(means)
+        if _is_dataframe(decoded) and _is_dataframe(X):  # set_output's codes' labels
+            decoded.index = X.index
+        return decoded
 
     def score_samples(self, X):
         """Per-sample score of X: higher means more typical of the training data.

@@ -434,7 +434,8 @@ class VAEImputer(TransformerMixin, BaseEstimator):
                 filled = _like(values[holes, j], column.dtype)
                 if column.dtype == "category":  # levels of fit that X does not declare
                     declared = column.cat.categories
-                    extra = list(dict.fromkeys(v for v in filled if v not in declared))
+                    levels = (v for v in filled if v is not None and v == v)  # not missing
+                    extra = list(dict.fromkeys(v for v in levels if v not in declared))
                     if extra:
                         column = column.cat.add_categories(extra)
                 column.iloc[rows[holes]] = filled
@@ -605,7 +606,10 @@ def _like(values, dtype):
     if kind == "f":  # float32 and float16 columns take their own precision
         return values.astype(numpy_dtype)
     if kind == "b":
-        return values.astype(bool)
+        try:
+            return values.astype(bool)
+        except TypeError:  # NA: a column with no value in fit stays missing
+            return values
     return values
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import ndtr, ndtri
 
+from ._conditional import RANGE_MARGIN
 from .exceptions import _warn
 
 try:  # pandas is optional: arrays with missing values are tables without it
@@ -573,8 +574,12 @@ class Table:
             kind = _kind(series, declared_categorical)
             missing = bool(series.isna().any())
             column = Column(name, kind, series.dtype, start, missing)
-            if kind == "boolean" and missing:  # a nullable boolean: three levels
-                column.kind, column.levels = "categorical", [False, True]
+            if kind == "boolean" and missing:  # a nullable boolean: up to three levels
+                # fit gives a value that never occurs no level (an all-missing
+                # column none), as for a category dtype; partial_fit keeps both
+                seen = set(_unique(series))
+                column.kind = "categorical"
+                column.levels = [v for v in (False, True) if declared or v in seen]
             elif kind == "boolean":  # the share of True imputes later missing values
                 column.mean = float(series.to_numpy(dtype=np.float64).mean())
             elif kind == "categorical":
@@ -813,7 +818,9 @@ class Table:
 
         Levels the first batch neither showed nor declared encode as unknown
         (all zeros), and missing values in a column that had none are imputed:
-        neither is learned.
+        neither is learned. Numeric values well beyond the first batch's range
+        (by more than ``RANGE_MARGIN`` of its width) are learned, but decoded
+        values stay within that range.
 
         Returns
         -------
@@ -851,6 +858,21 @@ class Table:
                 "partial_fit batch: they are imputed, not modelled. Pass a first batch "
                 "with missing values in these columns (for a categorical column, its "
                 "missing values are a level of its own), or use fit on all the data.",
+                UserWarning,
+            )
+        wider = []
+        for c in self.columns:
+            if c.kind == "numeric" and c.low <= c.high:
+                values = self._numbers(X, c)
+                margin = RANGE_MARGIN * (c.high - c.low)
+                if np.any(values < c.low - margin) or np.any(values > c.high + margin):
+                    wider.append(f"{c.name!r} ([{c.low:.4g}, {c.high:.4g}])")
+        if wider:
+            _warn(
+                f"Columns {', '.join(wider)} hold values well outside their range in "
+                "the first partial_fit batch, shown here: samples and reconstructions "
+                "stay within it. Pass a first batch that spans each column's range, or "
+                "use fit on all the data.",
                 UserWarning,
             )
         return table

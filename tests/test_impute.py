@@ -596,3 +596,24 @@ def test_an_imputer_fitted_on_an_array_takes_a_frame_by_position():
     with pytest.warns(UserWarning, match="fitted without feature names"):
         out = imputer.transform(frame)
     np.testing.assert_allclose(out, imputer.transform(frame.to_numpy()))
+
+
+def test_columns_with_no_value_in_fit_stay_missing():
+    # an all-missing category column crashed transform ("Categorical categories
+    # cannot be null"), and an all-missing nullable boolean one was filled with
+    # values the models never saw, though the warning says such columns stay missing
+    rng = np.random.RandomState(0)
+    X = pd.DataFrame(
+        {
+            "a": rng.normal(size=40),
+            "z": pd.Categorical([None] * 40, categories=["p", "q"]),
+            "flag": pd.Series([None] * 40, dtype="boolean"),
+        }
+    )
+    X.loc[:4, "a"] = np.nan
+    with pytest.warns(UserWarning, match=r"\['z', 'flag'\] have no observed values"):
+        imputer = VAEImputer(**TINY).fit(X)
+    out = imputer.transform(X)
+    assert not out["a"].isna().any()
+    assert out["z"].isna().all() and out["flag"].isna().all()
+    assert out["z"].dtype == X["z"].dtype and out["flag"].dtype == "boolean"

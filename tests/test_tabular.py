@@ -1324,3 +1324,56 @@ def test_samples_keep_arrow_dtypes():
     samples = _quiet_fit(VAETransformer(**TINY), frame).sample(200, random_state=0)
     assert samples["n"].isna().any() and samples["b"].isna().any()
     assert samples["n"].dtype == frame["n"].dtype and samples["b"].dtype == frame["b"].dtype
+
+
+def test_inverse_transform_keeps_the_index_of_a_frame_of_codes():
+    # set_output's codes carry the rows' labels; the reconstruction had a fresh
+    # RangeIndex, so arithmetic with X aligned nothing and gave NaN
+    frame = small_frame().set_axis(np.arange(200, 240))
+    est = _quiet_fit(VAETransformer(**TINY).set_output(transform="pandas"), frame)
+    codes = est.transform(frame)
+    assert codes.index.equals(frame.index)
+    assert est.inverse_transform(codes).index.equals(frame.index)
+    assert est.inverse_transform(codes.to_numpy()).index.equals(pd.RangeIndex(40))
+
+
+def test_nullable_booleans_get_the_levels_fit_saw():
+    # a value a column never holds gets no level, as for a category dtype
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame(
+        {
+            "x": rng.randn(60),
+            "only_true": pd.Series([True, None, True] * 20, dtype="boolean"),
+            "both": pd.Series([True, None, False] * 20, dtype="boolean"),
+        }
+    )
+    est = _quiet_fit(VAETransformer(**TINY), frame)
+    levels = {c.name: c.levels for c in est._table.columns}
+    assert levels["only_true"] == [True] and levels["both"] == [False, True]
+    samples = est.sample(300, random_state=0)
+    assert not (samples["only_true"] == False).any()  # noqa: E712
+    assert samples["only_true"].dtype == "boolean"
+    streamed = VAETransformer(**TINY)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        streamed.partial_fit(frame)  # a first batch declares both values
+    assert {c.name: c.levels for c in streamed._table.columns}["only_true"] == [False, True]
+
+
+def test_later_partial_fit_batches_beyond_the_first_range_warn():
+    # samples stay in the first batch's range: a stream that widens it warned of nothing
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame({"x": rng.randn(200), "g": rng.choice(["a", "b"], 200)})
+    first, later = frame.iloc[:100], frame.iloc[100:]
+    est = VAETransformer(**TINY)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.partial_fit(first)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # values inside: no warning
+        est.partial_fit(later[later["x"].between(first["x"].min(), first["x"].max())])
+    wide = later.assign(x=later["x"] * 5)
+    with pytest.warns(
+        UserWarning, match=r"Columns 'x' \(\[.*\]\) hold values well outside"
+    ):
+        est.partial_fit(wide)
