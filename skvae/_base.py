@@ -1360,6 +1360,13 @@ class _BaseAutoencoder(
         -------
         Z : ndarray of shape (n_samples, n_components)
             The codes, with X's float dtype.
+
+        Raises
+        ------
+        ValueError
+            If X does not hold what the model does: for instance negative or
+            non-integer counts for ``likelihood="poisson"`` or
+            ``"negative_binomial"``.
         """
         X = self._validate_X(X)
         if self._support()[0] == "counts":  # the encoder takes logs of the counts
@@ -1584,6 +1591,8 @@ class _BaseAutoencoder(
             encoding of the table that no public method exposes.
             Encode the table yourself (e.g. with a ``ColumnTransformer``) and
             fit on the numeric result to export.
+        TypeError
+            If ``path`` is neither a file name nor a binary file object.
 
         Notes
         -----

@@ -606,9 +606,9 @@ def _like(values, dtype):
     if kind == "f":  # float32 and float16 columns take their own precision
         return values.astype(numpy_dtype)
     if kind == "b":
-        try:
-            return values.astype(bool)
-        except TypeError:  # NA: a column with no value in fit stays missing
+        try:  # None or NA: a column with no value in fit stays missing
+            return values if any(v is None for v in values) else values.astype(bool)
+        except TypeError:
             return values
     return values
 
@@ -680,6 +680,8 @@ def _decode_expectations(table, expected, numeric):
     for j, c in enumerate(table.columns):
         if c.kind == "numeric":
             values[:, j] = next(numbers)
+        elif c.kind == "categorical" and len(c.unseen or ()) == len(c.levels):
+            values[:, j] = None  # no level seen in fit (e.g. an all-missing column)
         elif table.array:
             values[:, j] = decoded[:, j]
         else:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ._likelihoods import Blocks
-from ._persistence import write_to
+from ._persistence import check_target, write_to
 
 #: The parts that can be exported: (input name, output name) of each graph.
 PARTS = {"encoder": ("X", "Z"), "decoder": ("Z", "X")}
@@ -85,7 +85,7 @@ def export_module(module, path, part, n_inputs):
     ----------
     module : nn.Module
         A model with ``encode`` and ``decode``; it is copied, not modified.
-    path : str or path-like
+    path : str, path-like or binary file object
         The ``.onnx`` file to write (weights included, no external data).
     part : {"encoder", "decoder"}
     n_inputs : int
@@ -103,6 +103,7 @@ def export_module(module, path, part, n_inputs):
     """
     if isinstance(module.likelihood, Blocks):
         raise ValueError(TABLE_MESSAGE)
+    check_target(path)  # before the export's seconds of work
     missing = [m for m in ("onnx", "onnxscript") if not importlib.util.find_spec(m)]
     if missing:
         raise ImportError(
@@ -119,8 +120,9 @@ def export_module(module, path, part, n_inputs):
         graph = _Part(copy.deepcopy(module).to("cpu", torch.float32), part).eval()
         example = torch.zeros(2, n_inputs, dtype=torch.float32)
         batch = torch.export.Dim("batch")
-        # Written beside, then moved into place: a failed export (a full disk)
-        # leaves a file already at ``path`` as it was, as ``save`` does.
+        # Exported into a scratch folder, then written to ``path`` as ``save``
+        # writes (a new file beside it, moved into place): a failed export (a
+        # full disk) leaves a file already at ``path`` as it was.
         with tempfile.TemporaryDirectory() as folder:
             draft = os.path.join(folder, "part.onnx")
             torch.onnx.export(

@@ -709,10 +709,22 @@ def _versions(obj):
 
 def write_to(path, write):
     """``write(file)`` to a file name (atomically) or to a binary file object."""
+    check_target(path)
     if isinstance(path, (str, os.PathLike)):
         _write_atomically(path, write)
     else:
         write(path)
+
+
+def check_target(path):
+    """Refuse, with a TypeError, a ``path`` that is neither a file name nor writable."""
+    named = isinstance(path, (str, os.PathLike))
+    binary = callable(getattr(path, "write", None)) and not isinstance(path, io.TextIOBase)
+    if not (named or binary):
+        raise TypeError(
+            "path must be a file name (str or path-like) or a binary file object "
+            f"opened for writing ('wb'), got {type(path).__name__}."
+        )
 
 
 def _saved_attributes(obj, params, stored_apart, known):

@@ -9,7 +9,6 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import ndtr, ndtri
 
-from ._conditional import RANGE_MARGIN
 from .exceptions import _warn
 
 try:  # pandas is optional: arrays with missing values are tables without it
@@ -372,6 +371,25 @@ def from_scores(column, z):
     return _clip_to(values, column.dtype)
 
 
+#: What pandas' ``infer_dtype`` calls values that convert to floats but are not
+#: the numbers a numeric column held (dates as epochs, complex numbers without
+#: their imaginary part).
+_NOT_NUMBERS = {
+    "datetime64",
+    "datetime",
+    "date",
+    "timedelta64",
+    "timedelta",
+    "time",
+    "period",
+    "interval",
+    "complex",
+}
+#: A later partial_fit batch warns when a numeric column's values lie further
+#: beyond the first batch's range than this fraction of its width: decoded values
+#: keep to that range. Within it, iid batches of 64 rows of normal or exponential
+#: columns did not warn; with a tenth of the width, 15-19 of 19 did.
+BATCH_RANGE_MARGIN = 0.5
 #: Rows read at a time when looking for the columns that gate missing values.
 _GATE_CHUNK = 8192
 #: A state of a gate supports its rule when, were the column's missing values
@@ -574,12 +592,12 @@ class Table:
             kind = _kind(series, declared_categorical)
             missing = bool(series.isna().any())
             column = Column(name, kind, series.dtype, start, missing)
-            if kind == "boolean" and missing:  # a nullable boolean: up to three levels
-                # fit gives a value that never occurs no level (an all-missing
-                # column none), as for a category dtype; partial_fit keeps both
+            if kind == "boolean" and missing:  # a nullable boolean: three levels
+                column.kind, column.levels = "categorical", [False, True]
+                # a value no row holds is not sampled (nor imputed) until a
+                # partial_fit batch holds it, but scores as a level never seen
                 seen = set(_unique(series))
-                column.kind = "categorical"
-                column.levels = [v for v in (False, True) if declared or v in seen]
+                column.unseen = [i for i in (0, 1) if column.levels[i] not in seen] or None
             elif kind == "boolean":  # the share of True imputes later missing values
                 column.mean = float(series.to_numpy(dtype=np.float64).mean())
             elif kind == "categorical":
@@ -613,6 +631,18 @@ class Table:
             self.columns.append(column)
             start += column.width
         self.width = start
+        if isinstance(numeric_transform, dict):
+            other = [
+                c.name
+                for c in self.columns
+                if c.kind != "numeric" and c.name in numeric_transform
+            ]
+            if other:
+                raise ValueError(
+                    f"numeric_transform names columns that are not numeric: {other} "
+                    "(categorical or boolean, by dtype or categorical_features); name "
+                    "only numeric columns."
+                )
         missing = self._any_missing()
         # A column of mostly rare levels (an identifier, or such) that gates
         # columns whose missing values nest keeps its levels: each sample then
@@ -819,8 +849,8 @@ class Table:
         Levels the first batch neither showed nor declared encode as unknown
         (all zeros), and missing values in a column that had none are imputed:
         neither is learned. Numeric values well beyond the first batch's range
-        (by more than ``RANGE_MARGIN`` of its width) are learned, but decoded
-        values stay within that range.
+        (by more than ``BATCH_RANGE_MARGIN`` of its width) are learned, but
+        decoded values stay within that range.
 
         Returns
         -------
@@ -861,18 +891,19 @@ class Table:
                 UserWarning,
             )
         wider = []
-        for c in self.columns:
+        for i, c in enumerate(self.columns):
             if c.kind == "numeric" and c.low <= c.high:
-                values = self._numbers(X, c)
-                margin = RANGE_MARGIN * (c.high - c.low)
+                values = X[:, i] if self.array else self._numbers(X, c)
+                margin = BATCH_RANGE_MARGIN * (c.high - c.low)
                 if np.any(values < c.low - margin) or np.any(values > c.high + margin):
-                    wider.append(f"{c.name!r} ([{c.low:.4g}, {c.high:.4g}])")
+                    wider.append(f"{c.name!r} (first batch: [{c.low:.4g}, {c.high:.4g}])")
         if wider:
             _warn(
-                f"Columns {', '.join(wider)} hold values well outside their range in "
-                "the first partial_fit batch, shown here: samples and reconstructions "
-                "stay within it. Pass a first batch that spans each column's range, or "
-                "use fit on all the data.",
+                f"Column{'s' if len(wider) > 1 else ''} {', '.join(wider)} "
+                f"hold{'' if len(wider) > 1 else 's'} values well beyond the range of "
+                "the first partial_fit batch, which samples and reconstructions keep "
+                "to. Pass a first batch that spans each column's range, or use fit on "
+                "all the data.",
                 UserWarning,
             )
         return table
@@ -956,16 +987,18 @@ class Table:
         """A numeric column of X as float64, with NaN where missing."""
         if self.array or not _is_frame(X):
             return np.asarray(X[:, self.columns.index(c)], dtype=np.float64)
-        dtype = X[c.name].dtype
-        if (  # converted to numbers, these would be epochs or lose their imaginary part
-            types.is_datetime64_any_dtype(dtype)
-            or types.is_timedelta64_dtype(dtype)
-            or types.is_complex_dtype(dtype)
-            or isinstance(dtype, (pd.PeriodDtype, pd.IntervalDtype))
-        ):
+        series = X[c.name]
+        held = (
+            series.cat.categories
+            if isinstance(series.dtype, pd.CategoricalDtype)
+            else series
+        )
+        if types.infer_dtype(held, skipna=True) in _NOT_NUMBERS:
+            # as floats these would be epochs, or lose their imaginary part
             raise ValueError(
-                f"Column {c.name!r} was numeric in fit but has dtype {dtype} now; "
-                "pass the numbers it held in fit."
+                f"Column {c.name!r} was numeric in fit but holds "
+                f"{types.infer_dtype(held, skipna=True)} values now (dtype "
+                f"{series.dtype}); pass the numbers it held in fit."
             )
         try:
             return X[c.name].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -1276,14 +1309,17 @@ def _sorted(levels):
 
 
 def _numeric_series(values, missing, column):
+    """A numeric column's decoded values (NaN where ``missing``) in its fitted dtype.
+
+    A nullable or Arrow dtype (``Int8``, ``int64[pyarrow]``) holds the missing
+    values as it is; where the cast fails, the values stay floats.
+    """
     if missing is not None and missing.any():
         values = np.where(missing, np.nan, values)
     series = pd.Series(values)
-    try:  # a nullable or Arrow dtype (Int8, int64[pyarrow]) holds missing values
+    try:
         return series.astype(column.dtype)
-    except (TypeError, ValueError):  # NaN into a NumPy integer column
-        if column.integer and missing is not None and missing.any():
-            return series.astype("Int64")
+    except (TypeError, ValueError):
         return series
 
 
@@ -1315,7 +1351,7 @@ def _categorical_series(codes, column):
     if types.is_bool_dtype(column.dtype) or str(column.dtype) == "boolean":
         series = pd.Series(values, dtype="boolean")
         if isinstance(column.dtype, np.dtype):  # NumPy's bool cannot hold NA
-            return series
+            return series if series.isna().any() else series.astype(bool)
         return series.astype(column.dtype)  # bool[pyarrow] stays itself
     series = pd.Series(values, dtype=object)
     try:

@@ -264,6 +264,12 @@ def test_a_given_value_must_fit_the_column_dtype():
         vae.sample(3, random_state=0, given={"i8": 140})
     with pytest.raises(ValueError, match=r"does not fit the column's dtype uint8"):
         vae.sample(3, random_state=0, given={"u": -10})
+    # int64's bound rounds up to 2**63 as a float: 2**63 itself wrapped
+    big = pd.DataFrame({"x": rng.randn(40), "h": np.linspace(2**62, 2**63 - 2**12, 40)})
+    big["h"] = big["h"].astype(np.int64)
+    wide = VAETransformer(hidden_layer_sizes=(8,), max_iter=5, random_state=0).fit(big)
+    with pytest.raises(ValueError, match=r"does not fit the column's dtype int64"):
+        wide.sample(3, random_state=0, given={"h": 2**63})
     kept = vae.sample(3, random_state=0, given={"i8": 127, "u": 0})
     assert kept["i8"].dtype == np.int8 and (kept["i8"] == 127).all()
     assert kept["u"].dtype == np.uint8 and (kept["u"] == 0).all()

@@ -102,6 +102,8 @@ def test_failed_export_keeps_the_previous_file(X, tmp_path, monkeypatch):
     monkeypatch.undo()
     assert path.read_bytes() == good
     assert [p.name for p in tmp_path.iterdir()] == ["encoder.onnx"]  # no leftovers
+    with pytest.raises(TypeError, match="path must be a file name"):
+        est.export_onnx(None)
     buffer = io.BytesIO()  # a binary file object is written as save writes one
     assert est.export_onnx(buffer) is buffer
     session = ort.InferenceSession(buffer.getvalue())

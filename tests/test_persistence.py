@@ -281,6 +281,12 @@ def test_load_refuses_what_is_not_a_file_name_or_binary_file(saved):
                     cls.load(path)
     with open(saved, "rb") as binary:
         assert AutoencoderTransformer.load(binary).n_features_in_ > 0
+    # and save: an AttributeError of None's write
+    est = AutoencoderTransformer.load(saved)
+    with open(saved, encoding="latin-1") as text:
+        for path in (None, 3, text):
+            with pytest.raises(TypeError, match="path must be a file name"):
+                est.save(path)
 
 
 def test_random_state_instance_round_trips(X, tmp_path):

@@ -1286,8 +1286,10 @@ def test_a_model_of_an_array_with_missing_values_takes_a_frame_by_position(Estim
         pd.timedelta_range("1D", periods=40),
         np.arange(40) + 1j,
         pd.period_range("2020-01", periods=40, freq="M"),
+        pd.Categorical(pd.date_range("2020-01-01", periods=40, freq="D")),
+        pd.Series(pd.date_range("2020-01-01", periods=40).to_numpy(), dtype=object),
     ],
-    ids=["datetime", "timedelta", "complex", "period"],
+    ids=["datetime", "timedelta", "complex", "period", "category", "object"],
 )
 def test_a_numeric_column_of_another_kind_at_transform_is_refused(replacement):
     # converted to floats, dates became epochs (scores of -3.7e32) and complex
@@ -1295,7 +1297,7 @@ def test_a_numeric_column_of_another_kind_at_transform_is_refused(replacement):
     est = _quiet_fit(VAETransformer(**TINY), small_frame())
     changed = small_frame().assign(x=replacement)
     for method in (est.transform, est.score_samples):
-        with pytest.raises(ValueError, match="'x' was numeric in fit but has dtype"):
+        with pytest.raises(ValueError, match="'x' was numeric in fit but holds"):
             method(changed)
 
 
@@ -1337,8 +1339,8 @@ def test_inverse_transform_keeps_the_index_of_a_frame_of_codes():
     assert est.inverse_transform(codes.to_numpy()).index.equals(pd.RangeIndex(40))
 
 
-def test_nullable_booleans_get_the_levels_fit_saw():
-    # a value a column never holds gets no level, as for a category dtype
+def test_a_nullable_boolean_value_no_row_held_is_not_sampled_but_scores_low():
+    # it is a level all the same: a row holding it must score as unlikely
     rng = np.random.RandomState(0)
     frame = pd.DataFrame(
         {
@@ -1347,17 +1349,21 @@ def test_nullable_booleans_get_the_levels_fit_saw():
             "both": pd.Series([True, None, False] * 20, dtype="boolean"),
         }
     )
-    est = _quiet_fit(VAETransformer(**TINY), frame)
-    levels = {c.name: c.levels for c in est._table.columns}
-    assert levels["only_true"] == [True] and levels["both"] == [False, True]
+    est = _quiet_fit(VAETransformer(**{**TINY, "max_iter": 30}), frame)
+    columns = {c.name: c for c in est._table.columns}
+    assert columns["only_true"].levels == [False, True]
+    assert columns["only_true"].unseen == [0] and columns["both"].unseen is None
     samples = est.sample(300, random_state=0)
     assert not (samples["only_true"] == False).any()  # noqa: E712
     assert samples["only_true"].dtype == "boolean"
-    streamed = VAETransformer(**TINY)
+    rows = frame.iloc[[0, 0]].copy()
+    rows["only_true"] = pd.array([True, False], dtype="boolean")
+    seen, unseen = est.score_samples(rows)
+    assert unseen < seen - 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        streamed.partial_fit(frame)  # a first batch declares both values
-    assert {c.name: c.levels for c in streamed._table.columns}["only_true"] == [False, True]
+        est.partial_fit(frame.assign(only_true=frame["both"]))  # a batch holds False
+    assert {c.name: c for c in est._table.columns}["only_true"].unseen == []
 
 
 def test_later_partial_fit_batches_beyond_the_first_range_warn():
@@ -1373,7 +1379,29 @@ def test_later_partial_fit_batches_beyond_the_first_range_warn():
         warnings.simplefilter("error", UserWarning)  # values inside: no warning
         est.partial_fit(later[later["x"].between(first["x"].min(), first["x"].max())])
     wide = later.assign(x=later["x"] * 5)
-    with pytest.warns(
-        UserWarning, match=r"Columns 'x' \(\[.*\]\) hold values well outside"
-    ):
+    match = r"Column 'x' \(first batch: .*\) holds values well beyond"
+    with pytest.warns(UserWarning, match=match):
         est.partial_fit(wide)
+
+
+def test_a_bool_column_declared_categorical_keeps_its_dtype():
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame({"x": rng.randn(40), "d": rng.rand(40) < 0.5})
+    est = _quiet_fit(VAETransformer(**TINY, categorical_features=["d"]), frame)
+    assert est.sample(20, random_state=0)["d"].dtype == bool
+    assert est.inverse_transform(est.transform(frame))["d"].dtype == bool
+
+
+def test_numeric_transform_may_name_numeric_columns_only():
+    # a transform for a categorical or boolean column was silently ignored
+    frame = small_frame()
+    for transform, categorical in [
+        ({"text": "mixture"}, "from_dtype"),
+        ({"flag": "standard"}, "from_dtype"),
+        ({"x": "standard"}, ["x"]),
+    ]:
+        est = VAETransformer(
+            **TINY, numeric_transform=transform, categorical_features=categorical
+        )
+        with pytest.raises(ValueError, match="names columns that are not numeric"):
+            est.fit(frame)
