@@ -60,6 +60,8 @@ def _kind(series, declared_categorical):
     if declared_categorical:
         return "categorical"
     dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype):  # its categories are its levels, bools too
+        return "categorical"
     if types.is_bool_dtype(dtype):
         return "boolean"
     if types.is_numeric_dtype(dtype) and not types.is_complex_dtype(dtype):

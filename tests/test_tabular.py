@@ -1405,3 +1405,23 @@ def test_numeric_transform_may_name_numeric_columns_only():
         )
         with pytest.raises(ValueError, match="names columns that are not numeric"):
             est.fit(frame)
+
+
+@pytest.mark.parametrize("how", ["fit", "partial_fit"])
+def test_a_category_dtype_of_booleans_is_categorical(how, tmp_path):
+    # is_bool_dtype called it boolean, with the levels [False, True] whatever its
+    # categories: save then wrote a file that load refused as corrupted
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame(
+        {"x": rng.randn(60), "b": pd.Categorical([True, None] * 30, categories=[True])}
+    )
+    est = VAETransformer(**TINY)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        getattr(est, how)(frame)
+    column = {c.name: c for c in est._table.columns}["b"]
+    assert (column.kind, column.levels) == ("categorical", [True])
+    loaded = VAETransformer.load(est.save(tmp_path / "m.skvae"))
+    samples = loaded.sample(50, random_state=0)
+    assert samples["b"].dtype == frame["b"].dtype
+    assert set(samples["b"].dropna()) <= {True}
