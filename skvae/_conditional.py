@@ -508,9 +508,10 @@ def _check_fitted_range(key, values, column):
     dtype = getattr(column.dtype, "numpy_dtype", column.dtype)
     if isinstance(dtype, np.dtype) and dtype.kind in "iuf":
         info = np.iinfo(dtype) if dtype.kind in "iu" else np.finfo(dtype)
-        # an integer bound beyond 2**53 rounds up as a float: from there it wraps
-        top = float(info.max) + 1 if dtype.kind in "iu" else np.inf
-        wrong = (values < info.min) | (values > info.max) | (values >= top)
+        if dtype.kind in "iu":  # a bound beyond 2**53 rounds up as a float: it wraps
+            wrong = (values < info.min) | (values >= float(info.max) + 1)
+        else:
+            wrong = (values < info.min) | (values > info.max)
         if wrong.any():  # it would wrap around, or become another dtype
             raise ValueError(
                 f"given[{key!r}] = {float(values[wrong][0]):.6g} does not fit the "

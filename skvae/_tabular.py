@@ -995,15 +995,14 @@ class Table:
             if isinstance(series.dtype, pd.CategoricalDtype)
             else series
         )
-        if types.infer_dtype(held, skipna=True) in _NOT_NUMBERS:
-            # as floats these would be epochs, or lose their imaginary part
+        inferred = types.infer_dtype(held, skipna=True)
+        if inferred in _NOT_NUMBERS:  # as floats: epochs, or no imaginary part
             raise ValueError(
-                f"Column {c.name!r} was numeric in fit but holds "
-                f"{types.infer_dtype(held, skipna=True)} values now (dtype "
-                f"{series.dtype}); pass the numbers it held in fit."
+                f"Column {c.name!r} was numeric in fit but holds {inferred} values "
+                f"now (dtype {series.dtype}); pass the numbers it held in fit."
             )
         try:
-            return X[c.name].to_numpy(dtype=np.float64, na_value=np.nan)
+            return series.to_numpy(dtype=np.float64, na_value=np.nan)
         except (TypeError, ValueError) as exc:
             raise ValueError(
                 f"Column {c.name!r} was numeric in fit but holds values that "
