@@ -869,23 +869,30 @@ class _BaseAutoencoder(
         """Further fitted attributes computed from the trained module and X."""
         return {}
 
-    def _changed_network(self, description):
-        """The error message of a ``partial_fit`` whose parameters ask for a new network."""
-        fitted = self._architecture[0]
-        names = {"hidden": "hidden_layer_sizes", "likelihood": "likelihood or loss"}
+    def _changed_network(self, description, changed=None):
+        """The error message of a ``partial_fit`` whose parameters ask for a new network.
 
-        def own(value):  # a part's own settings, not the sizes it takes from others
-            if not isinstance(value, dict):
-                return value
-            return {
-                k: v for k, v in value.items() if k not in ("n_components", "n_features")
-            }
+        The changed parameters are read off ``description`` against the
+        fitted one, unless ``changed`` names them (the table encoding's).
+        """
+        if not changed:
+            fitted = self._architecture[0]
+            names = {"hidden": "hidden_layer_sizes", "likelihood": "likelihood or loss"}
 
-        changed = [
-            names.get(k, k)
-            for k in description
-            if own(description[k]) != own(fitted.get(k))
-        ]
+            def own(value):  # a part's own settings, not the sizes it takes from others
+                if not isinstance(value, dict):
+                    return value
+                return {
+                    k: v
+                    for k, v in value.items()
+                    if k not in ("n_components", "n_features")
+                }
+
+            changed = [
+                names.get(k, k)
+                for k in description
+                if own(description[k]) != own(fitted.get(k))
+            ]
         return (
             f"{type(self).__name__}.partial_fit continues training the fitted network, "
             f"but the parameters changed since it was fitted "
@@ -993,6 +1000,11 @@ class _BaseAutoencoder(
         if table is not None and not table.array:
             X = validate_table(self, X, reset=reset)
             if not reset:
+                changed = table.changed_parameters(
+                    X, self.categorical_features, self.numeric_transform
+                )
+                if changed:
+                    raise ValueError(self._changed_network(None, changed))
                 table = table.check_batch(X)
             return table.encode(X), table
         _check_sparse_nan(X)

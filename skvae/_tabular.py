@@ -845,6 +845,38 @@ class Table:
             "kept": kept,
         }
 
+    def changed_parameters(self, X, categorical_features, numeric_transform):
+        """The encoding parameters whose values now would encode DataFrame X otherwise.
+
+        ``partial_fit`` continues the fitted encoding: a column that
+        ``categorical_features`` now declares categorical (or no longer
+        does), or a numeric column that ``numeric_transform`` now maps
+        otherwise, would need a new one.
+        """
+        changed = []
+        if _is_from_dtype(categorical_features) or categorical_features is None:
+            declared = set()
+        else:
+            mask = _categorical_mask(X, categorical_features)
+            declared = {name for name, flag in zip(X.columns, mask) if flag}
+        for c in self.columns:
+            by_dtype = _kind(pd.Series([], dtype=c.dtype, name=c.name), False)
+            now = "categorical" if c.name in declared else by_dtype
+            if (now == "numeric") != (c.kind == "numeric"):
+                changed.append("categorical_features")
+                break
+        _check_transform_names(numeric_transform, X.columns)
+        for c in self.columns:
+            fitted_empty = c.transform == "standard" and c.low == c.high == 0.0
+            if (
+                c.kind == "numeric"
+                and not fitted_empty
+                and resolve_transform(numeric_transform, c.name) != c.transform
+            ):
+                changed.append("numeric_transform")
+                break
+        return changed
+
     def check_batch(self, X):
         """Warn about what a later ``partial_fit`` batch holds that the encoding lacks.
 

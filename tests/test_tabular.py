@@ -1425,3 +1425,24 @@ def test_a_category_dtype_of_booleans_is_categorical(how, tmp_path):
     samples = loaded.sample(50, random_state=0)
     assert samples["b"].dtype == frame["b"].dtype
     assert set(samples["b"].dropna()) <= {True}
+
+
+@pytest.mark.parametrize(
+    "change, name",
+    [
+        ({"categorical_features": ["x"]}, "categorical_features"),
+        ({"numeric_transform": "standard"}, "numeric_transform"),
+        ({"numeric_transform": {"x": "mixture"}}, "numeric_transform"),
+    ],
+)
+def test_partial_fit_refuses_changed_encoding_parameters(change, name):
+    # they were silently ignored: partial_fit kept the fitted encoding
+    frame = small_frame()
+    est = _quiet_fit(VAETransformer(**TINY), frame)
+    with pytest.raises(ValueError, match=f"changed since it was fitted \\({name}\\)"):
+        est.set_params(**change).partial_fit(frame)
+    est.set_params(categorical_features="from_dtype", numeric_transform="auto")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        est.partial_fit(frame)  # set back: it continues
+    assert est.n_iter_ == TINY["max_iter"] + 1
