@@ -960,9 +960,10 @@ class _BaseAutoencoder(
         ------
         ValueError
             If parameters that shape the network (such as ``n_components``,
-            ``hidden_layer_sizes`` or ``dropout``) changed since the network
-            was fitted: ``partial_fit`` continues that network, and ``fit``
-            trains a new one.
+            ``hidden_layer_sizes`` or ``dropout``, or for a table
+            ``categorical_features`` and ``numeric_transform``) changed since
+            the network was fitted: ``partial_fit`` continues that network,
+            and ``fit`` trains a new one.
         """
         with inputs_kept_on_failure(self):
             X, table = self._validate_training_data(
