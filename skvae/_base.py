@@ -572,7 +572,13 @@ def fit_code_density(Z, n_components, seed, previous=None, weight=0.0):
     # BLAS threads only slow EM on these small matrices, badly so on a busy machine.
     with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return gmm.fit(Z)
+        try:
+            return gmm.fit(Z)
+        except ValueError:  # "ill-defined empirical covariance": codes of a large scale
+            # the default reg_covar (1e-6) is absolute; scaled to the codes' own
+            # variance, the regularization means as much as it does at unit scale
+            scale = float(np.mean(np.var(Z, axis=0)))
+            return gmm.set_params(reg_covar=1e-6 * max(scale, 1.0)).fit(Z)
 
 
 def sample_code_density(gmm, n_samples, rng):

@@ -680,7 +680,9 @@ def _decode_expectations(table, expected, numeric):
     for j, c in enumerate(table.columns):
         if c.kind == "numeric":
             values[:, j] = next(numbers)
-        elif c.kind == "categorical" and len(c.unseen or ()) == len(c.levels):
+        elif c.kind == "categorical" and not (
+            len(c.levels) - len(c.unseen or ()) + len(c.rare or ())
+        ):
             values[:, j] = None  # no level seen in fit (e.g. an all-missing column)
         elif table.array:
             values[:, j] = decoded[:, j]

@@ -1019,8 +1019,9 @@ class Table:
 
     def _numbers(self, X, c):
         """A numeric column of X as float64, with NaN where missing."""
-        if self.array or not _is_frame(X):
-            return np.asarray(X[:, self.columns.index(c)], dtype=np.float64)
+        if self.array or not _is_frame(X):  # an array table's names are positions
+            j = c.name if self.array else self.columns.index(c)
+            return np.asarray(X[:, j], dtype=np.float64)
         series = X[c.name]
         held = (
             series.cat.categories

@@ -439,3 +439,17 @@ def test_feature_union_with_pca(digits_small):
         "vae__vaetransformer0",
         "vae__vaetransformer1",
     ]
+
+
+def test_codes_of_a_large_scale_get_a_code_density():
+    # columns of scales 1e-8 to 1e8: the autoencoder's codes were too wide for the
+    # code density's absolute regularization, and fit failed in GaussianMixture
+    rng = np.random.RandomState(0)
+    X = np.c_[
+        rng.randn(200) * 1e-8, rng.randn(200) * 1e8, rng.randn(200), rng.randn(200) * 1e4
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = AutoencoderTransformer(hidden_layer_sizes=(16,), max_iter=20, random_state=0)
+        est.fit(X)
+    assert np.isfinite(est.sample(50, random_state=0)).all()

@@ -617,3 +617,24 @@ def test_columns_with_no_value_in_fit_stay_missing():
     assert not out["a"].isna().any()
     assert out["z"].isna().all() and out["flag"].isna().all()
     assert out["z"].dtype == X["z"].dtype and out["flag"].dtype == "boolean"
+
+
+def test_a_column_whose_levels_are_all_pooled_is_imputed():
+    # every level rare: no kept level, only the pool, and the cells were left
+    # missing as if the column had no value in fit
+    rng = np.random.RandomState(0)
+    X = pd.DataFrame(
+        {
+            "x": rng.normal(size=400),
+            "name": pd.Series([f"n{i}" for i in rng.permutation(400)], dtype=object),
+        }
+    )
+    X.loc[rng.rand(400) < 0.1, "name"] = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        imputer = VAEImputer(**TINY).fit(X)
+    column = {c.name: c for c in imputer.estimators_[0]._table.columns}["name"]
+    assert column.levels == [] and column.rare
+    out = imputer.transform(X)
+    assert not out["name"].isna().any()
+    assert set(out["name"]) <= set(X["name"].dropna())
