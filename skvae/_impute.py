@@ -575,12 +575,17 @@ def _pass_on(caught, n_models):
 
     Unused latent dimensions cost an imputation nothing, and the imputer chose
     their number, so a model's PosteriorCollapseWarning is dropped; the
-    models' ConvergenceWarnings become one, that counts them.
+    models' ConvergenceWarnings become one, that counts them; any other
+    warning (about the data, which every model sees alike) is issued once.
     """
     unconverged = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
-    for w in caught:
-        if not issubclass(w.category, (ConvergenceWarning, PosteriorCollapseWarning)):
-            _warn(str(w.message), w.category)
+    others = {
+        (str(w.message), w.category): None
+        for w in caught
+        if not issubclass(w.category, (ConvergenceWarning, PosteriorCollapseWarning))
+    }
+    for message, category in others:
+        _warn(message, category)
     if unconverged:
         message = str(unconverged[0].message)
         if n_models == 1:

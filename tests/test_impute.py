@@ -196,6 +196,20 @@ def test_the_models_warnings_are_passed_on_once():
     assert "increase max_iter" in message.lower()
 
 
+def test_a_warning_about_the_data_is_passed_on_once():
+    # every model warned that the names look like identifiers: three warnings
+    rng = np.random.RandomState(0)
+    X = pd.DataFrame(
+        {"x": rng.normal(size=200), "name": [f"n{i}" for i in rng.permutation(200)]}
+    )
+    X.loc[:9, "x"] = np.nan
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        VAEImputer(**{**TINY, "n_estimators": 3}).fit(X)
+    identifiers = [w for w in caught if "identifiers" in str(w.message)]
+    assert len(identifiers) == 1
+
+
 def test_a_failed_fit_leaves_the_imputer_as_it_was(array_case, monkeypatch):
     _, X_missing, _, _ = array_case
     imputer = VAEImputer(**FAST).fit(X_missing[:200])
