@@ -875,35 +875,32 @@ class _BaseAutoencoder(
         """Further fitted attributes computed from the trained module and X."""
         return {}
 
-    def _changed_network(self, description, changed=None):
-        """The error message of a ``partial_fit`` whose parameters ask for a new network.
+    def _changed_network(self, description):
+        """The error message of a ``partial_fit`` whose parameters ask for a new network."""
+        fitted = self._architecture[0]
+        names = {"hidden": "hidden_layer_sizes", "likelihood": "likelihood or loss"}
 
-        The changed parameters are read off ``description`` against the
-        fitted one, unless ``changed`` names them (the table encoding's).
-        """
-        if not changed:
-            fitted = self._architecture[0]
-            names = {"hidden": "hidden_layer_sizes", "likelihood": "likelihood or loss"}
+        def own(value):  # a part's own settings, not the sizes it takes from others
+            if not isinstance(value, dict):
+                return value
+            return {
+                k: v for k, v in value.items() if k not in ("n_components", "n_features")
+            }
 
-            def own(value):  # a part's own settings, not the sizes it takes from others
-                if not isinstance(value, dict):
-                    return value
-                return {
-                    k: v
-                    for k, v in value.items()
-                    if k not in ("n_components", "n_features")
-                }
+        changed = [
+            names.get(k, k)
+            for k in description
+            if own(description[k]) != own(fitted.get(k))
+        ]
+        return self._changed_parameters(changed or ["the table encoding"])
 
-            changed = [
-                names.get(k, k)
-                for k in description
-                if own(description[k]) != own(fitted.get(k))
-            ]
+    def _changed_parameters(self, changed):
+        """The error message of a ``partial_fit`` after the parameters ``changed``."""
         return (
             f"{type(self).__name__}.partial_fit continues training the fitted network, "
-            f"but the parameters changed since it was fitted "
-            f"({', '.join(changed) or 'the table encoding'}) describe another one. "
-            "Set them back to continue, or call fit to train a new network."
+            f"but the parameters changed since it was fitted ({', '.join(changed)}) "
+            "describe another one. Set them back to continue, or call fit to train a "
+            "new network."
         )
 
     def _code_density_of(self, Z, n_rows, seed, incremental):
@@ -1011,7 +1008,7 @@ class _BaseAutoencoder(
                     X, self.categorical_features, self.numeric_transform
                 )
                 if changed:
-                    raise ValueError(self._changed_network(None, changed))
+                    raise ValueError(self._changed_parameters(changed))
                 table = table.check_batch(X)
             return table.encode(X), table
         _check_sparse_nan(X)

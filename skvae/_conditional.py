@@ -505,17 +505,16 @@ def _check_fitted_range(key, values, column):
     Values up to ``RANGE_MARGIN`` of the range's width beyond either end pass:
     held-out data often go slightly beyond the training rows.
     """
-    dtype = getattr(column.dtype, "numpy_dtype", column.dtype)
-    if isinstance(dtype, np.dtype) and dtype.kind in "iuf":
-        info = np.iinfo(dtype) if dtype.kind in "iu" else np.finfo(dtype)
-        if dtype.kind in "iu":  # a bound beyond 2**53 rounds up as a float: it wraps
-            wrong = (values < info.min) | (values >= float(info.max) + 1)
-        else:
-            wrong = (values < info.min) | (values > info.max)
+    from ._tabular import dtype_range  # a table's column: its module is loaded
+
+    bounds = dtype_range(column.dtype)
+    if bounds is not None:
+        wrong = (values < bounds[0]) | (values > bounds[1])
         if wrong.any():  # it would wrap around, or become another dtype
             raise ValueError(
                 f"given[{key!r}] = {float(values[wrong][0]):.6g} does not fit the "
-                f"column's dtype {column.dtype}, which holds [{info.min}, {info.max}]."
+                f"column's dtype {column.dtype}, which holds [{bounds[0]:.6g}, "
+                f"{bounds[1]:.6g}]."
             )
     low, high = getattr(column, "low", None), getattr(column, "high", None)
     if low is None or high is None or low > high:

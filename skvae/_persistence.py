@@ -716,14 +716,21 @@ def write_to(path, write):
         write(path)
 
 
-def check_target(path):
-    """Refuse, with a TypeError, a ``path`` that is neither a file name nor writable."""
-    named = isinstance(path, (str, os.PathLike))
-    binary = callable(getattr(path, "write", None)) and not isinstance(path, io.TextIOBase)
-    if not (named or binary):
+def check_target(path, mode="wb"):
+    """Refuse, with a TypeError, a ``path`` that is neither a file name nor a file.
+
+    A file object must be binary and, for ``mode`` "rb", readable and seekable
+    (a zip archive is read from its end); for "wb", writable.
+    """
+    methods = ("read", "seek", "tell") if mode == "rb" else ("write",)
+    binary = not isinstance(path, io.TextIOBase) and all(
+        callable(getattr(path, m, None)) for m in methods
+    )
+    if not (isinstance(path, (str, os.PathLike)) or binary):
+        how = "reading" if mode == "rb" else "writing"
         raise TypeError(
             "path must be a file name (str or path-like) or a binary file object "
-            f"opened for writing ('wb'), got {type(path).__name__}."
+            f"opened for {how} ('{mode}'), got {type(path).__name__}."
         )
 
 
@@ -1291,14 +1298,7 @@ def _read_checked(path, check, cls):
     A ``path`` that is neither a file name nor a binary file object is a
     TypeError, before anything is read.
     """
-    readable = all(callable(getattr(path, m, None)) for m in ("read", "seek", "tell"))
-    if isinstance(path, io.TextIOBase) or not (
-        isinstance(path, (str, os.PathLike)) or readable
-    ):
-        raise TypeError(
-            "path must be a file name (str or path-like) or a binary file object "
-            f"opened for reading ('rb'), got {type(path).__name__}."
-        )
+    check_target(path, "rb")
     try:
         with _opened(path) as archive:
             return check(cls, archive)

@@ -925,9 +925,9 @@ class Table:
                 UserWarning,
             )
         wider = []
-        for i, c in enumerate(self.columns):
+        for c in self.columns:
             if c.kind == "numeric" and c.low <= c.high:
-                values = X[:, i] if self.array else self._numbers(X, c)
+                values = self._numbers(X, c)
                 margin = BATCH_RANGE_MARGIN * (c.high - c.low)
                 if np.any(values < c.low - margin) or np.any(values > c.high + margin):
                     wider.append(f"{c.name!r} (first batch: [{c.low:.4g}, {c.high:.4g}])")
@@ -1223,16 +1223,22 @@ def _standardize(values, mean, scale):
         return (np.ldexp(values, -exponent) - shift) / unit
 
 
-def _clip_to(values, dtype):
-    """Clip decoded values into the range of a column's dtype, so the cast keeps it."""
+def dtype_range(dtype):
+    """The floats a column's numeric dtype holds, (low, high); None for another dtype."""
     dtype = getattr(dtype, "numpy_dtype", dtype)  # nullable Int64, Float32, ...
     if not isinstance(dtype, np.dtype) or dtype.kind not in "iuf":
-        return values
+        return None
     info = np.iinfo(dtype) if dtype.kind in "iu" else np.finfo(dtype)
     low, high = float(info.min), float(info.max)
     if dtype.kind in "iu" and int(high) > info.max:  # 2**63 - 1 rounds up: step below
         high = np.nextafter(high, 0.0)
-    return np.clip(values, low, high)
+    return low, high
+
+
+def _clip_to(values, dtype):
+    """Clip decoded values into the range of a column's dtype, so the cast keeps it."""
+    bounds = dtype_range(dtype)
+    return values if bounds is None else np.clip(values, *bounds)
 
 
 def _nested(missing):
