@@ -62,6 +62,7 @@ from ._training import (
     Schedule,
     TrainConfig,
     budget,
+    dequantizer,
     make_optimizer,
     train,
 )
@@ -1195,6 +1196,9 @@ class _BaseAutoencoder(
                 start_epoch=start_epoch,
                 seed=seed,
                 verbose=self.verbose,
+                dequantize=dequantizer(table.atom_cells(), device)
+                if table is not None and self._density_scores
+                else None,
             )
             history = train(
                 module,

@@ -706,6 +706,28 @@ class Table:
         table.gates = find_gates(table.columns, table.encode(X))
         return table
 
+    def atom_cells(self):
+        """The cells of the numeric columns' atoms, for dequantizing (or None).
+
+        Returns
+        -------
+        cells : tuple of six arrays, one entry per atom, or None
+            ``(column, indicator, z_low, z_high, p_low, p_high)``: the encoded
+            column, its missing indicator (-1 for none), and the bounds of the
+            atom's cell as normal scores and as probabilities. An encoded
+            entry inside the cell decodes to the atom.
+        """
+        cells = []
+        for c in self.columns:
+            if c.kind != "numeric" or c.knots is None or not c.atoms.size:
+                continue
+            p_low = np.interp(c.atom_low, c.knots, c.cdf)
+            p_high = np.interp(c.atom_high, c.knots, c.cdf)
+            indicator = c.start + 1 if c.missing else -1
+            for low, high in zip(p_low, p_high):
+                cells.append((c.start, indicator, ndtri(low), ndtri(high), low, high))
+        return tuple(np.array(v) for v in zip(*cells)) if cells else None
+
     def _any_missing(self):
         """Whether a column has missing values that a gate could decide."""
         return any(c.kind != "boolean" and c.missing for c in self.columns)

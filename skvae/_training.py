@@ -4,6 +4,7 @@ import copy
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -117,6 +118,7 @@ class TrainConfig:
     start_epoch: int = 0
     seed: int = 0
     verbose: int = 0
+    dequantize: object = None
 
 
 #: A fit that ran all its epochs has converged when the mean watched loss of its
@@ -427,6 +429,7 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
     epochs = range(config.start_epoch, config.start_epoch + config.max_epochs)
     bar = tqdm(total=len(epochs), disable=config.verbose != 1, unit="epoch", leave=True)
     use_generator(module, torch.Generator(device).manual_seed(config.seed + 1))
+    noise = torch.Generator(device).manual_seed(config.seed + 2)
     if X_val is not None and config.stop_early:
         # The start is a candidate too: a model started at a linear solution
         # that training cannot improve on held-out rows keeps that solution.
@@ -444,6 +447,8 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
                 xb = X[idx]
                 if stream:
                     xb = xb.pin_memory().to(device, non_blocking=True)
+                if config.dequantize is not None:
+                    xb = config.dequantize(xb, noise)
                 loss = objective(module.loss(xb), w).mean()
                 for p in params:  # zero_grad(set_to_none=True), without its wrappers
                     p.grad = None
@@ -603,3 +608,53 @@ def _report(bar, verbose, epoch, loss, validation_scores):
         if validation_scores:
             line += f", validation loss = {-validation_scores[-1]:.8f}"
         print(line)
+
+
+def dequantizer(cells, device):
+    """A function that spreads the atoms of a batch over their cells, or None.
+
+    Parameters
+    ----------
+    cells : tuple or None
+        :meth:`~._tabular.Table.atom_cells`'s.
+    device : torch.device
+
+    Returns
+    -------
+    dequantize : callable or None
+        ``dequantize(xb, generator)`` returns a copy of the batch ``xb`` in
+        which each entry inside an atom's cell (and not missing) is a normal
+        score drawn uniformly in probability over that cell: it still decodes
+        to the atom, and a column's scores are standard normal however much
+        mass its atoms hold (a Gaussian fitted to one score per atom gives its
+        other values the tail beyond them, and samples lose them).
+    """
+    if cells is None:
+        return None
+    device = torch.device(device)
+    dtype = torch.float32 if device.type == "mps" else torch.float64  # mps: no float64
+    column, indicator, z_low, z_high, p_low, p_high = cells
+    columns, first, counts = np.unique(column, return_index=True, return_counts=True)
+    # one row of cells per column, padded with empty cells at +inf
+    table = np.full((4, columns.size, counts.max()), np.inf)
+    table[1:] = 0.0
+    for row, (start, count) in enumerate(zip(first, counts)):
+        cell = slice(start, start + count)  # atom_cells lists a column's atoms in order
+        table[:, row, :count] = z_low[cell], z_high[cell], p_low[cell], p_high[cell]
+    low, high, p_low, p_high = torch.as_tensor(table, dtype=dtype, device=device)
+    indicators = torch.as_tensor(indicator[first], device=device)
+    columns = torch.as_tensor(columns, device=device)
+
+    def dequantize(xb, noise):
+        x = xb[:, columns].to(dtype).T.contiguous()  # (columns, rows)
+        k = (torch.searchsorted(low, x, right=True) - 1).clamp(min=0)
+        inside = (low.gather(1, k) <= x) & (x <= high.gather(1, k))
+        observed = (indicators < 0)[:, None] | (xb[:, indicators.clamp(min=0)].T < 0.5)
+        u = torch.rand(x.shape, generator=noise, device=xb.device, dtype=dtype)
+        lo, hi = p_low.gather(1, k), p_high.gather(1, k)
+        z = torch.special.ndtri(lo + u * (hi - lo))
+        out = xb.clone()
+        out[:, columns] = torch.where(inside & observed, z, x).T.to(xb.dtype)
+        return out
+
+    return dequantize

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from scipy.stats import ks_2samp
+from scipy.stats import ks_2samp, kstest
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.neighbors import KernelDensity
@@ -17,12 +17,14 @@ from skvae import AutoencoderTransformer, VAETransformer
 from skvae._networks import VAE
 from skvae._tabular import (
     Column,
+    Table,
     _novel_level_probability,
     decoding_order,
     fit_numeric,
     from_scores,
     to_scores,
 )
+from skvae._training import dequantizer
 from skvae.exceptions import NonFiniteLossError, PosteriorCollapseWarning
 
 # Tiny fits stop before they converge; this file tests the table, not the fit.
@@ -577,6 +579,48 @@ def test_values_beyond_the_fitted_range_score_low_but_finite(skewed_vae, skewed)
     scores = skewed_vae.score_samples(far)
     assert np.isfinite(scores).all()
     assert (scores < skewed_vae.score_samples(skewed.head(3))).all()
+
+
+def zero_inflated_frame(n=800, share=0.05, seed=0):
+    """Two related columns and an amount that is exactly 0 in all but ``share``."""
+    rng = np.random.RandomState(seed)
+    a = rng.normal(size=n)
+    gain = np.where(rng.rand(n) < share, rng.lognormal(8, 1, n), 0.0)
+    return pd.DataFrame({"a": a, "b": a + 0.5 * rng.normal(size=n), "gain": gain})
+
+
+def test_atoms_are_spread_over_their_cells_for_training():
+    frame = zero_inflated_frame(n=4000, share=0.1)
+    frame["count"] = np.random.RandomState(1).poisson(0.3, 4000)
+    frame.loc[::7, "a"] = np.nan  # a missing entry stays as it is
+    table = Table(frame, None)
+    encoded = table.encode(frame)
+    spread = dequantizer(table.atom_cells(), torch.device("cpu"))
+    x = torch.as_tensor(encoded, dtype=torch.float32)
+    out = spread(x, torch.Generator().manual_seed(0)).numpy()
+    # every entry stays in its value's cell: decoding gives the rows back
+    pd.testing.assert_frame_equal(table.decode(out), frame, check_exact=False)
+    a = table.columns[0]
+    missing = frame["a"].isna().to_numpy()
+    np.testing.assert_array_equal(out[missing, a.start], encoded[missing, a.start])
+    for name in ("gain", "count"):  # the atoms' scores become standard normal
+        j = next(c.start for c in table.columns if c.name == name)
+        values, counts = np.unique(encoded[:, j], return_counts=True)
+        atom = values[counts.argmax()]  # the zeros' one score
+        assert (encoded[:, j] == atom).mean() > 0.7 > 0.001 > (out[:, j] == atom).mean()
+        assert kstest(out[:, j], "norm").statistic < 0.03, name
+    assert not np.array_equal(out, spread(x, torch.Generator().manual_seed(1)).numpy())
+    assert dequantizer(Table(frame[["b"]], None).atom_cells(), "cpu") is None
+
+
+def test_a_rare_non_zero_share_survives_sampling():
+    # 4% of non-zero amounts: a Gaussian fitted to the normal scores of the
+    # zeros (one point) and of a far tail sampled next to none of them
+    frame = zero_inflated_frame()
+    share = (frame["gain"] > 0).mean()
+    vae = VAETransformer(**{**MARGINAL, "max_iter": 60}).fit(frame)
+    sampled = (vae.sample(4000, random_state=0)["gain"] > 0).mean()
+    assert 0.6 * share < sampled < 1.4 * share, (share, sampled)
 
 
 # ------------------------------------------------------------ dtypes and levels
