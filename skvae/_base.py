@@ -1188,6 +1188,7 @@ class _BaseAutoencoder(
                 module, self.optimizer, learning_rate, self.weight_decay, state
             )
             schedule = self._schedule()
+            rows = training_tensor(X, device)
             config = TrainConfig(
                 batch_size=batch_size,
                 max_epochs=1 if incremental else max_epochs,
@@ -1199,13 +1200,13 @@ class _BaseAutoencoder(
                 start_epoch=start_epoch,
                 seed=seed,
                 verbose=self.verbose,
-                dequantize=dequantizer(table.atom_cells(), device)
-                if table is not None and self._density_scores
-                else None,
+                dequantize=None
+                if table is None or not self._density_scores
+                else dequantizer(table.atom_cells(), X, rows.device, device),
             )
             history = train(
                 module,
-                training_tensor(X, device),
+                rows,
                 optimizer,
                 config,
                 schedule,

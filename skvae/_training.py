@@ -448,7 +448,7 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
                 if stream:
                     xb = xb.pin_memory().to(device, non_blocking=True)
                 if config.dequantize is not None:
-                    xb = config.dequantize(xb, noise)
+                    xb = config.dequantize(xb, idx, noise)
                 loss = objective(module.loss(xb), w).mean()
                 for p in params:  # zero_grad(set_to_none=True), without its wrappers
                     p.grad = None
@@ -610,24 +610,29 @@ def _report(bar, verbose, epoch, loss, validation_scores):
         print(line)
 
 
-def dequantizer(cells, device):
-    """A function that spreads the atoms of a batch over their cells, or None.
+def dequantizer(cells, X, rows, device):
+    """A function that spreads the atoms of training batches over their cells, or None.
 
     Parameters
     ----------
     cells : tuple or None
         :meth:`~._tabular.Table.atom_cells`'s.
-    device : torch.device
+    X : ndarray of shape (n_samples, n_features)
+        The encoded training rows: each entry's cell is found once, here.
+    rows, device : torch.device
+        Where the training rows are (the batches are indexed there), and
+        where the batches are trained.
 
     Returns
     -------
     dequantize : callable or None
-        ``dequantize(xb, generator)`` returns a copy of the batch ``xb`` in
-        which each entry inside an atom's cell (and not missing) is a normal
-        score drawn uniformly in probability over that cell: it still decodes
-        to the atom, and a column's scores are standard normal however much
-        mass its atoms hold (a Gaussian fitted to one score per atom gives its
-        other values the tail beyond them, and samples lose them).
+        ``dequantize(xb, idx, generator)`` returns a copy of the batch ``xb``
+        (rows ``idx`` of ``X``) in which each entry inside an atom's cell (and
+        not missing) is a normal score drawn uniformly in probability over
+        that cell: it still decodes to the atom, and a column's scores are
+        standard normal however much mass its atoms hold (a Gaussian fitted to
+        one score per atom gives its other values the tail beyond them, and
+        samples lose them).
     """
     if cells is None:
         return None
@@ -635,26 +640,29 @@ def dequantizer(cells, device):
     dtype = torch.float32 if device.type == "mps" else torch.float64  # mps: no float64
     column, indicator, z_low, z_high, p_low, p_high = cells
     columns, first, counts = np.unique(column, return_index=True, return_counts=True)
-    # one row of cells per column, padded with empty cells at +inf
-    table = np.full((4, columns.size, counts.max()), np.inf)
-    table[1:] = 0.0
-    for row, (start, count) in enumerate(zip(first, counts)):
-        cell = slice(start, start + count)  # atom_cells lists a column's atoms in order
-        table[:, row, :count] = z_low[cell], z_high[cell], p_low[cell], p_high[cell]
-    low, high, p_low, p_high = torch.as_tensor(table, dtype=dtype, device=device)
-    indicators = torch.as_tensor(indicator[first], device=device)
+    where = np.empty((X.shape[0], columns.size), dtype=np.int16)  # at most 1,000 atoms
+    for i, (j, start, count) in enumerate(zip(columns, first, counts)):
+        low, high = z_low[start : start + count], z_high[start : start + count]
+        k = np.searchsorted(low, X[:, j], side="right") - 1
+        inside = (k >= 0) & (X[:, j] <= high[np.maximum(k, 0)])
+        if indicator[start] >= 0:
+            inside &= X[:, indicator[start]] < 0.5  # a missing entry stays as it is
+        where[:, i] = np.where(inside, k, -1)
+    where = torch.as_tensor(where, device=rows)
+    offsets = torch.as_tensor(first, device=device)
+    p_low, p_high = (
+        torch.as_tensor(p, dtype=dtype, device=device) for p in (p_low, p_high)
+    )
     columns = torch.as_tensor(columns, device=device)
 
-    def dequantize(xb, noise):
-        x = xb[:, columns].to(dtype).T.contiguous()  # (columns, rows)
-        k = (torch.searchsorted(low, x, right=True) - 1).clamp(min=0)
-        inside = (low.gather(1, k) <= x) & (x <= high.gather(1, k))
-        observed = (indicators < 0)[:, None] | (xb[:, indicators.clamp(min=0)].T < 0.5)
-        u = torch.rand(x.shape, generator=noise, device=xb.device, dtype=dtype)
-        lo, hi = p_low.gather(1, k), p_high.gather(1, k)
-        z = torch.special.ndtri(lo + u * (hi - lo))
+    def dequantize(xb, idx, noise):
+        k = where[idx].to(xb.device, torch.long)
+        cell = k.clamp(min=0) + offsets
+        low, high = p_low[cell], p_high[cell]
+        u = torch.rand(k.shape, generator=noise, device=xb.device, dtype=low.dtype)
+        z = torch.special.ndtri(low + u * (high - low)).to(xb.dtype)
         out = xb.clone()
-        out[:, columns] = torch.where(inside & observed, z, x).T.to(xb.dtype)
+        out[:, columns] = torch.where(k >= 0, z, xb[:, columns])
         return out
 
     return dequantize

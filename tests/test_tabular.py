@@ -595,9 +595,12 @@ def test_atoms_are_spread_over_their_cells_for_training():
     frame.loc[::7, "a"] = np.nan  # a missing entry stays as it is
     table = Table(frame, None)
     encoded = table.encode(frame)
-    spread = dequantizer(table.atom_cells(), torch.device("cpu"))
+    cpu = torch.device("cpu")
+    spread = dequantizer(table.atom_cells(), encoded, cpu, cpu)
+    idx = torch.as_tensor(np.random.RandomState(0).permutation(4000))  # a shuffled batch
+    frame, encoded = frame.iloc[idx.numpy()].reset_index(drop=True), encoded[idx.numpy()]
     x = torch.as_tensor(encoded, dtype=torch.float32)
-    out = spread(x, torch.Generator().manual_seed(0)).numpy()
+    out = spread(x, idx, torch.Generator().manual_seed(0)).numpy()
     # every entry stays in its value's cell: decoding gives the rows back
     pd.testing.assert_frame_equal(table.decode(out), frame, check_exact=False)
     a = table.columns[0]
@@ -609,8 +612,9 @@ def test_atoms_are_spread_over_their_cells_for_training():
         atom = values[counts.argmax()]  # the zeros' one score
         assert (encoded[:, j] == atom).mean() > 0.7 > 0.001 > (out[:, j] == atom).mean()
         assert kstest(out[:, j], "norm").statistic < 0.03, name
-    assert not np.array_equal(out, spread(x, torch.Generator().manual_seed(1)).numpy())
-    assert dequantizer(Table(frame[["b"]], None).atom_cells(), "cpu") is None
+    again = spread(x, idx, torch.Generator().manual_seed(1)).numpy()
+    assert not np.array_equal(out, again)  # fresh draws each time
+    assert Table(frame[["b"]], None).atom_cells() is None
 
 
 def test_a_rare_non_zero_share_survives_sampling():
