@@ -1188,6 +1188,15 @@ class _BaseAutoencoder(
                 module, self.optimizer, learning_rate, self.weight_decay, state
             )
             schedule = self._schedule()
+            epochs = start_epoch + max_epochs
+            if not incremental and epochs < schedule.warmup:
+                _warn(
+                    f"kl_warmup={schedule.warmup} is longer than the fit's {epochs} "
+                    f"epochs (max_iter={self.max_iter!r}): the KL weight ends at "
+                    f"{epochs / schedule.warmup:.2g} times beta, so the model is not "
+                    "the one beta asks for. Lower kl_warmup or raise max_iter.",
+                    UserWarning,
+                )
             rows = training_tensor(X, device)
             config = TrainConfig(
                 batch_size=batch_size,

@@ -952,7 +952,9 @@ class Table:
                 values = self._numbers(X, c)
                 margin = BATCH_RANGE_MARGIN * (c.high - c.low)
                 if np.any(values < c.low - margin) or np.any(values > c.high + margin):
-                    wider.append(f"{c.name!r} (first batch: [{c.low:.4g}, {c.high:.4g}])")
+                    seen = c.atoms is not None  # fit_numeric sets them when it saw values
+                    span = f"[{c.low:.4g}, {c.high:.4g}]" if seen else "no value"
+                    wider.append(f"{c.name!r} (first batch: {span})")
         if wider:
             _warn(
                 f"Column{'s' if len(wider) > 1 else ''} {', '.join(wider)} "

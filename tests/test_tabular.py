@@ -1432,6 +1432,17 @@ def test_later_partial_fit_batches_beyond_the_first_range_warn():
         est.partial_fit(wide)
 
 
+def test_the_range_warning_says_when_the_first_batch_had_no_value():
+    # it showed the placeholder range [0, 0] of a column with no value
+    frame = pd.DataFrame({"x": np.arange(40.0) % 20, "y": [np.nan] * 20 + [5.0] * 20})
+    est = VAETransformer(**TINY)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.partial_fit(frame.iloc[:20])
+    with pytest.warns(UserWarning, match=r"Column 'y' \(first batch: no value\)"):
+        est.partial_fit(frame.iloc[20:])
+
+
 def test_a_bool_column_declared_categorical_keeps_its_dtype():
     rng = np.random.RandomState(0)
     frame = pd.DataFrame({"x": rng.randn(40), "d": rng.rand(40) < 0.5})
