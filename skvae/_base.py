@@ -235,10 +235,10 @@ _PARAMETER_DOCS = {
         CDF of a Bayesian Gaussian mixture (TVAE's modes) instead, smoother
         between the data; "standard" only standardizes. Columns with at most
         50 distinct values, and integer columns, are discrete: sampled among
-        the values fitted. The VAE trains on each repeated value spread over
-        the interval that decodes to it, so the values beside a dominant one
-        (the rare non-zeros of a column of zeros) are sampled as often as the
-        data holds them. A dict maps column names to these (others "auto").
+        the values fitted. The VAE trains on a value that holds at least half
+        a column spread over the interval that decodes to it, so the values
+        beside it (the rare non-zeros of a column of zeros) are sampled as
+        often as the data holds them. A dict maps column names to these (others "auto").
         "auto" is "quantile". Samples always lie in each column's fitted range,
         with its dtype. Scores include each map's log-Jacobian, so they stay
         densities in the original units.""",

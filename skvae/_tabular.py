@@ -113,6 +113,14 @@ _POOL_FIRST_ENTRIES = 2**25
 _MAX_KNOTS, _ROWS_PER_KNOT = 1000, 10
 #: Weight of a uniform density mixed into each CDF, so it is strictly increasing.
 _UNIFORM = 1e-3
+#: A VAE trains on the atoms that hold at least this share of a numeric column
+#: spread over their cells (see ``_training.dequantizer``). With one score per
+#: atom, the Gaussian of a column that is 95% zeros sampled 0-0.1% non-zero
+#: values against 4-5% in the data (it did at 70% and 90% zeros). Spreading
+#: every atom also blurred the values of columns with a few values each: in a
+#: table where b - a is always 0 or 1 (six values of a), the share of samples
+#: that kept it fell from 0.93 to 0.79-0.87; spreading only heavy atoms keeps it.
+SPREAD_MASS = 0.5
 #: Most mixture components of ``numeric_transform="mixture"``, and rows fitted.
 _MIXTURE_COMPONENTS, _MIXTURE_ROWS = 10, 5000
 
@@ -707,7 +715,7 @@ class Table:
         return table
 
     def atom_cells(self):
-        """The cells of the numeric columns' atoms, for dequantizing (or None).
+        """The cells of the atoms that hold ``SPREAD_MASS`` of a column, or None.
 
         Returns
         -------
@@ -725,7 +733,8 @@ class Table:
             p_high = np.interp(c.atom_high, c.knots, c.cdf)
             indicator = c.start + 1 if c.missing else -1
             for low, high in zip(p_low, p_high):
-                cells.append((c.start, indicator, ndtri(low), ndtri(high), low, high))
+                if high - low >= SPREAD_MASS:
+                    cells.append((c.start, indicator, ndtri(low), ndtri(high), low, high))
         return tuple(np.array(v) for v in zip(*cells)) if cells else None
 
     def _any_missing(self):

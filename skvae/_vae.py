@@ -120,9 +120,10 @@ class VAETransformer(_BaseAutoencoder):
         Epochs over which the KL weight rises linearly from ``beta/kl_warmup``
         to ``beta``; 0 uses ``beta`` from the start. Training does not stop
         before the warm-up ends; a fit whose epochs end before it (fewer
-        ``max_iter``) warns, as its KL weight never reaches ``beta``. A warm-up helps the model leave the early
-        plateau where the decoder ignores z, which ``early_stopping`` could
-        otherwise mistake for convergence.
+        ``max_iter``) warns, as its KL weight never reaches ``beta``. A
+        warm-up helps the model leave the early plateau where the decoder
+        ignores z, which ``early_stopping`` could otherwise mistake for
+        convergence.
     n_importance_samples : int, default=10
         Posterior draws K per row in ``score_samples`` (the IWAE bound); 1
         gives the ELBO.

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from scipy.stats import ks_2samp, kstest
+from scipy.stats import ks_2samp, kstest, norm
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.neighbors import KernelDensity
@@ -589,9 +589,10 @@ def zero_inflated_frame(n=800, share=0.05, seed=0):
     return pd.DataFrame({"a": a, "b": a + 0.5 * rng.normal(size=n), "gain": gain})
 
 
-def test_atoms_are_spread_over_their_cells_for_training():
+def test_heavy_atoms_are_spread_over_their_cells_for_training():
     frame = zero_inflated_frame(n=4000, share=0.1)
-    frame["count"] = np.random.RandomState(1).poisson(0.3, 4000)
+    frame["count"] = np.random.RandomState(1).poisson(0.3, 4000)  # 74% zeros
+    frame["level"] = np.arange(4000) % 4  # four values of 25%: not spread
     frame.loc[::7, "a"] = np.nan  # a missing entry stays as it is
     table = Table(frame, None)
     encoded = table.encode(frame)
@@ -603,18 +604,19 @@ def test_atoms_are_spread_over_their_cells_for_training():
     out = spread(x, idx, torch.Generator().manual_seed(0)).numpy()
     # every entry stays in its value's cell: decoding gives the rows back
     pd.testing.assert_frame_equal(table.decode(out), frame, check_exact=False)
-    a = table.columns[0]
-    missing = frame["a"].isna().to_numpy()
-    np.testing.assert_array_equal(out[missing, a.start], encoded[missing, a.start])
-    for name in ("gain", "count"):  # the atoms' scores become standard normal
+    zero = (frame[["gain", "count"]] == 0).to_numpy()
+    for name, heavy in zip(("gain", "count"), zero.T):
         j = next(c.start for c in table.columns if c.name == name)
-        values, counts = np.unique(encoded[:, j], return_counts=True)
-        atom = values[counts.argmax()]  # the zeros' one score
-        assert (encoded[:, j] == atom).mean() > 0.7 > 0.001 > (out[:, j] == atom).mean()
-        assert kstest(out[:, j], "norm").statistic < 0.03, name
+        np.testing.assert_array_equal(out[~heavy, j], encoded[~heavy, j].astype(np.float32))
+        # the zeros' one score becomes a draw uniform in probability over their cell
+        p = norm.cdf(out[heavy, j])
+        assert np.unique(encoded[heavy, j]).size == 1 and np.unique(p).size == heavy.sum()
+        assert kstest((p - p.min()) / (p.max() - p.min()), "uniform").statistic < 0.03
+    unspread = [c.start for c in table.columns if c.name in ("a", "b", "level")]
+    np.testing.assert_array_equal(out[:, unspread], encoded[:, unspread].astype(np.float32))
     again = spread(x, idx, torch.Generator().manual_seed(1)).numpy()
     assert not np.array_equal(out, again)  # fresh draws each time
-    assert Table(frame[["b"]], None).atom_cells() is None
+    assert Table(frame[["b", "level"]], None).atom_cells() is None
 
 
 def test_a_rare_non_zero_share_survives_sampling():
