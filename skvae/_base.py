@@ -235,13 +235,14 @@ _PARAMETER_DOCS = {
         CDF of a Bayesian Gaussian mixture (TVAE's modes) instead, smoother
         between the data; "standard" only standardizes. Columns with at most
         50 distinct values, and integer columns, are discrete: sampled among
-        the values fitted. The VAE trains on a value that holds at least half
-        a column spread over the interval that decodes to it, so the values
-        beside it (the rare non-zeros of a column of zeros) are sampled as
-        often as the data holds them. A dict maps column names to these (others "auto").
-        "auto" is "quantile". Samples always lie in each column's fitted range,
-        with its dtype. Scores include each map's log-Jacobian, so they stay
-        densities in the original units.""",
+        the values fitted. The VAE trains on a value that holds more than half
+        a column ("quantile" or "mixture") spread over the interval that
+        decodes to it, so the values beside it (the rare non-zeros of a
+        column of zeros) are sampled as often as the data holds them. A dict
+        maps column names to these (others "auto"). "auto" is "quantile".
+        Samples always lie in each column's fitted range, with its dtype.
+        Scores include each map's log-Jacobian, so they stay densities in the
+        original units.""",
 }
 
 
@@ -1191,10 +1192,11 @@ class _BaseAutoencoder(
             epochs = start_epoch + max_epochs
             if not incremental and epochs < schedule.warmup:
                 _warn(
-                    f"kl_warmup={schedule.warmup} is longer than the fit's {epochs} "
-                    f"epochs (max_iter={self.max_iter!r}): the KL weight ends at "
-                    f"{epochs / schedule.warmup:.2g} times beta, so the model is not "
-                    "the one beta asks for. Lower kl_warmup or raise max_iter.",
+                    f"kl_warmup={schedule.warmup} is longer than the {epochs} epochs "
+                    f"the model will have trained in all (max_iter={self.max_iter!r}):"
+                    f" the KL weight ends at {epochs / schedule.warmup:.3f} times "
+                    "beta, so the model is not the one beta asks for. Lower kl_warmup "
+                    "or raise max_iter.",
                     UserWarning,
                 )
             rows = training_tensor(X, device)
@@ -1211,7 +1213,7 @@ class _BaseAutoencoder(
                 verbose=self.verbose,
                 dequantize=None
                 if table is None or not self._density_scores
-                else dequantizer(table.atom_cells(), X, rows.device, device),
+                else dequantizer(table.heavy_atoms(X), rows.device, device),
             )
             history = train(
                 module,

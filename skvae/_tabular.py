@@ -113,13 +113,15 @@ _POOL_FIRST_ENTRIES = 2**25
 _MAX_KNOTS, _ROWS_PER_KNOT = 1000, 10
 #: Weight of a uniform density mixed into each CDF, so it is strictly increasing.
 _UNIFORM = 1e-3
-#: A VAE trains on the atoms that hold at least this share of a numeric column
-#: spread over their cells (see ``_training.dequantizer``). With one score per
-#: atom, the Gaussian of a column that is 95% zeros sampled 0-0.1% non-zero
-#: values against 4-5% in the data (it did at 70% and 90% zeros). Spreading
-#: every atom also blurred the values of columns with a few values each: in a
-#: table where b - a is always 0 or 1 (six values of a), the share of samples
-#: that kept it fell from 0.93 to 0.79-0.87; spreading only heavy atoms keeps it.
+#: A VAE trains on an atom whose cell holds more than this share of a numeric
+#: column (its observed values, blended with the 0.1% uniform part of the CDF,
+#: so a 0/1 column of 50% each is not spread) spread over the cell (see
+#: ``_training.dequantizer``). With one score per atom, the Gaussian of a column
+#: that is 95% zeros sampled 0-0.1% non-zero values against 4-5% in the data
+#: (it did at 70% and 90% zeros). Spreading every atom also blurred the values
+#: of columns with a few values each: in a table where b - a is always 0 or 1
+#: (six values of a), the share of samples that kept it fell from 0.93 to
+#: 0.79-0.87; spreading only heavy atoms keeps it.
 SPREAD_MASS = 0.5
 #: Most mixture components of ``numeric_transform="mixture"``, and rows fitted.
 _MIXTURE_COMPONENTS, _MIXTURE_ROWS = 10, 5000
@@ -714,28 +716,40 @@ class Table:
         table.gates = find_gates(table.columns, table.encode(X))
         return table
 
-    def atom_cells(self):
-        """The cells of the atoms that hold ``SPREAD_MASS`` of a column, or None.
+    def heavy_atoms(self, X):
+        """Where the encoded rows ``X`` hold a heavy atom, and its cell, or None.
+
+        A heavy atom's cell holds more than ``SPREAD_MASS`` of its column
+        (so a column has at most one); "standard" columns have no cells.
 
         Returns
         -------
-        cells : tuple of six arrays, one entry per atom, or None
-            ``(column, indicator, z_low, z_high, p_low, p_high)``: the encoded
-            column, its missing indicator (-1 for none), and the bounds of the
-            atom's cell as normal scores and as probabilities. An encoded
-            entry inside the cell decodes to the atom.
+        atoms : tuple ``(columns, inside, p_low, p_high)`` or None
+            The encoded columns with a heavy atom, shape (k,); ``inside`` of
+            shape (n_samples, k), True where an observed entry lies in the
+            atom's cell (decodes to the atom); the cell's bounds as
+            probabilities, shape (k,) each.
         """
-        cells = []
+        columns, inside, p_low, p_high = [], [], [], []
         for c in self.columns:
             if c.kind != "numeric" or c.knots is None or not c.atoms.size:
                 continue
-            p_low = np.interp(c.atom_low, c.knots, c.cdf)
-            p_high = np.interp(c.atom_high, c.knots, c.cdf)
-            indicator = c.start + 1 if c.missing else -1
-            for low, high in zip(p_low, p_high):
-                if high - low >= SPREAD_MASS:
-                    cells.append((c.start, indicator, ndtri(low), ndtri(high), low, high))
-        return tuple(np.array(v) for v in zip(*cells)) if cells else None
+            low, high = np.interp([c.atom_low, c.atom_high], c.knots, c.cdf)
+            heavy = np.flatnonzero(high - low > SPREAD_MASS)
+            if not heavy.size:
+                continue
+            low, high = low[heavy[0]], high[heavy[0]]
+            z = X[:, c.start]
+            at = (z >= ndtri(low)) & (z <= ndtri(high))
+            if c.missing:  # a missing entry's score (0) stays as it is
+                at &= X[:, _flag_entry(c)] < 0.5
+            columns.append(c.start)
+            inside.append(at)
+            p_low.append(low)
+            p_high.append(high)
+        if not columns:
+            return None
+        return np.array(columns), np.column_stack(inside), np.array(p_low), np.array(p_high)
 
     def _any_missing(self):
         """Whether a column has missing values that a gate could decide."""

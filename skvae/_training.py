@@ -4,7 +4,6 @@ import copy
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -610,15 +609,13 @@ def _report(bar, verbose, epoch, loss, validation_scores):
         print(line)
 
 
-def dequantizer(cells, X, rows, device):
-    """A function that spreads the atoms of training batches over their cells, or None.
+def dequantizer(atoms, rows, device):
+    """A function that spreads heavy atoms over their cells in training batches, or None.
 
     Parameters
     ----------
-    cells : tuple or None
-        :meth:`~._tabular.Table.atom_cells`'s.
-    X : ndarray of shape (n_samples, n_features)
-        The encoded training rows: each entry's cell is found once, here.
+    atoms : tuple or None
+        :meth:`~._tabular.Table.heavy_atoms` of the encoded training rows.
     rows, device : torch.device
         Where the training rows are (the batches are indexed there), and
         where the batches are trained.
@@ -627,42 +624,31 @@ def dequantizer(cells, X, rows, device):
     -------
     dequantize : callable or None
         ``dequantize(xb, idx, generator)`` returns a copy of the batch ``xb``
-        (rows ``idx`` of ``X``) in which each entry inside an atom's cell (and
-        not missing) is a normal score drawn uniformly in probability over
-        that cell: it still decodes to the atom, and a column's scores are
-        standard normal however much mass its atoms hold (a Gaussian fitted to
-        one score per atom gives its other values the tail beyond them, and
-        samples lose them).
+        (training rows ``idx``) in which each entry at a heavy atom is a
+        normal score drawn uniformly in probability over the atom's cell: it
+        still decodes to the atom, and the column's scores are standard
+        normal (a Gaussian fitted to the atom's one score gives the column's
+        other values the tail beyond it, and samples lose them).
     """
-    if cells is None:
+    if atoms is None:
         return None
+    columns, inside, p_low, p_high = atoms
     device = torch.device(device)
-    dtype = torch.float32 if device.type == "mps" else torch.float64  # mps: no float64
-    column, indicator, z_low, z_high, p_low, p_high = cells
-    columns, first, counts = np.unique(column, return_index=True, return_counts=True)
-    where = np.empty((X.shape[0], columns.size), dtype=np.int16)  # at most 1,000 atoms
-    for i, (j, start, count) in enumerate(zip(columns, first, counts)):
-        low, high = z_low[start : start + count], z_high[start : start + count]
-        k = np.searchsorted(low, X[:, j], side="right") - 1
-        inside = (k >= 0) & (X[:, j] <= high[np.maximum(k, 0)])
-        if indicator[start] >= 0:
-            inside &= X[:, indicator[start]] < 0.5  # a missing entry stays as it is
-        where[:, i] = np.where(inside, k, -1)
-    where = torch.as_tensor(where, device=rows)
-    offsets = torch.as_tensor(first, device=device)
+    here = device.type != "mps"  # no ndtri (nor float64) on mps: drawn on the CPU
+    dtype = torch.float64 if here else torch.float32
+    inside = torch.as_tensor(inside, device=rows)
     p_low, p_high = (
         torch.as_tensor(p, dtype=dtype, device=device) for p in (p_low, p_high)
     )
     columns = torch.as_tensor(columns, device=device)
 
     def dequantize(xb, idx, noise):
-        k = where[idx].to(xb.device, torch.long)
-        cell = k.clamp(min=0) + offsets
-        low, high = p_low[cell], p_high[cell]
-        u = torch.rand(k.shape, generator=noise, device=xb.device, dtype=low.dtype)
-        z = torch.special.ndtri(low + u * (high - low)).to(xb.dtype)
+        at = inside[idx].to(xb.device)
+        u = torch.rand(at.shape, generator=noise, device=xb.device, dtype=dtype)
+        p = p_low + u * (p_high - p_low)
+        z = torch.special.ndtri(p if here else p.cpu().double()).to(xb.device, xb.dtype)
         out = xb.clone()
-        out[:, columns] = torch.where(k >= 0, z, xb[:, columns])
+        out[:, columns] = torch.where(at, z, xb[:, columns])
         return out
 
     return dequantize

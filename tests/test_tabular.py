@@ -591,14 +591,14 @@ def zero_inflated_frame(n=800, share=0.05, seed=0):
 
 def test_heavy_atoms_are_spread_over_their_cells_for_training():
     frame = zero_inflated_frame(n=4000, share=0.1)
-    frame["count"] = np.random.RandomState(1).poisson(0.3, 4000)  # 74% zeros
-    frame["level"] = np.arange(4000) % 4  # four values of 25%: not spread
-    frame.loc[::7, "a"] = np.nan  # a missing entry stays as it is
+    frame["count"] = np.random.RandomState(1).poisson(0.3, 4000).astype(float)  # 74% 0
+    frame["level"] = np.arange(4000) % 2  # two values of 50% each: not spread
+    frame.loc[::7, "count"] = np.nan  # scored 0, inside the zeros' cell: not spread
     table = Table(frame, None)
+    idx = torch.as_tensor(np.random.RandomState(0).permutation(4000))  # a shuffled batch
     encoded = table.encode(frame)
     cpu = torch.device("cpu")
-    spread = dequantizer(table.atom_cells(), encoded, cpu, cpu)
-    idx = torch.as_tensor(np.random.RandomState(0).permutation(4000))  # a shuffled batch
+    spread = dequantizer(table.heavy_atoms(encoded), cpu, cpu)
     frame, encoded = frame.iloc[idx.numpy()].reset_index(drop=True), encoded[idx.numpy()]
     x = torch.as_tensor(encoded, dtype=torch.float32)
     out = spread(x, idx, torch.Generator().manual_seed(0)).numpy()
@@ -612,11 +612,17 @@ def test_heavy_atoms_are_spread_over_their_cells_for_training():
         p = norm.cdf(out[heavy, j])
         assert np.unique(encoded[heavy, j]).size == 1 and np.unique(p).size == heavy.sum()
         assert kstest((p - p.min()) / (p.max() - p.min()), "uniform").statistic < 0.03
+    missing = frame["count"].isna().to_numpy()
+    j = next(c.start for c in table.columns if c.name == "count")
+    assert (
+        missing.any() and (encoded[missing, j] == 0).all() and (out[missing, j] == 0).all()
+    )
     unspread = [c.start for c in table.columns if c.name in ("a", "b", "level")]
     np.testing.assert_array_equal(out[:, unspread], encoded[:, unspread].astype(np.float32))
     again = spread(x, idx, torch.Generator().manual_seed(1)).numpy()
     assert not np.array_equal(out, again)  # fresh draws each time
-    assert Table(frame[["b", "level"]], None).atom_cells() is None
+    rest = frame[["a", "level"]]
+    assert Table(rest, None).heavy_atoms(Table(rest, None).encode(rest)) is None
 
 
 def test_a_rare_non_zero_share_survives_sampling():

@@ -284,10 +284,11 @@ def test_a_warmup_longer_than_the_fit_warns(curve):
     # the KL weight never reached beta, and nothing said so
     X_train, _ = curve
     params = dict(n_components=2, max_iter=4, hidden_layer_sizes=(8,), random_state=0)
-    with pytest.warns(UserWarning, match=r"kl_warmup=10 is longer than the fit's 4 "):
+    with pytest.warns(UserWarning, match=r"kl_warmup=10 is longer than the 4 epochs"):
         est = VAETransformer(**params, kl_warmup=10, warm_start=True).fit(X_train)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="kl_warmup")
         VAETransformer(**params, kl_warmup=4).fit(X_train)
         est.set_params(max_iter=6).fit(X_train)  # a continuation: epochs 5 to 10
-        est.partial_fit(X_train)  # a stream's warm-up counts its calls
+        fresh = VAETransformer(**params, kl_warmup=10)
+        fresh.partial_fit(X_train)  # a stream's warm-up counts its calls
