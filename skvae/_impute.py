@@ -668,6 +668,9 @@ def _expectations(table, means, weights, variance, holes):
         scores = means[rows, :, c.start, None] + scale * nodes  # (rows, K, nodes)
         units = from_scores(c, scores.reshape(-1)).reshape(scores.shape)
         values[rows, j] = np.einsum("nk,nkq,q->n", weights[rows], units, node_weights)
+        if c.point is not None:  # the point with its flag's probability
+            at = expected[rows, c.start + 1]
+            values[rows, j] = at * c.point + (1 - at) * values[rows, j]
     return expected, values
 
 

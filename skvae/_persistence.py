@@ -436,11 +436,12 @@ def _check_gates(gates, columns):
         i, j = rule["column"], rule["gate"]
         n = len(columns)
         ok = _is_int(i, 0) and i < n and _is_int(j, 0) and j < n and i != j
-        ok = ok and columns[i]["kind"] != "boolean" and columns[i]["missing"]
+        flagged = columns[i]["missing"] or columns[i].get("point") is not None
+        ok = ok and columns[i]["kind"] != "boolean" and flagged
         _expect(ok, "a missing-value gate's columns", "two table columns", rule)
         gate = columns[j]
         _expect(
-            gate["kind"] != "numeric" or gate["missing"],
+            gate["kind"] != "numeric" or gate["missing"] or gate.get("point") is not None,
             "a missing-value gate",
             "a categorical or boolean column, or one with missing values",
             rule,
@@ -547,12 +548,14 @@ def _check_column(column, start):
     fields = set(column) if isinstance(column, dict) else None
     # files written before lack them
     optional = {"unseen": None, "novel": None, "rare": None, "rare_counts": None}
+    optional.update(point=None, point_width=None)
     if fields is not None:
         optional.update({k: column[k] for k in optional if k in fields})
         column = {k: v for k, v in column.items() if k not in optional}
         fields = set(column)
     unseen, novel = optional["unseen"], optional["novel"]
     rare, rare_counts = optional["rare"], optional["rare_counts"]
+    point, point_width = optional["point"], optional["point_width"]
     if fields not in (_COLUMN_FIELDS, _COLUMN_FIELDS | _MARGINAL_FIELDS):
         raise _corrupted(f"unexpected table column {_brief(column)}.")
     name, kind, dtype, levels = (column[k] for k in ("name", "kind", "dtype", "levels"))
@@ -576,6 +579,20 @@ def _check_column(column, start):
         _expect(finite, f"{where} {field}", "a finite number", value)
     _expect(column["scale"] > 0, f"{where} scale", "positive", column["scale"])
     _check_marginal(column, where)
+    _expect(
+        (point is None and point_width is None)
+        or (
+            kind == "numeric"
+            and not column["missing"]
+            and _is_real(point)
+            and column.get("low", point) <= point <= column.get("high", point)
+            and _is_real(point_width)
+            and 0 < point_width < math.inf
+        ),
+        f"{where} point",
+        "None, or a value in its range with a positive width",
+        (point, point_width),
+    )
     categorical = kind == "categorical"
     _expect(
         (isinstance(dtype, str) and _DTYPE_PATTERN.fullmatch(dtype) is not None)
@@ -607,7 +624,7 @@ def _check_column(column, start):
         _expect(novel is None, f"{where} probability of a new level", "None", novel)
         _expect(rare is None, f"{where} rare levels", "None", rare)
         _expect(rare_counts is None, f"{where} rare level counts", "None", rare_counts)
-        return 1 + column["missing"]
+        return 1 + (column["missing"] or point is not None)
     _expect(
         _distinct_scalars(levels),
         f"{where} levels",

@@ -122,7 +122,7 @@ _UNIFORM = 1e-3
 #: of columns with a few values each: in a table where b - a is always 0 or 1
 #: (six values of a), the share of samples that kept it fell from 0.93 to
 #: 0.79-0.87; spreading only heavy atoms keeps it.
-SPREAD_MASS = 0.5
+POINT_MASS = 0.5
 #: Most mixture components of ``numeric_transform="mixture"``, and rows fitted.
 _MIXTURE_COMPONENTS, _MIXTURE_ROWS = 10, 5000
 
@@ -161,12 +161,19 @@ class Column:
     novel: float = None  # categorical: the probability of a level fit did not see
     rare: list = None  # categorical: the levels that share one encoded level
     rare_counts: list = None  # and how many rows of fit held each
+    point: float = None  # numeric: the value of a point mass with its own flag
+    point_width: float = None  # and the width its density is spread over
+
+    @property
+    def flagged(self):
+        """Whether a numeric column has a 0/1 flag beside its score."""
+        return self.missing or self.point is not None
 
     @property
     def width(self):
         if self.kind == "categorical":
             return len(self.levels) + bool(self.rare) + self.missing
-        return 1 + self.missing
+        return 1 + self.flagged
 
 
 #: The Column fields that hold arrays (lists in ``to_state``).
@@ -210,13 +217,17 @@ def fit_numeric(column, values, transform, seed=0):
     if np.isinf(values).any():
         raise ValueError(f"Input X contains infinity in column {column.name!r}.")
     values = values[~np.isnan(values)]
-    column.mean, column.scale = _location_scale(values)
     column.transform = transform
     if values.size == 0:
+        column.mean, column.scale = _location_scale(values)
         column.low = column.high = 0.0
         column.transform = "standard"
         return column
-    column.low, column.high = float(values.min()), float(values.max())
+    low, high = float(values.min()), float(values.max())
+    if not column.missing and transform != "standard":
+        values = _split_point(column, values)
+    column.mean, column.scale = _location_scale(values)
+    column.low, column.high = low, high
     s = _standardize(values, column.mean, column.scale)
     order = np.argsort(s, kind="stable")
     s, values = s[order], values[order]
@@ -246,6 +257,27 @@ def fit_numeric(column, values, transform, seed=0):
     keep = np.r_[True, np.diff(cdf) > 1e-12 * cdf[1:]]
     column.knots, column.cdf = knots[keep], cdf[keep]
     return column
+
+
+def _split_point(column, values):
+    """Give a value that holds more than ``POINT_MASS`` of a column its own flag.
+
+    Sets ``column.point`` and ``point_width`` (half-way to its neighbours on
+    each side, mirrored at an end; 1 for integers) and returns the other
+    values, which the column's marginal then models; returns ``values`` when
+    no value holds that much, or none other is left.
+    """
+    unique, counts = np.unique(values, return_counts=True)
+    top = counts.argmax()
+    if counts[top] <= POINT_MASS * values.size or unique.size < 2:
+        return values
+    integral = column.integer or bool(np.all(values == np.round(values)))
+    gaps = np.diff(unique)
+    below = gaps[top - 1] if top > 0 else gaps[top]
+    above = gaps[top] if top < gaps.size else gaps[top - 1]
+    column.point = float(unique[top])
+    column.point_width = 1.0 if integral else float((below + above) / 2)
+    return values[values != unique[top]]
 
 
 def _discrete(unique, counts, unit):
@@ -422,7 +454,7 @@ def _state_codes(column, X):
     if column.kind == "categorical":
         block = X[:, start : start + column.width]
         return np.where(block.max(axis=1) > 0.5, block.argmax(axis=1), -1)
-    if column.kind == "boolean" or column.missing:
+    if column.kind == "boolean" or (column.kind == "numeric" and column.flagged):
         return (X[:, _flag_entry(column)] > 0.5).astype(np.int64)
     return None
 
@@ -457,7 +489,7 @@ def find_gates(columns, X):
     """
     codes = {i: _state_codes(c, X) for i, c in enumerate(columns)}
     candidates = [j for j, code in codes.items() if code is not None]
-    targets = [i for i, c in enumerate(columns) if c.kind == "numeric" and c.missing]
+    targets = [i for i, c in enumerate(columns) if c.kind == "numeric" and c.flagged]
     targets += [i for i, c in enumerate(columns) if c.kind == "categorical" and c.missing]
     if not targets or not candidates:
         return []
@@ -719,7 +751,7 @@ class Table:
     def heavy_atoms(self, X):
         """Where the encoded rows ``X`` hold a heavy atom, and its cell, or None.
 
-        A heavy atom's cell holds more than ``SPREAD_MASS`` of its column
+        A heavy atom's cell holds more than ``POINT_MASS`` of its column
         (so a column has at most one); "standard" columns have no cells.
 
         Returns
@@ -735,7 +767,7 @@ class Table:
             if c.kind != "numeric" or c.knots is None or not c.atoms.size:
                 continue
             low, high = np.interp([c.atom_low, c.atom_high], c.knots, c.cdf)
-            heavy = np.flatnonzero(high - low > SPREAD_MASS)
+            heavy = np.flatnonzero(high - low > POINT_MASS)
             if not heavy.size:
                 continue
             low, high = low[heavy[0]], high[heavy[0]]
@@ -753,7 +785,9 @@ class Table:
 
     def _any_missing(self):
         """Whether a column has missing values that a gate could decide."""
-        return any(c.kind != "boolean" and c.missing for c in self.columns)
+        return any(
+            c.kind != "boolean" and (c.missing or c.point is not None) for c in self.columns
+        )
 
     def to_state(self):
         """The encoding as plain values (for files that must not hold code)."""
@@ -819,6 +853,7 @@ class Table:
         return tuple(
             (c.name, c.kind, tuple(c.levels or ()), c.missing)
             + ((tuple(c.rare),) if c.rare else ())
+            + ((("point", c.point),) if c.point is not None else ())
             for c in self.columns
         )
 
@@ -844,8 +879,8 @@ class Table:
         for c in self.columns:
             if c.kind == "numeric":
                 numeric_columns.append(c.start)
-                indicators.append(c.start + 1 if c.missing else -1)
-                binary += [c.start + 1] if c.missing else []
+                indicators.append(c.start + 1 if c.flagged else -1)
+                binary += [c.start + 1] if c.flagged else []
             elif c.kind == "boolean":
                 binary.append(c.start)
             else:
@@ -1061,6 +1096,10 @@ class Table:
                 continue
             values = self._numbers(X, c)
             observed = ~np.isnan(values)
+            if c.point is not None:  # the flag's probability, spread over the width
+                at = values == c.point
+                total[at] -= np.log(c.point_width)
+                observed &= ~at
             total[observed] += to_scores(c, values[observed])[1]
         return total
 
@@ -1112,8 +1151,13 @@ class Table:
                 if np.isinf(values).any():
                     raise ValueError(f"Input X contains infinity in column {c.name!r}.")
                 missing = np.isnan(values)
+                at = (
+                    np.zeros(values.shape, dtype=bool)
+                    if c.point is None
+                    else (values == c.point)
+                )
                 z = np.zeros(values.shape)
-                z[~missing] = to_scores(c, values[~missing])[0]
+                z[~missing & ~at] = to_scores(c, values[~missing & ~at])[0]
                 if not (np.abs(z) <= _LARGEST).all():
                     raise ValueError(
                         f"Column {c.name!r} holds values too far from those seen in fit "
@@ -1124,6 +1168,8 @@ class Table:
                 out[:, c.start] = z
                 if c.missing:
                     out[:, c.start + 1] = missing
+                elif c.point is not None:  # missing where fit saw none: the point
+                    out[:, c.start + 1] = at | missing
                 continue
             series = X[c.name]
             if c.kind == "boolean":
@@ -1173,7 +1219,7 @@ class Table:
         values, states = {}, {}
         for i, c in enumerate(self.columns):
             if c.kind == "numeric":
-                missing = self._binary(M[:, c.start + 1], rng) if c.missing else None
+                missing = self._binary(M[:, c.start + 1], rng) if c.flagged else None
                 values[i] = [from_scores(c, M[:, c.start]), missing]
                 states[i] = None if missing is None else missing.astype(np.int64)
             elif c.kind == "boolean":
@@ -1203,6 +1249,10 @@ class Table:
                 block = M[redraw, c.start : c.start + c.width - 1]
                 codes[redraw] = self._choose(np.maximum(block, 1e-12), rng)
             values[i] = states[i] = codes
+        for i, c in enumerate(self.columns):  # a point's flag: the point itself
+            if c.kind == "numeric" and c.point is not None:
+                number, at = values[i]
+                values[i] = [np.where(at, c.point, number).astype(number.dtype), None]
         if self.array:
             out = np.empty((M.shape[0], len(self.columns)), dtype=self.columns[0].dtype)
             for i in range(len(self.columns)):

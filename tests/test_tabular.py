@@ -536,6 +536,8 @@ def test_column_maps_are_monotone_with_the_right_jacobian(transform, name, skewe
     numeric = (to_scores(column, x + h)[0] - to_scores(column, x - h)[0]) / (2 * h)
     smooth = np.abs(np.log(numeric) - log_jacobian) < 1e-3
     assert smooth.mean() > 0.95
+    if column.point is not None:  # a point mass has its own flag, not a score
+        values = values[values != column.point]
     back = from_scores(column, to_scores(column, values)[0])
     if column.atoms is not None and column.atoms.size == np.unique(values).size:
         np.testing.assert_array_equal(back, values)  # discrete: exactly the values
@@ -589,11 +591,12 @@ def zero_inflated_frame(n=800, share=0.05, seed=0):
     return pd.DataFrame({"a": a, "b": a + 0.5 * rng.normal(size=n), "gain": gain})
 
 
-def test_heavy_atoms_are_spread_over_their_cells_for_training():
+def test_heavy_atoms_of_columns_with_missing_values_are_spread_for_training():
     frame = zero_inflated_frame(n=4000, share=0.1)
     frame["count"] = np.random.RandomState(1).poisson(0.3, 4000).astype(float)  # 74% 0
     frame["level"] = np.arange(4000) % 2  # two values of 50% each: not spread
     frame.loc[::7, "count"] = np.nan  # scored 0, inside the zeros' cell: not spread
+    frame.loc[::11, "gain"] = np.nan  # (a column without: the zeros get a flag)
     table = Table(frame, None)
     idx = torch.as_tensor(np.random.RandomState(0).permutation(4000))  # a shuffled batch
     encoded = table.encode(frame)
@@ -602,8 +605,8 @@ def test_heavy_atoms_are_spread_over_their_cells_for_training():
     frame, encoded = frame.iloc[idx.numpy()].reset_index(drop=True), encoded[idx.numpy()]
     x = torch.as_tensor(encoded, dtype=torch.float32)
     out = spread(x, idx, torch.Generator().manual_seed(0)).numpy()
-    # every entry stays in its value's cell: decoding gives the rows back
-    pd.testing.assert_frame_equal(table.decode(out), frame, check_exact=False)
+    # every entry stays in its value's cell: the rows decode as before
+    pd.testing.assert_frame_equal(table.decode(out), table.decode(x.numpy()))
     zero = (frame[["gain", "count"]] == 0).to_numpy()
     for name, heavy in zip(("gain", "count"), zero.T):
         j = next(c.start for c in table.columns if c.name == name)
@@ -614,9 +617,8 @@ def test_heavy_atoms_are_spread_over_their_cells_for_training():
         assert kstest((p - p.min()) / (p.max() - p.min()), "uniform").statistic < 0.03
     missing = frame["count"].isna().to_numpy()
     j = next(c.start for c in table.columns if c.name == "count")
-    assert (
-        missing.any() and (encoded[missing, j] == 0).all() and (out[missing, j] == 0).all()
-    )
+    assert missing.any() and (encoded[missing, j] == 0).all()
+    assert (out[missing, j] == 0).all()
     unspread = [c.start for c in table.columns if c.name in ("a", "b", "level")]
     np.testing.assert_array_equal(out[:, unspread], encoded[:, unspread].astype(np.float32))
     again = spread(x, idx, torch.Generator().manual_seed(1)).numpy()
@@ -625,14 +627,58 @@ def test_heavy_atoms_are_spread_over_their_cells_for_training():
     assert Table(rest, None).heavy_atoms(Table(rest, None).encode(rest)) is None
 
 
-def test_a_rare_non_zero_share_survives_sampling():
+def test_a_value_holding_most_of_a_column_gets_its_own_flag():
+    frame = zero_inflated_frame(n=1000, share=0.2)
+    frame["n"] = np.where(np.arange(1000) % 10 < 7, 3, np.arange(1000) % 5).astype(np.int8)
+    table = Table(frame, None)
+    gain, n = table.columns[2], table.columns[3]
+    assert (gain.point, n.point, n.point_width) == (0.0, 3.0, 1.0)
+    assert gain.width == n.width == 2 and table.columns[0].point is None
+    encoded = table.encode(frame)
+    np.testing.assert_array_equal(encoded[:, gain.start + 1], frame["gain"] == 0)
+    assert (encoded[frame["gain"] == 0, gain.start] == 0).all()
+    pd.testing.assert_frame_equal(table.decode(encoded), frame)  # dtypes too
+    # the point's density: its flag's probability spread over its width
+    alone = Table(frame[["gain"]], None)
+    (column,) = alone.columns
+    assert column.point_width == frame.loc[frame["gain"] > 0, "gain"].min()
+    at = (frame["gain"] == 0).to_numpy()
+    jacobian = alone.log_jacobian(frame[["gain"]])
+    np.testing.assert_allclose(jacobian[at], -np.log(column.point_width))
+    np.testing.assert_allclose(jacobian[~at], to_scores(column, frame["gain"][~at])[1])
+    assert table.signature != Table(frame.assign(gain=frame["gain"] + 1), None).signature
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_a_rare_non_zero_share_survives_sampling(Estimator):
     # 4% of non-zero amounts: a Gaussian fitted to the normal scores of the
     # zeros (one point) and of a far tail sampled next to none of them
     frame = zero_inflated_frame()
     share = (frame["gain"] > 0).mean()
-    vae = VAETransformer(**{**MARGINAL, "max_iter": 60}).fit(frame)
-    sampled = (vae.sample(4000, random_state=0)["gain"] > 0).mean()
+    model = Estimator(**{**MARGINAL, "max_iter": 60}).fit(frame)
+    sampled = (model.sample(4000, random_state=0)["gain"] > 0).mean()
     assert 0.6 * share < sampled < 1.4 * share, (share, sampled)
+
+
+def test_a_point_mass_keeps_its_ties_to_other_columns(tmp_path):
+    # z is zero whenever a < 4: a spread point gave 5-6% of the samples with
+    # a < 4 a non-zero z, and one Gaussian (no flag) too few non-zeros elsewhere
+    rng = np.random.RandomState(0)
+    a = rng.randint(0, 6, 2000)
+    z = np.where((a >= 4) & (rng.rand(2000) < 0.5), rng.exponential(3, 2000), 0.0)
+    frame = pd.DataFrame({"a": a, "z": z})
+    vae = VAETransformer(random_state=0).fit(frame)
+    samples = vae.sample(3000, random_state=0)
+    nonzero = samples["z"] > 0  # in the data: never where a < 4, half the rows else
+    assert nonzero[samples["a"] < 4].mean() < 0.03, nonzero[samples["a"] < 4].mean()
+    assert nonzero[samples["a"] >= 4].mean() > 0.38, nonzero[samples["a"] >= 4].mean()
+    given = vae.sample(200, random_state=0, given={"z": 0.0})
+    assert (given["z"] == 0).all()
+    loaded = VAETransformer.load(vae.save(tmp_path / "point.skvae"))
+    assert loaded._table.columns[1].point == 0.0
+    pd.testing.assert_frame_equal(
+        loaded.sample(50, random_state=1), vae.sample(50, random_state=1)
+    )
 
 
 # ------------------------------------------------------------ dtypes and levels
