@@ -235,11 +235,13 @@ _PARAMETER_DOCS = {
         CDF of a Bayesian Gaussian mixture (TVAE's modes) instead, smoother
         between the data; "standard" only standardizes. Columns with at most
         50 distinct values, and integer columns, are discrete: sampled among
-        the values fitted. The VAE trains on a value that holds more than half
-        a column ("quantile" or "mixture") spread over the interval that
-        decodes to it, so the values beside it (the rare non-zeros of a
-        column of zeros) are sampled as often as the data holds them. A dict
-        maps column names to these (others "auto"). "auto" is "quantile".
+        the values fitted. A value that holds more than half of a column
+        ("quantile" or "mixture"), such as the zeros of an amount, gets a 0/1
+        flag of its own and the map models the other values, so samples hold
+        it as often as the data does, with the same ties to other columns (a
+        VAE trains on it spread over the interval that decodes to it instead,
+        in a column with missing values). A dict maps column names to these
+        (others "auto"). "auto" is "quantile".
         Samples always lie in each column's fitted range, with its dtype.
         Scores include each map's log-Jacobian, so they stay densities in the
         original units.""",

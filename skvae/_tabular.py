@@ -113,15 +113,19 @@ _POOL_FIRST_ENTRIES = 2**25
 _MAX_KNOTS, _ROWS_PER_KNOT = 1000, 10
 #: Weight of a uniform density mixed into each CDF, so it is strictly increasing.
 _UNIFORM = 1e-3
-#: A VAE trains on an atom whose cell holds more than this share of a numeric
-#: column (its observed values, blended with the 0.1% uniform part of the CDF,
-#: so a 0/1 column of 50% each is not spread) spread over the cell (see
-#: ``_training.dequantizer``). With one score per atom, the Gaussian of a column
-#: that is 95% zeros sampled 0-0.1% non-zero values against 4-5% in the data
-#: (it did at 70% and 90% zeros). Spreading every atom also blurred the values
-#: of columns with a few values each: in a table where b - a is always 0 or 1
-#: (six values of a), the share of samples that kept it fell from 0.93 to
-#: 0.79-0.87; spreading only heavy atoms keeps it.
+#: A value that holds more than this share of a numeric column ("quantile" or
+#: "mixture") without missing values gets a 0/1 flag of its own beside the
+#: column's score, and the column's marginal models the other values (see
+#: :class:`Column`). With one score for it, the Gaussian of a column that is
+#: 95% zeros sampled 0-0.1% non-zero values against 4-5% in the data (it did at
+#: 70% and 90% zeros). In a column with missing values (whose flag says
+#: missing), such an atom is spread over its cell while a VAE trains instead:
+#: its share comes back, but its ties to other columns loosen (where a column
+#: was zero whenever another was below 4, 5-6% of such samples were not,
+#: against 0-0.2% with a flag). Spreading every atom (every value of a
+#: discrete column) blurred the values of columns with a few values each: in a
+#: table where b - a is always 0 or 1, the samples that kept it fell from 0.93
+#: to 0.79-0.87.
 POINT_MASS = 0.5
 #: Most mixture components of ``numeric_transform="mixture"``, and rows fitted.
 _MIXTURE_COMPONENTS, _MIXTURE_ROWS = 10, 5000
@@ -132,8 +136,13 @@ class Column:
     """How one column is encoded: its kind, statistics and where it sits.
 
     A numeric column is standardized (``mean``, ``scale``) and then mapped
-    to normal scores by ``transform``: "standard" keeps the standardized
-    value; "quantile" and "mixture" map it through a piecewise-linear CDF
+    to normal scores by ``transform``, except for a ``point``: with
+    "quantile" or "mixture" and no missing values, a value that holds more
+    than ``POINT_MASS`` of the rows gets a 0/1 flag beside the score (where
+    a missing indicator would be), its density its share spread over
+    ``point_width``, and the map models the other values. "standard" keeps
+    the standardized value; "quantile" and "mixture" map it through a
+    piecewise-linear CDF
     (``knots``, ``cdf``, in standardized units) to ``ndtri(cdf)``. Decoded
     values are snapped onto the ``atoms`` whose cell (``atom_low``,
     ``atom_high``, standardized) holds them, clipped to [``low``, ``high``]
@@ -752,7 +761,9 @@ class Table:
         """Where the encoded rows ``X`` hold a heavy atom, and its cell, or None.
 
         A heavy atom's cell holds more than ``POINT_MASS`` of its column
-        (so a column has at most one); "standard" columns have no cells.
+        (so a column has at most one): in practice, the columns with missing
+        values, whose flag cannot be a ``point``'s; "standard" columns have
+        no cells.
 
         Returns
         -------
