@@ -285,7 +285,7 @@ def _split_point(column, values):
     below = gaps[top - 1] if top > 0 else gaps[top]
     above = gaps[top] if top < gaps.size else gaps[top - 1]
     column.point = float(unique[top])
-    column.point_width = 1.0 if integral else float((below + above) / 2)
+    column.point_width = 1.0 if integral else float(below / 2 + above / 2)
     return values[values != unique[top]]
 
 
@@ -539,10 +539,13 @@ def find_gates(columns, X):
             present = count > 0
             always = np.flatnonzero(present & (miss == count))
             never = np.flatnonzero(present & (miss == 0))
+            rate = miss.sum() / n
+            if columns[i].point is not None:  # every state of a point's rule has support
+                always = always[count[always] * (1 - rate) >= _GATE_SUPPORT]
+                never = never[count[never] * rate >= _GATE_SUPPORT]
             decided = (count[always].sum() + count[never].sum()) / n
             # On ties, the gate whose rules have more support, then one that is
             # not gated itself (fewer links to decode).
-            rate = miss.sum() / n
             supported = (
                 count[always][count[always] * (1 - rate) >= _GATE_SUPPORT].sum()
                 + count[never][count[never] * rate >= _GATE_SUPPORT].sum()
@@ -909,7 +912,11 @@ class Table:
                 ),
             )
         gated = getattr(self, "likelihood_gates", False)  # pickles from before: False
-        gates = [self._gate(rule) for rule in self.gates] if gated else []
+        # a point's flag is its column's value: the decoder learns it everywhere
+        gates = [
+            self._gate(rule) for rule in self.gates if self.columns[rule["column"]].missing
+        ]
+        gates = gates if gated else []
         return {"name": "blocks", "blocks": blocks, **({"gates": gates} if gates else {})}
 
     def _gate(self, rule):
@@ -1263,7 +1270,7 @@ class Table:
         for i, c in enumerate(self.columns):  # a point's flag: the point itself
             if c.kind == "numeric" and c.point is not None:
                 number, at = values[i]
-                values[i] = [np.where(at, c.point, number).astype(number.dtype), None]
+                values[i] = [_clip_to(np.where(at, c.point, number), c.dtype), None]
         if self.array:
             out = np.empty((M.shape[0], len(self.columns)), dtype=self.columns[0].dtype)
             for i in range(len(self.columns)):

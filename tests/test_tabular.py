@@ -660,6 +660,39 @@ def test_a_rare_non_zero_share_survives_sampling(Estimator):
     assert 0.6 * share < sampled < 1.4 * share, (share, sampled)
 
 
+def test_points_at_the_edges_of_their_dtype_and_units(tmp_path):
+    # a point at int64's max wrapped to its min; huge gaps made its width inf
+    rng = np.random.RandomState(0)
+    big = np.where(rng.rand(300) < 0.7, np.iinfo(np.int64).max, rng.randint(0, 99, 300))
+    huge = np.where(rng.rand(300) < 0.6, 0.5, rng.choice([-1.6e308, 1.6e308], 300))
+    frame = pd.DataFrame({"big": big.astype(np.int64), "huge": huge, "x": rng.randn(300)})
+    vae = _quiet_fit(VAETransformer(**TINY), frame)
+    samples = vae.sample(500, random_state=0)
+    assert samples["big"].min() >= 0 and (samples["big"] > 2**62).mean() > 0.5
+    assert np.isfinite(vae._table.columns[1].point_width)
+    scores = vae.score_samples(frame)
+    assert np.isfinite(scores).all()
+    loaded = VAETransformer.load(vae.save(tmp_path / "edges.skvae"))
+    np.testing.assert_array_equal(loaded.score_samples(frame), scores)
+
+
+def test_a_point_is_gated_only_by_a_rule_with_support():
+    rng = np.random.RandomState(0)
+    has = (rng.rand(1000) < 0.3).astype(int)  # amt is 0 exactly when has is 0
+    amt = np.where(has == 1, rng.uniform(50, 150, 1000).round(1), 0.0)
+    sparse = np.where(rng.rand(1000, 6) < 0.1, rng.rand(1000, 6), 0.0)  # independent
+    frame = pd.DataFrame(
+        {"has": has, "amt": amt, **{f"s{k}": sparse[:, k] for k in range(6)}}
+    )
+    table = Table(frame, None)
+    assert [(g["column"], g["gate"]) for g in table.gates] in ([(0, 1)], [(1, 0)])
+    # the rule decides samples; the likelihood still learns the point's flag
+    assert "gates" not in table.likelihood("gaussian", {})
+    vae = _quiet_fit(VAETransformer(**TINY), frame)
+    samples = vae.sample(1000, random_state=0)
+    assert ((samples["amt"] > 0) == (samples["has"] == 1)).all()
+
+
 def test_a_point_mass_keeps_its_ties_to_other_columns(tmp_path):
     # z is zero whenever a < 4: a spread point gave 5-6% of the samples with
     # a < 4 a non-zero z, and one Gaussian (no flag) too few non-zeros elsewhere
