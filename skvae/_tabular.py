@@ -798,7 +798,7 @@ class Table:
         return np.array(columns), np.column_stack(inside), np.array(p_low), np.array(p_high)
 
     def _any_missing(self):
-        """Whether a column has missing values that a gate could decide."""
+        """Whether a column has missing values (or a point) that a gate could decide."""
         return any(
             c.kind != "boolean" and (c.missing or c.point is not None) for c in self.columns
         )
