@@ -1375,7 +1375,9 @@ class _BaseAutoencoder(
             return out
         # Drawn rows draw their pooled rare levels too.
         rare_rng = decode_rng if decode_rng is not None or mode != "draw" else rng
-        out = self._table.decode(out, decode_rng, rare_rng)
+        out = np.where(observed > 0, x, out)  # the given entries, as encoded
+        given = np.array([c.name in chosen for c in self._table.columns])
+        out = self._table.decode(out, decode_rng, rare_rng, given)
         for j, c in enumerate(self._table.columns):  # exactly, past any rounding
             if c.name not in chosen:
                 continue

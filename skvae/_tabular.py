@@ -1211,7 +1211,7 @@ class Table:
                 out[rows, c.start + codes[rows]] = 1.0  # unknown levels: all zeros
         return out
 
-    def decode(self, M, rng=None, rare_rng=None):
+    def decode(self, M, rng=None, rare_rng=None, given=None):
         """A DataFrame with the fitted columns and dtypes from encoded rows.
 
         Parameters
@@ -1227,6 +1227,11 @@ class Table:
         rare_rng : RandomState or None
             Draws each pooled rare level by its count in fit (default: with
             ``rng``; with neither, the pool decodes to its most frequent level).
+        given : ndarray of bool of shape (n_columns,) or None
+            The columns whose values in ``M`` were given (``sample(given=)``):
+            a given column that a rule ties one-to-one to a boolean or flagged
+            gate (its state is missing, or at its point, exactly when the
+            gate's is one state) decides that gate's state.
 
         Returns
         -------
@@ -1249,6 +1254,8 @@ class Table:
                     block = block.copy()
                     block[:, c.unseen] = 0.0
                 values[i] = states[i] = self._choose(block, rng)
+        if given is not None:
+            self._given_decide_gates(given, values, states)
         # Missing values where the data tie them to a state: a gate's own rule
         # first, and each gated column's state as the rule leaves it.
         for rule in decoding_order(self.gates):
@@ -1287,6 +1294,25 @@ class Table:
                 codes = _level_codes(values[i], c, rng if rare_rng is None else rare_rng)
                 data[c.name] = _categorical_series(codes, c)
         return pd.DataFrame(data, columns=[c.name for c in self.columns])
+
+    def _given_decide_gates(self, given, values, states):
+        """Set the states of gates that given columns decide (see :meth:`decode`)."""
+        gated = {rule["column"] for rule in self.gates}
+        for rule in self.gates:
+            i, j = rule["column"], rule["gate"]
+            gate = self.columns[j]
+            one_to_one = len(rule["missing"]) == len(rule["observed"]) == 1
+            if not given[i] or given[j] or j in gated or not one_to_one:
+                continue
+            if gate.kind == "categorical":  # more states than the rule's two
+                continue
+            at = states[i] == _missing_code(self.columns[i])
+            state = np.where(at, rule["missing"][0], rule["observed"][0])
+            if gate.kind == "boolean":
+                values[j] = state.astype(bool)
+            else:
+                values[j][1] = state.astype(bool)
+            states[j] = state
 
     @staticmethod
     def _binary(p, rng):

@@ -691,6 +691,14 @@ def test_a_point_is_gated_only_by_a_rule_with_support():
     vae = _quiet_fit(VAETransformer(**TINY), frame)
     samples = vae.sample(1000, random_state=0)
     assert ((samples["amt"] > 0) == (samples["has"] == 1)).all()
+    # given either column, the other follows the rule (it decided only its target)
+    for value in (0, 1):
+        for Estimator in (VAETransformer, AutoencoderTransformer):
+            model = _quiet_fit(Estimator(**TINY), frame)
+            drawn = model.sample(200, random_state=0, given={"has": value})
+            assert ((drawn["amt"] > 0) == bool(value)).all(), (Estimator, value)
+        drawn = vae.sample(200, random_state=0, given={"amt": 100.0 * value})
+        assert (drawn["has"] == value).all()
 
 
 def test_a_point_mass_keeps_its_ties_to_other_columns(tmp_path):
