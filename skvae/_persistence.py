@@ -443,7 +443,8 @@ def _check_gates(gates, columns):
         _expect(
             gate["kind"] != "numeric" or gate["missing"] or gate.get("point") is not None,
             "a missing-value gate",
-            "a categorical or boolean column, or one with missing values",
+            "a categorical or boolean column, or a numeric one with missing values "
+            "or a point",
             rule,
         )
         size = 2

@@ -764,9 +764,10 @@ class Table:
         """Where the encoded rows ``X`` hold a heavy atom, and its cell, or None.
 
         A heavy atom's cell holds more than ``POINT_MASS`` of its column
-        (so a column has at most one): in practice, the columns with missing
-        values, whose flag cannot be a ``point``'s; "standard" columns have
-        no cells.
+        (so a column has at most one): in a column with missing values,
+        whose flag cannot be a ``point``'s, or among the other values of a
+        column with a point (its second value, where that holds most of the
+        rest); "standard" columns have no cells.
 
         Returns
         -------
@@ -799,9 +800,7 @@ class Table:
 
     def _any_missing(self):
         """Whether a column has missing values (or a point) that a gate could decide."""
-        return any(
-            c.kind != "boolean" and (c.missing or c.point is not None) for c in self.columns
-        )
+        return any(c.kind != "boolean" and c.flagged for c in self.columns)
 
     def to_state(self):
         """The encoding as plain values (for files that must not hold code)."""
@@ -913,10 +912,8 @@ class Table:
             )
         gated = getattr(self, "likelihood_gates", False)  # pickles from before: False
         # a point's flag is its column's value: the decoder learns it everywhere
-        gates = [
-            self._gate(rule) for rule in self.gates if self.columns[rule["column"]].missing
-        ]
-        gates = gates if gated else []
+        rules = [rule for rule in self.gates if self.columns[rule["column"]].missing]
+        gates = [self._gate(rule) for rule in rules] if gated else []
         return {"name": "blocks", "blocks": blocks, **({"gates": gates} if gates else {})}
 
     def _gate(self, rule):
