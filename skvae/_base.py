@@ -62,7 +62,6 @@ from ._training import (
     Schedule,
     TrainConfig,
     budget,
-    dequantizer,
     make_optimizer,
     train,
 )
@@ -1213,9 +1212,6 @@ class _BaseAutoencoder(
                 start_epoch=start_epoch,
                 seed=seed,
                 verbose=self.verbose,
-                dequantize=None
-                if table is None or not self._density_scores
-                else dequantizer(table.heavy_atoms(X), rows.device, device),
             )
             history = train(
                 module,

@@ -132,10 +132,10 @@ _MARGINAL_FIELDS = {"transform", "low", "high", "knots", "cdf", "atoms", "atom_l
 _MARGINAL_FIELDS |= {"atom_high"}
 _TRANSFORMS = {"standard", "quantile", "mixture"}
 #: A table's keys: files written before missing-value gates and arrays lack the extras,
-#: those written before the likelihood had gates the last one.
+#: those written before the likelihood had gates or cells the last ones.
 _TABLE_KEYS = {"columns", "width"}
 _TABLE_EXTRAS = {"gates", "array"}
-_TABLE_LATER = {"likelihood_gates"}
+_TABLE_LATER = {"likelihood_gates", "censored"}
 _COLUMN_KINDS = {"numeric", "boolean", "categorical"}
 _DTYPE_PATTERN = re.compile(r"[\w\[\], ]{1,64}")
 _OUTPUTS = {"default", "pandas", "polars"}
@@ -388,6 +388,7 @@ def _table(state):
     ok = keys in (
         _TABLE_KEYS,
         _TABLE_KEYS | _TABLE_EXTRAS,
+        _TABLE_KEYS | _TABLE_EXTRAS | {"likelihood_gates"},
         _TABLE_KEYS | _TABLE_EXTRAS | _TABLE_LATER,
     )
     columns = state["columns"] if ok else None
@@ -403,8 +404,9 @@ def _table(state):
     _expect(_is_int(width) and width == start, "the table's width", start, width)
     array = state.get("array", False)
     _expect(type(array) is bool, "the table's array flag", "a bool", array)
-    gated = state.get("likelihood_gates", False)
-    _expect(type(gated) is bool, "the table's likelihood_gates", "a bool", gated)
+    for key in _TABLE_LATER:
+        flag = state.get(key, False)
+        _expect(type(flag) is bool, f"the table's {key}", "a bool", flag)
     if array:
         kinds = [(c["kind"], c["name"]) for c in columns]
         _expect(

@@ -424,6 +424,25 @@ def from_scores(column, z):
     return _clip_to(values, column.dtype)
 
 
+def score_cells(column):
+    """The cells of a numeric column's atoms in normal scores, or None.
+
+    A cell is the range of scores that decodes to its atom (every value of a
+    discrete column; a heavy value of a continuous one). Returns ``[lows,
+    highs]``, lists of floats, where a cell at an end of the fitted range is
+    unbounded there (None): the scores beyond the range decode to that atom
+    too. "standard" columns have none.
+    """
+    if column.transform == "standard" or column.knots is None or not column.atoms.size:
+        return None
+    ends = column.knots[0], column.knots[-1]
+    bounds = []
+    for edges, end in ((column.atom_low, ends[0]), (column.atom_high, ends[1])):
+        scores = ndtri(np.interp(edges, column.knots, column.cdf))
+        bounds.append([None if e == end else float(z) for e, z in zip(edges, scores)])
+    return bounds
+
+
 #: What pandas' ``infer_dtype`` calls values that convert to floats but are not
 #: the numbers a numeric column held (dates as epochs, complex numbers without
 #: their imaginary part).
@@ -626,8 +645,10 @@ class Table:
     pandas.
 
     ``likelihood_gates`` says whether the likelihood leaves out what the gates
-    decide (see :meth:`likelihood`): True for every fit, False for a table
-    loaded from a file written before, whose model trained without.
+    decide, ``censored`` whether a Gaussian scores the discrete values of the
+    numeric columns as cells (see :meth:`likelihood`): True for every fit,
+    False for a table loaded from a file written before, whose model trained
+    without.
     """
 
     def __init__(
@@ -641,7 +662,7 @@ class Table:
         )
         _check_transform_names(numeric_transform, X.columns)
         self.array = False
-        self.likelihood_gates = True
+        self.likelihood_gates = self.censored = True
         self.columns, start, identifiers, poolable = [], 0, [], {}
         for name, declared_categorical in zip(X.columns, mask):
             series = X[name]
@@ -749,7 +770,7 @@ class Table:
         _check_transform_names(numeric_transform, range(X.shape[1]))
         table = cls.__new__(cls)
         table.array, table.columns, start = True, [], 0
-        table.likelihood_gates = True
+        table.likelihood_gates = table.censored = True
         for j in range(X.shape[1]):
             values = X[:, j].astype(np.float64)
             column = Column(j, "numeric", X.dtype, start, bool(np.isnan(values).any()))
@@ -759,44 +780,6 @@ class Table:
         table.width = start
         table.gates = find_gates(table.columns, table.encode(X))
         return table
-
-    def heavy_atoms(self, X):
-        """Where the encoded rows ``X`` hold a heavy atom, and its cell, or None.
-
-        A heavy atom's cell holds more than ``POINT_MASS`` of its column
-        (so a column has at most one): in a column with missing values,
-        whose flag cannot be a ``point``'s, or among the other values of a
-        column with a point (its second value, where that holds most of the
-        rest); "standard" columns have no cells.
-
-        Returns
-        -------
-        atoms : tuple ``(columns, inside, p_low, p_high)`` or None
-            The encoded columns with a heavy atom, shape (k,); ``inside`` of
-            shape (n_samples, k), True where an observed entry lies in the
-            atom's cell (decodes to the atom); the cell's bounds as
-            probabilities, shape (k,) each.
-        """
-        columns, inside, p_low, p_high = [], [], [], []
-        for c in self.columns:
-            if c.kind != "numeric" or c.knots is None or not c.atoms.size:
-                continue
-            low, high = np.interp([c.atom_low, c.atom_high], c.knots, c.cdf)
-            heavy = np.flatnonzero(high - low > POINT_MASS)
-            if not heavy.size:
-                continue
-            low, high = low[heavy[0]], high[heavy[0]]
-            z = X[:, c.start]
-            at = (z >= ndtri(low)) & (z <= ndtri(high))
-            if c.missing:  # a missing entry's score (0) stays as it is
-                at &= X[:, _flag_entry(c)] < 0.5
-            columns.append(c.start)
-            inside.append(at)
-            p_low.append(low)
-            p_high.append(high)
-        if not columns:
-            return None
-        return np.array(columns), np.column_stack(inside), np.array(p_low), np.array(p_high)
 
     def _any_missing(self):
         """Whether a column has missing values (or a point) that a gate could decide."""
@@ -827,6 +810,7 @@ class Table:
             "gates": gates,
             "array": self.array,
             "likelihood_gates": self.likelihood_gates,
+            "censored": self.censored,
         }
 
     @classmethod
@@ -837,6 +821,8 @@ class Table:
         table.array = bool(state.get("array", False))
         # Files written before the likelihood had gates: their models trained without.
         table.likelihood_gates = bool(state.get("likelihood_gates", False))
+        # and before a Gaussian's discrete values were censored
+        table.censored = bool(state.get("censored", False))
         for values in state["columns"]:
             values = dict(values)
             dtype = values["dtype"]
@@ -886,12 +872,16 @@ class Table:
         a missing value and the row follows it, the missing indicator (a
         categorical column: its whole block, when forced missing) drops out,
         so the decoder learns the missing values of the rows the rule leaves
-        open, and a held-out row's score counts the rule as certain.
+        open, and a held-out row's score counts the rule as certain. A
+        "gaussian" numeric block whose columns have atoms becomes an
+        "interval_gaussian" one, which scores an atom by the probability of
+        its cell (:func:`score_cells`).
         """
-        numeric_columns, indicators, binary, blocks = [], [], [], []
+        numeric_columns, indicators, binary, blocks, cells = [], [], [], [], []
         for c in self.columns:
             if c.kind == "numeric":
                 numeric_columns.append(c.start)
+                cells.append(score_cells(c))
                 indicators.append(c.start + 1 if c.flagged else -1)
                 binary += [c.start + 1] if c.flagged else []
             elif c.kind == "boolean":
@@ -902,6 +892,9 @@ class Table:
                 )
         if binary:
             blocks.insert(0, _block("bernoulli", sorted(binary)))
+        censored = numeric == "gaussian" and getattr(self, "censored", False)
+        if censored and any(cell is not None for cell in cells):
+            numeric, options = "interval_gaussian", {**options, "cells": cells}
         if numeric_columns:
             has_indicator = any(i >= 0 for i in indicators)
             blocks.insert(

@@ -272,7 +272,11 @@ class VAETransformer(_BaseAutoencoder):
 
     _parameter_constraints = {
         **_BaseAutoencoder._parameter_constraints,
-        "likelihood": [StrOptions(set(LIKELIHOODS) - {"squared_error", "categorical"})],
+        "likelihood": [
+            StrOptions(
+                set(LIKELIHOODS) - {"squared_error", "categorical", "interval_gaussian"}
+            )
+        ],
         "prior": [StrOptions(set(PRIORS))],
         "beta": [Interval(Real, 0, None, closed="left")],
         "kl_warmup": [Interval(Integral, 0, None, closed="left")],

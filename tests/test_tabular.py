@@ -22,9 +22,9 @@ from skvae._tabular import (
     decoding_order,
     fit_numeric,
     from_scores,
+    score_cells,
     to_scores,
 )
-from skvae._training import dequantizer
 from skvae.exceptions import NonFiniteLossError, PosteriorCollapseWarning
 
 # Tiny fits stop before they converge; this file tests the table, not the fit.
@@ -591,40 +591,56 @@ def zero_inflated_frame(n=800, share=0.05, seed=0):
     return pd.DataFrame({"a": a, "b": a + 0.5 * rng.normal(size=n), "gain": gain})
 
 
-def test_heavy_atoms_of_columns_with_missing_values_are_spread_for_training():
-    frame = zero_inflated_frame(n=4000, share=0.1)
-    frame["count"] = np.random.RandomState(1).poisson(0.3, 4000).astype(float)  # 74% 0
-    frame["level"] = np.arange(4000) % 2  # two values of 50% each: not spread
-    frame.loc[::7, "count"] = np.nan  # scored 0, inside the zeros' cell: not spread
-    frame.loc[::11, "gain"] = np.nan  # (a column without: the zeros get a flag)
+def test_discrete_values_are_scored_as_cells_of_their_scores():
+    rng = np.random.RandomState(0)
+    frame = zero_inflated_frame(n=1000, share=0.1)
+    frame.loc[::11, "gain"] = np.nan  # missing values: the zeros are an atom, no point
+    frame["year"] = rng.choice([2007, 2008, 2009], 1000)
     table = Table(frame, None)
-    idx = torch.as_tensor(np.random.RandomState(0).permutation(4000))  # a shuffled batch
+    a, gain, year = table.columns[0], table.columns[2], table.columns[3]
+    assert score_cells(a) is None  # a continuous column without atoms
+    # the zeros' cell is open below (the scores beyond the range decode to 0)
+    lows, highs = score_cells(gain)
+    assert len(lows) == 1 and lows[0] is None and 0 < highs[0] < 2
+    lows, highs = score_cells(year)
+    assert lows[0] is None and highs[-1] is None and lows[1:] == highs[:-1]
+    # each year's score lies inside its own cell, which holds its share
     encoded = table.encode(frame)
-    cpu = torch.device("cpu")
-    spread = dequantizer(table.heavy_atoms(encoded), cpu, cpu)
-    frame, encoded = frame.iloc[idx.numpy()].reset_index(drop=True), encoded[idx.numpy()]
-    x = torch.as_tensor(encoded, dtype=torch.float32)
-    out = spread(x, idx, torch.Generator().manual_seed(0)).numpy()
-    # every entry stays in its value's cell: the rows decode as before
-    pd.testing.assert_frame_equal(table.decode(out), table.decode(x.numpy()))
-    zero = (frame[["gain", "count"]] == 0).to_numpy()
-    for name, heavy in zip(("gain", "count"), zero.T):
-        j = next(c.start for c in table.columns if c.name == name)
-        np.testing.assert_array_equal(out[~heavy, j], encoded[~heavy, j].astype(np.float32))
-        # the zeros' one score becomes a draw uniform in probability over their cell
-        p = norm.cdf(out[heavy, j])
-        assert np.unique(encoded[heavy, j]).size == 1 and np.unique(p).size == heavy.sum()
-        assert kstest((p - p.min()) / (p.max() - p.min()), "uniform").statistic < 0.03
-    missing = frame["count"].isna().to_numpy()
-    j = next(c.start for c in table.columns if c.name == "count")
-    assert missing.any() and (encoded[missing, j] == 0).all()
-    assert (out[missing, j] == 0).all()
-    unspread = [c.start for c in table.columns if c.name in ("a", "b", "level")]
-    np.testing.assert_array_equal(out[:, unspread], encoded[:, unspread].astype(np.float32))
-    again = spread(x, idx, torch.Generator().manual_seed(1)).numpy()
-    assert not np.array_equal(out, again)  # fresh draws each time
-    rest = frame[["a", "level"]]
-    assert Table(rest, None).heavy_atoms(Table(rest, None).encode(rest)) is None
+    cut = np.searchsorted(highs[:-1], encoded[:, year.start])
+    np.testing.assert_array_equal(cut, frame["year"].to_numpy() - 2007)
+    shares = np.diff(norm.cdf([-np.inf, *highs[:-1], np.inf]))
+    expected = frame["year"].value_counts(normalize=True).sort_index().to_numpy()
+    np.testing.assert_allclose(shares, expected, atol=2 / 1000)
+    description = table.likelihood("gaussian", {})["blocks"][0]["likelihood"]
+    assert description["name"] == "interval_gaussian"
+    assert [c is not None for c in description["cells"]] == [False, False, True, True]
+    # squared error (the autoencoder) and tables of files from before keep points
+    assert table.likelihood("squared_error", {})["blocks"][0]["likelihood"]["name"] == (
+        "squared_error"
+    )
+    old = Table.from_state({**table.to_state(), "censored": False})
+    assert old.likelihood("gaussian", {})["blocks"][0]["likelihood"]["name"] == "gaussian"
+    assert Table.from_state(table.to_state()).censored
+
+
+def test_an_independent_discrete_column_keeps_its_shares_in_samples():
+    # Scored at their three scores, a uniform year's Gaussian shrank to their
+    # spread (variance 0.6) and the middle year took 41-46% of the samples.
+    rng = np.random.RandomState(0)
+    frame = zero_inflated_frame(n=600, share=0.1)
+    frame["year"] = rng.choice([2007, 2008, 2009], 600)
+    frame.loc[::11, "gain"] = np.nan  # the zeros' atom, in a column with missing values
+    vae = VAETransformer(**{**MARGINAL, "max_iter": 60}).fit(frame)
+    samples = vae.sample(4000, random_state=0)
+    shares = samples["year"].value_counts(normalize=True).sort_index()
+    expected = frame["year"].value_counts(normalize=True).sort_index()
+    assert shares.index.tolist() == [2007, 2008, 2009]
+    # the old scores gave the middle year 0.40 (data 0.33), the last 0.27 (0.31)
+    assert abs(shares[2008] - expected[2008]) < 0.03, (shares, expected)
+    assert (shares - expected).abs().max() < 0.045, (shares, expected)
+    share = (frame["gain"] > 0).sum() / frame["gain"].notna().sum()
+    sampled = (samples["gain"] > 0).sum() / samples["gain"].notna().sum()
+    assert 0.6 * share < sampled < 1.4 * share, (share, sampled)
 
 
 def test_a_value_holding_most_of_a_column_gets_its_own_flag():
