@@ -237,10 +237,10 @@ _PARAMETER_DOCS = {
         the values fitted. A value that holds more than half of a column
         ("quantile" or "mixture"), such as the zeros of an amount, gets a 0/1
         flag of its own and the map models the other values, so samples hold
-        it as often as the data does, with the same ties to other columns (a
-        VAE trains on it spread over the interval that decodes to it instead,
-        in a column with missing values). A dict maps column names to these
-        (others "auto"). "auto" is "quantile".
+        it as often as the data does, with the same ties to other columns.
+        A VAE scores a discrete value (and a repeated one) by the probability
+        of the interval of scores that decodes to it. A dict maps column
+        names to these (others "auto"). "auto" is "quantile".
         Samples always lie in each column's fitted range, with its dtype.
         Scores include each map's log-Jacobian, so they stay densities in the
         original units.""",

@@ -502,56 +502,60 @@ class IntervalGaussian(Gaussian):
 
     def nll(self, out, x, observed=None):
         bounds, inside, offset = self._cells_of(x)
-        terms, expected = _IntervalTerms.apply(
-            out, x, bounds, inside, offset, self.variance(), self.training
-        )
-        if self.training:
-            self.update(expected, observed)
+        if self.training:  # the E step, then the loss at the variance it gives
+            with torch.no_grad():
+                var = self.variance()
+                t, _, ratios = _cell_terms(out, bounds, var)
+                moment = (1 + t[0] * ratios[0] - t[1] * ratios[1]).clamp_min_(0)
+                squared = torch.where(inside, moment * var, (x - out).square())
+            self.update(squared, observed)
+        terms = _IntervalTerms.apply(out, x, bounds, inside, offset, self.variance())
         return _masked_sum(terms, observed)
 
 
+def _cell_terms(out, bounds, var):
+    """A cell's bounds ``t`` in standard deviations from ``out``, ``log P``, ``phi(t) / P``.
+
+    ``t`` is clipped to +-``_FAR`` (an infinite bound is as far) and
+    ``log P(a < x' < b)`` for ``x' ~ N(out, var)`` is computed stably in
+    both tails; the ratios, in logs, are exact far out in either tail.
+    """
+    bounds = bounds.reshape(2, *[1] * (out.dim() - 2), *bounds.shape[1:])  # draws
+    t = ((bounds - out) / var.sqrt()).clamp_(-_FAR, _FAR)
+    flip = t[0] + t[1] > 0  # mostly above the mean: the same mass mirrored below
+    logs = torch.special.log_ndtr(torch.where(flip, -t.flip(0), t))
+    gap = (logs[0] - logs[1]).clamp_max_(-1e-30)
+    log_p = logs[1].add_(torch.log(-torch.expm1(gap)))
+    ratios = torch.exp(-0.5 * t.square() - (log_p + 0.5 * _LOG_2PI))
+    return t, log_p, ratios
+
+
 class _IntervalTerms(torch.autograd.Function):
-    """An interval Gaussian's per-entry terms, and the E step's expected squares.
+    """An interval Gaussian's per-entry negative log-likelihoods, differentiable in ``out``.
 
     Cell entries score ``offset - log P(a < x' < b)`` for ``x' ~ N(out,
-    var)``, the others ``-log N(x; out, var)``; the second output is
-    ``E[(x' - out)^2 | a < x' < b]`` or ``(x - out)^2`` (None outside
-    training). With ``alpha, beta`` the bounds in standard deviations from
-    ``out`` and ``P`` the cell's probability, the expectation is ``var (1 +
-    (alpha phi(alpha) - beta phi(beta)) / P)`` and the gradient in ``out``
-    ``-(phi(alpha) - phi(beta)) / (P sd)``; both ratios ``phi / P`` are
-    computed in logs, exact far out in either tail. One function with its own
-    gradient: the same expressions in autograd's operations made a table's
-    likelihood two to three times as slow.
+    var)``, the others ``-log N(x; out, var)``. With ``alpha, beta`` the
+    bounds in standard deviations from ``out`` and ``P`` the cell's
+    probability, the gradient of a cell's term is ``-(phi(alpha) -
+    phi(beta)) / (P sd)`` (and the E step's expected square ``var (1 + (alpha
+    phi(alpha) - beta phi(beta)) / P)``). One function with its own gradient:
+    the same expressions in autograd's operations made a table's likelihood
+    two to three times as slow.
     """
 
     @staticmethod
-    def forward(ctx, out, x, bounds, inside, offset, var, training):
-        sd = var.sqrt()
-        bounds = bounds.reshape(2, *[1] * (out.dim() - 2), *bounds.shape[1:])  # draws
-        t = ((bounds - out) / sd).clamp_(-_FAR, _FAR)  # an infinite bound is as far
-        flip = t[0] + t[1] > 0  # mostly above the mean: the same mass mirrored below
-        logs = torch.special.log_ndtr(torch.where(flip, -t.flip(0), t))
-        gap = (logs[0] - logs[1]).clamp_max_(-1e-30)
-        log_p = logs[1].add_(torch.log(-torch.expm1(gap)))
+    def forward(ctx, out, x, bounds, inside, offset, var):
+        _, log_p, ratios = _cell_terms(out, bounds, var)
         residual = x - out
         point = 0.5 * residual.square() / var + 0.5 * (var.log() + _LOG_2PI)
-        terms = torch.where(inside, offset - log_p, point)
-        expected = None
-        if training or ctx.needs_input_grad[0]:
-            ratios = torch.exp(-0.5 * t.square() - (log_p + 0.5 * _LOG_2PI))  # phi / P
-            ctx.save_for_backward(ratios, residual, inside, var)
-        if training:
-            moment = (1 + t[0] * ratios[0] - t[1] * ratios[1]).clamp_min_(0)
-            expected = torch.where(inside, moment * var, residual.square())
-            ctx.mark_non_differentiable(expected)
-        return terms, expected
+        ctx.save_for_backward(ratios, residual, inside, var)
+        return torch.where(inside, offset - log_p, point)
 
     @staticmethod
-    def backward(ctx, grad, _expected):
+    def backward(ctx, grad):
         ratios, residual, inside, var = ctx.saved_tensors
         slope = torch.where(inside, (ratios[0] - ratios[1]) / var.sqrt(), residual / var)
-        return -grad * slope, None, None, None, None, None, None
+        return -grad * slope, None, None, None, None, None
 
 
 class SquaredError(Likelihood):

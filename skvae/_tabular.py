@@ -119,13 +119,9 @@ _UNIFORM = 1e-3
 #: :class:`Column`). With one score for it, the Gaussian of a column that is
 #: 95% zeros sampled 0-0.1% non-zero values against 4-5% in the data (it did at
 #: 70% and 90% zeros). In a column with missing values (whose flag says
-#: missing), such an atom is spread over its cell while a VAE trains instead:
-#: its share comes back, but its ties to other columns loosen (where a column
-#: was zero whenever another was below 4, 5-6% of such samples were not,
-#: against 0-0.2% with a flag). Spreading every atom (every value of a
-#: discrete column) blurred the values of columns with a few values each: in a
-#: table where b - a is always 0 or 1, the samples that kept it fell from 0.93
-#: to 0.79-0.87.
+#: missing), such a value stays an atom, which a VAE scores by the probability
+#: of its cell (:func:`score_cells`): its share comes back, with looser ties to
+#: other columns than a flag keeps.
 POINT_MASS = 0.5
 #: Most mixture components of ``numeric_transform="mixture"``, and rows fitted.
 _MIXTURE_COMPONENTS, _MIXTURE_ROWS = 10, 5000
@@ -293,7 +289,7 @@ def _discrete(unique, counts, unit):
     """Knots of a discrete column: one cell per value, half-way to its neighbours.
 
     Integer values (``unit`` is half of 1 in standardized units) reach half a
-    unit beyond the ends, as the dequantized integers do.
+    unit beyond the ends, as dequantized integers do.
     """
     if unique.size == 1:
         half = unit if unit is not None else 0.5
