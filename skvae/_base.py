@@ -62,6 +62,7 @@ from ._training import (
     Schedule,
     TrainConfig,
     budget,
+    dequantizer,
     make_optimizer,
     train,
 )
@@ -1212,6 +1213,11 @@ class _BaseAutoencoder(
                 start_epoch=start_epoch,
                 seed=seed,
                 verbose=self.verbose,
+                dequantize=None
+                if table is None
+                or not self._density_scores
+                or getattr(table, "censored", False)
+                else dequantizer(table.heavy_atoms(X), rows.device, device),
             )
             history = train(
                 module,

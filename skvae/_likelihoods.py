@@ -21,7 +21,9 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from scipy.special import ndtr as scipy_ndtr
+from scipy.special import ndtri as scipy_ndtri
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 _LOG_2PI = math.log(2 * math.pi)
 _LOG_PI = math.log(math.pi)
@@ -398,8 +400,11 @@ class Gaussian(_TrackedScale):
 #: its density times the width to within a few parts in a thousand, while the
 #: difference of two close normal CDFs loses its precision in float32.
 NARROW_CELL = 1e-3
-#: Standard deviations beyond which a cell's end counts as infinitely far.
-_FAR = 30.0
+#: Standard deviations beyond which a cell's end counts as infinitely far: far
+#: enough that no finite cell is clipped onto another bound (scores lie within
+#: a few units and the variance floor is about 1e-3), near enough that the
+#: squares stay finite in float32.
+_FAR = 1e4
 
 
 class IntervalGaussian(Gaussian):
@@ -420,11 +425,15 @@ class IntervalGaussian(Gaussian):
     floor_fraction, init_fraction, momentum : float
         As for :class:`Gaussian`.
     cells : list of (None or [lows, highs])
-        Per feature: None, or the cells' bounds in normal scores, two lists of
-        the same length, increasing and disjoint; a first low or last high of
-        None is unbounded (the end cells hold the scores beyond the range,
-        which decode to the end values). Cells narrower than
-        ``NARROW_CELL`` are scored as points.
+        Per feature: None, or the cells' bounds as standard normal
+        probabilities (a bound ``p`` is the score ``Phi^-1(p)``), two lists of
+        the same length in (0, 1), increasing and disjoint; a first low or
+        last high of None is unbounded (the end cells hold the scores beyond
+        the range, which decode to the end values). Probabilities, not
+        scores, so that a saved description compares exactly wherever the
+        file is loaded (``Phi^-1`` may differ in its last bit between
+        builds). Cells narrower than ``NARROW_CELL`` in scores are scored as
+        points.
 
     Notes
     -----
@@ -464,12 +473,15 @@ class IntervalGaussian(Gaussian):
             lows, highs = (np.array(v, dtype=np.float64) for v in cell)
             if lows.shape != highs.shape or not lows.size:
                 raise ValueError(f"cells of feature {j} need as many lows as highs.")
-            lows, highs = np.nan_to_num(lows, nan=-np.inf), np.nan_to_num(highs, nan=np.inf)
+            lows, highs = np.nan_to_num(lows, nan=0.0), np.nan_to_num(highs, nan=1.0)
             if not (lows < highs).all() or (lows[1:] < highs[:-1]).any():
                 raise ValueError(
                     f"each cell of feature {j} needs its low below its high, "
                     "below the next cell's low."
                 )
+            if lows[0] < 0 or highs[-1] > 1:
+                raise ValueError(f"the cells of feature {j} must lie in [0, 1].")
+            lows, highs = scipy_ndtri(lows), scipy_ndtri(highs)  # 0 and 1: -inf, inf
             wide = highs - lows >= NARROW_CELL
             bounds.append((lows[wide], highs[wide]))
         width = max([low.size for low, _ in bounds] + [1])
@@ -507,6 +519,7 @@ class IntervalGaussian(Gaussian):
                 var = self.variance()
                 t, _, ratios = _cell_terms(out, bounds, var)
                 moment = (1 + t[0] * ratios[0] - t[1] * ratios[1]).clamp_min_(0)
+                moment = torch.where(t[0] == t[1], t[0].square(), moment)  # _FAR away
                 squared = torch.where(inside, moment * var, (x - out).square())
             self.update(squared, observed)
         terms = _IntervalTerms.apply(out, x, bounds, inside, offset, self.variance())
@@ -523,11 +536,20 @@ def _cell_terms(out, bounds, var):
     bounds = bounds.reshape(2, *[1] * (out.dim() - 2), *bounds.shape[1:])  # draws
     t = ((bounds - out) / var.sqrt()).clamp_(-_FAR, _FAR)
     flip = t[0] + t[1] > 0  # mostly above the mean: the same mass mirrored below
-    logs = torch.special.log_ndtr(torch.where(flip, -t.flip(0), t))
+    logs = _log_ndtr(torch.where(flip, -t.flip(0), t))
     gap = (logs[0] - logs[1]).clamp_max_(-1e-30)
     log_p = logs[1].add_(torch.log(-torch.expm1(gap)))
-    ratios = torch.exp(-0.5 * t.square() - (log_p + 0.5 * _LOG_2PI))
+    # phi / P is at most about |t| (a cell far out); only bounds clipped onto
+    # each other, a cell _FAR away, make more, kept finite here.
+    ratios = torch.exp((-0.5 * t.square() - (log_p + 0.5 * _LOG_2PI)).clamp_max_(30.0))
     return t, log_p, ratios
+
+
+def _log_ndtr(t):
+    """``log Phi(t)``; on the CPU for mps, which has no kernel for it."""
+    if t.device.type == "mps":
+        return torch.special.log_ndtr(t.cpu()).to(t.device)
+    return torch.special.log_ndtr(t)
 
 
 class _IntervalTerms(torch.autograd.Function):
@@ -552,6 +574,7 @@ class _IntervalTerms(torch.autograd.Function):
         return torch.where(inside, offset - log_p, point)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
         ratios, residual, inside, var = ctx.saved_tensors
         slope = torch.where(inside, (ratios[0] - ratios[1]) / var.sqrt(), residual / var)

@@ -421,21 +421,22 @@ def from_scores(column, z):
 
 
 def score_cells(column):
-    """The cells of a numeric column's atoms in normal scores, or None.
+    """The cells of a numeric column's atoms, as the CDF at their ends, or None.
 
-    A cell is the range of scores that decodes to its atom (every value of a
-    discrete column; a heavy value of a continuous one). Returns ``[lows,
-    highs]``, lists of floats, where a cell at an end of the fitted range is
-    unbounded there (None): the scores beyond the range decode to that atom
-    too. "standard" columns have none.
+    A cell is the range of normal scores that decodes to its atom (every value
+    of a discrete column; a heavy value of a continuous one): from
+    ``ndtri(low)`` to ``ndtri(high)``. Returns ``[lows, highs]``, lists of
+    floats read off the column's ``cdf`` (the cells' ends are knots), where a
+    cell at an end of the fitted range is unbounded there (None): the scores
+    beyond the range decode to that atom too. "standard" columns have none.
     """
     if column.transform == "standard" or column.knots is None or not column.atoms.size:
         return None
     ends = column.knots[0], column.knots[-1]
     bounds = []
     for edges, end in ((column.atom_low, ends[0]), (column.atom_high, ends[1])):
-        scores = ndtri(np.interp(edges, column.knots, column.cdf))
-        bounds.append([None if e == end else float(z) for e, z in zip(edges, scores)])
+        cdf = np.interp(edges, column.knots, column.cdf)
+        bounds.append([None if e == end else float(p) for e, p in zip(edges, cdf)])
     return bounds
 
 
@@ -776,6 +777,47 @@ class Table:
         table.width = start
         table.gates = find_gates(table.columns, table.encode(X))
         return table
+
+    def heavy_atoms(self, X):
+        """Where the encoded rows ``X`` hold a heavy atom, and its cell, or None.
+
+        For tables from files written before the likelihood scored cells
+        (``censored`` False), whose VAEs keep training on such atoms spread
+        over their cells (:func:`~._training.dequantizer`), as they were
+        fitted. A heavy atom's cell holds more than ``POINT_MASS`` of its column
+        (so a column has at most one): in a column with missing values,
+        whose flag cannot be a ``point``'s, or among the other values of a
+        column with a point (its second value, where that holds most of the
+        rest); "standard" columns have no cells.
+
+        Returns
+        -------
+        atoms : tuple ``(columns, inside, p_low, p_high)`` or None
+            The encoded columns with a heavy atom, shape (k,); ``inside`` of
+            shape (n_samples, k), True where an observed entry lies in the
+            atom's cell (decodes to the atom); the cell's bounds as
+            probabilities, shape (k,) each.
+        """
+        columns, inside, p_low, p_high = [], [], [], []
+        for c in self.columns:
+            if c.kind != "numeric" or c.knots is None or not c.atoms.size:
+                continue
+            low, high = np.interp([c.atom_low, c.atom_high], c.knots, c.cdf)
+            heavy = np.flatnonzero(high - low > POINT_MASS)
+            if not heavy.size:
+                continue
+            low, high = low[heavy[0]], high[heavy[0]]
+            z = X[:, c.start]
+            at = (z >= ndtri(low)) & (z <= ndtri(high))
+            if c.missing:  # a missing entry's score (0) stays as it is
+                at &= X[:, _flag_entry(c)] < 0.5
+            columns.append(c.start)
+            inside.append(at)
+            p_low.append(low)
+            p_high.append(high)
+        if not columns:
+            return None
+        return np.array(columns), np.column_stack(inside), np.array(p_low), np.array(p_high)
 
     def _any_missing(self):
         """Whether a column has missing values (or a point) that a gate could decide."""

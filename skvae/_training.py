@@ -117,6 +117,7 @@ class TrainConfig:
     start_epoch: int = 0
     seed: int = 0
     verbose: int = 0
+    dequantize: object = None
 
 
 #: A fit that ran all its epochs has converged when the mean watched loss of its
@@ -427,6 +428,7 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
     epochs = range(config.start_epoch, config.start_epoch + config.max_epochs)
     bar = tqdm(total=len(epochs), disable=config.verbose != 1, unit="epoch", leave=True)
     use_generator(module, torch.Generator(device).manual_seed(config.seed + 1))
+    noise = torch.Generator(device).manual_seed(config.seed + 2)
     if X_val is not None and config.stop_early:
         # The start is a candidate too: a model started at a linear solution
         # that training cannot improve on held-out rows keeps that solution.
@@ -444,6 +446,8 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
                 xb = X[idx]
                 if stream:
                     xb = xb.pin_memory().to(device, non_blocking=True)
+                if config.dequantize is not None:
+                    xb = config.dequantize(xb, idx, noise)
                 loss = objective(module.loss(xb), w).mean()
                 for p in params:  # zero_grad(set_to_none=True), without its wrappers
                     p.grad = None
@@ -603,3 +607,48 @@ def _report(bar, verbose, epoch, loss, validation_scores):
         if validation_scores:
             line += f", validation loss = {-validation_scores[-1]:.8f}"
         print(line)
+
+
+def dequantizer(atoms, rows, device):
+    """A function that spreads heavy atoms over their cells in training batches, or None.
+
+    Parameters
+    ----------
+    atoms : tuple or None
+        :meth:`~._tabular.Table.heavy_atoms` of the encoded training rows.
+    rows, device : torch.device
+        Where the training rows are (the batches are indexed there), and
+        where the batches are trained.
+
+    Returns
+    -------
+    dequantize : callable or None
+        ``dequantize(xb, idx, generator)`` returns a copy of the batch ``xb``
+        (training rows ``idx``) in which each entry at a heavy atom is a
+        normal score drawn uniformly in probability over the atom's cell: it
+        still decodes to the atom, and the column's scores are standard
+        normal (a Gaussian fitted to the atom's one score gives the column's
+        other values the tail beyond it, and samples lose them).
+    """
+    if atoms is None:
+        return None
+    columns, inside, p_low, p_high = atoms
+    device = torch.device(device)
+    here = device.type != "mps"  # no ndtri (nor float64) on mps: drawn on the CPU
+    dtype = torch.float64 if here else torch.float32
+    inside = torch.as_tensor(inside, device=rows)
+    p_low, p_high = (
+        torch.as_tensor(p, dtype=dtype, device=device) for p in (p_low, p_high)
+    )
+    columns = torch.as_tensor(columns, device=device)
+
+    def dequantize(xb, idx, noise):
+        at = inside[idx].to(xb.device)
+        u = torch.rand(at.shape, generator=noise, device=xb.device, dtype=dtype)
+        p = p_low + u * (p_high - p_low)
+        z = torch.special.ndtri(p if here else p.cpu().double()).to(xb.device, xb.dtype)
+        out = xb.clone()
+        out[:, columns] = torch.where(at, z, xb[:, columns])
+        return out
+
+    return dequantize

@@ -34,9 +34,11 @@ def _generator(seed=0, device="cpu"):
     return g
 
 
-#: Cells of an interval Gaussian's features (in data units): the first feature's
-#: tile the line, the second has one bounded cell, the third none.
-CELLS = [[[None, -0.5, 0.5], [-0.5, 0.5, None]], [[0.2], [1.5]], None]
+#: Cells of an interval Gaussian's features, as probabilities (in data units
+#: -0.5, 0.5 and 0.2, 1.5): the first feature's tile the line, the second has
+#: one bounded cell, the third none.
+P = [float(p) for p in stats.norm.cdf([-0.5, 0.5, 0.2, 1.5])]
+CELLS = [[[None, P[0], P[1]], [P[0], P[1], None]], [[P[2]], [P[3]]], None]
 
 
 def _make(name):
@@ -105,7 +107,7 @@ def _reference_terms(likelihood, out, x, observed=None):
         terms = -stats.norm.logpdf(x, loc=out, scale=sd)
         for j, cell in enumerate(likelihood.cells):
             for a, b in zip(*(cell or [[], []])):
-                a, b = -np.inf if a is None else a, np.inf if b is None else b
+                a, b = special.ndtri(0.0 if a is None else a), special.ndtri(b or 1.0)
                 inside = np.broadcast_to(
                     (x[..., j] >= a) & (x[..., j] <= b), out[..., j].shape
                 )
@@ -466,7 +468,7 @@ def test_gaussian_variance_is_a_buffer_not_trained_by_gradients():
 
 
 def test_interval_gaussian_scores_cells_as_probabilities():
-    three = [[None, -0.4307, 0.4307], [-0.4307, 0.4307, None]]  # thirds of N(0, 1)
+    three = [[None, 1 / 3, 2 / 3], [1 / 3, 2 / 3, None]]  # thirds of N(0, 1)
     likelihood = IntervalGaussian(2, cells=[three, None], init_fraction=1.0)
     likelihood.floor.fill_(1e-6)
     likelihood.start_at(torch.ones(2))
@@ -489,7 +491,7 @@ def test_interval_gaussian_scores_cells_as_probabilities():
     assert abs(likelihood.variance()[0].item() - 1) < 0.02
     assert abs(points.variance()[0].item() - 0.627) < 0.01
     # Far from the cells, in narrow ones and in open ones, the gradients are finite.
-    narrow = [[-1.0, 2.0], [-1.0 + 1e-6, 2.0 + 1e-7]]
+    narrow = stats.norm.cdf([[-1.0, 2.0], [-1.0 + 1e-6, 2.0 + 1e-7]]).tolist()
     likelihood = IntervalGaussian(2, cells=[three, narrow]).train()
     out = torch.tensor([[-60.0, 0.0], [60.0, -1.0], [0.0, 2.0], [1e4, -1e4]])
     out.requires_grad_()
@@ -506,12 +508,59 @@ def test_interval_gaussian_scores_cells_as_probabilities():
         ([None], "one entry per feature"),
         ([[[0.0, 1.0], [1.0]], None], "as many lows as highs"),
         ([[[], []], None], "as many lows as highs"),
-        ([[[0.0], [0.0]], None], "low below its high"),
+        ([[[0.5], [0.5]], None], "low below its high"),
+        ([[[0.1, 0.3], [0.4, 0.6]], None], "below the next cell's low"),
+        ([[[-0.1], [0.5]], None], "in \\[0, 1\\]"),
     ],
 )
 def test_interval_gaussian_rejects_bad_cells(cells, match):
     with pytest.raises(ValueError, match=match):
         IntervalGaussian(2, cells=cells)
+
+
+def test_interval_gaussian_is_exact_far_from_a_cell():
+    # Bounds clipped at 30 sd fell onto each other: the term stopped growing,
+    # its gradient was 0, and the E step pulled the variance to the floor.
+    middle = [
+        [None, 0.5, float(stats.norm.cdf(1.0))],
+        [0.5, float(stats.norm.cdf(1.0)), None],
+    ]
+    likelihood = IntervalGaussian(1, cells=[middle]).double().eval()
+    likelihood.floor.fill_(1e-12)
+    likelihood.start_at(torch.tensor([0.01]))
+    sd = likelihood.variance().sqrt().item()
+    offset = np.log(stats.norm.cdf(1.0) - 0.5) + 0.5 * (0.25 + np.log(2 * np.pi))
+    for out in (-1.0, -3.0, -5.0):  # 10, 30 and 50 sd below the cell (0, 1)
+        o = torch.tensor([[out]], dtype=torch.float64, requires_grad=True)
+        nll = likelihood.nll(o, torch.tensor([[0.5]], dtype=torch.float64)).sum()
+        nll.backward()
+        alpha, beta = -out / sd, (1 - out) / sd
+        log_p = special.log_ndtr(-alpha) + np.log(
+            -np.expm1(special.log_ndtr(-beta) - special.log_ndtr(-alpha))
+        )
+        ratios = np.exp(-0.5 * np.array([alpha, beta]) ** 2 - log_p) / np.sqrt(2 * np.pi)
+        np.testing.assert_allclose(nll.item(), offset - log_p, rtol=1e-9)
+        np.testing.assert_allclose(o.grad.item(), -(ratios[0] - ratios[1]) / sd, rtol=1e-6)
+    # Five equally likely values, each row predicted at its own cell but 35 of
+    # the 2,000 at the other end: the censored maximum-likelihood variance is
+    # 0.1353 (scipy's minimize_scalar), which EM reaches from a start near the
+    # floor; it stuck at 0.002.
+    fifths = [[None, 0.2, 0.4, 0.6, 0.8], [0.2, 0.4, 0.6, 0.8, None]]
+    middles = special.ndtri((np.arange(5) + 0.5) / 5)
+    rng = np.random.RandomState(0)
+    true = rng.randint(0, 5, 2000)
+    seen = true.copy()
+    swap = (rng.rand(2000) < 0.05) & ((true == 0) | (true == 4))
+    seen[swap] = 4 - true[swap]
+    out = torch.tensor(middles[true][:, None], dtype=torch.float32)
+    x = torch.tensor(middles[seen][:, None], dtype=torch.float32)
+    for start in (0.01, 0.003):
+        likelihood = IntervalGaussian(1, cells=[fifths]).train()
+        likelihood.floor.fill_(1e-3)
+        likelihood.start_at(torch.tensor([start]))
+        for _ in range(300):
+            likelihood.nll(out, x)
+        assert abs(likelihood.variance().item() - 0.1353) < 0.002
 
 
 def test_student_t_scale_converges_to_the_ml_scale():

@@ -6,13 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from scipy.stats import ks_2samp, norm
+from scipy.stats import ks_2samp, kstest, norm
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.neighbors import KernelDensity
 from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import InvalidParameterError
 
+import skvae._base
+import skvae._likelihoods
+import skvae._tabular
 from skvae import AutoencoderTransformer, VAETransformer
 from skvae._networks import VAE
 from skvae._tabular import (
@@ -25,6 +28,7 @@ from skvae._tabular import (
     score_cells,
     to_scores,
 )
+from skvae._training import dequantizer
 from skvae.exceptions import NonFiniteLossError, PosteriorCollapseWarning
 
 # Tiny fits stop before they converge; this file tests the table, not the fit.
@@ -596,6 +600,44 @@ def zero_inflated_frame(n=800, share=0.05, seed=0):
     return pd.DataFrame({"a": a, "b": a + 0.5 * rng.normal(size=n), "gain": gain})
 
 
+def test_heavy_atoms_of_columns_with_missing_values_are_spread_for_training():
+    # (the training of VAEs loaded from files written before cells, which keep
+    # training as they were fitted)
+    frame = zero_inflated_frame(n=4000, share=0.1)
+    frame["count"] = np.random.RandomState(1).poisson(0.3, 4000).astype(float)  # 74% 0
+    frame["level"] = np.arange(4000) % 2  # two values of 50% each: not spread
+    frame.loc[::7, "count"] = np.nan  # scored 0, inside the zeros' cell: not spread
+    frame.loc[::11, "gain"] = np.nan  # (a column without: the zeros get a flag)
+    table = Table(frame, None)
+    idx = torch.as_tensor(np.random.RandomState(0).permutation(4000))  # a shuffled batch
+    encoded = table.encode(frame)
+    cpu = torch.device("cpu")
+    spread = dequantizer(table.heavy_atoms(encoded), cpu, cpu)
+    frame, encoded = frame.iloc[idx.numpy()].reset_index(drop=True), encoded[idx.numpy()]
+    x = torch.as_tensor(encoded, dtype=torch.float32)
+    out = spread(x, idx, torch.Generator().manual_seed(0)).numpy()
+    # every entry stays in its value's cell: the rows decode as before
+    pd.testing.assert_frame_equal(table.decode(out), table.decode(x.numpy()))
+    zero = (frame[["gain", "count"]] == 0).to_numpy()
+    for name, heavy in zip(("gain", "count"), zero.T):
+        j = next(c.start for c in table.columns if c.name == name)
+        np.testing.assert_array_equal(out[~heavy, j], encoded[~heavy, j].astype(np.float32))
+        # the zeros' one score becomes a draw uniform in probability over their cell
+        p = norm.cdf(out[heavy, j])
+        assert np.unique(encoded[heavy, j]).size == 1 and np.unique(p).size == heavy.sum()
+        assert kstest((p - p.min()) / (p.max() - p.min()), "uniform").statistic < 0.03
+    missing = frame["count"].isna().to_numpy()
+    j = next(c.start for c in table.columns if c.name == "count")
+    assert missing.any() and (encoded[missing, j] == 0).all()
+    assert (out[missing, j] == 0).all()
+    unspread = [c.start for c in table.columns if c.name in ("a", "b", "level")]
+    np.testing.assert_array_equal(out[:, unspread], encoded[:, unspread].astype(np.float32))
+    again = spread(x, idx, torch.Generator().manual_seed(1)).numpy()
+    assert not np.array_equal(out, again)  # fresh draws each time
+    rest = frame[["a", "level"]]
+    assert Table(rest, None).heavy_atoms(Table(rest, None).encode(rest)) is None
+
+
 def test_discrete_values_are_scored_as_cells_of_their_scores():
     rng = np.random.RandomState(0)
     frame = zero_inflated_frame(n=1000, share=0.1)
@@ -605,15 +647,16 @@ def test_discrete_values_are_scored_as_cells_of_their_scores():
     a, gain, year = table.columns[0], table.columns[2], table.columns[3]
     assert score_cells(a) is None  # a continuous column without atoms
     # the zeros' cell is open below (the scores beyond the range decode to 0)
-    lows, highs = score_cells(gain)
-    assert len(lows) == 1 and lows[0] is None and 0 < highs[0] < 2
+    lows, highs = score_cells(gain)  # the CDF at the cells' ends
+    assert len(lows) == 1 and lows[0] is None and 0.5 < highs[0] < 0.98
     lows, highs = score_cells(year)
     assert lows[0] is None and highs[-1] is None and lows[1:] == highs[:-1]
+    assert set(highs[:-1]) <= set(year.cdf)  # read off the stored CDF: exact in files
     # each year's score lies inside its own cell, which holds its share
     encoded = table.encode(frame)
-    cut = np.searchsorted(highs[:-1], encoded[:, year.start])
+    cut = np.searchsorted(norm.ppf(highs[:-1]), encoded[:, year.start])
     np.testing.assert_array_equal(cut, frame["year"].to_numpy() - 2007)
-    shares = np.diff(norm.cdf([-np.inf, *highs[:-1], np.inf]))
+    shares = np.diff([0.0, *highs[:-1], 1.0])
     expected = frame["year"].value_counts(normalize=True).sort_index().to_numpy()
     np.testing.assert_allclose(shares, expected, atol=2 / 1000)
     description = table.likelihood("gaussian", {})["blocks"][0]["likelihood"]
@@ -1426,8 +1469,9 @@ def test_files_from_before_the_likelihood_gates_load_without_them(saved_table, t
         VAETransformer.load(corrupted(saved_table, before_gates, tmp_path))
 
 
-def test_files_from_before_the_cells_load_with_points(tmp_path):
+def test_files_from_before_the_cells_load_with_points(tmp_path, monkeypatch):
     frame = zero_inflated_frame(n=300, share=0.2)
+    frame.loc[::11, "gain"] = np.nan  # its zeros: a heavy atom
     frame["year"] = np.random.RandomState(0).choice([2007, 2008, 2009], 300)
     est = _quiet_fit(VAETransformer(**TINY), frame)
     path = est.save(tmp_path / "cells.skvae")
@@ -1456,10 +1500,27 @@ def test_files_from_before_the_cells_load_with_points(tmp_path):
     assert np.isfinite(scores).all()
     again = VAETransformer.load(old.save(tmp_path / "again.skvae"))
     np.testing.assert_array_equal(again.score_samples(frame), scores)
-    old.partial_fit(frame)  # training goes on, with points
+    spread = []
+    monkeypatch.setattr(
+        skvae._base, "dequantizer", lambda atoms, *args: spread.append(atoms)
+    )
+    old.partial_fit(frame)  # training goes on, with points and the atoms spread
     assert type(old.module_.likelihood.likelihoods[0]).__name__ == "Gaussian"
+    assert len(spread) == 1 and spread[0] is not None  # gain's zeros
+    VAETransformer.load(path).partial_fit(frame)  # cells: nothing spread
+    assert len(spread) == 1
     _quiet_fit(old.set_params(warm_start=True), frame)  # a new table: a new network
     assert type(old.module_.likelihood.likelihoods[0]).__name__ == "IntervalGaussian"
+    # The stored description holds the cells as probabilities, which compare
+    # exactly where Phi^-1 differs in its last bit (another scipy build):
+    # with their scores it was refused as corrupted.
+    expected = VAETransformer.load(path).score_samples(frame)
+    for module in (skvae._tabular, skvae._likelihoods):
+        name = "ndtri" if module is skvae._tabular else "scipy_ndtri"
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda p, real=real: np.nextafter(real(p), 9.0))
+    np.testing.assert_allclose(VAETransformer.load(path).score_samples(frame), expected)
+    monkeypatch.undo()
     # cells in the likelihood but not in the table: refused
     with pytest.raises(ValueError, match="corrupted"):
         VAETransformer.load(corrupted(path, lambda t: t.pop("censored"), tmp_path))
