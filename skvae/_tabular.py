@@ -289,7 +289,7 @@ def _discrete(unique, counts, unit):
     """Knots of a discrete column: one cell per value, half-way to its neighbours.
 
     Integer values (``unit`` is half of 1 in standardized units) reach half a
-    unit beyond the ends, as dequantized integers do.
+    unit beyond the ends, as the dequantized integers do.
     """
     if unique.size == 1:
         half = unit if unit is not None else 0.5
@@ -781,14 +781,14 @@ class Table:
     def heavy_atoms(self, X):
         """Where the encoded rows ``X`` hold a heavy atom, and its cell, or None.
 
-        For tables from files written before the likelihood scored cells
-        (``censored`` False), whose VAEs keep training on such atoms spread
-        over their cells (:func:`~._training.dequantizer`), as they were
-        fitted. A heavy atom's cell holds more than ``POINT_MASS`` of its column
-        (so a column has at most one): in a column with missing values,
-        whose flag cannot be a ``point``'s, or among the other values of a
-        column with a point (its second value, where that holds most of the
-        rest); "standard" columns have no cells.
+        Used for tables loaded from files written before the likelihood
+        scored cells (``censored`` False): their VAEs keep training on such
+        atoms spread over their cells (:func:`~._training.dequantizer`), as
+        they were fitted. A heavy atom's cell holds more than ``POINT_MASS`` of
+        its column (so a column has at most one): in a column with missing
+        values, whose flag cannot be a ``point``'s, or among the other values
+        of a column with a point (its second value, where that holds most of
+        the rest); "standard" columns have no cells.
 
         Returns
         -------
