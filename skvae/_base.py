@@ -239,9 +239,10 @@ _PARAMETER_DOCS = {
         ("quantile" or "mixture"), such as the zeros of an amount, gets a 0/1
         flag of its own and the map models the other values, so samples hold
         it as often as the data does, with the same ties to other columns.
-        A VAE scores a discrete value (and a repeated one) by the probability
-        of the interval of scores that decodes to it. A dict maps column
-        names to these (others "auto"). "auto" is "quantile".
+        With "quantile" or "mixture", a VAE with the Gaussian likelihood
+        scores a discrete value (and a repeated one) by the probability of
+        the interval of scores that decodes to it. A dict maps column names
+        to these (others "auto"). "auto" is "quantile".
         Samples always lie in each column's fitted range, with its dtype.
         Scores include each map's log-Jacobian, so they stay densities in the
         original units.""",
@@ -1216,7 +1217,7 @@ class _BaseAutoencoder(
                 dequantize=None
                 if table is None
                 or not self._density_scores
-                or getattr(table, "censored", False)
+                or table.scores_cells(self.likelihood)
                 else dequantizer(table.heavy_atoms(X), rows.device, device),
             )
             history = train(

@@ -399,7 +399,7 @@ class Gaussian(_TrackedScale):
 #: scores have unit variance, so the Gaussian's probability of such a cell is
 #: its density times the width to within a few parts in a thousand, while the
 #: difference of two close normal CDFs loses its precision in float32.
-NARROW_CELL = 1e-3
+_NARROW_CELL = 1e-3
 #: Standard deviations beyond which a cell's end counts as infinitely far: far
 #: enough that no finite cell is clipped onto another bound (scores lie within
 #: a few units and the variance floor is about 1e-3), near enough that the
@@ -424,15 +424,16 @@ class IntervalGaussian(Gaussian):
     n_features : int
     floor_fraction, init_fraction, momentum : float
         As for :class:`Gaussian`.
-    cells : list of (None or [lows, highs])
+    cells : list of (None or [lows, highs]) or None, default=None
         Per feature: None, or the cells' bounds as standard normal
         probabilities (a bound ``p`` is the score ``Phi^-1(p)``), two lists of
-        the same length in (0, 1), increasing and disjoint; a first low or
-        last high of None is unbounded (the end cells hold the scores beyond
-        the range, which decode to the end values). Probabilities, not
+        the same length in [0, 1], increasing and disjoint; a first low or
+        last high of None (or 0, 1) is unbounded (the end cells hold the
+        scores beyond the range, which decode to the end values). None: no
+        cells. Probabilities, not
         scores, so that a saved description compares exactly wherever the
         file is loaded (``Phi^-1`` may differ in its last bit between
-        builds). Cells narrower than ``NARROW_CELL`` in scores are scored as
+        builds). Cells narrower than ``_NARROW_CELL`` in scores are scored as
         points.
 
     Notes
@@ -473,6 +474,11 @@ class IntervalGaussian(Gaussian):
             lows, highs = (np.array(v, dtype=np.float64) for v in cell)
             if lows.shape != highs.shape or not lows.size:
                 raise ValueError(f"cells of feature {j} need as many lows as highs.")
+            if np.isnan(lows[1:]).any() or np.isnan(highs[:-1]).any():
+                raise ValueError(
+                    f"cells of feature {j}: only the first low and the last high "
+                    "may be None (unbounded)."
+                )
             lows, highs = np.nan_to_num(lows, nan=0.0), np.nan_to_num(highs, nan=1.0)
             if not (lows < highs).all() or (lows[1:] < highs[:-1]).any():
                 raise ValueError(
@@ -482,7 +488,7 @@ class IntervalGaussian(Gaussian):
             if lows[0] < 0 or highs[-1] > 1:
                 raise ValueError(f"the cells of feature {j} must lie in [0, 1].")
             lows, highs = scipy_ndtri(lows), scipy_ndtri(highs)  # 0 and 1: -inf, inf
-            wide = highs - lows >= NARROW_CELL
+            wide = highs - lows >= _NARROW_CELL
             bounds.append((lows[wide], highs[wide]))
         width = max([low.size for low, _ in bounds] + [1])
         low = np.full((self.n_features, width), np.inf)
@@ -500,9 +506,10 @@ class IntervalGaussian(Gaussian):
     def _cells_of(self, x):
         """Each entry's cell bounds (2, n, d), whether it is inside, and its offset.
 
-        The offset holds the cell's terms that depend on ``x`` alone,
-        ``log P(a < z < b) + log N(x; 0, 1)`` negated. An entry outside every
-        cell gets some cell's bounds, which only its (unused) cell term reads.
+        The offset holds the terms of a cell entry's negative log-likelihood
+        that depend on ``x`` alone, ``log P(a < z < b) - log N(x; 0, 1)``. An
+        entry outside every cell gets some cell's bounds, which only its
+        (unused) cell term reads.
         """
         cells = self.cell_bounds.to(x)
         flat = x.T.contiguous()  # (d, n)
@@ -539,8 +546,9 @@ def _cell_terms(out, bounds, var):
     logs = _log_ndtr(torch.where(flip, -t.flip(0), t))
     gap = (logs[0] - logs[1]).clamp_max_(-1e-30)
     log_p = logs[1].add_(torch.log(-torch.expm1(gap)))
-    # phi / P is at most about |t| (a cell far out); only bounds clipped onto
-    # each other, a cell _FAR away, make more, kept finite here.
+    # phi / P is at most about |t| for a cell far out, 1 / (its width in sd) for
+    # a narrow one; only bounds clipped onto each other, a cell _FAR away,
+    # make more, kept finite here.
     ratios = torch.exp((-0.5 * t.square() - (log_p + 0.5 * _LOG_2PI)).clamp_max_(30.0))
     return t, log_p, ratios
 

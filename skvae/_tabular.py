@@ -781,14 +781,14 @@ class Table:
     def heavy_atoms(self, X):
         """Where the encoded rows ``X`` hold a heavy atom, and its cell, or None.
 
-        Used for tables loaded from files written before the likelihood
-        scored cells (``censored`` False): their VAEs keep training on such
-        atoms spread over their cells (:func:`~._training.dequantizer`), as
-        they were fitted. A heavy atom's cell holds more than ``POINT_MASS`` of
-        its column (so a column has at most one): in a column with missing
-        values, whose flag cannot be a ``point``'s, or among the other values
-        of a column with a point (its second value, where that holds most of
-        the rest); "standard" columns have no cells.
+        Used where the VAE's likelihood does not score cells (see
+        :meth:`scores_cells`: the student-t, tables from files written
+        before): it trains on such atoms spread over their cells instead
+        (:func:`~._training.dequantizer`). A heavy atom's cell holds more than
+        ``POINT_MASS`` of its column (so a column has at most one): in a
+        column with missing values, whose flag cannot be a ``point``'s, or
+        among the other values of a column with a point (its second value,
+        where that holds most of the rest); "standard" columns have no cells.
 
         Returns
         -------
@@ -930,8 +930,7 @@ class Table:
                 )
         if binary:
             blocks.insert(0, _block("bernoulli", sorted(binary)))
-        censored = numeric == "gaussian" and getattr(self, "censored", False)
-        if censored and any(cell is not None for cell in cells):
+        if self.scores_cells(numeric):
             numeric, options = "interval_gaussian", {**options, "cells": cells}
         if numeric_columns:
             has_indicator = any(i >= 0 for i in indicators)
@@ -946,6 +945,19 @@ class Table:
         rules = [rule for rule in self.gates if self.columns[rule["column"]].missing]
         gates = [self._gate(rule) for rule in rules] if gated else []
         return {"name": "blocks", "blocks": blocks, **({"gates": gates} if gates else {})}
+
+    def scores_cells(self, numeric):
+        """Whether the likelihood ``numeric`` of the numeric columns scores cells.
+
+        A "gaussian" block does, where a column has atoms (:func:`score_cells`),
+        except in tables from files written before (``censored`` False); the
+        others ("student_t", the autoencoder's "squared_error") score points.
+        """
+        return (
+            numeric == "gaussian"
+            and getattr(self, "censored", False)  # pickles from before: False
+            and any(c.kind == "numeric" and score_cells(c) for c in self.columns)
+        )
 
     def _gate(self, rule):
         """A rule of :func:`find_gates` as a gate of the likelihood (see ``Blocks``)."""

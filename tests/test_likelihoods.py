@@ -41,10 +41,16 @@ P = [float(p) for p in stats.norm.cdf([-0.5, 0.5, 0.2, 1.5])]
 CELLS = [[[None, P[0], P[1]], [P[0], P[1], None]], [[P[2]], [P[3]]], None]
 
 
+def _new(name, **options):
+    """``LIKELIHOODS[name]`` over D features; the interval Gaussian with ``CELLS``."""
+    if name == "interval_gaussian":
+        options["cells"] = CELLS
+    return LIKELIHOODS[name](D, **options)
+
+
 def _make(name):
     """A float64 likelihood over D features in eval mode, with unequal per-feature state."""
-    options = {"cells": CELLS} if name == "interval_gaussian" else {}
-    likelihood = LIKELIHOODS[name](D, **options).double().eval()
+    likelihood = _new(name).double().eval()
     with torch.no_grad():
         if name in ("gaussian", "interval_gaussian"):
             likelihood.log_var.copy_(torch.tensor([0.5, 1.0, 2.0]).log())
@@ -233,7 +239,7 @@ def test_mean_matches_formula(name):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("name", NAMES)
 def test_shapes_and_dtypes(name, dtype):
-    likelihood = LIKELIHOODS[name](D).to(dtype)
+    likelihood = _new(name).to(dtype)
     assert all(t.dtype == dtype for t in likelihood.state_dict().values())
     out, x = (t.to(dtype) for t in _data(name))
     out = out.expand(2, *out.shape)
@@ -321,7 +327,7 @@ def test_categorical_draws_are_one_hot():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_init_output_bias_gives_the_data_mean(name):
-    likelihood = LIKELIHOODS[name](D).double()
+    likelihood = _new(name).double()
     out, _ = _data(name, n=1)
     X = likelihood.sample(out.expand(2000, D), _generator(2))
     bias = likelihood.init_output(X)
@@ -339,7 +345,7 @@ def test_init_output_ignores_unobserved_entries(name):
     )
     observed[:, 0] = 1.0
     garbage = torch.where(observed > 0, X, torch.full_like(X, 1e6))
-    first, second = LIKELIHOODS[name](D).double(), LIKELIHOODS[name](D).double()
+    first, second = _new(name).double(), _new(name).double()
     bias = first.init_output(garbage, observed)
     kept = [X[observed[:, j] > 0, j] for j in range(D)]
     if name == "categorical":  # the levels' frequencies among observed entries
@@ -375,7 +381,7 @@ def test_init_output_ignores_unobserved_entries(name):
 def test_init_output_sets_scale_and_floor_from_the_variance(name):
     X = torch.randn(5000, D, generator=_generator(), dtype=torch.float64)
     X = X * torch.tensor([0.1, 1.0, 10.0], dtype=torch.float64) + 3.0
-    likelihood = LIKELIHOODS[name](D, floor_fraction=1e-3, init_fraction=0.01).double()
+    likelihood = _new(name, floor_fraction=1e-3, init_fraction=0.01).double()
     likelihood.init_output(X)
     var = X.var(0, unbiased=False)
     floor = 1e-3 * var.mean()
@@ -480,7 +486,7 @@ def test_interval_gaussian_scores_cells_as_probabilities():
     np.testing.assert_allclose(likelihood.nll(torch.zeros(2), x), expected, rtol=1e-5)
     # Training at the three cells' middle scores, the variance of their feature
     # goes to the censored Gaussian's maximum-likelihood 1; a Gaussian's to
-    # their spread, 0.63 (whose middle cell then takes 51% of the draws).
+    # their spread, 0.63 (whose middle cell then takes 41% of the draws).
     likelihood.train()
     points = Gaussian(2, init_fraction=1.0).train()
     points.floor.fill_(1e-6)
@@ -511,11 +517,21 @@ def test_interval_gaussian_scores_cells_as_probabilities():
         ([[[0.5], [0.5]], None], "low below its high"),
         ([[[0.1, 0.3], [0.4, 0.6]], None], "below the next cell's low"),
         ([[[-0.1], [0.5]], None], "in \\[0, 1\\]"),
+        ([[[0.1, None], [0.4, 0.6]], None], "only the first low"),
     ],
 )
 def test_interval_gaussian_rejects_bad_cells(cells, match):
     with pytest.raises(ValueError, match=match):
         IntervalGaussian(2, cells=cells)
+
+
+def test_interval_gaussian_gradient_near_its_cells():
+    likelihood = _make("interval_gaussian").train()  # train: the E step runs too
+    out, x = _data("interval_gaussian", n=12)
+    x[:, 1] = torch.linspace(-0.5, 2.0, 12, dtype=torch.float64)  # in and out of (0.2, 1.5)
+    out = (0.3 * out).requires_grad_()
+    likelihood.eval()
+    assert torch.autograd.gradcheck(lambda o: likelihood.nll(o, x), (out,))
 
 
 def test_interval_gaussian_is_exact_far_from_a_cell():
@@ -774,7 +790,7 @@ def test_blocks_reject_bad_layouts(blocks, match):
 
 
 def _described():
-    cases = [LIKELIHOODS[name](D) for name in NAMES]
+    cases = [_new(name) for name in NAMES]
     cases += [Gaussian(D, floor_fraction=0.01, init_fraction=0.5, momentum=0.3)]
     cases += [StudentT(D, df=2.5, momentum=0.05), _blocks().float()]
     cases += [_blocks([GATE]).float()]
@@ -819,7 +835,7 @@ def test_build_likelihood_rejects_an_unknown_name():
 
 @pytest.mark.parametrize("name", [*NAMES, "blocks"])
 def test_likelihoods_run_on_the_device(name, device):
-    likelihood = _blocks([GATE]).float() if name == "blocks" else LIKELIHOODS[name](D)
+    likelihood = _blocks([GATE]).float() if name == "blocks" else _new(name)
     likelihood = likelihood.to(device)
     X = _table(n=30)[:, : likelihood.n_features] if name == "blocks" else _data(name, 30)[1]
     X = X.float().to(device)
