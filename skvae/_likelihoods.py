@@ -430,11 +430,10 @@ class IntervalGaussian(Gaussian):
         the same length in [0, 1], increasing and disjoint; a first low or
         last high of None (or 0, 1) is unbounded (the end cells hold the
         scores beyond the range, which decode to the end values). None: no
-        cells. Probabilities, not
-        scores, so that a saved description compares exactly wherever the
-        file is loaded (``Phi^-1`` may differ in its last bit between
-        builds). Cells narrower than ``_NARROW_CELL`` in scores are scored as
-        points.
+        cells. Probabilities, not scores, so that a saved description
+        compares exactly wherever the file is loaded (``Phi^-1`` may differ
+        in its last bit between builds). Cells narrower than ``_NARROW_CELL``
+        in scores are scored as points.
 
     Notes
     -----
@@ -533,12 +532,13 @@ class IntervalGaussian(Gaussian):
         return _masked_sum(terms, observed)
 
 
-def _cell_terms(out, bounds, var):
+def _cell_terms(out, bounds, var, ratios=True):
     """A cell's bounds ``t`` in standard deviations from ``out``, ``log P``, ``phi(t) / P``.
 
     ``t`` is clipped to +-``_FAR`` (an infinite bound is as far) and
     ``log P(a < x' < b)`` for ``x' ~ N(out, var)`` is computed stably in
-    both tails; the ratios, in logs, are exact far out in either tail.
+    both tails; the ratios, in logs, are exact far out in either tail (None
+    unless ``ratios``: a score without gradient needs none).
     """
     bounds = bounds.reshape(2, *[1] * (out.dim() - 2), *bounds.shape[1:])  # draws
     t = ((bounds - out) / var.sqrt()).clamp_(-_FAR, _FAR)
@@ -546,11 +546,13 @@ def _cell_terms(out, bounds, var):
     logs = _log_ndtr(torch.where(flip, -t.flip(0), t))
     gap = (logs[0] - logs[1]).clamp_max_(-1e-30)
     log_p = logs[1].add_(torch.log(-torch.expm1(gap)))
+    if not ratios:
+        return t, log_p, None
     # phi / P is at most about |t| for a cell far out, 1 / (its width in sd) for
     # a narrow one; only bounds clipped onto each other, a cell _FAR away,
     # make more, kept finite here.
-    ratios = torch.exp((-0.5 * t.square() - (log_p + 0.5 * _LOG_2PI)).clamp_max_(30.0))
-    return t, log_p, ratios
+    phi_p = torch.exp((-0.5 * t.square() - (log_p + 0.5 * _LOG_2PI)).clamp_max_(30.0))
+    return t, log_p, phi_p
 
 
 def _log_ndtr(t):
@@ -575,7 +577,7 @@ class _IntervalTerms(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, out, x, bounds, inside, offset, var):
-        _, log_p, ratios = _cell_terms(out, bounds, var)
+        _, log_p, ratios = _cell_terms(out, bounds, var, ctx.needs_input_grad[0])
         residual = x - out
         point = 0.5 * residual.square() / var + 0.5 * (var.log() + _LOG_2PI)
         ctx.save_for_backward(ratios, residual, inside, var)
