@@ -73,8 +73,11 @@ _WEIGHTS = "weights.safetensors"
 _MODULE = "module_"
 _META_KEYS = {"format", "format_version", "class", "params", "module", "attributes"}
 _META_KEYS |= {"skvae_version", "sklearn_version", "torch_version"}
-#: Largest ``skvae.json`` and safetensors header read, in bytes.
-_MAX_META_BYTES = 32 * 2**20
+#: Largest ``skvae.json`` and safetensors header read, in bytes. A table's
+#: marginals take about 200 kB per numeric column of 1,000 values (its knots and
+#: the cells of its likelihood, twice): at 32 MB, a model of 300 such columns
+#: was saved but not loaded.
+_MAX_META_BYTES = 256 * 2**20
 _MAX_HEADER_BYTES = 16 * 2**20
 #: Deepest nesting of JSON values (a saved file needs about 16).
 _MAX_DEPTH = 64
@@ -803,9 +806,22 @@ def save_estimator(estimator, path):
         "module": estimator.module_.description,
         "attributes": _encode(attributes, tensors, "attributes"),
     }
-    document = json.dumps(meta, indent=1, allow_nan=False).encode()
+    document = _document(meta, estimator)
     weights = save_tensors(tensors, metadata={"format": FORMAT})
     write_to(path, lambda file: _write(file, document, weights))
+
+
+def _document(meta, obj):
+    """``meta`` as the bytes of ``skvae.json``; a ValueError where load would refuse it."""
+    document = json.dumps(meta, indent=1, allow_nan=False).encode()
+    if len(document) > _MAX_META_BYTES:
+        raise ValueError(
+            f"Cannot save this {type(obj).__name__}: its {_META} would take "
+            f"{len(document)} bytes, more than the {_MAX_META_BYTES} that load reads "
+            "(a table's marginals take about 200 kB per numeric column of 1,000 "
+            "values). Save it with pickle or joblib instead."
+        )
+    return document
 
 
 # ------------------------------------------------------------------- read
@@ -1384,7 +1400,7 @@ def save_imputer(imputer, path):
     }
     if tensors:  # pragma: no cover - the imputer's own values are plain
         raise ValueError(f"Cannot save the imputer's arrays {sorted(tensors)}.")
-    document = json.dumps(meta, indent=1, allow_nan=False).encode()
+    document = _document(meta, imputer)
 
     def write(file):
         with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED) as archive:

@@ -16,6 +16,7 @@ import torch
 from numpy.testing import assert_array_equal
 from sklearn.exceptions import NotFittedError
 
+import skvae._persistence
 from skvae import AutoencoderTransformer, VAETransformer
 from skvae._base import _BaseAutoencoder  # loads the files of both estimators
 
@@ -883,10 +884,32 @@ def test_member_sizes_beyond_the_file_are_refused(saved_files, tmp_path, member)
     assert_refused(path, match="does not fit in the file")
 
 
-def test_oversized_metadata_is_refused(saved_files, tmp_path):
+def test_oversized_metadata_is_refused(saved_files, tmp_path, monkeypatch):
+    monkeypatch.setattr(skvae._persistence, "_MAX_META_BYTES", 2**20)
     meta, weights = members(saved_files["ae"])
-    document = json.dumps(meta).encode()[:-1] + b" " * 33 * 2**20 + b"}"
+    document = json.dumps(meta).encode()[:-1] + b" " * 2**20 + b"}"
     assert_refused(write(tmp_path / "big.skvae", document, weights), match="larger than")
+
+
+def test_save_refuses_what_load_would_refuse_and_keeps_the_old_file(tmp_path, monkeypatch):
+    # A model of 300 integer columns of 1,000 values wrote 74 MB of skvae.json
+    # that load refused (then at 32 MB).
+    est = VAETransformer(n_components=2, max_iter=1, random_state=0)
+    frame = pd.DataFrame(
+        np.random.RandomState(0).randint(0, 50, (100, 3)), columns=list("abc")
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(frame)
+    path = est.save(tmp_path / "m.skvae")
+    before = path.read_bytes()
+    size = len(json.dumps(members(path)[0], indent=1).encode())
+    monkeypatch.setattr(skvae._persistence, "_MAX_META_BYTES", size - 1)
+    with pytest.raises(ValueError, match="would take .* more than .* pickle"):
+        est.save(path)
+    assert path.read_bytes() == before
+    monkeypatch.setattr(skvae._persistence, "_MAX_META_BYTES", size)
+    VAETransformer.load(est.save(path))
 
 
 def test_deeply_nested_json_is_refused(saved_files, tmp_path):
