@@ -420,6 +420,20 @@ def from_scores(column, z):
     return _clip_to(values, column.dtype)
 
 
+def _has_cells(column):
+    """Whether a column has atoms mapped through a CDF ("standard" ones are not)."""
+    return column.kind == "numeric" and column.knots is not None and column.atoms.size > 0
+
+
+def _atom_cdf(column):
+    """The CDF at the ends of a column's atoms' cells, ``(low, high)``, or None."""
+    if not _has_cells(column):
+        return None
+    return tuple(
+        np.interp(e, column.knots, column.cdf) for e in (column.atom_low, column.atom_high)
+    )
+
+
 def score_cells(column):
     """The cells of a numeric column's atoms, as the CDF at their ends, or None.
 
@@ -430,14 +444,14 @@ def score_cells(column):
     cell at an end of the fitted range is unbounded there (None): the scores
     beyond the range decode to that atom too. "standard" columns have none.
     """
-    if column.transform == "standard" or column.knots is None or not column.atoms.size:
+    cdf = _atom_cdf(column)
+    if cdf is None:
         return None
-    ends = column.knots[0], column.knots[-1]
-    bounds = []
-    for edges, end in ((column.atom_low, ends[0]), (column.atom_high, ends[1])):
-        cdf = np.interp(edges, column.knots, column.cdf)
-        bounds.append([None if e == end else float(p) for e, p in zip(edges, cdf)])
-    return bounds
+    ends = ((column.atom_low, column.knots[0]), (column.atom_high, column.knots[-1]))
+    return [
+        [None if e == end else float(p) for e, p in zip(edges, probabilities)]
+        for (edges, end), probabilities in zip(ends, cdf)
+    ]
 
 
 #: What pandas' ``infer_dtype`` calls values that convert to floats but are not
@@ -800,9 +814,10 @@ class Table:
         """
         columns, inside, p_low, p_high = [], [], [], []
         for c in self.columns:
-            if c.kind != "numeric" or c.knots is None or not c.atoms.size:
+            cdf = _atom_cdf(c)
+            if cdf is None:
                 continue
-            low, high = np.interp([c.atom_low, c.atom_high], c.knots, c.cdf)
+            low, high = cdf
             heavy = np.flatnonzero(high - low > POINT_MASS)
             if not heavy.size:
                 continue
@@ -956,7 +971,7 @@ class Table:
         return (
             numeric == "gaussian"
             and getattr(self, "censored", False)  # pickles from before: False
-            and any(c.kind == "numeric" and score_cells(c) for c in self.columns)
+            and any(_has_cells(c) for c in self.columns)
         )
 
     def _gate(self, rule):
