@@ -425,6 +425,11 @@ def _table(state):
         raise _corrupted(f"the table cannot be rebuilt: {exc}") from exc
 
 
+def _flagged(column):
+    """Whether a checked column's state has a 0/1 flag: missing values or a point."""
+    return column["missing"] or column.get("point") is not None
+
+
 def _check_gates(gates, columns):
     """Check a table's missing-value gates (see ``_tabular.find_gates``)."""
     _expect(isinstance(gates, list), "the table's gates", "a list", gates)
@@ -441,12 +446,11 @@ def _check_gates(gates, columns):
         i, j = rule["column"], rule["gate"]
         n = len(columns)
         ok = _is_int(i, 0) and i < n and _is_int(j, 0) and j < n and i != j
-        flagged = columns[i]["missing"] or columns[i].get("point") is not None
-        ok = ok and columns[i]["kind"] != "boolean" and flagged
+        ok = ok and columns[i]["kind"] != "boolean" and _flagged(columns[i])
         _expect(ok, "a missing-value gate's columns", "two table columns", rule)
         gate = columns[j]
         _expect(
-            gate["kind"] != "numeric" or gate["missing"] or gate.get("point") is not None,
+            gate["kind"] != "numeric" or _flagged(gate),
             "a missing-value gate",
             "a categorical or boolean column, or a numeric one with missing values "
             "or a point",

@@ -1416,6 +1416,7 @@ CORRUPTIONS = {
     "a gate on itself": lambda t: t["gates"][0]["dict"].__setitem__("gate", 0),
     "a gate state too large": lambda t: t["gates"][0]["dict"]["missing"].append(7),
     "a boolean column gated": lambda t: t["gates"][0]["dict"].update(column=2, gate=0),
+    "a gated column outside the table": lambda t: t["gates"][0]["dict"].update(column=99),
     "a column gated twice": lambda t: t["gates"][1]["dict"].update(column=0),
     "gates in a cycle": lambda t: (
         t["gates"][0]["dict"].update(gate=1),
