@@ -281,6 +281,9 @@ class AutoencoderTransformer(_BaseAutoencoder):
             beyond the column's fitted range by more than 10% of its width;
             for an array, more than 10 standard deviations from the model's
             mean of the feature.
+        MemoryError
+            If the ``n_samples`` rows, which are generated at once, would not
+            fit in this machine's memory.
 
         Notes
         -----
@@ -295,7 +298,7 @@ class AutoencoderTransformer(_BaseAutoencoder):
         condition's probability (no rejection loop).
         """
         check_is_fitted(self)
-        check_n_samples(n_samples)
+        check_n_samples(self, n_samples, given)
         rng = check_sample_random_state(self, random_state)
         if given is not None:
             return self._sample_given(given, n_samples, rng, "decoder_mean", rng)

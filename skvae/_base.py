@@ -40,13 +40,15 @@ from ._conditional import (
     conditions,
     model_moments,
 )
-from ._networks import ACTIVATIONS, BACKGROUND_WEIGHT, build
+from ._networks import ACTIVATIONS, BACKGROUND_WEIGHT, IMPORTANCE_ELEMENTS, build
 from ._onnx import PARTS, export_module
 from ._persistence import load_estimator, save_estimator
 from ._torch import (
+    INFERENCE_CHUNK,
     SparseRows,
     available,
     batched,
+    check_memory,
     dense_rows,
     generator,
     inference_dtype,
@@ -547,14 +549,31 @@ def check_sample_random_state(estimator, random_state):
     return check_random_state(random_state)
 
 
-def check_n_samples(n_samples):
-    """Validate ``sample``'s ``n_samples``: a positive int (not a bool, not a float)."""
+def check_n_samples(estimator, n_samples, given=None):
+    """Validate ``sample``'s ``n_samples`` for a fitted ``estimator``.
+
+    A positive int (not a bool, not a float), of rows that fit in memory:
+    ``sample`` holds them all at once, as codes, encoded rows and the result
+    (a conditional draw also holds the conditions' encoding and masks), so
+    more rows than the machine's memory can hold raise a MemoryError at once
+    rather than fail inside torch or thrash the machine.
+    """
     if isinstance(n_samples, bool) or not isinstance(n_samples, Integral):
         raise TypeError(
             f"n_samples must be a positive int, got {n_samples!r} of type "
             f"{type(n_samples).__name__}."
         )
     check_scalar(n_samples, "n_samples", Integral, min_val=1)
+    width = estimator.module_.description["n_features"]
+    table = estimator._table
+    columns = 0 if table is None else len(table.columns)
+    per_row = estimator.n_components_ + width if given is None else 4 * width
+    check_memory(
+        8 * n_samples * (per_row + columns),  # float64 throughout
+        f"{type(estimator).__name__}.sample(n_samples={n_samples})",
+        "Draw the rows in parts: call sample several times with fewer rows "
+        "(and a different random_state each time), and write each part out.",
+    )
 
 
 def fit_code_density(Z, n_components, seed, previous=None, weight=0.0):
@@ -1280,8 +1299,8 @@ class _BaseAutoencoder(
         return self
 
     # ------------------------------------------------------------- inference
-    def _infer(self, function, arrays, dtype, method):
-        """Run ``function(module, *tensors)`` over row chunks at X's precision.
+    def _infer(self, function, arrays, dtype, method, chunk=INFERENCE_CHUNK):
+        """Run ``function(module, *tensors)`` over chunks of rows at X's precision.
 
         Results that overflow (rows far from the training data) raise a
         ValueError that names ``method``, rather than come back as inf or NaN.
@@ -1290,7 +1309,7 @@ class _BaseAutoencoder(
         module = inference_module(self.module_, torch_dtype)
         with torch_threads(self._n_threads()):
             out = batched(
-                lambda *t: function(module, *t), arrays, self.device_, torch_dtype
+                lambda *t: function(module, *t), arrays, self.device_, torch_dtype, chunk
             )
         out = out.astype(dtype, copy=False)
         if not np.isfinite(out).all():
@@ -1469,7 +1488,10 @@ class _BaseAutoencoder(
             prior = self._score_prior(module)
             return module.score(x, eps) if prior is None else module.score(x, eps, prior)
 
-        scores = self._infer(score, [encoded], encoded.dtype, "score_samples")
+        # A chunk's log-weights, K per row, stay about IMPORTANCE_ELEMENTS numbers.
+        K = 1 if draws is None else draws.shape[0]
+        chunk = max(1, min(INFERENCE_CHUNK, IMPORTANCE_ELEMENTS // K))
+        scores = self._infer(score, [encoded], encoded.dtype, "score_samples", chunk)
         if self._table is None:
             return scores
         # The probability of a categorical level that fit did not see (whose

@@ -1,6 +1,7 @@
 """Device resolution, array <-> tensor conversion, batched inference, torch threads."""
 
 import copy
+import os
 import threading
 from contextlib import contextmanager
 
@@ -11,6 +12,49 @@ import torch
 #: Rows per chunk for inference. Chunks of a few thousand rows keep the working
 #: set in cache on a CPU and bound the memory whatever the number of rows.
 INFERENCE_CHUNK = 1024
+
+
+def physical_memory():
+    """This machine's physical memory in bytes, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # Windows has no sysconf
+        return None
+
+
+def check_memory(n_bytes, action, advice):
+    """Refuse, with a MemoryError, work that needs more memory than the machine has.
+
+    Parameters
+    ----------
+    n_bytes : int
+        A lower bound on the memory ``action`` needs at once.
+    action : str
+        What needs it, the sentence's subject (``"sample(n_samples=...)"``).
+    advice : str
+        What to do instead.
+
+    Raises
+    ------
+    MemoryError
+        If ``n_bytes`` exceeds the physical memory (where the OS reports it):
+        such work would otherwise fail deep in numpy or torch, or thrash the
+        machine until the OS kills the process.
+    """
+    total = physical_memory()
+    if total is not None and n_bytes > total:
+        raise MemoryError(
+            f"{action} needs at least {_size(n_bytes)} of memory, more than this "
+            f"machine's {_size(total)}. {advice}"
+        )
+
+
+def _size(n_bytes):
+    """A byte count for people: '1.5 GB'."""
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if n_bytes < 1000 or unit == "TB":
+            return f"{n_bytes:.3g} {unit}" if unit != "bytes" else f"{n_bytes} bytes"
+        n_bytes /= 1000
 
 
 def resolve_device(device):

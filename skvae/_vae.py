@@ -20,7 +20,7 @@ from ._base import (
 )
 from ._likelihoods import LIKELIHOODS
 from ._priors import PRIORS
-from ._torch import batched, generator
+from ._torch import batched, check_memory, generator
 from ._training import AUTO_VAE_TABLE_MIN_STEPS, Schedule
 from .exceptions import PosteriorCollapseWarning, _warn
 
@@ -383,8 +383,14 @@ class VAETransformer(_BaseAutoencoder):
         return support, f"likelihood={self.likelihood!r}"
 
     def _score_draws(self):
+        K = self.n_importance_samples
+        check_memory(  # the draws, a copy, and one row's log-weights per chunk
+            8 * K * (2 * self.n_components_ + 3),
+            f"score_samples with n_importance_samples={K}",
+            "Lower n_importance_samples: one row's draws are held at once.",
+        )
         return torch.randn(
-            self.n_importance_samples,
+            K,
             self.n_components_,
             generator=generator(self._seed),
             dtype=torch.float64,
@@ -439,6 +445,13 @@ class VAETransformer(_BaseAutoencoder):
             ``likelihood="poisson"`` and ``"negative_binomial"`` it is log p(x
             | l), the log-probability of the counts given a total l set to
             the row's own total (the totals are not modelled).
+
+        Raises
+        ------
+        MemoryError
+            If one row's ``n_importance_samples`` draws would not fit in this
+            machine's memory (rows are scored a chunk at a time, with fewer
+            rows per chunk the more draws there are).
         """
         # Read here: set_params can change them.
         self._check_params("n_importance_samples", "sample_from")
@@ -497,6 +510,9 @@ class VAETransformer(_BaseAutoencoder):
             beyond the column's fitted range by more than 10% of its width;
             for an array, more than 10 standard deviations from the model's
             mean of the feature.
+        MemoryError
+            If the ``n_samples`` rows, which are generated at once, would not
+            fit in this machine's memory.
 
         Notes
         -----
@@ -518,7 +534,7 @@ class VAETransformer(_BaseAutoencoder):
            and imputation of incomplete data sets", ICML 2019.
         """
         check_is_fitted(self)
-        check_n_samples(n_samples)
+        check_n_samples(self, n_samples, given)
         self._check_params("sample_from")  # read here, so set_params can change it
         rng = check_sample_random_state(self, random_state)
         if given is not None:

@@ -345,6 +345,38 @@ def test_bad_input_after_fit(Estimator, manifold):
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_sample_refuses_more_rows_than_memory_holds(Estimator, manifold, monkeypatch):
+    # It raised torch's "DefaultCPUAllocator: can't allocate memory" (a
+    # RuntimeError), or allocated lazily and thrashed until the OS killed it.
+    est = _fitted(Estimator, manifold)
+    with pytest.raises(MemoryError, match=r"sample\(n_samples=1000000000000000\) needs"):
+        est.sample(10**15)  # 8 PB of float64 at least: more than any machine
+    monkeypatch.setattr(skvae._torch, "physical_memory", lambda: 10**6)
+    msg = r"needs at least .* MB of memory, more than this machine's 1 MB\. Draw"
+    with pytest.raises(MemoryError, match=msg):
+        est.sample(20_000)  # (2 codes + 6 features) x 8 bytes a row: 1.3 MB
+    with pytest.raises(MemoryError, match=msg):
+        est.sample(8_000, given={0: 0.0})  # four encoded copies: 1.5 MB
+    assert est.sample(1_000).shape == (1_000, 6)
+    monkeypatch.setattr(skvae._torch, "physical_memory", lambda: None)  # not reported
+    assert est.sample(20_000).shape == (20_000, 6)
+
+
+def test_score_samples_bounds_the_memory_of_many_importance_draws(manifold):
+    est = _fitted(VAETransformer, manifold)
+    with pytest.raises(MemoryError, match="n_importance_samples=10000000000000"):
+        est.set_params(n_importance_samples=10**13).score_samples(manifold[:2])
+    # 2**22 // 20_000 = 209 rows a chunk: the same scores as row by row.
+    est.set_params(n_importance_samples=20_000)
+    X = manifold[:300]
+    np.testing.assert_allclose(
+        est.score_samples(X)[[0, 250]],
+        np.r_[est.score_samples(X[:1]), est.score_samples(X[250:251])],
+        rtol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
 @pytest.mark.parametrize(
     "method, args",
     [
