@@ -21,11 +21,14 @@ from ._base import _MAX_SEED, Interval, StrOptions, _is_dataframe, inputs_kept_o
 from ._conditional import block_masks
 from ._networks import ACTIVATIONS
 from ._persistence import load_imputer, save_imputer
+from ._torch import check_memory
 from ._vae import VAETransformer
 from .exceptions import PosteriorCollapseWarning, _warn
 
-#: Rows imputed at a time: K candidates of each are held in memory.
+#: Rows imputed at a time: K candidates of each are held in memory, so fewer
+#: rows when K candidates of the encoded width pass _CANDIDATE_ELEMENTS numbers.
 _CHUNK = 256
+_CANDIDATE_ELEMENTS = 2**27
 #: ``n_components="auto"``: at least this many dimensions, and a third of the columns.
 _AUTO_COMPONENTS = 4
 #: Gauss-Hermite nodes of the expectation of a numeric column's value given a code.
@@ -393,6 +396,13 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         rows = np.flatnonzero(missing.any(axis=1))
         rngs = [np.random.RandomState(vae._seed) for vae in vaes]
         K = self.n_importance_samples
+        width = vaes[0].module_.description["n_features"]
+        check_memory(  # one row's candidates: codes, decoder means, a copy
+            8 * K * (2 * width + vaes[0].n_components_),
+            f"transform with n_importance_samples={K}",
+            "Lower n_importance_samples: one row's candidates are held at once.",
+        )
+        chunk = max(1, min(_CHUNK, _CANDIDATE_ELEMENTS // (K * width)))
         if table is None:
             values = np.mean(
                 [
@@ -405,8 +415,8 @@ class VAEImputer(TransformerMixin, BaseEstimator):
             )
         else:
             values = np.empty((rows.size, len(table.columns)), dtype=object)
-            for start in range(0, rows.size, _CHUNK):
-                part = rows[start : start + _CHUNK]
+            for start in range(0, rows.size, chunk):
+                part = rows[start : start + chunk]
                 parts = [
                     _expectations(
                         vae._table,
@@ -419,7 +429,7 @@ class VAEImputer(TransformerMixin, BaseEstimator):
                     for vae, rng in zip(vaes, rngs)
                 ]
                 expected, numeric = (np.mean(p, axis=0) for p in zip(*parts))
-                values[start : start + _CHUNK] = _decode_expectations(
+                values[start : start + chunk] = _decode_expectations(
                     table, expected, numeric
                 )
         if not _is_dataframe(X):

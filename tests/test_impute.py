@@ -11,6 +11,7 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.impute import SimpleImputer
 
+import skvae._impute
 from skvae import VAEImputer, VAETransformer
 from skvae.exceptions import PosteriorCollapseWarning
 
@@ -140,6 +141,22 @@ def test_transform_is_deterministic_and_survives_pickle(array_case):
     np.testing.assert_array_equal(first, imputer.transform(X_missing[:50]))
     restored = pickle.loads(pickle.dumps(imputer))
     np.testing.assert_array_equal(first, restored.transform(X_missing[:50]))
+
+
+def test_many_importance_draws_are_imputed_in_bounded_memory(frame_case, monkeypatch):
+    _, missing, imputer = frame_case
+    imputer = pickle.loads(pickle.dumps(imputer))
+    with pytest.raises(MemoryError, match="n_importance_samples=10000000000000 needs"):
+        imputer.set_params(n_importance_samples=10**13).transform(missing)
+    # Three rows a chunk where 256 fit: each chunk's rows are imputed, as before.
+    imputer.set_params(n_importance_samples=300)
+    width = imputer.estimators_[0].module_.description["n_features"]
+    monkeypatch.setattr(skvae._impute, "_CANDIDATE_ELEMENTS", 3 * 300 * width)
+    part = missing[:40]
+    filled = imputer.transform(part)
+    assert not filled.isna().any().any() and part.isna().any().any()
+    assert set(filled["kind"]) <= {"low", "high"}
+    pd.testing.assert_frame_equal(filled[part.notna()], part[part.notna()])
 
 
 def test_a_pickle_with_one_model_as_vae_still_imputes(array_case):
