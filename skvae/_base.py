@@ -678,7 +678,9 @@ def _check_sparse_nan(X):
 
 
 #: What input validation sets in ``fit``, restored when the fit fails.
-_INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
+#: ``_batch_warned`` too: what a partial_fit stream's batches have warned about
+#: (Table.check_batch), so that a failed batch's warnings are given again.
+_INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_", "_batch_warned")
 
 
 @contextmanager
@@ -1007,9 +1009,13 @@ class _BaseAutoencoder(
         A DataFrame is a table (unless a likelihood with a support, such as
         ``loss="bce"``, asks for the numbers as they are); so is an array with
         missing values. The first batch of ``partial_fit`` keeps every level a
-        category dtype declares; later batches warn about what it lacks.
+        category dtype declares; later batches warn about what it lacks, once
+        per column and kind in a stream (``Table.check_batch``).
         """
         table = self._table if not reset else None
+        # What earlier batches of this stream warned about (fit starts afresh).
+        warned = () if reset else getattr(self, "_batch_warned", ())
+        self._batch_warned = warned
         if reset and _is_dataframe(X):
             from ._tabular import Table, is_table  # pandas is there: X is a DataFrame
 
@@ -1036,7 +1042,7 @@ class _BaseAutoencoder(
                 )
                 if changed:
                     raise ValueError(self._changed_parameters(changed))
-                table = table.check_batch(X)
+                table, self._batch_warned = table.check_batch(X, warned)
             return table.encode(X), table
         _check_sparse_nan(X)
         nan = "allow-nan" if self._support()[0] is None and not sp.issparse(X) else True
@@ -1056,7 +1062,7 @@ class _BaseAutoencoder(
             table = Table.from_array(X, self.numeric_transform)
         if table is not None:
             if not reset:
-                table = table.check_batch(X)
+                table, self._batch_warned = table.check_batch(X, warned)
             return table.encode(X), table
         _check_no_nan(self, X, missing)
         return X, None

@@ -117,6 +117,9 @@ _EXTRAS = {
     "vae": {"active_components_", "n_active_components_", "noise_variance_"},
 }
 _OPTIONAL_EXTRAS = {"autoencoder": set(), "vae": {"_collapse_warned"}}
+#: State a file does not keep: what a partial_fit stream's batches have warned
+#: about (a loaded model's stream warns again, once).
+_TRANSIENT = {"_batch_warned"}
 _KNOWN = _FITTED | _OPTIONAL
 _KNOWN |= set().union(*_EXTRAS.values(), *_OPTIONAL_EXTRAS.values())
 #: A fitted GaussianMixture's attributes (``lower_bounds_`` from scikit-learn 1.7).
@@ -769,7 +772,7 @@ def _saved_attributes(obj, params, stored_apart, known):
     attributes = {
         name: value
         for name, value in vars(obj).items()
-        if name not in params and name != stored_apart
+        if name not in params and name != stored_apart and name not in _TRANSIENT
     }
     unknown = set(attributes) - known
     if unknown:

@@ -1030,14 +1030,23 @@ class Table:
                 break
         return changed
 
-    def check_batch(self, X):
+    def check_batch(self, X, warned=()):
         """Warn about what a later ``partial_fit`` batch holds that the encoding lacks.
 
         Levels the first batch neither showed nor declared encode as unknown
         (all zeros), and missing values in a column that had none are imputed:
         neither is learned. Numeric values well beyond the first batch's range
         (by more than ``BATCH_RANGE_MARGIN`` of its width) are learned, but
-        decoded values stay within that range.
+        decoded values stay within that range. Each kind of finding warns once
+        per column in a stream of batches: not again for a column in
+        ``warned``.
+
+        Parameters
+        ----------
+        X : DataFrame or ndarray
+            The batch, validated.
+        warned : tuple of (str, object)
+            ``(kind, column name)`` pairs earlier batches warned about.
 
         Returns
         -------
@@ -1045,57 +1054,65 @@ class Table:
             This table, or (when the batch holds declared levels that no batch
             held before) a copy that no longer keeps them from being sampled;
             the caller keeps it once the batch is learned.
+        warned : tuple of (str, object)
+            ``warned`` and the pairs this batch warned about (a tuple, which
+            skops and pickle store as plain data).
         """
         table = self._with_levels_of(X)
-        if self.array:
-            new = [
-                c.name
-                for c in self.columns
-                if not c.missing and np.isnan(X[:, c.name]).any()
-            ]
-        else:
-            new = [c.name for c in self.columns if not c.missing and X[c.name].isna().any()]
+        found = {"level": {}, "missing": [], "range": []}
         for c in self.columns:
-            if c.kind != "categorical" or self.array:
-                continue
-            known = set(c.levels) | set(c.rare or [])
-            unknown = sorted(set(_unique(X[c.name])) - known, key=str)
-            if unknown:
-                _warn(
-                    f"Column {c.name!r} holds levels the first partial_fit batch did not "
-                    f"declare: {unknown[:10]}; they are encoded as unknown and never "
-                    "learned. Declare every level from the first batch with a category "
-                    f"dtype, e.g. X[{c.name!r}] = X[{c.name!r}].astype(pd.CategoricalDtype"
-                    "(all_levels)), or use fit on all the data.",
-                    UserWarning,
-                )
-        if new:
-            _warn(
-                f"Columns {new} hold missing values but had none in the first "
-                "partial_fit batch: they are imputed, not modelled. Pass a first batch "
-                "with missing values in these columns (for a categorical column, its "
-                "missing values are a level of its own), or use fit on all the data.",
-                UserWarning,
-            )
-        wider = []
-        for c in self.columns:
-            if c.kind == "numeric" and c.low <= c.high:
+            if self.array:
+                isna = np.isnan(X[:, c.name]).any()
+            else:
+                isna = X[c.name].isna().any()
+            if not c.missing and isna and ("missing", c.name) not in warned:
+                found["missing"].append(c.name)
+            categorical = c.kind == "categorical" and not self.array
+            if categorical and ("level", c.name) not in warned:
+                known = set(c.levels) | set(c.rare or [])
+                unknown = sorted(set(_unique(X[c.name])) - known, key=str)
+                if unknown:
+                    found["level"][c.name] = unknown
+            if c.kind == "numeric" and c.low <= c.high and ("range", c.name) not in warned:
                 values = self._numbers(X, c)
                 margin = BATCH_RANGE_MARGIN * (c.high - c.low)
                 if np.any(values < c.low - margin) or np.any(values > c.high + margin):
                     seen = c.atoms is not None  # fit_numeric sets them when it saw values
                     span = f"[{c.low:.4g}, {c.high:.4g}]" if seen else "no value"
-                    wider.append(f"{c.name!r} (first batch: {span})")
+                    found["range"].append((c.name, span))
+        once = " (This warning is given once per column in a stream of batches.)"
+        for name, unknown in found["level"].items():
+            _warn(
+                f"Column {name!r} holds levels the first partial_fit batch did not "
+                f"declare: {unknown[:10]}; they are encoded as unknown and never "
+                "learned. Declare every level from the first batch with a category "
+                f"dtype, e.g. X[{name!r}] = X[{name!r}].astype(pd.CategoricalDtype"
+                f"(all_levels)), or use fit on all the data.{once}",
+                UserWarning,
+            )
+        if found["missing"]:
+            _warn(
+                f"Columns {found['missing']} hold missing values but had none in the "
+                "first partial_fit batch: they are imputed, not modelled. Pass a first "
+                "batch with missing values in these columns (for a categorical column, "
+                f"its missing values are a level of its own), or use fit on all the "
+                f"data.{once}",
+                UserWarning,
+            )
+        wider = [f"{name!r} (first batch: {span})" for name, span in found["range"]]
         if wider:
             _warn(
                 f"Column{'s' if len(wider) > 1 else ''} {', '.join(wider)} "
                 f"hold{'' if len(wider) > 1 else 's'} values well beyond the range of "
                 "the first partial_fit batch, which samples and reconstructions keep "
                 "to. Pass a first batch that spans each column's range, or use fit on "
-                "all the data.",
+                f"all the data.{once}",
                 UserWarning,
             )
-        return table
+        new = {("level", name) for name in found["level"]}
+        new |= {("missing", name) for name in found["missing"]}
+        new |= {("range", name) for name, _ in found["range"]}
+        return table, tuple(warned) + tuple(sorted(new, key=str))
 
     def _with_levels_of(self, X):
         """This table, or a copy whose ``unseen`` levels exclude those X holds."""

@@ -1166,6 +1166,29 @@ def test_partial_fit_warns_about_what_the_first_batch_did_not_declare():
         est.partial_fit(first.assign(x=np.r_[np.nan, first["x"].to_numpy()[1:]]))
 
 
+def test_a_partial_fit_stream_warns_once_per_column_and_kind(tmp_path):
+    # every batch warned again, with a new list of levels each time
+    rng = np.random.RandomState(0)
+    first = pd.DataFrame({"k": ["a", "b"] * 25, "x": rng.normal(size=50), "y": 1.0})
+    est = AutoencoderTransformer(**MARGINAL).partial_fit(first)
+    odd = first.assign(x=np.r_[np.nan, first["x"].to_numpy()[1:]] * 10)
+
+    def messages(batch):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            est.partial_fit(batch)
+        return sorted(str(w.message).split(" ")[1] for w in caught)
+
+    assert messages(odd.assign(k=["a", "c"] * 25)) == ["'k'", "'x'", "['x']"]
+    assert messages(odd.assign(k=["a", "d"] * 25)) == []  # the same kinds and columns
+    assert messages(odd.assign(y=np.r_[np.nan, [1.0] * 49])) == ["['y']"]  # y: new
+    est.save(tmp_path / "m.skvae")  # the file does not keep it: warned once again
+    est = AutoencoderTransformer.load(tmp_path / "m.skvae")
+    assert messages(odd) == ["'x'", "['x']"]
+    est.fit(first)  # a new stream
+    assert messages(odd) == ["'x'", "['x']"]
+
+
 def test_identifier_columns_are_named_in_a_warning(frame):
     ids = frame.assign(
         name=[f"penguin {i}" for i in range(len(frame))],  # one row per level
