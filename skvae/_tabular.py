@@ -41,19 +41,31 @@ def _is_from_dtype(value):
 
 
 def _categorical_mask(X, categorical_features):
-    """Boolean mask of the columns the user declared categorical."""
-    values = np.asarray(categorical_features)
-    if values.dtype == bool:
-        if values.shape != (X.shape[1],):
+    """Boolean mask of the columns the user declared categorical.
+
+    ``categorical_features`` is a boolean mask, or column names in any
+    collection (a list, an array, a set; tuple names, as a MultiIndex has,
+    stay names).
+    """
+    values = list(categorical_features)
+    if values and all(isinstance(v, (bool, np.bool_)) for v in values):
+        if len(values) != X.shape[1]:
             raise ValueError(
                 f"categorical_features as a boolean mask must have {X.shape[1]} entries "
-                f"(one per column), got {values.shape[0]}."
+                f"(one per column), got {len(values)}."
             )
-        return values
-    unknown = sorted(set(values.tolist()) - set(X.columns), key=str)
+        return np.array(values, dtype=bool)
+    try:
+        names = set(values)
+    except TypeError:
+        raise ValueError(
+            "categorical_features must be column names or a boolean mask, got "
+            f"{categorical_features!r}."
+        ) from None
+    unknown = sorted(names - set(X.columns), key=str)
     if unknown:
         raise ValueError(f"categorical_features names columns not in X: {unknown}.")
-    return np.isin(np.asarray(X.columns, dtype=object), values)
+    return np.array([c in names for c in X.columns], dtype=bool)
 
 
 def _kind(series, declared_categorical):

@@ -154,6 +154,26 @@ def test_explicit_categorical_features():
     assert isinstance(out, pd.DataFrame) and out["code"].dtype == np.int64
 
 
+def test_categorical_features_names_in_any_collection():
+    # a set was silently ignored (its mask came out all False), and tuple names,
+    # as MultiIndex columns have, raised "unhashable type: 'list'"
+    rng = np.random.RandomState(0)
+    code, value = rng.choice([10, 20, 30], 60), rng.normal(size=60)
+    frame = pd.DataFrame({"code": code, "value": value})
+    tuples = pd.DataFrame({("a", 1): code, ("a", 2): value})
+    for X, spec in [
+        (frame, {"code"}),
+        (frame, np.array(["code"], dtype=object)),
+        (frame, np.array([True, False])),
+        (tuples, [("a", 1)]),
+        (tuples, {("a", 1)}),
+    ]:
+        table = Table(X, spec)
+        assert [c.kind for c in table.columns] == ["categorical", "numeric"], spec
+    with pytest.raises(ValueError, match=r"column names or a boolean mask, got \[\[1"):
+        Table(frame, [[1, 2]])
+
+
 def test_numpy_input_is_unchanged(frame):
     X = np.random.RandomState(0).normal(size=(50, 3))
     est = VAETransformer(**FAST).fit(X)
