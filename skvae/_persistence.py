@@ -815,7 +815,30 @@ def save_estimator(estimator, path):
     }
     document = _document(meta, estimator)
     weights = save_tensors(tensors, metadata={"format": FORMAT})
+    _check_loadable(estimator, document, weights)
     write_to(path, lambda file: _write(file, document, weights))
+
+
+def _check_loadable(estimator, document, weights):
+    """Refuse, with a ValueError, to write what :func:`load_estimator` would refuse.
+
+    The archive is built in memory and read back with load's own checks, so
+    that every value the format cannot hold is caught before a file is touched
+    (category levels that are tuples, say, which JSON stores as lists).
+    """
+    buffer = io.BytesIO()
+    _write(buffer, document, weights)
+    buffer.seek(0)
+    try:
+        with zipfile.ZipFile(buffer) as archive:
+            _checked(type(estimator), archive)
+    except (_Invalid, *_ERRORS) as exc:
+        reason = str(exc).removeprefix("has corrupted metadata: ").rstrip(".")
+        raise ValueError(
+            f"Cannot save this {type(estimator).__name__}: skvae's file format cannot "
+            f"hold it, and load would refuse the file ({reason}). Save it with pickle "
+            "or joblib instead."
+        ) from None
 
 
 def _document(meta, obj):

@@ -912,6 +912,25 @@ def test_save_refuses_what_load_would_refuse_and_keeps_the_old_file(tmp_path, mo
     VAETransformer.load(est.save(path))
 
 
+def test_save_refuses_levels_the_format_cannot_hold_and_keeps_the_old_file(tmp_path):
+    # Tuple levels were written (JSON stores them as lists) and load then called
+    # the file corrupted.
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame({"x": rng.normal(size=40), "k": pd.Series([(1, 2), (3, 4)] * 20)})
+    est = AutoencoderTransformer(n_components=2, max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(frame)
+    path = tmp_path / "m.skvae"
+    path.write_bytes(b"an older file")
+    match = r"Cannot save .*cannot hold it.*levels should be .*\(1, 2\).* pickle"
+    with pytest.raises(ValueError, match=match):
+        est.save(path)
+    assert path.read_bytes() == b"an older file"
+    restored = pickle.loads(pickle.dumps(est))  # pickle holds them
+    assert set(restored.sample(20, random_state=0)["k"]) <= {(1, 2), (3, 4)}
+
+
 def test_deeply_nested_json_is_refused(saved_files, tmp_path):
     meta, weights = members(saved_files["ae"])
     document = json.dumps(meta).encode()[:-1] + b', "x": ' + b"[" * 10**5 + b"]" * 10**5
