@@ -5,6 +5,7 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 from numpy.polynomial.hermite_e import hermegauss
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.exceptions import ConvergenceWarning
@@ -39,6 +40,11 @@ def _is_nan(value):
     return isinstance(value, Real) and np.isnan(value)
 
 
+def _is_pd_na(value):
+    """Whether ``value`` is pandas' ``pd.NA`` (without importing pandas)."""
+    return type(value).__name__ == "NAType" and type(value).__module__.startswith("pandas")
+
+
 class VAEImputer(TransformerMixin, BaseEstimator):
     """Missing-value imputer built on variational autoencoders of the whole table.
 
@@ -59,10 +65,11 @@ class VAEImputer(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    missing_values : int, float, str, np.nan or None, default=np.nan
-        The placeholder for missing values in a numeric array. All occurrences
-        are imputed. For a DataFrame, missing cells must be NaN or None (the
-        default).
+    missing_values : int, float, str, np.nan, None or pd.NA, default=np.nan
+        The placeholder for missing values in an array. All occurrences are
+        imputed. A string, None or pd.NA marks the cells of an object array
+        (the other cells numbers). For a DataFrame, missing cells must be NaN,
+        None or pd.NA (the default, or None or pd.NA).
     n_components : int or "auto", default="auto"
         Dimension of the VAEs' latent space. "auto" is ``max(4, n_features //
         3)``, 4 up to 14 columns: the models' outputs are independent given
@@ -286,25 +293,37 @@ class VAEImputer(TransformerMixin, BaseEstimator):
 
     def _validate(self, X, reset):
         """X with its missing entries as NaN (a copy), validated as in fit."""
+        placeholder = self.missing_values
+        marker = _is_nan(placeholder) or placeholder is None or _is_pd_na(placeholder)
         if _is_dataframe(X):
-            if not _is_nan(self.missing_values) and self.missing_values is not None:
+            if not marker:
                 raise ValueError(
-                    f"missing_values={self.missing_values!r} applies to numeric arrays; "
-                    "in a DataFrame, mark missing cells as NaN or None."
+                    f"missing_values={placeholder!r} applies to numeric arrays; "
+                    "in a DataFrame, mark missing cells as NaN, None or pd.NA."
                 )
             validate_data(self, X, reset=reset, skip_check_array=True)
             return X.copy()
-        allow_nan = _is_nan(self.missing_values)
+        holes = None
+        if not isinstance(placeholder, Real) and not sp.issparse(X):
+            # None, pd.NA or a string: found in an object array, not a float one.
+            X = np.array(X, dtype=object)  # a copy
+            holes = np.reshape(
+                [v is placeholder or (type(v) is str and v == placeholder) for v in X.flat],
+                X.shape,
+            ).astype(bool)
+            X[holes] = 0.0  # a number, for validation; NaN again below
         X = validate_data(
             self,
             X,
             reset=reset,
             dtype=FLOAT_DTYPES,
-            ensure_all_finite="allow-nan" if allow_nan else True,
+            ensure_all_finite="allow-nan" if _is_nan(placeholder) else True,
             copy=True,
         )
-        if not allow_nan:
-            X[X == self.missing_values] = np.nan
+        if holes is not None:
+            X[holes] = np.nan
+        elif not _is_nan(placeholder):
+            X[X == placeholder] = np.nan
         return X
 
     @_fit_context(prefer_skip_nested_validation=True)

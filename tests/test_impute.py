@@ -297,6 +297,34 @@ def test_missing_values_placeholder():
     np.testing.assert_array_equal(out[~mask], X[~mask])
 
 
+@pytest.mark.parametrize("placeholder", [pd.NA, None, "?"])
+def test_placeholders_that_are_not_numbers_mark_an_object_array(placeholder):
+    # pd.NA raised numpy's "arrays used as indices must be of integer (or
+    # boolean) type"; None and "?" failed float conversion of the array
+    X = correlated(200)
+    X_missing, mask = holes(X)
+    marked = X.astype(object)
+    marked[mask] = placeholder
+    imputer = VAEImputer(
+        missing_values=placeholder, n_components=2, max_iter=3, random_state=0
+    )
+    out = imputer.fit_transform(marked)
+    assert out.dtype == np.float64 and np.isfinite(out).all()
+    np.testing.assert_array_equal(out[~mask], X[~mask])
+    # not modified in place
+    assert all(v is placeholder for v in marked[mask])
+    assert (marked[~mask] == X[~mask]).all()
+    numbers = imputer.transform(X[:5])  # a float array holds none: nothing to impute
+    np.testing.assert_array_equal(numbers, X[:5])
+
+
+def test_pd_na_marks_the_missing_cells_of_a_dataframe():
+    frame = make_frame(100).astype({"size": "Float64"})
+    frame.loc[:9, "size"] = pd.NA
+    imputer = VAEImputer(missing_values=pd.NA, n_components=2, max_iter=3, random_state=0)
+    assert not imputer.fit_transform(frame).isna().any().any()
+
+
 def test_dataframe_comes_back_with_its_columns_and_dtypes(frame_case):
     frame, missing, imputer = frame_case
     before = missing.copy()
