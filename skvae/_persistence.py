@@ -612,7 +612,14 @@ def _check_column(column, start):
         or (
             categorical
             and isinstance(dtype, dict)
-            and set(dtype) in ({"category"}, {"category", "categories"})
+            and set(dtype) - {"categories", "categories_dtype"} == {"category"}
+            and (
+                "categories_dtype" not in dtype
+                or (
+                    isinstance(dtype["categories_dtype"], str)
+                    and _DTYPE_PATTERN.fullmatch(dtype["categories_dtype"]) is not None
+                )
+            )
         ),
         f"{where} dtype",
         "a dtype name",

@@ -36,6 +36,30 @@ def _check_unique(X):
         )
 
 
+def _dtype_name(dtype):
+    """A dtype's name that ``pandas_dtype`` reads back as the same dtype.
+
+    ``str`` of a pandas string dtype leaves out its storage ("string" for
+    "string[python]", which would come back as pyarrow's where it is the
+    default).
+    """
+    if pd is not None and isinstance(dtype, pd.StringDtype) and dtype.na_value is pd.NA:
+        return f"string[{dtype.storage}]"
+    return str(dtype)
+
+
+def _index(values, name):
+    """``values`` as a pandas Index of the dtype ``name`` (as :func:`_dtype_name` gives).
+
+    An Index of inferred dtype where this pandas cannot build that one (a file
+    written by another version of pandas, say).
+    """
+    try:
+        return pd.Index(values, dtype=types.pandas_dtype(name))
+    except (TypeError, ValueError):
+        return pd.Index(values)
+
+
 def _is_from_dtype(value):
     return isinstance(value, str) and value == "from_dtype"
 
@@ -855,15 +879,16 @@ class Table:
         columns = []
         for c in self.columns:
             state = dict(vars(c))
-            if isinstance(c.dtype, np.dtype):
+            if isinstance(c.dtype, np.dtype):  # pandas may be missing (an array)
                 state["dtype"] = str(c.dtype)
             elif isinstance(c.dtype, pd.CategoricalDtype):
                 state["dtype"] = {
                     "category": bool(c.dtype.ordered),
                     "categories": c.dtype.categories.tolist(),
+                    "categories_dtype": _dtype_name(c.dtype.categories.dtype),
                 }
             else:
-                state["dtype"] = str(c.dtype)
+                state["dtype"] = _dtype_name(c.dtype)
             for key in ARRAY_FIELDS:
                 value = state[key]
                 state[key] = None if value is None else [float(v) for v in value]
@@ -893,6 +918,8 @@ class Table:
             dtype = values["dtype"]
             if isinstance(dtype, dict):
                 categories = dtype.get("categories", values["levels"])
+                if "categories_dtype" in dtype:  # int8 levels stay int8, say
+                    categories = _index(categories, dtype["categories_dtype"])
                 values["dtype"] = pd.CategoricalDtype(categories, dtype["category"])
             elif table.array:
                 values["dtype"] = np.dtype(dtype)

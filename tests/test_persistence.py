@@ -931,6 +931,34 @@ def test_save_refuses_levels_the_format_cannot_hold_and_keeps_the_old_file(tmp_p
     assert set(restored.sample(20, random_state=0)["k"]) <= {(1, 2), (3, 4)}
 
 
+def test_samples_keep_their_dtypes_after_pickle_and_load(tmp_path):
+    # int8 categories came back int64, and "string[python]" as pyarrow's string
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=40),
+            "k": pd.Series(rng.choice([1, 2], 40), dtype="int8").astype("category"),
+            "o": pd.Series(rng.choice(["a", "b"], 40), dtype=object).astype("category"),
+            "s": pd.Series(rng.choice(["a", "b"], 40), dtype="string[python]"),
+        }
+    )
+    est = AutoencoderTransformer(n_components=2, max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(frame)
+    fresh = est.sample(5, random_state=0)
+    assert fresh["k"].cat.categories.dtype == np.int8
+    assert fresh["s"].dtype == frame["s"].dtype
+    for restored in (
+        pickle.loads(pickle.dumps(est)),
+        AutoencoderTransformer.load(est.save(tmp_path / "m.skvae")),
+    ):
+        samples = restored.sample(5, random_state=0)
+        assert samples.dtypes.to_dict() == fresh.dtypes.to_dict()
+        assert samples["k"].cat.categories.dtype == np.int8
+        pd.testing.assert_frame_equal(samples, fresh)
+
+
 def test_deeply_nested_json_is_refused(saved_files, tmp_path):
     meta, weights = members(saved_files["ae"])
     document = json.dumps(meta).encode()[:-1] + b', "x": ' + b"[" * 10**5 + b"]" * 10**5
