@@ -18,7 +18,9 @@ class History:
     """What one call of :func:`train` did.
 
     ``stop_reason`` is "converged" (the stopping rule saw the watched loss stop
-    improving), "budget" (every epoch ran), or "interrupted" (Ctrl-C);
+    improving), "budget" (every epoch ran), or "interrupted" (Ctrl-C after
+    at least one epoch; before, :func:`train` lets the KeyboardInterrupt
+    through);
     ``settled`` says whether a fit that used its whole budget ended on a loss
     that had stopped improving (:func:`improving`).
     """
@@ -415,6 +417,11 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
         When an epoch's loss or the weights after it are NaN or infinite; the
         module is then left with the weights of the failed step, for the
         caller to discard.
+    KeyboardInterrupt
+        On Ctrl-C before the first epoch ends: nothing was learned, so the
+        caller's estimator stays as it was (a fitted one is not replaced by
+        an untrained network). After it, training stops with a warning and
+        keeps what it learned.
     """
     schedule = Schedule() if schedule is None else schedule
     device = X.device if device is None else device
@@ -484,6 +491,9 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
                 history.stop_reason = "converged"
                 break
     except KeyboardInterrupt:
+        if not history.losses:  # not one epoch learned: the caller keeps what it had
+            use_generator(module, None)
+            raise
         history.stop_reason = "interrupted"
         _warn(
             f"Training interrupted by the user after {history.n_epochs} epoch(s); "

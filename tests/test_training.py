@@ -539,6 +539,35 @@ def test_keyboard_interrupt_during_fit(Estimator, manifold, monkeypatch):
     assert est.n_iter_ == 3
 
 
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_keyboard_interrupt_in_the_first_epoch_keeps_the_previous_model(
+    Estimator, early_stopping, manifold, monkeypatch
+):
+    # A refit interrupted before one epoch ended replaced a fitted model with an
+    # untrained network (n_iter_ 0) and returned normally, with a warning.
+    est = Estimator(**{**FAST, "early_stopping": early_stopping}).fit(manifold)
+    Z, n_iter = est.transform(manifold), est.n_iter_
+    module_class = type(est.module_)
+    original = module_class.loss
+
+    def interrupting(self, x, *args):
+        if self.training:  # a training step; the start's scoring runs in eval mode
+            raise KeyboardInterrupt
+        return original(self, x, *args)
+
+    monkeypatch.setattr(module_class, "loss", interrupting)
+    for method in (est.fit, est.partial_fit):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "keeping the weights learned so far"
+            with pytest.raises(KeyboardInterrupt):
+                method(manifold)
+        np.testing.assert_array_equal(est.transform(manifold), Z)
+        assert est.n_iter_ == n_iter
+    with pytest.raises(KeyboardInterrupt):
+        Estimator(**FAST).fit(manifold)  # a first fit: it stays unfitted
+
+
 def test_keyboard_interrupt_while_choosing_the_start_stops_the_fit(manifold, monkeypatch):
     est = VAETransformer(**FAST).fit(manifold)
     Z = est.transform(manifold)
