@@ -10,7 +10,7 @@ from numpy.polynomial.hermite_e import hermegauss
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import MissingValues
+from sklearn.utils._param_validation import MissingValues, validate_parameter_constraints
 from sklearn.utils.validation import (
     FLOAT_DTYPES,
     _check_feature_names_in,
@@ -395,6 +395,13 @@ class VAEImputer(TransformerMixin, BaseEstimator):
             them). X is not modified.
         """
         check_is_fitted(self)
+        # Read here: set_params can have changed them since fit.
+        names = ("missing_values", "n_importance_samples")
+        validate_parameter_constraints(
+            {name: self._parameter_constraints[name] for name in names},
+            {name: getattr(self, name) for name in names},
+            caller_name=type(self).__name__,
+        )
         X = self._validate(X, reset=False)
         vaes = self.estimators_
         # Every model encodes X alike: a table's maps are fitted on X alone,
@@ -415,9 +422,11 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         rows = np.flatnonzero(missing.any(axis=1))
         rngs = [np.random.RandomState(vae._seed) for vae in vaes]
         K = self.n_importance_samples
-        width = vaes[0].module_.description["n_features"]
-        check_memory(  # one row's candidates: codes, decoder means, a copy
-            8 * K * (2 * width + vaes[0].n_components_),
+        description = vaes[0].module_.description
+        width = description["n_features"]
+        widest = max(width, *description["hidden"])
+        check_memory(  # one row's candidates: codes, two layers' outputs, their means
+            8 * K * (vaes[0].n_components_ + 2 * widest + width),
             f"transform with n_importance_samples={K}",
             "Lower n_importance_samples: one row's candidates are held at once.",
         )

@@ -12,6 +12,7 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.impute import SimpleImputer
 
 import skvae._impute
+import skvae._torch
 from skvae import VAEImputer, VAETransformer
 from skvae.exceptions import PosteriorCollapseWarning
 
@@ -148,6 +149,17 @@ def test_many_importance_draws_are_imputed_in_bounded_memory(frame_case, monkeyp
     imputer = pickle.loads(pickle.dumps(imputer))
     with pytest.raises(MemoryError, match="n_importance_samples=10000000000000 needs"):
         imputer.set_params(n_importance_samples=10**13).transform(missing)
+    # counted with the widest layer (128), not the encoded width alone: refused,
+    # where torch's allocator raised its RuntimeError
+    width = imputer.estimators_[0].module_.description["n_features"]
+    K = 20 * 10**6
+    monkeypatch.setattr(skvae._torch, "physical_memory", lambda: 8 * K * 3 * width)
+    with pytest.raises(MemoryError, match="n_importance_samples=20000000 needs"):
+        imputer.set_params(n_importance_samples=K).transform(missing)
+    monkeypatch.undo()
+    for bad in (0, 2.5, "a"):  # checked again after set_params, as in fit
+        with pytest.raises(ValueError, match="'n_importance_samples' parameter"):
+            imputer.set_params(n_importance_samples=bad).transform(missing)
     # Three rows a chunk where 256 fit: each chunk's rows are imputed, as before.
     imputer.set_params(n_importance_samples=300)
     width = imputer.estimators_[0].module_.description["n_features"]
