@@ -549,6 +549,25 @@ def check_sample_random_state(estimator, random_state):
     return check_random_state(random_state)
 
 
+def _check_network_memory(description, hidden, n_components):
+    """Refuse a network whose training state cannot fit in memory (a MemoryError).
+
+    Its parameters are counted on a shell built on the meta device (which
+    allocates nothing); each takes 16 bytes in training: the float32 weight,
+    its gradient and the optimizer's two moments. Without this, a typo such as
+    ``hidden_layer_sizes=(10**6, 10**6)`` failed in torch's allocator.
+    """
+    with torch.device("meta"):
+        n_parameters = sum(p.numel() for p in build(description).parameters())
+    check_memory(
+        16 * n_parameters,
+        f"Training a network of {n_parameters:,} parameters ({description['n_features']}"
+        f" input features, hidden_layer_sizes={hidden}, n_components={n_components})",
+        "Use fewer or narrower hidden layers or fewer components, or reduce the "
+        "features first (with a feature selector or TruncatedSVD, say).",
+    )
+
+
 def check_n_samples(estimator, n_samples, given=None):
     """Validate ``sample``'s ``n_samples`` for a fitted ``estimator``.
 
@@ -963,6 +982,17 @@ class _BaseAutoencoder(
         -------
         self : object
             The fitted estimator.
+
+        Raises
+        ------
+        NonFiniteLossError
+            If training diverges (a subclass of ValueError).
+        MemoryError
+            If the network's weights, gradients and optimizer state would not
+            fit in this machine's memory.
+
+        A failed fit, or one interrupted (Ctrl-C) before its first epoch ends,
+        leaves the estimator as it was.
         """
         with inputs_kept_on_failure(self):
             X, table = self._validate_training_data(X, reset=True)
@@ -1174,6 +1204,8 @@ class _BaseAutoencoder(
         warm = hasattr(self, "module_") and (
             incremental or (self.warm_start and self._architecture == architecture)
         )
+        if not warm:
+            _check_network_memory(description, hidden, self.n_components)
         if warm:
             seed = int(
                 np.random.SeedSequence([self._seed, self.n_iter_]).generate_state(1)[0]

@@ -362,6 +362,17 @@ def test_sample_refuses_more_rows_than_memory_holds(Estimator, manifold, monkeyp
     assert est.sample(20_000).shape == (20_000, 6)
 
 
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_fit_refuses_a_network_larger_than_memory_and_keeps_the_model(Estimator, manifold):
+    # torch's allocator raised its RuntimeError ("can't allocate memory")
+    est = _fitted(Estimator, manifold)
+    Z = est.transform(manifold)
+    match = r"Training a network of 2,000,0\d\d,\d{3},\d{3} parameters .* needs at least"
+    with pytest.raises(MemoryError, match=match):
+        est.set_params(hidden_layer_sizes=(10**6, 10**6)).fit(manifold)
+    np.testing.assert_array_equal(est.transform(manifold), Z)
+
+
 def test_score_samples_bounds_the_memory_of_many_importance_draws(manifold):
     est = _fitted(VAETransformer, manifold)
     with pytest.raises(MemoryError, match="n_importance_samples=10000000000000"):
