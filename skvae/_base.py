@@ -970,6 +970,9 @@ class _BaseAutoencoder(
     def fit(self, X, y=None):
         """Fit the model to X.
 
+        A fit that fails, or that is interrupted (Ctrl-C) before its first
+        epoch ends, leaves the estimator as it was.
+
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
@@ -990,9 +993,6 @@ class _BaseAutoencoder(
         MemoryError
             If the network's weights, gradients and optimizer state would not
             fit in this machine's memory.
-
-        A failed fit, or one interrupted (Ctrl-C) before its first epoch ends,
-        leaves the estimator as it was.
         """
         with inputs_kept_on_failure(self):
             X, table = self._validate_training_data(X, reset=True)
