@@ -1137,14 +1137,14 @@ class _BaseAutoencoder(
                     "RobustScaler."
                 )
 
-    def _split(self, X, rng, early_stopping):
+    def _split(self, X, rng, early_stopping, min_rows=_MIN_ROWS):
         """Training and validation rows (None without early stopping).
 
         A sparse X's are :class:`~._torch.SparseRows` over X itself, not copies.
         """
         n = X.shape[0]
         if not early_stopping:
-            if n < _MIN_ROWS:
+            if n < min_rows:
                 raise ValueError(
                     f"Found {n} sample(s), but {type(self).__name__} needs at least "
                     f"{_MIN_ROWS} to fit."
@@ -1220,7 +1220,9 @@ class _BaseAutoencoder(
         if early_stopping == "auto":
             early_stopping = X.shape[0] >= AUTO_EARLY_STOPPING_ROWS
         X_all = X  # the start and the background density see every row of fit
-        X, X_val = self._split(X, rng, early_stopping and not incremental)
+        # A later partial_fit batch may hold one row (a stream's last, say).
+        min_rows = 1 if warm and incremental else _MIN_ROWS
+        X, X_val = self._split(X, rng, early_stopping and not incremental, min_rows)
         batch_size, max_epochs, learning_rate = budget(
             X.shape[0],
             self.batch_size,

@@ -369,9 +369,15 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            estimators = [
-                clone(vae).set_params(random_state=int(seed)).fit(X) for seed in seeds
-            ]
+            try:
+                estimators = [
+                    clone(vae).set_params(random_state=int(seed)).fit(X) for seed in seeds
+                ]
+            except ValueError as exc:  # "... but VAETransformer needs at least 2 ..."
+                message = str(exc).replace(type(vae).__name__, type(self).__name__)
+                if message == str(exc):
+                    raise
+                raise type(exc)(message) from exc
         _pass_on(caught, len(seeds))
         self.estimators_ = estimators  # fitted attributes last, together
         self.n_components_ = n_components

@@ -373,6 +373,16 @@ def test_fit_refuses_a_network_larger_than_memory_and_keeps_the_model(Estimator,
     np.testing.assert_array_equal(est.transform(manifold), Z)
 
 
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_a_later_partial_fit_batch_may_hold_one_row(Estimator, manifold):
+    # a stream whose last batch held one row could not finish ("needs at least 2")
+    est = make(Estimator, n_components=2).partial_fit(manifold[:50])
+    est.partial_fit(manifold[50:51])
+    assert est.n_iter_ == 2 and np.isfinite(est.score_samples(manifold)).all()
+    with pytest.raises(ValueError, match="Found 1 sample.* needs at least 2 to fit"):
+        make(Estimator, n_components=2).partial_fit(manifold[:1])  # the first batch
+
+
 def test_score_samples_bounds_the_memory_of_many_importance_draws(manifold):
     est = _fitted(VAETransformer, manifold)
     with pytest.raises(MemoryError, match="n_importance_samples=10000000000000"):

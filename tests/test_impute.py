@@ -412,6 +412,15 @@ def test_complete_data_come_back_unchanged(frame_case):
     pd.testing.assert_frame_equal(imputer.transform(frame), frame)
 
 
+def test_errors_of_the_models_name_the_imputer():
+    X = correlated(20)
+    X[0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"1 sample\(s\), but VAEImputer needs at least 2"):
+        VAEImputer().fit(X[:1])
+    with pytest.raises(ValueError, match="out of 2 samples; VAEImputer needs at least 2"):
+        VAEImputer(early_stopping=True).fit(X[:2])
+
+
 def test_dataframe_needs_nan_as_missing_values():
     imputer = VAEImputer(missing_values=-1, max_iter=2)
     with pytest.raises(ValueError, match="mark missing cells as NaN"):
