@@ -40,6 +40,7 @@ into place, so a save that fails leaves the previous file as it was.
 """
 
 import contextlib
+import errno
 import io
 import json
 import math
@@ -709,6 +710,8 @@ def _write_atomically(path, write):
     included, it is removed and ``path`` is left as it was.
     """
     target = os.path.realpath(os.fspath(path))  # write through a symlink, as open does
+    if os.path.isdir(target):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
     folder, name = os.path.split(target)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
@@ -718,6 +721,8 @@ def _write_atomically(path, write):
             break
         except FileExistsError:  # pragma: no cover - a name drawn twice
             continue
+        except OSError as exc:  # no such folder, no permission: name the user's path
+            raise type(exc)(exc.errno, exc.strerror, os.fspath(path)) from None
     try:
         with os.fdopen(descriptor, "wb") as file:
             write(file)

@@ -347,6 +347,19 @@ def test_save_gives_files_the_usual_permissions(X, tmp_path):
     assert stat.S_IMODE(os.stat(tmp_path / "new.skvae").st_mode) == 0o640
 
 
+def test_save_errors_name_the_path_given(X, tmp_path):
+    # they named the temporary file beside it: '.../.x.skvae.92f22ef1.tmp'
+    est = fitted(AutoencoderTransformer, {}, X)
+    missing = tmp_path / "no folder" / "x.skvae"
+    with pytest.raises(FileNotFoundError) as error:
+        est.save(missing)
+    assert error.value.filename == str(missing) and error.value.filename2 is None
+    with pytest.raises(IsADirectoryError) as error:
+        est.save(tmp_path)
+    assert error.value.filename == str(tmp_path)
+    assert os.listdir(tmp_path) == []  # no temporary file left behind
+
+
 @pytest.mark.skipif(os.name != "posix", reason="symbolic links")
 def test_save_writes_through_a_symlink(X, tmp_path):
     est = fitted(AutoencoderTransformer, {}, X)
