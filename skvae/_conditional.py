@@ -329,10 +329,15 @@ def _missing(values):
     return np.array([v is None or bool(pd.isna(v)) for v in values], dtype=bool)
 
 
-def _numbers(key, values):
-    """The float64 values of a numeric condition, or a clear error."""
+def _numbers(key, values, bools=False):
+    """The float64 values of a numeric condition, or a clear error.
+
+    Booleans are refused unless ``bools`` (an array's feature: fit read a
+    boolean X as 0/1, as scikit-learn does).
+    """
+    refused = (str, bytes) if bools else (str, bytes, bool, np.bool_)
     try:
-        if any(isinstance(v, (str, bytes, bool, np.bool_)) for v in values):
+        if any(isinstance(v, refused) for v in values):
             raise TypeError
         numbers_ = values.astype(np.float64)
     except (TypeError, ValueError):
@@ -340,8 +345,8 @@ def _numbers(key, values):
             (
                 v
                 for v in values
-                if isinstance(v, (str, bytes, bool, np.bool_))
-                or not isinstance(v, numbers.Real)
+                if isinstance(v, refused)
+                or not isinstance(v, (numbers.Real, bool, np.bool_))
             ),
             values[0],
         )
@@ -427,7 +432,7 @@ def conditions(given, n_samples, table, n_features, feature_names=None):
             j = _feature_index(key, n_features, feature_names)
             if observed[0, j]:
                 raise ValueError(f"given names feature {j} twice.")
-            x[:, j] = _numbers(key, values)
+            x[:, j] = _numbers(key, values, bools=True)
             observed[:, j] = 1.0
             numeric.append((key, j))
         return x, observed, np.zeros_like(x), dict(numeric)

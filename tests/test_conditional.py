@@ -196,6 +196,11 @@ def test_bad_conditions_on_an_array(gaussian_vae, given, error, match):
 def test_bernoulli_conditions_must_lie_in_the_unit_interval(digits01):
     vae = VAETransformer(likelihood="bernoulli", max_iter=3, random_state=0).fit(digits01)
     assert vae.sample(2, random_state=0, given={10: 1.0}).shape == (2, 64)
+    # fit reads a boolean X as 0/1, and so do conditions on it (True was refused)
+    drawn = vae.sample(2, random_state=0, given={10: True, 11: np.array([False, True])})
+    np.testing.assert_array_equal(drawn[:, 10:12], [[1.0, 0.0], [1.0, 1.0]])
+    with pytest.raises(TypeError, match="must hold numbers"):
+        vae.sample(2, random_state=0, given={10: "1"})
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
         vae.sample(2, random_state=0, given={10: 2.0})
 
