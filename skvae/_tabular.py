@@ -1340,9 +1340,9 @@ class Table:
             ``rng``; with neither, the pool decodes to its most frequent level).
         given : ndarray of bool of shape (n_columns,) or None
             The columns whose values in ``M`` were given (``sample(given=)``):
-            a given column that a rule ties one-to-one to a boolean or flagged
-            gate (its state is missing, or at its point, exactly when the
-            gate's is one state) decides that gate's state.
+            where a given column's state (missing, or at its point) contradicts
+            the rule of its gate, the gate takes a state that agrees, and so on
+            up the chain of gates.
 
         Returns
         -------
@@ -1366,7 +1366,7 @@ class Table:
                     block[:, c.unseen] = 0.0
                 values[i] = states[i] = self._choose(block, rng)
         if given is not None:
-            self._given_decide_gates(given, values, states)
+            self._given_decide_gates(given, values, states, M, rng)
         # Missing values where the data tie them to a state: a gate's own rule
         # first, and each gated column's state as the rule leaves it.
         for rule in decoding_order(self.gates):
@@ -1406,24 +1406,58 @@ class Table:
                 data[c.name] = _categorical_series(codes, c)
         return pd.DataFrame(data, columns=[c.name for c in self.columns])
 
-    def _given_decide_gates(self, given, values, states):
-        """Set the states of gates that given columns decide (see :meth:`decode`)."""
-        gated = {rule["column"] for rule in self.gates}
-        for rule in self.gates:
-            i, j = rule["column"], rule["gate"]
+    def _given_decide_gates(self, given, values, states, M, rng):
+        """Make the gates of given columns agree with them (see :meth:`decode`).
+
+        A rule says a column is missing (or at its point) under some states of
+        its gate and observed under others. Where a given column's state
+        contradicts its gate's decoded state, the gate takes a state that
+        agrees: a boolean or flagged gate the other one, a categorical gate a
+        level drawn from its probabilities among those that agree. The gate is
+        then held too, and so up the chain of gates (a gate given itself is
+        the user's to choose).
+        """
+        rules = {rule["column"]: rule for rule in self.gates}
+        held = set(np.flatnonzero(given).tolist())
+        pending = sorted(held)
+        while pending:
+            i = pending.pop()
+            rule = rules.get(i)
+            if rule is None or rule["gate"] in held:
+                continue
+            j = rule["gate"]
             gate = self.columns[j]
-            one_to_one = len(rule["missing"]) == len(rule["observed"]) == 1
-            if not given[i] or given[j] or j in gated or not one_to_one:
-                continue
-            if gate.kind == "categorical":  # more states than the rule's two
-                continue
             at = states[i] == _missing_code(self.columns[i])
-            state = np.where(at, rule["missing"][0], rule["observed"][0])
-            if gate.kind == "boolean":
-                values[j] = state.astype(bool)
-            else:
-                values[j][1] = state.astype(bool)
-            states[j] = state
+
+            def contradicts(state, at=at, rule=rule):  # column i's state, row by row
+                return np.where(
+                    at, np.isin(state, rule["observed"]), np.isin(state, rule["missing"])
+                )
+
+            bad = contradicts(states[j])
+            if bad.any():
+                if gate.kind == "categorical":
+                    block = M[bad, gate.start : gate.start + gate.width].copy()
+                    block[:, gate.unseen or []] = 0.0
+                    excluded = np.zeros(block.shape, dtype=bool)
+                    rows = at[bad]
+                    excluded[np.ix_(rows, rule["observed"])] = True
+                    excluded[np.ix_(~rows, rule["missing"])] = True
+                    block = np.where(excluded, 0.0, np.maximum(block, 1e-12))
+                    free = block.sum(axis=1) > 0  # else every state contradicts: kept
+                    codes = states[j].copy()
+                    codes[np.flatnonzero(bad)[free]] = self._choose(block[free], rng)
+                    values[j] = states[j] = codes
+                else:  # two states: the other one, where it agrees
+                    other = 1 - states[j]
+                    state = np.where(bad & ~contradicts(other), other, states[j])
+                    if gate.kind == "boolean":
+                        values[j] = state.astype(bool)
+                    else:
+                        values[j][1] = state.astype(bool)
+                    states[j] = state
+            held.add(j)
+            pending.append(j)
 
     @staticmethod
     def _binary(p, rng):

@@ -785,6 +785,39 @@ def test_a_point_is_gated_only_by_a_rule_with_support():
         assert (drawn["has"] == value).all()
 
 
+def test_given_columns_set_their_gates_up_the_chain():
+    # b is observed only where a and c are (both gated by c's missing values);
+    # given b, 47% of the samples had a and c missing. And a categorical gate:
+    # income is observed exactly when job is "paid"; given an income, job was
+    # drawn freely.
+    rng = np.random.RandomState(0)
+    n = 400
+    a_obs = rng.rand(n) < 0.6
+    b_obs = a_obs & (rng.rand(n) < 0.6)
+    job = rng.choice(["paid", "retired", "student"], n)
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=n),
+            "a": np.where(a_obs, rng.normal(size=n), np.nan),
+            "b": np.where(b_obs, rng.normal(size=n), np.nan),
+            "c": pd.array(np.where(a_obs, rng.randint(0, 5, n), 0), dtype="Int64"),
+            "job": job,
+            "income": np.where(job == "paid", rng.gamma(3.0, 10.0, n), np.nan),
+        }
+    )
+    frame["c"] = frame["c"].where(a_obs)
+    for Estimator in (VAETransformer, AutoencoderTransformer):
+        est = _quiet_fit(Estimator(**TINY), frame)
+        drawn = est.sample(300, random_state=0, given={"b": 0.0})
+        assert drawn[["a", "c"]].notna().all().all(), Estimator
+        drawn = est.sample(300, random_state=0, given={"income": 30.0})
+        assert (drawn["job"] == "paid").all(), Estimator
+        drawn = est.sample(300, random_state=0, given={"job": "student"})
+        assert drawn["income"].isna().all(), Estimator
+        drawn = est.sample(300, random_state=0, given={"c": 2})  # c observed: free
+        assert drawn["a"].notna().all() and drawn["b"].isna().any()
+
+
 def test_a_point_mass_keeps_its_ties_to_other_columns(tmp_path):
     # z is zero whenever a < 4: a spread point gave 5-6% of the samples with
     # a < 4 a non-zero z, and one Gaussian (no flag) too few non-zeros elsewhere.
