@@ -108,9 +108,16 @@ def _kind(series, declared_categorical):
         or (types.is_string_dtype(dtype))
     ):
         return "categorical"
+    when = types.is_datetime64_any_dtype(dtype) or types.is_timedelta64_dtype(dtype)
+    example = (
+        f" (days since its start, say: (X[{series.name!r}] - X[{series.name!r}].min())"
+        " / pd.Timedelta(days=1))"
+        if when
+        else ""
+    )
     raise TypeError(
         f"Column {series.name!r} has dtype {dtype}, which skvae cannot model; convert "
-        "it to numbers, a category or strings first."
+        f"it to numbers{example}, a category or strings first."
     )
 
 
@@ -710,7 +717,7 @@ class Table:
         _check_transform_names(numeric_transform, X.columns)
         self.array = False
         self.likelihood_gates = self.censored = True
-        self.columns, start, identifiers, poolable = [], 0, [], {}
+        self.columns, start, identifiers, poolable, inexact = [], 0, [], {}, []
         for name, declared_categorical in zip(X.columns, mask):
             series = X[name]
             kind = _kind(series, declared_categorical)
@@ -750,6 +757,8 @@ class Table:
             elif kind == "numeric":
                 values = series.to_numpy(dtype=np.float64, na_value=np.nan)
                 column.integer = types.is_integer_dtype(series.dtype)
+                if column.integer and np.nanmax(np.abs(values), initial=0) >= 2.0**53:
+                    inexact.append(repr(name))
                 transform = resolve_transform(numeric_transform, name)
                 fit_numeric(column, values, transform, seed)
             self.columns.append(column)
@@ -810,6 +819,16 @@ class Table:
         self.gates = gates
         if identifiers:
             _warn_identifiers(identifiers, self.width, len(self.columns))
+        if inexact:
+            _warn(
+                f"Integer column{'s' if len(inexact) > 1 else ''} {', '.join(inexact)} "
+                "hold values beyond 2**53, which skvae models as float64: samples and "
+                "reconstructions can differ from the fitted values by the float64 "
+                "spacing there (256 at 1e18), and fall outside their range by as "
+                "much. Subtract an offset or change the unit first (nanoseconds to "
+                "seconds, say), or make identifiers strings.",
+                UserWarning,
+            )
 
     @classmethod
     def from_array(cls, X, numeric_transform="auto", seed=0):

@@ -442,6 +442,27 @@ def test_bad_transform_input_leaves_the_input(Estimator):
 def test_time_columns_cannot_be_modelled(column, match):
     with pytest.raises(TypeError, match=f"Column 'when' has dtype {match}.*cannot model"):
         AutoencoderTransformer(**TINY).fit(small_frame().assign(when=column))
+    if match != "period":  # the message shows how to make numbers of it, and it works
+        frame = small_frame().assign(when=column)
+        with pytest.raises(TypeError, match=r"days since its start, say: \(X\['when'\]"):
+            AutoencoderTransformer(**TINY).fit(frame)
+        days = (frame["when"] - frame["when"].min()) / pd.Timedelta(days=1)
+        assert days.dtype == np.float64 and days.iloc[1] == 1.0
+
+
+def test_integers_beyond_float64_precision_warn():
+    # int64 timestamps in nanoseconds, 64-bit identifiers: float64 rounds them,
+    # so samples left the fitted values and range by up to the float spacing
+    rng = np.random.RandomState(0)
+    frame = small_frame().assign(
+        ns=np.int64(1_700_000_000_000_000_000) + rng.randint(0, 10**9, 40),
+        big=pd.array([2**64 - 1] * 40, dtype="UInt64"),
+    )
+    with pytest.warns(UserWarning, match=r"columns 'ns', 'big' hold values beyond 2\*\*53"):
+        Table(frame, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Table(frame.assign(ns=frame["ns"] - frame["ns"].min(), big=1), None)
 
 
 @pytest.mark.parametrize("value", [np.inf, -np.inf])
