@@ -1245,6 +1245,8 @@ class _BaseAutoencoder(
                 plan = batch_size, learning_rate, max_epochs
                 start = self._start(description, X_all, X, X_val, table, seed, device, plan)
                 module.initialize(X_all, start, seed)
+                if incremental and table is not None:  # levels the batch lacks
+                    module.start_outputs(*table.unseen_starts())
                 module = module.to(device)
                 state = None
             optimizer = make_optimizer(

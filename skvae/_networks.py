@@ -345,6 +345,15 @@ class Model(nn.Module):
                 self.decoder.mlp[0].weight[:, unused] = 0.0
         return self
 
+    def start_outputs(self, index, value):
+        """Make the decoder's output bias ``value`` at the outputs ``index`` (arrays)."""
+        decoder = self.decoder
+        with torch.no_grad():
+            index = torch.as_tensor(index, dtype=torch.long)
+            value = torch.as_tensor(value).to(decoder.last.bias)
+            now = decoder.last.bias[index] + decoder.linear.bias[index]
+            decoder.last.bias[index] += value / decoder.scale[index] - now
+
     def _start_encoder(self, mean, components, noise_variance):
         """The encoder as the linear model's projection of ``x - mean``."""
         projection = torch.linalg.pinv(components.T)  # PCA: components @ (x - mean)

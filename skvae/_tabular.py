@@ -1172,6 +1172,28 @@ class Table:
         new |= {("range", name) for name, _ in found["range"]}
         return table, tuple(warned) + tuple(sorted(new, key=str))
 
+    def unseen_starts(self):
+        """Output biases to start the declared levels no batch has held at.
+
+        Their share in the batch, 0, would start them at the floor of the
+        categorical's start (about -9.2, log 1e-4), from which one epoch per
+        ``partial_fit`` call at a constant learning rate barely moves them: a
+        level a third of every later batch held was still never sampled after
+        30 calls. They start at an even share of their column instead; until a
+        batch holds them they are not sampled anyway.
+
+        Returns
+        -------
+        index, value : ndarray
+            Encoded columns, and their log-shares ``-log(width)``.
+        """
+        index, value = [], []
+        for c in self.columns:
+            if c.kind == "categorical" and c.unseen:
+                index += [c.start + k for k in c.unseen]
+                value += [-np.log(c.width)] * len(c.unseen)
+        return np.array(index, dtype=np.int64), np.array(value, dtype=np.float64)
+
     def _with_levels_of(self, X):
         """This table, or a copy whose ``unseen`` levels exclude those X holds."""
         if self.array or not any(c.unseen for c in self.columns):

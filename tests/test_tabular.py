@@ -1230,6 +1230,29 @@ def test_partial_fit_never_samples_a_declared_level_no_batch_held(tmp_path):
     assert est._table.columns[0].unseen == [3]
 
 
+def test_partial_fit_learns_a_declared_level_the_first_batch_lacked():
+    # it started at the categorical's floor (log 1e-4) and, one epoch a call,
+    # was still never sampled after 30 calls where a third of each batch held it
+    rng = np.random.RandomState(0)
+    levels = pd.CategoricalDtype(list("abc"))
+    k = pd.Series(rng.choice(list("abc"), 200)).astype(levels)
+    frame = pd.DataFrame({"x": rng.normal(size=200), "k": k})
+    nb = pd.array(rng.rand(200) < 0.65, dtype="boolean")  # a nullable bool: False later
+    nb[rng.rand(200) < 0.2] = pd.NA
+    frame["nb"] = nb
+    first = frame[(frame["k"] != "c") & frame["nb"].fillna(True)]
+    est = VAETransformer(n_components=2, hidden_layer_sizes=(8,), random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.partial_fit(first)
+        assert (est.sample(300, random_state=0)["k"] != "c").all()  # not sampled yet
+        for _ in range(5):
+            est.partial_fit(frame)
+    samples = est.sample(1000, random_state=0)
+    assert 0.15 < (samples["k"] == "c").mean() < 0.5  # the data: a third
+    assert 0.15 < (samples["nb"] == False).mean() < 0.5  # noqa: E712 (data: 0.28)
+
+
 def test_partial_fit_warns_about_what_the_first_batch_did_not_declare():
     rng = np.random.RandomState(0)
     first = pd.DataFrame({"k": ["a", "b"] * 25, "x": rng.normal(size=50)})
