@@ -298,8 +298,8 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         if _is_dataframe(X):
             if not marker:
                 raise ValueError(
-                    f"missing_values={placeholder!r} applies to numeric arrays; "
-                    "in a DataFrame, mark missing cells as NaN, None or pd.NA."
+                    f"missing_values={placeholder!r} applies to arrays; in a "
+                    "DataFrame, mark missing cells as NaN, None or pd.NA."
                 )
             validate_data(self, X, reset=reset, skip_check_array=True)
             return X.copy()
@@ -430,7 +430,7 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         K = self.n_importance_samples
         description = vaes[0].module_.description
         width = description["n_features"]
-        widest = max(width, *description["hidden"])
+        widest = max([width, *description["hidden"]])  # no hidden layers: the width
         check_memory(  # one row's candidates: codes, two layers' outputs, their means
             8 * K * (vaes[0].n_components_ + 2 * widest + width),
             f"transform with n_importance_samples={K}",

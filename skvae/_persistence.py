@@ -67,8 +67,12 @@ from ._torch import available, resolve_device
 
 FORMAT = "skvae"
 #: Bump when a file written by this version cannot be read by older ones
-#: (2: the network is rebuilt from its stored description; skvae 0.1 wrote 1).
-FORMAT_VERSION = 2
+#: (2: the network is rebuilt from its stored description; skvae 0.1 wrote 1;
+#: 3: a table's numeric block may be interval-censored and a category dtype
+#: stores its categories' dtype, which readers of version 2 called corrupted).
+FORMAT_VERSION = 3
+#: The versions this one reads: a version-2 file's table lacks only what 3 added.
+READABLE_VERSIONS = (2, 3)
 _META = "skvae.json"
 _WEIGHTS = "weights.safetensors"
 _MODULE = "module_"
@@ -85,7 +89,7 @@ _MAX_DEPTH = 64
 #: Tags of the one-key JSON objects that stand for non-JSON values, and the
 #: other keys that two of them have.
 _TAGS = {"tuple", "dict", "pairs", "float", "ndarray", "strings", "device", "random_state"}
-_TAGS |= {"gaussian_mixture", "table"}
+_TAGS |= {"gaussian_mixture", "table", "pandas_na"}
 _TAG_EXTRAS = {"ndarray": {"torch"}, "strings": {"dtype"}}
 #: safetensors dtypes a file may hold.
 _DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16}
@@ -246,6 +250,8 @@ def _encode(value, tensors, key):
         return {"ndarray": key, "torch": True}
     if isinstance(value, torch.device):
         return {"device": str(value)}
+    if type(value).__name__ == "NAType" and type(value).__module__.startswith("pandas"):
+        return {"pandas_na": True}  # VAEImputer's missing_values
     if isinstance(value, np.random.RandomState):
         name, keys, pos, has_gauss, cached = value.get_state()
         keys = keys.astype(np.int64)
@@ -304,6 +310,10 @@ def _decode(value, tensors, used):
         and value.get("dtype") in ("O", "U")
     ):
         return np.asarray(body, dtype=object if value["dtype"] == "O" else str)
+    if tag == "pandas_na" and body is True:
+        import pandas as pd  # a file that holds pd.NA was written with pandas
+
+        return pd.NA
     if tag == "device" and isinstance(body, str) and len(body) <= 32:
         try:
             return torch.device(body)
@@ -933,12 +943,13 @@ def _read_meta(archive, keys=_META_KEYS):
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise _Invalid("is not a file written by skvae's save.")
     version = meta.get("format_version")
-    if type(version) is not int or version != FORMAT_VERSION:
+    if type(version) is not int or version not in READABLE_VERSIONS:
         writer = meta.get("skvae_version")
+        readable = " and ".join(map(str, READABLE_VERSIONS))
         raise _Invalid(
             f"uses skvae file format version {_brief(version)}, written by skvae "
             f"{writer if isinstance(writer, str) and len(writer) < 40 else 'unknown'}; "
-            f"this skvae ({_skvae_version()}) reads version {FORMAT_VERSION} only. Load "
+            f"this skvae ({_skvae_version()}) reads versions {readable} only. Load "
             "it with a matching skvae version and refit, or save it again."
         )
     if set(meta) != keys:

@@ -48,6 +48,18 @@ def _dtype_name(dtype):
     return str(dtype)
 
 
+def _dtype_of(name):
+    """The pandas dtype named ``name`` (as :func:`_dtype_name` gives).
+
+    A string dtype whose storage this machine lacks ("string[pyarrow]" without
+    pyarrow) is the default string dtype, so that the model still loads.
+    """
+    try:
+        return types.pandas_dtype(name)
+    except ImportError:
+        return types.pandas_dtype(name.split("[")[0])
+
+
 def _index(values, name):
     """``values`` as a pandas Index of the dtype ``name`` (as :func:`_dtype_name` gives).
 
@@ -55,8 +67,8 @@ def _index(values, name):
     written by another version of pandas, say).
     """
     try:
-        return pd.Index(values, dtype=types.pandas_dtype(name))
-    except (TypeError, ValueError):
+        return pd.Index(values, dtype=_dtype_of(name))
+    except (TypeError, ValueError, ImportError):
         return pd.Index(values)
 
 
@@ -943,7 +955,7 @@ class Table:
             elif table.array:
                 values["dtype"] = np.dtype(dtype)
             else:
-                values["dtype"] = pd.api.types.pandas_dtype(dtype)
+                values["dtype"] = _dtype_of(dtype)
             for key in ARRAY_FIELDS:
                 if values.get(key) is not None:
                     values[key] = np.asarray(values[key], dtype=np.float64)

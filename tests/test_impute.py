@@ -330,11 +330,15 @@ def test_placeholders_that_are_not_numbers_mark_an_object_array(placeholder):
     np.testing.assert_array_equal(numbers, X[:5])
 
 
-def test_pd_na_marks_the_missing_cells_of_a_dataframe():
+def test_pd_na_marks_the_missing_cells_of_a_dataframe(tmp_path):
     frame = make_frame(100).astype({"size": "Float64"})
     frame.loc[:9, "size"] = pd.NA
     imputer = VAEImputer(missing_values=pd.NA, n_components=2, max_iter=3, random_state=0)
-    assert not imputer.fit_transform(frame).isna().any().any()
+    filled = imputer.fit_transform(frame)
+    assert not filled.isna().any().any()
+    loaded = VAEImputer.load(imputer.save(tmp_path / "na.skvae"))  # pd.NA is saved
+    assert loaded.missing_values is pd.NA
+    pd.testing.assert_frame_equal(loaded.transform(frame), filled)
 
 
 def test_dataframe_comes_back_with_its_columns_and_dtypes(frame_case):
@@ -410,6 +414,14 @@ def test_models_train_on_every_row_unless_early_stopping_is_asked_for():
 def test_complete_data_come_back_unchanged(frame_case):
     frame, _, imputer = frame_case
     pd.testing.assert_frame_equal(imputer.transform(frame), frame)
+
+
+def test_a_linear_imputer_imputes():
+    # the memory check read the widest layer as max(width), a TypeError
+    X = correlated(60)
+    X[::7, 0] = np.nan
+    imputer = VAEImputer(hidden_layer_sizes=(), n_estimators=1, max_iter=3, random_state=0)
+    assert np.isfinite(imputer.fit(X).transform(X)).all()
 
 
 def test_errors_of_the_models_name_the_imputer():

@@ -156,7 +156,7 @@ def test_loading_does_not_unpickle(X, tmp_path, monkeypatch):
             assert not data.startswith(b"PK")
         meta = json.loads(archive.read("skvae.json"))
     assert meta["class"] == "VAETransformer"
-    assert meta["format_version"] == 2
+    assert meta["format_version"] == 3
     assert meta["module"] == est.module_.description
     assert meta["attributes"]["dict"]["n_features_in_"] == X.shape[1]
 
@@ -970,6 +970,36 @@ def test_samples_keep_their_dtypes_after_pickle_and_load(tmp_path):
         assert samples.dtypes.to_dict() == fresh.dtypes.to_dict()
         assert samples["k"].cat.categories.dtype == np.int8
         pd.testing.assert_frame_equal(samples, fresh)
+
+
+def test_a_string_storage_this_machine_lacks_loads_as_the_default(tmp_path, monkeypatch):
+    # "string[pyarrow]" raised pyarrow's ImportError where pyarrow is missing
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=40),
+            "s": pd.Series(rng.choice(["a", "b"], 40), dtype="string[python]"),
+            "k": pd.Series(rng.choice(["a", "b"], 40), dtype="string").astype("category"),
+        }
+    )
+    est = AutoencoderTransformer(n_components=2, max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(frame)
+    path = est.save(tmp_path / "m.skvae")
+    pickled = pickle.dumps(est)
+    real = pd.api.types.pandas_dtype
+
+    def no_python_storage(name):  # as if that storage's package were missing
+        if isinstance(name, str) and name.startswith("string["):
+            raise ImportError("pyarrow>=16.0.0 is required")
+        return real(name)
+
+    monkeypatch.setattr(pd.api.types, "pandas_dtype", no_python_storage)
+    for restored in (AutoencoderTransformer.load(path), pickle.loads(pickled)):
+        samples = restored.sample(5, random_state=0)
+        assert samples["s"].dtype == real("string")
+        assert set(samples["k"]) <= {"a", "b"}
 
 
 def test_deeply_nested_json_is_refused(saved_files, tmp_path):
