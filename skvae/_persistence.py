@@ -836,24 +836,28 @@ def save_estimator(estimator, path):
         "attributes": _encode(attributes, tensors, "attributes"),
     }
     document = _document(meta, estimator)
+    _check_loadable(estimator, document, tensors)
     weights = save_tensors(tensors, metadata={"format": FORMAT})
-    _check_loadable(estimator, document, weights)
     write_to(path, lambda file: _write(file, document, weights))
 
 
-def _check_loadable(estimator, document, weights):
+def _check_loadable(estimator, document, tensors):
     """Refuse, with a ValueError, to write what :func:`load_estimator` would refuse.
 
-    The archive is built in memory and read back with load's own checks, so
-    that every value the format cannot hold is caught before a file is touched
-    (category levels that are tuples, say, which JSON stores as lists).
+    ``document`` (``skvae.json``) is parsed back and checked with load's own
+    checks, against ``tensors`` as the weights, so that every value the format
+    cannot hold is caught before a file is touched (category levels that are
+    tuples, say, which JSON stores as lists). The weights' bytes, which
+    safetensors writes from ``tensors``, are neither copied nor read back.
     """
-    buffer = io.BytesIO()
-    _write(buffer, document, weights)
-    buffer.seek(0)
     try:
-        with zipfile.ZipFile(buffer) as archive:
-            _checked(type(estimator), archive)
+        meta = _checked_meta(_parse(document, _META))
+        header = {
+            key: (_DTYPE_NAMES.get(tensor.dtype), tuple(tensor.shape))
+            for key, tensor in tensors.items()
+        }
+        estimator = _instantiate(type(estimator), meta["class"])
+        _checked_contents(estimator, meta, header, tensors)
     except (_Invalid, *_ERRORS) as exc:
         reason = str(exc).removeprefix("has corrupted metadata: ").rstrip(".")
         raise ValueError(
@@ -939,7 +943,11 @@ def _read(archive, name):
 
 def _read_meta(archive, keys=_META_KEYS):
     """``skvae.json``, checked to be a current skvae file's metadata with ``keys``."""
-    meta = _parse(_read(archive, _META), _META)
+    return _checked_meta(_parse(_read(archive, _META), _META), keys)
+
+
+def _checked_meta(meta, keys=_META_KEYS):
+    """``meta`` (parsed), checked to be a current skvae file's metadata with ``keys``."""
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise _Invalid("is not a file written by skvae's save.")
     version = meta.get("format_version")
@@ -1335,8 +1343,12 @@ def _checked(cls, archive):
     _check_archive(archive)
     meta = _read_meta(archive)
     estimator = _instantiate(cls, meta["class"])
-    header = _read_header(archive)
-    tensors = _read_tensors(archive)
+    return _checked_contents(estimator, meta, _read_header(archive), _read_tensors(archive))
+
+
+def _checked_contents(estimator, meta, header, tensors):
+    """:func:`_checked` from the parsed metadata, the weights' header and tensors."""
+    cls = type(estimator)
     used = set()
     hidden = _set_params(estimator, _decode(meta["params"], tensors, used))
     attributes = _decode(meta["attributes"], tensors, used)
