@@ -1434,14 +1434,14 @@ class _BaseAutoencoder(
             g = generator(self._seed, self.device_)
             with torch_threads(self._n_threads()):
                 check_range(x, chosen, model_moments(module, density, g))
-        out, _ = self._conditional(x, observed, fill, rng, mode)
+        out, _, *means = self._conditional(x, observed, fill, rng, mode)
         if self._table is None:
             return out
         # Drawn rows draw their pooled rare levels too.
         rare_rng = decode_rng if decode_rng is not None or mode != "draw" else rng
         out = np.where(observed > 0, x, out)  # the given entries, as encoded
         given = np.array([c.name in chosen for c in self._table.columns])
-        out = self._table.decode(out, decode_rng, rare_rng, given)
+        out = self._table.decode(out, decode_rng, rare_rng, given, *means)
         for j, c in enumerate(self._table.columns):  # exactly, past any rounding
             if c.name not in chosen:
                 continue

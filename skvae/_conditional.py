@@ -244,6 +244,9 @@ def conditional_rows(module, density, x, observed, fill, n_draws, generator, mod
         In the encoded space.
     ess : ndarray of shape (n,)
         Effective sample size of each row's weights (1 to ``n_draws``).
+    means : ndarray of shape (n, n_features)
+        With ``mode="draw"`` only: the decoder means of the codes drawn, whose
+        probabilities a table's decoding may need (to redraw a gate's level).
 
     With ``mode="candidates"``, instead ``means`` of shape (n, K, n_features)
     and the normalised ``weights`` of shape (n, K).
@@ -266,8 +269,9 @@ def conditional_rows(module, density, x, observed, fill, n_draws, generator, mod
             pick = torch.multinomial(weights.T.to(generator.device), 1, generator=generator)
             chosen = z[pick[:, 0].to(z.device), torch.arange(z.shape[1], device=z.device)]
             out = module.decode(chosen) if mode == "decoder_mean" else None
-            if out is None:
-                out = module.draw(chosen, generator)
+            if out is None:  # the draw, and the probabilities it was drawn from
+                drawn = module.draw(chosen, generator)
+                return torch.where(observed > 0, x, drawn), ess, module.decode(chosen)
         return torch.where(observed > 0, x, out), ess
 
     return batched(run, [x, observed, fill], device, dtype, chunk=_chunk(n_draws, module))

@@ -1375,7 +1375,7 @@ class Table:
                 out[rows, c.start + codes[rows]] = 1.0  # unknown levels: all zeros
         return out
 
-    def decode(self, M, rng=None, rare_rng=None, given=None):
+    def decode(self, M, rng=None, rare_rng=None, given=None, means=None):
         """A DataFrame with the fitted columns and dtypes from encoded rows.
 
         Parameters
@@ -1393,9 +1393,12 @@ class Table:
             ``rng``; with neither, the pool decodes to its most frequent level).
         given : ndarray of bool of shape (n_columns,) or None
             The columns whose values in ``M`` were given (``sample(given=)``):
-            where a given column's state (missing, or at its point) contradicts
-            the rule of its gate, the gate takes a state that agrees, and so on
-            up the chain of gates.
+            where a given column's state (at its point or not) contradicts the
+            rule of its gate, the gate takes a state that agrees with every
+            given column it gates, and so on up the chain of gates.
+        means : ndarray of shape (n_samples, width) or None
+            The probabilities ``M`` was drawn from, where it holds draws: a
+            categorical gate redraws its level from them (default: ``M``).
 
         Returns
         -------
@@ -1419,7 +1422,9 @@ class Table:
                     block[:, c.unseen] = 0.0
                 values[i] = states[i] = self._choose(block, rng)
         if given is not None:
-            self._given_decide_gates(given, values, states, M, rng)
+            probabilities = M if means is None else means
+            gate_rng = rng if rng is not None else rare_rng
+            self._given_decide_gates(given, values, states, probabilities, gate_rng)
         # Missing values where the data tie them to a state: a gate's own rule
         # first, and each gated column's state as the rule leaves it.
         for rule in decoding_order(self.gates):
@@ -1459,58 +1464,57 @@ class Table:
                 data[c.name] = _categorical_series(codes, c)
         return pd.DataFrame(data, columns=[c.name for c in self.columns])
 
-    def _given_decide_gates(self, given, values, states, M, rng):
+    def _given_decide_gates(self, given, values, states, probabilities, rng):
         """Make the gates of given columns agree with them (see :meth:`decode`).
 
         A rule says a column is missing (or at its point) under some states of
-        its gate and observed under others. Where a given column's state
-        contradicts its gate's decoded state, the gate takes a state that
-        agrees: a boolean or flagged gate the other one, a categorical gate a
-        level drawn from its probabilities among those that agree. The gate is
-        then held too, and so up the chain of gates (a gate given itself is
-        the user's to choose).
+        its gate and observed under others. A gate whose decoded state
+        contradicts a given column it gates takes a state that agrees with
+        every given column it gates: a boolean or flagged gate the other one,
+        a categorical gate a level drawn from ``probabilities`` (the most
+        likely with ``rng=None``) among the seen levels that agree. The gate
+        is then held too, and its own gate is decided the same way: gates are
+        decided from the deepest up. Where no state agrees (given columns
+        that contradict each other), the gate keeps its state.
         """
-        rules = {rule["column"]: rule for rule in self.gates}
+        children, depth = {}, {}
+        for rule in decoding_order(self.gates):  # a gate's own rule first
+            depth[rule["column"]] = depth.get(rule["gate"], 0) + 1
+            children.setdefault(rule["gate"], []).append(rule)
         held = set(np.flatnonzero(given).tolist())
-        pending = sorted(held)
-        while pending:
-            i = pending.pop()
-            rule = rules.get(i)
-            if rule is None or rule["gate"] in held:
+        for j in sorted(children, key=lambda g: -depth.get(g, 0)):
+            bound = [rule for rule in children[j] if rule["column"] in held]
+            if j in held or not bound:
                 continue
-            j = rule["gate"]
             gate = self.columns[j]
-            at = states[i] == _missing_code(self.columns[i])
-
-            def contradicts(state, at=at, rule=rule):  # column i's state, row by row
-                return np.where(
-                    at, np.isin(state, rule["observed"]), np.isin(state, rule["missing"])
+            codes = np.arange(gate.width if gate.kind == "categorical" else 2)
+            allowed = np.ones((len(states[j]), codes.size), dtype=bool)
+            for rule in bound:  # the states that agree with each given column
+                at = states[rule["column"]] == _missing_code(self.columns[rule["column"]])
+                allowed &= np.where(
+                    at[:, None],
+                    ~np.isin(codes, rule["observed"]),
+                    ~np.isin(codes, rule["missing"]),
                 )
-
-            bad = contradicts(states[j])
-            if bad.any():
+            if gate.kind == "categorical" and gate.unseen:
+                allowed[:, gate.unseen] = False  # never sampled: not chosen either
+            rows = np.arange(len(states[j]))
+            redo = ~allowed[rows, states[j]] & allowed.any(axis=1)
+            if redo.any():
                 if gate.kind == "categorical":
-                    block = M[bad, gate.start : gate.start + gate.width].copy()
-                    block[:, gate.unseen or []] = 0.0
-                    excluded = np.zeros(block.shape, dtype=bool)
-                    rows = at[bad]
-                    excluded[np.ix_(rows, rule["observed"])] = True
-                    excluded[np.ix_(~rows, rule["missing"])] = True
-                    block = np.where(excluded, 0.0, np.maximum(block, 1e-12))
-                    free = block.sum(axis=1) > 0  # else every state contradicts: kept
-                    codes = states[j].copy()
-                    codes[np.flatnonzero(bad)[free]] = self._choose(block[free], rng)
-                    values[j] = states[j] = codes
-                else:  # two states: the other one, where it agrees
-                    other = 1 - states[j]
-                    state = np.where(bad & ~contradicts(other), other, states[j])
+                    block = probabilities[redo, gate.start : gate.start + gate.width]
+                    block = np.where(allowed[redo], np.maximum(block, 1e-12), 0.0)
+                    state = states[j].copy()
+                    state[redo] = self._choose(block, rng)
+                    values[j] = state
+                else:
+                    state = np.where(redo, 1 - states[j], states[j])
                     if gate.kind == "boolean":
                         values[j] = state.astype(bool)
                     else:
                         values[j][1] = state.astype(bool)
-                    states[j] = state
+                states[j] = state
             held.add(j)
-            pending.append(j)
 
     @staticmethod
     def _binary(p, rng):

@@ -839,6 +839,38 @@ def test_given_columns_set_their_gates_up_the_chain():
         assert drawn["a"].notna().all() and drawn["b"].isna().any()
 
 
+def test_a_gate_agrees_with_every_given_column_it_gates():
+    # x is missing exactly when g is A, z is zero exactly when g is A or B: given
+    # x and a zero z, only B agrees with both; the first given child decided the
+    # gate alone (56% A). A VAE's draw redrew the level by the one-hot draw, so
+    # always the first allowed one; and a nullable boolean's value no row held
+    # could be chosen.
+    rng = np.random.RandomState(0)
+    n = 600
+    g = rng.choice(list("ABC"), n, p=[0.4, 0.1, 0.5])
+    frame = pd.DataFrame(
+        {
+            "g": g,
+            "x": np.where(g == "A", np.nan, rng.normal(size=n)),
+            "z": np.where(np.isin(g, ["A", "B"]), 0.0, rng.lognormal(size=n)),
+            "w": rng.normal(size=n),
+        }
+    )
+    vae = _quiet_fit(VAETransformer(**TINY), frame)
+    drawn = vae.sample(500, random_state=0, given={"x": 0.5, "z": 0.0})
+    assert (drawn["g"] == "B").all()
+    drawn = vae.sample(1000, random_state=0, given={"x": 0.0})
+    assert set(drawn["g"]) == {"B", "C"}  # drawn among those that agree
+    held = pd.array(np.where(rng.rand(n) < 0.6, True, pd.NA), dtype="boolean")
+    nullable = pd.DataFrame(
+        {"nb": held, "x": np.where(pd.isna(held), np.nan, rng.normal(size=n))}
+    )
+    for Estimator in (VAETransformer, AutoencoderTransformer):
+        est = _quiet_fit(Estimator(**TINY), nullable)
+        drawn = est.sample(300, random_state=0, given={"x": 0.3})
+        assert (drawn["nb"] == True).all(), Estimator  # noqa: E712 (never False)
+
+
 def test_a_point_mass_keeps_its_ties_to_other_columns(tmp_path):
     # z is zero whenever a < 4: a spread point gave 5-6% of the samples with
     # a < 4 a non-zero z, and one Gaussian (no flag) too few non-zeros elsewhere.
