@@ -147,6 +147,7 @@ def test_transform_is_deterministic_and_survives_pickle(array_case):
 def test_many_importance_draws_are_imputed_in_bounded_memory(frame_case, monkeypatch):
     _, missing, imputer = frame_case
     imputer = pickle.loads(pickle.dumps(imputer))
+    monkeypatch.setattr(skvae._torch, "physical_memory", lambda: 2**40)  # also on Windows
     with pytest.raises(MemoryError, match="n_importance_samples=10000000000000 needs"):
         imputer.set_params(n_importance_samples=10**13).transform(missing)
     # counted with the widest layer (128), not the encoded width alone: refused,

@@ -564,8 +564,11 @@ def test_keyboard_interrupt_in_the_first_epoch_keeps_the_previous_model(
                 method(manifold)
         np.testing.assert_array_equal(est.transform(manifold), Z)
         assert est.n_iter_ == n_iter
+    fresh = Estimator(**FAST)
     with pytest.raises(KeyboardInterrupt):
-        Estimator(**FAST).fit(manifold)  # a first fit: it stays unfitted
+        fresh.fit(manifold)  # a first fit: it stays unfitted
+    with pytest.raises(NotFittedError):
+        fresh.transform(manifold)
 
 
 def test_keyboard_interrupt_while_choosing_the_start_stops_the_fit(manifold, monkeypatch):
