@@ -834,7 +834,8 @@ class Table:
         if inexact:
             _warn(
                 f"Integer column{'s' if len(inexact) > 1 else ''} {', '.join(inexact)} "
-                "hold values beyond 2**53, which skvae models as float64: samples and "
+                f"hold{'' if len(inexact) > 1 else 's'} values beyond 2**53, which skvae "
+                "models as float64: samples and "
                 "reconstructions can differ from the fitted values by the float64 "
                 "spacing there (256 at 1e18), and fall outside their range by as "
                 "much. Subtract an offset or change the unit first (nanoseconds to "
