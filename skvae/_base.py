@@ -1398,13 +1398,17 @@ class _BaseAutoencoder(
         parameter = next(module.parameters())
         return density.to(parameter.device, parameter.dtype)
 
-    def _conditional(self, x, observed, fill, rng, mode, n_draws=CONDITIONAL_DRAWS):
+    def _conditional(
+        self, x, observed, fill, rng, mode, n_draws=CONDITIONAL_DRAWS, constraints=()
+    ):
         """Encoded rows given some entries: see ``_conditional.conditional_rows``."""
         module = inference_module(self.module_, inference_dtype(np.float64, self.device_))
         density = self._code_density(module)
         g = generator(rng.randint(_MAX_SEED), self.device_)
         with torch_threads(self._n_threads()):
-            result = conditional_rows(module, density, x, observed, fill, n_draws, g, mode)
+            result = conditional_rows(
+                module, density, x, observed, fill, n_draws, g, mode, constraints
+            )
         if not all(np.isfinite(part).all() for part in result):
             raise ValueError(_overflow("sample", x, torch.float64))
         return result
@@ -1434,13 +1438,19 @@ class _BaseAutoencoder(
             g = generator(self._seed, self.device_)
             with torch_threads(self._n_threads()):
                 check_range(x, chosen, model_moments(module, density, g))
-        out, _, *means = self._conditional(x, observed, fill, rng, mode)
+        given = None
+        constraints = ()
+        if self._table is not None:
+            given = np.array([c.name in chosen for c in self._table.columns])
+            constraints = self._table.gate_constraints(x, given)
+        out, _, *means = self._conditional(
+            x, observed, fill, rng, mode, constraints=constraints
+        )
         if self._table is None:
             return out
         # Drawn rows draw their pooled rare levels too.
         rare_rng = decode_rng if decode_rng is not None or mode != "draw" else rng
         out = np.where(observed > 0, x, out)  # the given entries, as encoded
-        given = np.array([c.name in chosen for c in self._table.columns])
         out = self._table.decode(out, decode_rng, rare_rng, given, *means)
         for j, c in enumerate(self._table.columns):  # exactly, past any rounding
             if c.name not in chosen:

@@ -214,7 +214,9 @@ def _chunk(n_draws, module):
     return max(1, IMPORTANCE_ELEMENTS // (n_draws * width))
 
 
-def conditional_rows(module, density, x, observed, fill, n_draws, generator, mode):
+def conditional_rows(
+    module, density, x, observed, fill, n_draws, generator, mode, constraints=()
+):
     """Rows drawn from, or expected under, p(x | x_given); given entries kept exactly.
 
     Parameters
@@ -231,6 +233,10 @@ def conditional_rows(module, density, x, observed, fill, n_draws, generator, mod
         Importance candidates per row.
     generator : torch.Generator
         On the module's device; the only source of randomness.
+    constraints : list of (index, allowed)
+        States that the rows' free entries must take (a table's gates of given
+        columns, :meth:`~._tabular.Table.gate_constraints`): each candidate's
+        weight is multiplied by the probability its decoder gives them.
     mode : {"draw", "mean", "decoder_mean", "candidates"}
         "draw": one code per row resampled by weight, then a draw from p(x | z);
         "decoder_mean": that code's decoder mean; "mean": the weighted mean of
@@ -254,10 +260,19 @@ def conditional_rows(module, density, x, observed, fill, n_draws, generator, mod
     parameter = next(module.parameters())
     device, dtype = parameter.device, parameter.dtype
 
-    def run(x, observed, fill_values):
+    indices = [torch.as_tensor(index, device=device) for index, _ in constraints]
+
+    def run(x, observed, fill_values, *allowed):
         z, log_w, out = posterior_codes(
             module, x, observed, fill_values, density, n_draws, generator
         )
+        if allowed:
+            means = module.likelihood.mean(out)  # (K, n, d)
+            for index, ok in zip(indices, allowed):
+                p = means[..., index]
+                if ok.shape[-1] == 2 and index.numel() == 1:  # a 0/1 entry's two states
+                    p = torch.cat([1 - p, p], dim=-1)
+                log_w = log_w + (p * ok).sum(-1).clamp_min(1e-30).log()
         weights = torch.softmax(log_w, dim=0)  # (K, n)
         ess = 1.0 / weights.pow(2).sum(0)
         if mode == "candidates":
@@ -274,7 +289,8 @@ def conditional_rows(module, density, x, observed, fill, n_draws, generator, mod
                 return torch.where(observed > 0, x, drawn), ess, module.decode(chosen)
         return torch.where(observed > 0, x, out), ess
 
-    return batched(run, [x, observed, fill], device, dtype, chunk=_chunk(n_draws, module))
+    arrays = [x, observed, fill, *[allowed for _, allowed in constraints]]
+    return batched(run, arrays, device, dtype, chunk=_chunk(n_draws, module))
 
 
 def model_moments(module, density, generator, n_draws=2000):

@@ -1488,17 +1488,7 @@ class Table:
             if j in held or not bound:
                 continue
             gate = self.columns[j]
-            codes = np.arange(gate.width if gate.kind == "categorical" else 2)
-            allowed = np.ones((len(states[j]), codes.size), dtype=bool)
-            for rule in bound:  # the states that agree with each given column
-                at = states[rule["column"]] == _missing_code(self.columns[rule["column"]])
-                allowed &= np.where(
-                    at[:, None],
-                    ~np.isin(codes, rule["observed"]),
-                    ~np.isin(codes, rule["missing"]),
-                )
-            if gate.kind == "categorical" and gate.unseen:
-                allowed[:, gate.unseen] = False  # never sampled: not chosen either
+            allowed = self._allowed(j, bound, states)
             rows = np.arange(len(states[j]))
             redo = ~allowed[rows, states[j]] & allowed.any(axis=1)
             if redo.any():
@@ -1516,6 +1506,65 @@ class Table:
                         values[j][1] = state.astype(bool)
                 states[j] = state
             held.add(j)
+
+    def _allowed(self, j, rules, states):
+        """The states of gate ``j`` that agree with the columns of ``rules``, row by row.
+
+        ``states`` holds those columns' states (codes, as :func:`_state_codes`
+        gives them); the result is a bool array of shape (n, n_states): a
+        categorical gate's levels (never one no row held), or a 0/1 state.
+        """
+        gate = self.columns[j]
+        codes = np.arange(gate.width if gate.kind == "categorical" else 2)
+        allowed = None
+        for rule in rules:
+            at = states[rule["column"]] == _missing_code(self.columns[rule["column"]])
+            agree = np.where(
+                at[:, None],
+                ~np.isin(codes, rule["observed"]),
+                ~np.isin(codes, rule["missing"]),
+            )
+            allowed = agree if allowed is None else allowed & agree
+        if gate.kind == "categorical" and gate.unseen:
+            allowed[:, gate.unseen] = False  # never sampled: not chosen either
+        return allowed
+
+    def gate_constraints(self, X, given):
+        """What the given columns of a conditional draw say of their gates' states.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, width)
+            Encoded rows whose ``given`` columns hold the given values.
+        given : ndarray of bool of shape (n_columns,)
+
+        Returns
+        -------
+        constraints : list of (index, allowed)
+            Per gate that is not given but gates a given column: the encoded
+            entries of its state (a categorical block's levels, or one 0/1
+            entry) and, per row, the states that agree with every given column
+            it gates (all of them where none does). A draw's code is weighted
+            by the probability the decoder gives those states.
+        """
+        held = set(np.flatnonzero(given).tolist())
+        children = {}
+        for rule in self.gates:
+            if rule["column"] in held and rule["gate"] not in held:
+                children.setdefault(rule["gate"], []).append(rule)
+        constraints = []
+        for j, rules in children.items():
+            gated = [rule["column"] for rule in rules]
+            states = {i: _state_codes(self.columns[i], X) for i in gated}
+            allowed = self._allowed(j, rules, states)
+            allowed[~allowed.any(axis=1)] = True  # contradictory conditions: no weight
+            gate = self.columns[j]
+            if gate.kind == "categorical":
+                index = np.arange(gate.start, gate.start + gate.width)
+            else:
+                index = np.array([_flag_entry(gate)])
+            constraints.append((index, allowed))
+        return constraints
 
     @staticmethod
     def _binary(p, rng):

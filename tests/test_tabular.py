@@ -861,6 +861,11 @@ def test_a_gate_agrees_with_every_given_column_it_gates():
     assert (drawn["g"] == "B").all()
     drawn = vae.sample(1000, random_state=0, given={"x": 0.0})
     assert set(drawn["g"]) == {"B", "C"}  # drawn among those that agree
+    # in their conditional shares, B one in six: codes are weighted by the
+    # probability their decoder gives g's agreeing levels (without: 0.37)
+    trained = _quiet_fit(VAETransformer(**FAST), frame)
+    share = (trained.sample(1000, random_state=0, given={"x": 0.0})["g"] == "B").mean()
+    assert 0.1 < share < 0.25, share
     held = pd.array(np.where(rng.rand(n) < 0.6, True, pd.NA), dtype="boolean")
     nullable = pd.DataFrame(
         {"nb": held, "x": np.where(pd.isna(held), np.nan, rng.normal(size=n))}
