@@ -1056,6 +1056,7 @@ class _BaseAutoencoder(
                     self.numeric_transform,
                     declared=incremental,
                 )
+                table = self._warm_table(table, incremental)
         elif reset and not (
             self.categorical_features is None
             or (isinstance(self.categorical_features, str))  # "from_dtype"
@@ -1090,12 +1091,42 @@ class _BaseAutoencoder(
             from ._tabular import Table  # an array with missing values: a table
 
             table = Table.from_array(X, self.numeric_transform)
+            table = self._warm_table(table, incremental)
         if table is not None:
             if not reset:
                 table, self._batch_warned = table.check_batch(X, warned)
             return table.encode(X), table
         _check_no_nan(self, X, missing)
         return X, None
+
+    def _warm_table(self, table, incremental):
+        """The previous fit's encoding, where ``warm_start`` continues on data it fits.
+
+        The encoding is part of the model that a warm start continues: the new
+        data keep it where they encode alike (the same columns, kinds, levels,
+        missing values, dtypes and maps, numbers within the fitted range by
+        ``BATCH_RANGE_MARGIN`` of its width); otherwise ``table``, fitted to the
+        new data, which trains a new network (as a changed parameter does).
+        Its interval cells, which the network's description holds, come from
+        data, so a table fitted afresh never matches the previous network.
+        """
+        from ._tabular import BATCH_RANGE_MARGIN
+
+        previous = getattr(self, "_table", None)
+        if incremental or not self.warm_start or previous is None or table is None:
+            return table
+        if not hasattr(self, "module_") or previous.array != table.array:
+            return table
+        if previous.signature != table.signature:
+            return table
+        for old, new in zip(previous.columns, table.columns):
+            if (old.transform, str(old.dtype)) != (new.transform, str(new.dtype)):
+                return table
+            if old.kind == "numeric" and new.low <= new.high:
+                margin = BATCH_RANGE_MARGIN * (old.high - old.low)
+                if new.low < old.low - margin or new.high > old.high + margin:
+                    return table
+        return previous
 
     def _hidden(self):
         hidden = self.hidden_layer_sizes

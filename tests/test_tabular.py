@@ -1267,6 +1267,25 @@ def test_partial_fit_never_samples_a_declared_level_no_batch_held(tmp_path):
     assert est._table.columns[0].unseen == [3]
 
 
+def test_warm_start_continues_a_table_model_on_data_that_encode_alike():
+    # new rows refitted the encoding, whose interval cells the VAE's network
+    # description holds: every warm fit of a table with an integer column
+    # silently trained a new network
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame({"x": rng.normal(size=240), "k": rng.poisson(3, 240)})
+    est = VAETransformer(**{**TINY, "warm_start": True})
+    _quiet_fit(est, frame.iloc[:120])
+    table, module = est._table, est.module_
+    _quiet_fit(est, frame.iloc[120:])
+    assert est.n_iter_ == 6 and est._table is table  # continued, on the first encoding
+    assert est.module_ is not module
+    _quiet_fit(est, frame.assign(x=frame["x"] * 10))  # far beyond the range: anew
+    assert est.n_iter_ == 3 and est._table is not table
+    missing = frame.assign(x=frame["x"].where(rng.rand(240) > 0.2))  # new missing values
+    _quiet_fit(est, missing)
+    assert est.n_iter_ == 3
+
+
 def test_partial_fit_learns_a_declared_level_the_first_batch_lacked():
     # it started at the categorical's floor (log 1e-4) and, one epoch a call,
     # was still never sampled after 30 calls where a third of each batch held it
