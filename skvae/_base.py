@@ -1430,7 +1430,15 @@ class _BaseAutoencoder(
         return density.to(parameter.device, parameter.dtype)
 
     def _conditional(
-        self, x, observed, fill, rng, mode, n_draws=CONDITIONAL_DRAWS, constraints=()
+        self,
+        x,
+        observed,
+        fill,
+        rng,
+        mode,
+        n_draws=CONDITIONAL_DRAWS,
+        constraints=(),
+        shared=False,
     ):
         """Encoded rows given some entries: see ``_conditional.conditional_rows``."""
         module = inference_module(self.module_, inference_dtype(np.float64, self.device_))
@@ -1438,7 +1446,7 @@ class _BaseAutoencoder(
         g = generator(rng.randint(_MAX_SEED), self.device_)
         with torch_threads(self._n_threads()):
             result = conditional_rows(
-                module, density, x, observed, fill, n_draws, g, mode, constraints
+                module, density, x, observed, fill, n_draws, g, mode, constraints, shared
             )
         if not all(np.isfinite(part).all() for part in result):
             raise ValueError(_overflow("sample", x, torch.float64))

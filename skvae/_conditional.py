@@ -158,7 +158,7 @@ def _proposal(module, x_fill, density):
     return mean, scale.expand_as(mean)
 
 
-def posterior_codes(module, x, observed, fill, density, n_draws, generator):
+def posterior_codes(module, x, observed, fill, density, n_draws, generator, shared=None):
     """Weighted candidate codes of p(z | x_given) for each row.
 
     Parameters
@@ -177,6 +177,9 @@ def posterior_codes(module, x, observed, fill, density, n_draws, generator):
     n_draws : int
         Candidates K per row.
     generator : torch.Generator
+    shared : tuple of tensors or None
+        The draws every row uses (:func:`shared_draws`), so that a row's
+        candidates depend on the row alone; None draws each row's own.
 
     Returns
     -------
@@ -188,13 +191,17 @@ def posterior_codes(module, x, observed, fill, density, n_draws, generator):
     """
     n, k = x.shape[0], module.n_components
     mean, std = _proposal(module, _fill(module, x, observed, fill, density), density)
-    eps = torch.randn(
-        (n_draws, n, k), generator=generator, device=generator.device, dtype=x.dtype
-    ).to(x.device)
+    if shared is None:
+        eps = torch.randn(
+            (n_draws, n, k), generator=generator, device=generator.device, dtype=x.dtype
+        ).to(x.device)
+        from_density = density.sample(n_draws * n, generator).to(x).reshape(n_draws, n, k)
+        pick = torch.rand((n_draws, n), generator=generator, device=generator.device)
+        pick = (pick < DEFENSIVE_WEIGHT).to(x.device)
+    else:
+        eps, from_density, pick = (t.to(x.device)[:, None] for t in shared)
+        eps, from_density = eps.to(x.dtype), from_density.to(x.dtype)
     from_encoder = mean + std * eps
-    from_density = density.sample(n_draws * n, generator).to(x).reshape(n_draws, n, k)
-    pick = torch.rand((n_draws, n), generator=generator, device=generator.device)
-    pick = (pick < DEFENSIVE_WEIGHT).to(x.device)
     z = torch.where(pick[..., None], from_density, from_encoder)
     log_q_encoder = -0.5 * (((z - mean) / std).pow(2) + _LOG_2PI).sum(-1)
     log_q_encoder = log_q_encoder - std.log().sum(-1)
@@ -207,6 +214,18 @@ def posterior_codes(module, x, observed, fill, density, n_draws, generator):
     return z, log_lik + log_p - log_q, out
 
 
+def shared_draws(density, n_draws, k, generator, dtype):
+    """Draws for :func:`posterior_codes` that every row shares: (eps, codes, pick).
+
+    Common random numbers, as ``score_samples`` uses: a row's candidates then
+    depend on the row alone, not on the rows drawn with it or on its chunk.
+    """
+    eps = torch.randn((n_draws, k), generator=generator, device=generator.device)
+    codes = density.sample(n_draws, generator)
+    pick = torch.rand(n_draws, generator=generator, device=generator.device)
+    return eps.to(dtype), codes.to(dtype), pick < DEFENSIVE_WEIGHT
+
+
 def _chunk(n_draws, module):
     """Rows per inference chunk, so that K draws per row fit in bounded memory."""
     description = module.description
@@ -215,7 +234,16 @@ def _chunk(n_draws, module):
 
 
 def conditional_rows(
-    module, density, x, observed, fill, n_draws, generator, mode, constraints=()
+    module,
+    density,
+    x,
+    observed,
+    fill,
+    n_draws,
+    generator,
+    mode,
+    constraints=(),
+    shared=False,
 ):
     """Rows drawn from, or expected under, p(x | x_given); given entries kept exactly.
 
@@ -233,6 +261,11 @@ def conditional_rows(
         Importance candidates per row.
     generator : torch.Generator
         On the module's device; the only source of randomness.
+    shared : bool
+        Whether every row uses the same draws (:func:`shared_draws`), so that
+        a row's result does not depend on the rows beside it (imputation);
+        else each row draws its own (conditional samples, which then differ
+        from row to row).
     constraints : list of (index, allowed)
         States that the rows' free entries must take (a table's gates of given
         columns, :meth:`~._tabular.Table.gate_constraints`): each candidate's
@@ -261,10 +294,13 @@ def conditional_rows(
     device, dtype = parameter.device, parameter.dtype
 
     indices = [torch.as_tensor(index, device=device) for index, _ in constraints]
+    common = None
+    if shared:
+        common = shared_draws(density, n_draws, module.n_components, generator, dtype)
 
     def run(x, observed, fill_values, *allowed):
         z, log_w, out = posterior_codes(
-            module, x, observed, fill_values, density, n_draws, generator
+            module, x, observed, fill_values, density, n_draws, generator, common
         )
         if allowed:
             means = module.likelihood.mean(out)  # (K, n, d)

@@ -426,7 +426,13 @@ class VAEImputer(TransformerMixin, BaseEstimator):
             encoded = vaes[0]._validate_X(X)
             observed, fill = block_masks(table, ~missing)
         rows = np.flatnonzero(missing.any(axis=1))
-        rngs = [np.random.RandomState(vae._seed) for vae in vaes]
+
+        def conditional(vae, part, mode):  # the same draws for every row and chunk
+            rng = np.random.RandomState(vae._seed)
+            return vae._conditional(
+                encoded[part], observed[part], fill[part], rng, mode, K, shared=True
+            )
+
         K = self.n_importance_samples
         description = vaes[0].module_.description
         width = description["n_features"]
@@ -438,15 +444,7 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         )
         chunk = max(1, min(_CHUNK, _CANDIDATE_ELEMENTS // (K * width)))
         if table is None:
-            values = np.mean(
-                [
-                    vae._conditional(
-                        encoded[rows], observed[rows], fill[rows], rng, "mean", K
-                    )[0]
-                    for vae, rng in zip(vaes, rngs)
-                ],
-                axis=0,
-            )
+            values = np.mean([conditional(vae, rows, "mean")[0] for vae in vaes], axis=0)
         else:
             values = np.empty((rows.size, len(table.columns)), dtype=object)
             for start in range(0, rows.size, chunk):
@@ -454,13 +452,11 @@ class VAEImputer(TransformerMixin, BaseEstimator):
                 parts = [
                     _expectations(
                         vae._table,
-                        *vae._conditional(
-                            encoded[part], observed[part], fill[part], rng, "candidates", K
-                        ),
+                        *conditional(vae, part, "candidates"),
                         vae.noise_variance_,
                         missing[part],
                     )
-                    for vae, rng in zip(vaes, rngs)
+                    for vae in vaes
                 ]
                 expected, numeric = (np.mean(p, axis=0) for p in zip(*parts))
                 values[start : start + chunk] = _decode_expectations(
