@@ -1521,7 +1521,7 @@ class _BaseAutoencoder(
             ``"negative_binomial"``.
         """
         X = self._validate_X(X)
-        if self._support()[0] == "counts":  # the encoder takes logs of the counts
+        if self._support()[0] is not None:  # counts, or values in [0, 1], as in fit
             self._check_values(X, training=False)
         return self._infer(lambda m, x: m.encode(x), [X], X.dtype, "transform")
 

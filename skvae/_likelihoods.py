@@ -783,6 +783,19 @@ class StudentT(_TrackedScale):
         return out + self.scale2().to(out).sqrt() * t
 
 
+def _widen(likelihood, out):
+    """Whether a count likelihood scores in float64 rather than ``out``'s float32.
+
+    A count's log-probability is a small difference of terms of the order of
+    ``x log x``, which float32 rounds by tens of nats for counts of millions
+    (3.3e7: 35-38 nats from float64's). In eval mode (scores) the terms are
+    computed in float64; training keeps float32, whose gradients are exact
+    enough. mps has no float64.
+    """
+    wide = out.dtype == torch.float32 and out.device.type != "mps"
+    return wide and not likelihood.training
+
+
 class _Counts(Likelihood):
     """Counts whose means are the row's total (library size) times a composition.
 
@@ -924,6 +937,8 @@ class Poisson(_Counts):
     name = "poisson"
 
     def nll(self, out, x, observed=None):
+        if _widen(self, out):
+            return self.nll(out.double(), x, observed).to(out.dtype)
         x = self.observed_counts(x.to(out.dtype), observed)
         log_mean = self.log_means(out, x, observed)
         terms = log_mean.exp() - self._xlog(x, log_mean) + torch.lgamma(x + 1)
@@ -968,6 +983,8 @@ class NegativeBinomial(_Counts):
         self.log_theta = nn.Parameter(torch.zeros(self.n_features))
 
     def nll(self, out, x, observed=None):
+        if _widen(self, out):
+            return self.nll(out.double(), x, observed).to(out.dtype)
         x = self.observed_counts(x.to(out.dtype), observed)
         log_mean = self.log_means(out, x, observed)
         log_theta = self.log_theta.to(out.dtype)

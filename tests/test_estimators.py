@@ -321,6 +321,8 @@ def test_unit_interval_likelihoods_reject_other_data(Estimator, params, digits01
     est = make(Estimator, **params).fit(digits01)
     with pytest.raises(ValueError, match=r"requires X in \[0, 1\]"):
         est.score_samples(digits01 - 0.5)
+    with pytest.raises(ValueError, match=r"requires X in \[0, 1\]"):
+        est.transform(digits01 * 2)  # encoded as it came, where score_samples refused
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)

@@ -244,6 +244,18 @@ def test_codes_do_not_depend_on_the_rows_scale(likelihood, fitted_counts, counts
 
 
 @pytest.mark.parametrize("likelihood", COUNTS)
+def test_large_counts_score_alike_in_float32_and_float64(likelihood, fitted_counts, counts):
+    # a count's log-probability is a small difference of terms of about x log x,
+    # which float32 rounded by 35-38 nats for counts of 3.3e7 (2 at 3.3e6)
+    X = counts[0][:5].astype(np.float64)
+    X[:, 0] = 3_300_000
+    model = fitted_counts[likelihood]
+    wide, narrow = model.score_samples(X), model.score_samples(X.astype(np.float32))
+    assert narrow.dtype == np.float32
+    np.testing.assert_allclose(narrow, wide, rtol=1e-6, atol=0.05)
+
+
+@pytest.mark.parametrize("likelihood", COUNTS)
 def test_empty_rows_and_zero_columns(likelihood, fitted_counts, counts):
     est = fitted_counts[likelihood]
     X = counts[0]
