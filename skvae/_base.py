@@ -1119,6 +1119,9 @@ class _BaseAutoencoder(
             return table
         if previous.signature != table.signature:
             return table
+        flags = ("censored", "likelihood_gates")  # a model from before them: anew
+        if any(getattr(previous, f) != getattr(table, f) for f in flags):
+            return table
         for old, new in zip(previous.columns, table.columns):
             if (old.transform, str(old.dtype)) != (new.transform, str(new.dtype)):
                 return table
