@@ -51,15 +51,7 @@ class AutoencoderTransformer(_BaseAutoencoder):
         Seeds initialisation, shuffling, dropout, noise and the code density.
         An int gives identical results on every fit (on the CPU).
     %(verbose)s
-    warm_start : bool, default=False
-        Continue training the previous model on the next ``fit``; a change of
-        a parameter that shapes the network (widths, activation, dropout, loss,
-        noise) or of the number of features refits from scratch A table
-        (a DataFrame, or an array with missing values) keeps its encoding where
-        the new data encode alike (the same columns, kinds, levels, missing
-        values and maps, numbers within the fitted range by half its width);
-        otherwise a VAE of it refits from scratch, since its network's
-        description holds cells of the encoding.
+    %(warm_start)s
     loss : {"mse", "bce"}, default="mse"
         Squared error, or binary cross-entropy for data in [0, 1] (the decoder
         then ends with a sigmoid).

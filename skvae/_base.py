@@ -205,6 +205,16 @@ _PARAMETER_DOCS = {
         "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:N", "mps".
         These networks are small: up to about 10,000 rows a fit is usually
         faster on the CPU than on a GPU (see the performance page).""",
+    "warm_start": """\
+    warm_start : bool, default=False
+        Continue training the previous model on the next ``fit``. A change of
+        a parameter that shapes the network (its widths, activation, dropout,
+        likelihood or loss and noise) or of the number of features refits
+        from scratch. A table (a DataFrame, or an array with missing values)
+        keeps its encoding where the new data encode alike (the same columns,
+        kinds, levels, missing values and maps, numbers within the fitted
+        range by half its width); a VAE of other data refits from scratch,
+        since its network holds cells of the encoding.""",
     "n_jobs": """\
     n_jobs : int or None, default=None
         Number of CPU threads torch uses, during fits and inference on the

@@ -93,15 +93,7 @@ class VAETransformer(_BaseAutoencoder):
         Seeds initialisation, shuffling, dropout, the reparameterisation draws,
         the draws of ``score_samples`` and the aggregate-posterior density.
     %(verbose)s
-    warm_start : bool, default=False
-        Continue training the previous model on the next ``fit``; a change of
-        a parameter that shapes the network (widths, activation, dropout,
-        likelihood) or of the number of features refits from scratch A table
-        (a DataFrame, or an array with missing values) keeps its encoding where
-        the new data encode alike (the same columns, kinds, levels, missing
-        values and maps, numbers within the fitted range by half its width);
-        otherwise a VAE of it refits from scratch, since its network's
-        description holds cells of the encoding.
+    %(warm_start)s
     likelihood : {"gaussian", "student_t", "bernoulli", "poisson", \
             "negative_binomial"}, default="gaussian"
         The observation model p(x|z). "gaussian" learns one variance per
