@@ -212,9 +212,10 @@ _PARAMETER_DOCS = {
         likelihood or loss and noise) or of the number of features refits
         from scratch. A table (a DataFrame, or an array with missing values)
         keeps its encoding where the new data encode alike (the same columns,
-        kinds, levels, missing values and maps, numbers within the fitted
-        range by half its width); a VAE of other data refits from scratch,
-        since its network holds cells of the encoding.""",
+        kinds, levels, missing values, kinds of map and missing-value rules,
+        numbers within the fitted range by half its width); a VAE of other
+        data refits from scratch, since its network holds cells of the
+        encoding.""",
     "n_jobs": """\
     n_jobs : int or None, default=None
         Number of CPU threads torch uses, during fits and inference on the
@@ -1113,10 +1114,12 @@ class _BaseAutoencoder(
         """The previous fit's encoding, where ``warm_start`` continues on data it fits.
 
         The encoding is part of the model that a warm start continues: the new
-        data keep it where they encode alike (the same columns, kinds, levels,
-        missing values, dtypes and maps, numbers within the fitted range by
-        ``BATCH_RANGE_MARGIN`` of its width); otherwise ``table``, fitted to the
-        new data, which trains a new network (as a changed parameter does).
+        data keep it (its maps and statistics, fitted to the first data) where
+        they encode alike: the same columns, kinds, levels, missing values,
+        dtypes, kinds of map and missing-value rules, numbers within the fitted
+        range by ``BATCH_RANGE_MARGIN`` of its width. Otherwise ``table``,
+        fitted to the new data, which trains a new network (as a changed
+        parameter does).
         Its interval cells, which the network's description holds, come from
         data, so a table fitted afresh never matches the previous network.
         """
@@ -1131,6 +1134,8 @@ class _BaseAutoencoder(
             return table
         flags = ("censored", "likelihood_gates")  # a model from before them: anew
         if any(getattr(previous, f) != getattr(table, f) for f in flags):
+            return table
+        if previous.gates != table.gates:  # rules the new data break, or new ones
             return table
         for old, new in zip(previous.columns, table.columns):
             if (old.transform, str(old.dtype)) != (new.transform, str(new.dtype)):

@@ -261,21 +261,22 @@ def conditional_rows(
         Importance candidates per row.
     generator : torch.Generator
         On the module's device; the only source of randomness.
-    shared : bool
-        Whether every row uses the same draws (:func:`shared_draws`), so that
-        a row's result does not depend on the rows beside it (imputation);
-        else each row draws its own (conditional samples, which then differ
-        from row to row).
-    constraints : list of (index, allowed)
-        States that the rows' free entries must take (a table's gates of given
-        columns, :meth:`~._tabular.Table.gate_constraints`): each candidate's
-        weight is multiplied by the probability its decoder gives them.
     mode : {"draw", "mean", "decoder_mean", "candidates"}
         "draw": one code per row resampled by weight, then a draw from p(x | z);
         "decoder_mean": that code's decoder mean; "mean": the weighted mean of
         the candidates' decoder means, E[x | x_given] (MIWAE's single
         imputation); "candidates": every candidate's decoder mean, with the
         weights, for expectations the caller computes.
+    constraints : list of (probability, allowed)
+        States that the rows' free entries must take (a table's gates of given
+        columns, :meth:`~._tabular.Table.gate_constraints`): each candidate's
+        weight is multiplied by ``probability(means, allowed)``, the
+        probability its decoder means give them.
+    shared : bool
+        Whether every row uses the same draws (:func:`shared_draws`), so that
+        a row's result does not depend on the rows beside it (imputation);
+        else each row draws its own (conditional samples, which then differ
+        from row to row).
 
     Returns
     -------
@@ -293,7 +294,7 @@ def conditional_rows(
     parameter = next(module.parameters())
     device, dtype = parameter.device, parameter.dtype
 
-    indices = [torch.as_tensor(index, device=device) for index, _ in constraints]
+    probabilities = [probability for probability, _ in constraints]
     common = None
     if shared:
         common = shared_draws(density, n_draws, module.n_components, generator, dtype)
@@ -304,11 +305,8 @@ def conditional_rows(
         )
         if allowed:
             means = module.likelihood.mean(out)  # (K, n, d)
-            for index, ok in zip(indices, allowed):
-                p = means[..., index]
-                if ok.shape[-1] == 2 and index.numel() == 1:  # a 0/1 entry's two states
-                    p = torch.cat([1 - p, p], dim=-1)
-                log_w = log_w + (p * ok).sum(-1).clamp_min(1e-30).log()
+            for probability, ok in zip(probabilities, allowed):
+                log_w = log_w + probability(means, ok).clamp_min(1e-30).log()
         weights = torch.softmax(log_w, dim=0)  # (K, n)
         ess = 1.0 / weights.pow(2).sum(0)
         if mode == "candidates":

@@ -1540,12 +1540,16 @@ class Table:
 
         Returns
         -------
-        constraints : list of (index, allowed)
-            Per gate that is not given but gates a given column: the encoded
-            entries of its state (a categorical block's levels, or one 0/1
-            entry) and, per row, the states that agree with every given column
-            it gates (all of them where none does). A draw's code is weighted
-            by the probability the decoder gives those states.
+        constraints : list of (probability, allowed)
+            Per gate that is not given but gates a given column: ``allowed``,
+            per row, the gate's states that agree with every given column it
+            gates (all of them where none does), and ``probability(means,
+            allowed)``, the probability a candidate code gives them (a tensor
+            of shape (K, n) from decoder means of shape (K, n, width)). A
+            draw's code is weighted by it. A gate that is itself gated gets its
+            states' probabilities through its own rule, up the chain of gates
+            (:meth:`_state_probabilities`): where the rule decides the gate's
+            state, the decoder's own probability of it is not trained.
         """
         held = set(np.flatnonzero(given).tolist())
         children = {}
@@ -1558,13 +1562,41 @@ class Table:
             states = {i: _state_codes(self.columns[i], X) for i in gated}
             allowed = self._allowed(j, rules, states)
             allowed[~allowed.any(axis=1)] = True  # contradictory conditions: no weight
-            gate = self.columns[j]
-            if gate.kind == "categorical":
-                index = np.arange(gate.start, gate.start + gate.width)
-            else:
-                index = np.array([_flag_entry(gate)])
-            constraints.append((index, allowed))
+
+            def probability(means, ok, j=j, held=frozenset(held)):
+                return (self._state_probabilities(j, means, held) * ok).sum(-1)
+
+            constraints.append((probability, allowed))
         return constraints
+
+    def _state_probabilities(self, j, means, held):
+        """Probabilities of column ``j``'s states under decoder ``means`` (K, n, width).
+
+        A categorical column's levels (its missing level last), or a flagged
+        or boolean column's 0/1 state; where ``j`` has a gate that is not
+        ``held`` (given), mixed over the gate's states: those its rule says
+        force ``j`` missing, those that force it observed (its levels then in
+        the decoder's proportions), and those that leave it to the decoder.
+        The arithmetic is a tensor's (torch's, where this is called).
+        """
+        c = self.columns[j]
+        if c.kind == "categorical":
+            p = means[..., c.start : c.start + c.width]
+        else:
+            q = means[..., [_flag_entry(c)] * 2]
+            p = q * q.new_tensor([-1.0, 1.0]) + q.new_tensor([1.0, 0.0])
+        rule = next((r for r in self.gates if r["column"] == j), None)
+        if rule is None or rule["gate"] in held:
+            return p
+        gate = self._state_probabilities(rule["gate"], means, held)
+        missing = gate[..., rule["missing"]].sum(-1, keepdim=True)
+        observed = gate[..., rule["observed"]].sum(-1, keepdim=True)
+        code = _missing_code(c)
+        at = p.new_zeros(p.shape[-1])
+        at[code] = 1.0
+        present = p * (1.0 - at)
+        present = present / present.sum(-1, keepdim=True).clamp_min(1e-30)
+        return missing * at + observed * present + (1.0 - missing - observed) * p
 
     @staticmethod
     def _binary(p, rng):

@@ -876,6 +876,31 @@ def test_a_gate_agrees_with_every_given_column_it_gates():
         assert (drawn["nb"] == True).all(), Estimator  # noqa: E712 (never False)
 
 
+def test_conditional_codes_follow_the_rules_up_a_chain_of_gates():
+    # g is missing where h is A (and half of B), x where g is: given x, h is B
+    # in a third of the rows and C in two; codes were weighted by the decoder's
+    # probability of g's state, which the rule leaves untrained where h decides
+    # it, so 38% of the samples had an A-like w with h relabelled to agree
+    rng = np.random.RandomState(0)
+    n = 2000
+    h = rng.choice(list("ABC"), n, p=[0.5, 0.25, 0.25])
+    g_missing = (h == "A") | ((h == "B") & (rng.rand(n) < 0.5))
+    frame = pd.DataFrame(
+        {
+            "h": h,
+            "g": np.where(g_missing, np.nan, rng.normal(size=n)),
+            "x": np.where(g_missing | (rng.rand(n) < 0.3), np.nan, rng.normal(size=n)),
+            "w": np.select([h == "A", h == "B"], [-4.0, 0.0], 4.0) + rng.normal(0, 0.3, n),
+        }
+    )
+    est = _quiet_fit(VAETransformer(**{**FAST, "max_iter": 150}), frame)
+    assert [(r["column"], r["gate"]) for r in est._table.gates] == [(1, 0), (2, 1)]
+    drawn = est.sample(2000, random_state=0, given={"x": 0.0})
+    assert drawn["g"].notna().all() and (drawn["h"] != "A").all()
+    assert 0.2 < (drawn["h"] == "B").mean() < 0.45  # a third
+    assert (drawn["w"] < -2).mean() < 0.05  # A's values: none in these rows
+
+
 def test_a_point_mass_keeps_its_ties_to_other_columns(tmp_path):
     # z is zero whenever a < 4: a spread point gave 5-6% of the samples with
     # a < 4 a non-zero z, and one Gaussian (no flag) too few non-zeros elsewhere.
@@ -1284,6 +1309,15 @@ def test_warm_start_continues_a_table_model_on_data_that_encode_alike():
     missing = frame.assign(x=frame["x"].where(rng.rand(240) > 0.2))  # new missing values
     _quiet_fit(est, missing)
     assert est.n_iter_ == 3
+    # a missing-value rule that the new rows break is not kept (it held in every
+    # sample); nor is one they start to follow
+    ruled = frame.assign(g=np.where(frame["k"] > 3, "a", "b"))
+    ruled["x"] = ruled["x"].where(ruled["g"] == "b")
+    est = _quiet_fit(VAETransformer(**{**TINY, "warm_start": True}), ruled)
+    assert est._table.gates
+    broken = ruled.assign(x=frame["x"].where(rng.rand(240) > 0.4))
+    _quiet_fit(est, broken)
+    assert est.n_iter_ == 3 and not est._table.gates
 
 
 def test_partial_fit_learns_a_declared_level_the_first_batch_lacked():
