@@ -884,6 +884,14 @@ def _document(meta, obj):
 def _check_archive(archive, members=(_META, _WEIGHTS)):
     """Check that the archive holds ``members``, stored, within the file."""
     names = sorted(info.filename for info in archive.infolist())
+    if names != sorted(members) and _META in names:  # the other kind of skvae file
+        if _WEIGHTS in members and any(n.startswith("estimators/") for n in names):
+            raise _Invalid("is a VAEImputer's file: load it with VAEImputer.load.")
+        if _WEIGHTS not in members and names == sorted([_META, _WEIGHTS]):
+            raise _Invalid(
+                "is a single model's file (a VAETransformer's or an "
+                "AutoencoderTransformer's): load it with that class's load."
+            )
     if names != sorted(members):
         expected = " and ".join(map(repr, members)) if len(members) < 4 else members
         raise _Invalid(

@@ -649,9 +649,10 @@ def test_imputer_and_model_files_are_not_interchangeable(array_case, tmp_path):
     *_, imputer = array_case
     imputer_file = imputer.save(tmp_path / "imputer.skvae")
     model_file = imputer.estimators_[0].save(tmp_path / "model.skvae")
-    with pytest.raises(ValueError, match="is not a file written by skvae's save"):
+    # each says which load reads it (both said "is not a file written by skvae's save")
+    with pytest.raises(ValueError, match="is a VAEImputer's file: load it with VAEImputer"):
         VAETransformer.load(imputer_file)
-    with pytest.raises(ValueError, match="is not a file written by skvae's save"):
+    with pytest.raises(ValueError, match="is a single model's file .* that class's load"):
         VAEImputer.load(model_file)
 
 
