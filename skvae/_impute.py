@@ -303,6 +303,12 @@ class VAEImputer(TransformerMixin, BaseEstimator):
                 )
             validate_data(self, X, reset=reset, skip_check_array=True)
             return X.copy()
+        table = None if reset else self.estimators_[0]._table
+        if table is not None and not (table.array or table.numeric_only):
+            raise ValueError(
+                f"{type(self).__name__} was fitted on a DataFrame; pass a DataFrame "
+                "with the same columns."
+            )
         holes = None
         if not isinstance(placeholder, Real) and not sp.issparse(X):
             # None, pd.NA or a string: found in an object array, not a float one.

@@ -451,6 +451,13 @@ def test_errors_of_the_models_name_the_imputer():
         VAEImputer(early_stopping=True).fit(X[:2])
 
 
+def test_a_dataframe_model_refuses_an_array(frame_case):
+    # numpy's "could not convert string to float: 'b'"
+    _, missing, imputer = frame_case
+    with pytest.raises(ValueError, match="fitted on a DataFrame; pass a DataFrame"):
+        imputer.transform(missing.to_numpy())
+
+
 def test_dataframe_needs_nan_as_missing_values():
     imputer = VAEImputer(missing_values=-1, max_iter=2)
     with pytest.raises(ValueError, match="mark missing cells as NaN"):
