@@ -1499,6 +1499,7 @@ class _BaseAutoencoder(
         constraints = ()
         if self._table is not None:
             given = np.array([c.name in chosen for c in self._table.columns])
+            self._table.check_given_rules(x, given)
             constraints = self._table.gate_constraints(x, given)
         out, _, *means = self._conditional(
             x, observed, fill, rng, mode, constraints=constraints

@@ -558,6 +558,19 @@ def _flag_entry(column):
     return column.start if column.kind == "boolean" else column.start + 1
 
 
+def _state_name(column, code):
+    """A state of a column (as :func:`_state_codes` gives it) in words."""
+    if column.kind == "boolean":
+        return str(bool(code))
+    if column.kind == "numeric":
+        if column.point is not None and not column.missing:
+            return f"{'' if code else 'not '}{column.point:g}"
+        return "missing" if code else "present"
+    if column.missing and code == column.width - 1:
+        return "missing"
+    return repr(column.levels[code]) if code < len(column.levels) else "a rare level"
+
+
 def _missing_code(column):
     """The state code (as :func:`_state_codes` gives it) of a missing value."""
     return column.width - 1 if column.kind == "categorical" else 1
@@ -1528,6 +1541,35 @@ class Table:
         if gate.kind == "categorical" and gate.unseen:
             allowed[:, gate.unseen] = False  # never sampled: not chosen either
         return allowed
+
+    def check_given_rules(self, X, given):
+        """Refuse conditions that break a missing-value rule of the fitted data.
+
+        A rule ties a column's missing values (or its point) to a gate's
+        states; given both, a row whose values break it has no probability
+        under the model, which decodes the rule as certain. Raises a
+        ValueError that names the two columns.
+        """
+        for rule in self.gates:
+            i, j = rule["column"], rule["gate"]
+            if not (given[i] and given[j]):
+                continue
+            at = _state_codes(self.columns[i], X) == _missing_code(self.columns[i])
+            gate = _state_codes(self.columns[j], X)
+            broken = np.where(
+                at, np.isin(gate, rule["observed"]), np.isin(gate, rule["missing"])
+            )
+            if broken.any():
+                row = int(np.flatnonzero(broken)[0])
+                c, g = self.columns[i], self.columns[j]
+                state = f"at {c.point:g}" if c.point is not None else "missing"
+                always = "never" if at[row] else "always"
+                raise ValueError(
+                    f"given[{c.name!r}] and given[{g.name!r}] break a rule the fitted "
+                    f"data always followed: {c.name!r} is {always} {state} where "
+                    f"{g.name!r} is {_state_name(g, gate[row])}. Leave one of them "
+                    "out of given."
+                )
 
     def gate_constraints(self, X, given):
         """What the given columns of a conditional draw say of their gates' states.

@@ -506,7 +506,9 @@ class VAETransformer(_BaseAutoencoder):
             number outside the range the model was fitted on: for a table,
             beyond the column's fitted range by more than 10% of its width;
             for an array, more than 10 standard deviations from the model's
-            mean of the feature.
+            mean of the feature; or if two given columns of a table break a
+            missing-value rule of the fitted data (an income given where the
+            data had it missing for every unemployed row, say).
         MemoryError
             If the ``n_samples`` rows, which are generated at once, would not
             fit in this machine's memory.

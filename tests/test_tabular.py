@@ -876,6 +876,30 @@ def test_a_gate_agrees_with_every_given_column_it_gates():
         assert (drawn["nb"] == True).all(), Estimator  # noqa: E712 (never False)
 
 
+def test_conditions_that_break_a_missing_value_rule_are_refused():
+    # the given values won and every row broke the rule (an unemployed income)
+    rng = np.random.RandomState(0)
+    employed = rng.rand(300) > 0.4
+    job = rng.choice(["paid", "retired", "student"], 300)
+    frame = pd.DataFrame(
+        {
+            "employed": employed,
+            "income": np.where(employed, rng.lognormal(3, 0.5, 300), np.nan),
+            "job": job,
+            "pay": np.where(job == "paid", rng.rand(300), np.nan),
+        }
+    )
+    est = _quiet_fit(VAETransformer(**TINY), frame)
+    match = "'income' is always missing where 'employed' is False. Leave one"
+    with pytest.raises(ValueError, match=match):
+        est.sample(3, random_state=0, given={"employed": False, "income": 20.0})
+    match = "'pay' is always missing where 'job' is 'student'"  # the row that breaks it
+    with pytest.raises(ValueError, match=match):
+        est.sample(2, random_state=0, given={"job": ["paid", "student"], "pay": 0.5})
+    drawn = est.sample(3, random_state=0, given={"employed": True, "income": 20.0})
+    assert (drawn["income"] == 20.0).all()
+
+
 def test_conditional_codes_follow_the_rules_up_a_chain_of_gates():
     # g is missing where h is A (and half of B), x where g is: given x, h is B
     # in a third of the rows and C in two; codes were weighted by the decoder's
