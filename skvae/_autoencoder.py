@@ -268,21 +268,7 @@ class AutoencoderTransformer(_BaseAutoencoder):
 
         Raises
         ------
-        TypeError
-            If ``given`` is not a dict or a DataFrame, or gives a numeric
-            column something other than numbers.
-        ValueError
-            If ``given`` names an unknown column or level, holds missing
-            values, has a number of rows other than ``n_samples``, or a
-            number outside the range the model was fitted on: for a table,
-            beyond the column's fitted range by more than 10% of its width;
-            for an array, more than 10 standard deviations from the model's
-            mean of the feature; or if two given columns of a table break a
-            missing-value rule of the fitted data (an income given where the
-            data had it missing for every unemployed row, say).
-        MemoryError
-            If the ``n_samples`` rows, which are generated at once, would not
-            fit in this machine's memory.
+        %(sample_raises)s
 
         Notes
         -----

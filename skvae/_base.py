@@ -263,11 +263,13 @@ _PARAMETER_DOCS = {
 
 
 def shared_parameter_docs(cls):
-    """Class decorator: put the shared parameter descriptions into ``cls``'s docstring.
+    """Class decorator: put the shared descriptions into ``cls``'s docstrings.
 
-    Each line of the docstring that reads ``    %(name)s`` becomes the
-    description of parameter ``name`` in ``_PARAMETER_DOCS``, so the two
-    estimators document their common parameters with one text.
+    Each line of the class docstring that reads ``    %(name)s`` becomes the
+    description of parameter ``name`` in ``_PARAMETER_DOCS``, and each line of
+    a method's docstring (defined in ``cls``) that reads ``        %(name)s``
+    the section ``name`` of ``_METHOD_DOCS``, so the two estimators document
+    what they share with one text.
     """
     cls.__doc__ = re.sub(
         r"^    %\((\w+)\)s$",
@@ -275,7 +277,36 @@ def shared_parameter_docs(cls):
         cls.__doc__,
         flags=re.MULTILINE,
     )
+    for method in vars(cls).values():
+        if callable(method) and method.__doc__:
+            method.__doc__ = re.sub(
+                r"^        %\((\w+)\)s$",
+                lambda match: _METHOD_DOCS[match.group(1)],
+                method.__doc__,
+                flags=re.MULTILINE,
+            )
     return cls
+
+
+#: Sections of method docstrings that both estimators share.
+_METHOD_DOCS = {
+    "sample_raises": """\
+        TypeError
+            If ``given`` is not a dict or a DataFrame, or gives a numeric
+            column something other than numbers.
+        ValueError
+            If ``given`` names an unknown column or level, holds missing
+            values, has a number of rows other than ``n_samples``, or a
+            number outside the range the model was fitted on: for a table,
+            beyond the column's fitted range by more than 10% of its width;
+            for an array, more than 10 standard deviations from the model's
+            mean of the feature; or if two given columns of a table break a
+            missing-value rule of the fitted data (an income given where the
+            data had it missing for every unemployed row, say).
+        MemoryError
+            If the ``n_samples`` rows, which are generated at once, would not
+            fit in this machine's memory.""",
+}
 
 
 #: Folds of the cross-validation that picks how many factors a network's
