@@ -1445,12 +1445,12 @@ class _BaseAutoencoder(
         """X checked against fit, and its encoding (X itself for an array)."""
         check_is_fitted(self)
         table = self._table
-        if table is not None and not (table.array or table.numeric_only):
+        frame = table is not None and not table.array
+        if frame and (not table.numeric_only or _is_dataframe(X)):
             X = validate_table(self, X, reset=False)
-            return X, table.encode(X)
-        if table is not None and _is_dataframe(X) and not table.array:
-            X = validate_table(self, X, reset=False)
-            return X, table.encode(X)
+            # As check_array reads a DataFrame: float32 where every column is.
+            float32 = len(X.dtypes) and all(dtype == np.float32 for dtype in X.dtypes)
+            return X, table.encode(X).astype(np.float32 if float32 else np.float64)
         _check_sparse_nan(X)
         nan = table is not None or (self._support()[0] is None and not sp.issparse(X))
         X = validate_data(

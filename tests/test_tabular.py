@@ -174,6 +174,21 @@ def test_categorical_features_names_in_any_collection():
         Table(frame, [[1, 2]])
 
 
+def test_a_float32_frame_gives_float32_outputs():
+    # codes and scores came back float64 ("outputs have the input's dtype"), as
+    # check_array reads a DataFrame whose columns are all float32
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame(rng.normal(size=(60, 3)).astype(np.float32), columns=list("abc"))
+    mixed = frame.assign(k=rng.choice(["x", "y"], 60))
+    for Estimator in (VAETransformer, AutoencoderTransformer):
+        est = _quiet_fit(Estimator(**TINY), frame)
+        assert est.transform(frame).dtype == np.float32
+        assert est.score_samples(frame).dtype == np.float32
+        assert est.transform(frame.astype(np.float64)).dtype == np.float64
+        est = _quiet_fit(Estimator(**TINY), mixed)
+        assert est.transform(mixed).dtype == np.float64
+
+
 def test_numpy_input_is_unchanged(frame):
     X = np.random.RandomState(0).normal(size=(50, 3))
     est = VAETransformer(**FAST).fit(X)
