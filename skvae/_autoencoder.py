@@ -83,7 +83,8 @@ class AutoencoderTransformer(_BaseAutoencoder):
     best_loss_ : float
         Lowest value in ``loss_curve_``.
     validation_scores_ : list of float or None
-        Minus the validation loss of each epoch, with ``early_stopping=True``.
+        Minus the validation loss of each epoch, with validation rows
+        (``early_stopping=True``, or "auto" from 50 rows).
     best_validation_score_ : float or None
         Best of ``validation_scores_`` and the starting weights' score: the
         score of the weights the fit kept.
@@ -112,8 +113,9 @@ class AutoencoderTransformer(_BaseAutoencoder):
 
     A pandas DataFrame with categorical (``category``, object, string) or
     boolean columns is modelled column by column: numeric columns are
-    standardized and modelled as above, booleans as Bernoulli, each categorical
-    column as a softmax over its levels; their terms are summed per row.
+    mapped to normal scores (``numeric_transform``) and modelled as above,
+    booleans as Bernoulli, each categorical column as a softmax over its
+    levels; their terms are summed per row.
     Missing values seen in fit are modelled (a missing indicator beside a
     numeric column, a "missing" level of a categorical one) and sampled back
     at the data's rate; unknown levels at transform time encode as all zeros,

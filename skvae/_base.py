@@ -138,8 +138,8 @@ _PARAMETER_DOCS = {
         Rows per minibatch; larger than the data means full-batch training.
         "auto" grows with the number of training rows n: ``2.5 * sqrt(n)``
         rounded to a power of 2, within [32, 2048] (32 below about 330 rows,
-        64 up to 1,300, 256 for 10,000, 1024 for 100,000, 2048 from
-        400,000), then at least 64: where the rule gives 32, batches of 64
+        64 up to 1,300, 256 for 10,000, 1024 for 100,000, 2048 from about
+        336,000), then at least 64: where the rule gives 32, batches of 64
         train for the epochs of batches of 32 at twice their rate
         (``learning_rate="auto"``), the same training in half the steps.""",
     "max_iter": """\
@@ -1566,8 +1566,9 @@ class _BaseAutoencoder(
         Raises
         ------
         ValueError
-            If X does not hold what the model does: for instance negative or
-            non-integer counts for ``likelihood="poisson"`` or
+            If X does not hold what the model does: values outside [0, 1]
+            for a Bernoulli likelihood (``loss="bce"``), or, for a VAE,
+            negative or non-integer counts for ``likelihood="poisson"`` or
             ``"negative_binomial"``.
         """
         X = self._validate_X(X)
@@ -1747,7 +1748,7 @@ class _BaseAutoencoder(
 
         Parameters
         ----------
-        path : str or path-like
+        path : str, path-like or binary file object
             A file written by ``save``.
 
         Returns

@@ -144,7 +144,7 @@ AUTO_STEPS = 5_000
 #: to 5,000 steps, and load_digits' halves (808 rows) keep their budget.
 AUTO_FULL_ROWS = 800
 #: Beyond AUTO_STEPS_ROWS training rows the steps grow as (n / AUTO_STEPS_ROWS)
-#: to this power (8,900 at 900,000 rows): more data supports longer training,
+#: to this power (about 8,800 at 900,000 rows): more data supports longer training,
 #: and 5,000 steps left a million rows 3 nats/row below a 5x longer fit.
 AUTO_STEPS_ROWS = 100_000
 AUTO_STEPS_GROWTH = 0.25

@@ -157,7 +157,8 @@ class VAETransformer(_BaseAutoencoder):
     best_loss_ : float
         Lowest value in ``loss_curve_``.
     validation_scores_ : list of float or None
-        Minus the validation objective per epoch, with ``early_stopping=True``.
+        Minus the validation objective per epoch, with validation rows
+        (``early_stopping=True``, or "auto" from 50 rows).
     best_validation_score_ : float or None
         Best of ``validation_scores_`` and the starting weights' score: the
         score of the weights the fit kept.
@@ -234,8 +235,9 @@ class VAETransformer(_BaseAutoencoder):
 
     A pandas DataFrame with categorical (``category``, object, string) or
     boolean columns is modelled column by column: numeric columns are
-    standardized and modelled as above, booleans as Bernoulli, each categorical
-    column as a softmax over its levels; their terms are summed per row.
+    mapped to normal scores (``numeric_transform``) and modelled as above,
+    booleans as Bernoulli, each categorical column as a softmax over its
+    levels; their terms are summed per row.
     Missing values seen in fit are modelled (a missing indicator beside a
     numeric column, a "missing" level of a categorical one) and sampled back
     at the data's rate; unknown levels at transform time encode as all zeros,
