@@ -40,7 +40,7 @@ from ._conditional import (
     conditions,
     model_moments,
 )
-from ._networks import ACTIVATIONS, BACKGROUND_WEIGHT, IMPORTANCE_ELEMENTS, build
+from ._networks import ACTIVATIONS, BACKGROUND_WEIGHT, IMPORTANCE_ELEMENTS, build, shell
 from ._onnx import PARTS, export_module
 from ._persistence import load_estimator, save_estimator
 from ._torch import (
@@ -599,8 +599,7 @@ def _check_network_memory(description, hidden, n_components):
     its gradient and the optimizer's two moments. Without this, a typo such as
     ``hidden_layer_sizes=(10**6, 10**6)`` failed in torch's allocator.
     """
-    with torch.device("meta"):
-        n_parameters = sum(p.numel() for p in build(description).parameters())
+    n_parameters = sum(p.numel() for p in shell(description).parameters())
     check_memory(
         16 * n_parameters,
         f"Training a network of {n_parameters:,} parameters ({description['n_features']}"

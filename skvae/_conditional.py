@@ -29,7 +29,7 @@ import numbers
 import numpy as np
 import torch
 
-from ._networks import IMPORTANCE_ELEMENTS
+from ._networks import IMPORTANCE_ELEMENTS, widest_layer
 from ._torch import batched
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -228,9 +228,7 @@ def shared_draws(density, n_draws, k, generator, dtype):
 
 def _chunk(n_draws, module):
     """Rows per inference chunk, so that K draws per row fit in bounded memory."""
-    description = module.description
-    width = max(description["n_features"], *description["hidden"], 1)
-    return max(1, IMPORTANCE_ELEMENTS // (n_draws * width))
+    return max(1, IMPORTANCE_ELEMENTS // (n_draws * widest_layer(module.description)))
 
 
 def conditional_rows(

@@ -20,7 +20,7 @@ from sklearn.utils.validation import (
 
 from ._base import _MAX_SEED, Interval, StrOptions, _is_dataframe, inputs_kept_on_failure
 from ._conditional import block_masks
-from ._networks import ACTIVATIONS
+from ._networks import ACTIVATIONS, widest_layer
 from ._persistence import load_imputer, save_imputer
 from ._torch import check_memory
 from ._vae import VAETransformer
@@ -442,9 +442,8 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         K = self.n_importance_samples
         description = vaes[0].module_.description
         width = description["n_features"]
-        widest = max([width, *description["hidden"]])  # no hidden layers: the width
         check_memory(  # one row's candidates: codes, two layers' outputs, their means
-            8 * K * (vaes[0].n_components_ + 2 * widest + width),
+            8 * K * (vaes[0].n_components_ + 2 * widest_layer(description) + width),
             f"transform with n_importance_samples={K}",
             "Lower n_importance_samples: one row's candidates are held at once.",
         )

@@ -539,7 +539,7 @@ class VAE(Model):
             mean, log_var = self.posterior(x)
             # The draws go through the decoder a few at a time, so memory is
             # bounded whatever K (about IMPORTANCE_ELEMENTS numbers per layer).
-            width = max(self.description["n_features"], *self.description["hidden"], 1)
+            width = widest_layer(self.description)
             per_chunk = max(1, IMPORTANCE_ELEMENTS // (x.shape[0] * width))
             log_w = torch.cat(
                 [
@@ -608,6 +608,21 @@ def build(description, generator=None):
         with torch.no_grad():
             reset_parameters(model, generator)
     return model
+
+
+def shell(description):
+    """The network ``description`` describes, on the meta device: it allocates nothing.
+
+    For counting or checking its parameters' shapes before (or instead of)
+    building it.
+    """
+    with torch.device("meta"):
+        return build(description)
+
+
+def widest_layer(description):
+    """The widest of a network's layers: its features or a hidden layer."""
+    return max(description["n_features"], *description["hidden"], 1)
 
 
 def _randn_like(tensor, generator):

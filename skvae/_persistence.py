@@ -62,7 +62,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 from sklearn.mixture import GaussianMixture
 
-from ._networks import build
+from ._networks import build, shell
 from ._torch import available, resolve_device
 
 FORMAT = "skvae"
@@ -1123,8 +1123,7 @@ def _check_input(attributes):
 def _shell(description):
     """The network that ``description`` describes, on the meta device: no memory."""
     try:
-        with torch.device("meta"):
-            return build(description)
+        return shell(description)
     except (ValueError, TypeError, RuntimeError, KeyError, IndexError) as exc:
         raise _Invalid(f"describes a network that cannot be built: {exc}") from exc
 
