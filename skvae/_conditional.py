@@ -178,8 +178,8 @@ def posterior_codes(module, x, observed, fill, density, n_draws, generator, shar
         Candidates K per row.
     generator : torch.Generator
     shared : tuple of tensors or None
-        The draws every row uses (:func:`shared_draws`), so that a row's
-        candidates depend on the row alone; None draws each row's own.
+        Draws every row uses (:func:`candidate_draws` for one row), so that a
+        row's candidates depend on the row alone; None draws each row's own.
 
     Returns
     -------
@@ -191,16 +191,8 @@ def posterior_codes(module, x, observed, fill, density, n_draws, generator, shar
     """
     n, k = x.shape[0], module.n_components
     mean, std = _proposal(module, _fill(module, x, observed, fill, density), density)
-    if shared is None:
-        eps = torch.randn(
-            (n_draws, n, k), generator=generator, device=generator.device, dtype=x.dtype
-        ).to(x.device)
-        from_density = density.sample(n_draws * n, generator).to(x).reshape(n_draws, n, k)
-        pick = torch.rand((n_draws, n), generator=generator, device=generator.device)
-        pick = (pick < DEFENSIVE_WEIGHT).to(x.device)
-    else:
-        eps, from_density, pick = (t.to(x.device)[:, None] for t in shared)
-        eps, from_density = eps.to(x.dtype), from_density.to(x.dtype)
+    draws = shared or candidate_draws(density, n_draws, n, k, generator, x.dtype)
+    eps, from_density, pick = (t.to(x.device) for t in draws)  # (K, n or 1, ...)
     from_encoder = mean + std * eps
     z = torch.where(pick[..., None], from_density, from_encoder)
     log_q_encoder = -0.5 * (((z - mean) / std).pow(2) + _LOG_2PI).sum(-1)
@@ -214,16 +206,21 @@ def posterior_codes(module, x, observed, fill, density, n_draws, generator, shar
     return z, log_lik + log_p - log_q, out
 
 
-def shared_draws(density, n_draws, k, generator, dtype):
-    """Draws for :func:`posterior_codes` that every row shares: (eps, codes, pick).
+def candidate_draws(density, n_draws, n, k, generator, dtype):
+    """The draws of :func:`posterior_codes`' candidates for ``n`` rows.
 
-    Common random numbers, as ``score_samples`` uses: a row's candidates then
-    depend on the row alone, not on the rows drawn with it or on its chunk.
+    Standard normal draws of shape (K, n, k) for the encoder's proposal,
+    codes of the same shape from ``density``, and the (K, n) choices of the
+    density (probability ``DEFENSIVE_WEIGHT``), on the generator's device.
+    Drawn for one row, they are common random numbers that every row can
+    share, as ``score_samples``' draws are: a row's candidates then depend on
+    the row alone, not on the rows drawn with it or on its chunk.
     """
-    eps = torch.randn((n_draws, k), generator=generator, device=generator.device)
-    codes = density.sample(n_draws, generator)
-    pick = torch.rand(n_draws, generator=generator, device=generator.device)
-    return eps.to(dtype), codes.to(dtype), pick < DEFENSIVE_WEIGHT
+    device = generator.device
+    eps = torch.randn((n_draws, n, k), generator=generator, device=device, dtype=dtype)
+    codes = density.sample(n_draws * n, generator).to(dtype).reshape(n_draws, n, k)
+    pick = torch.rand((n_draws, n), generator=generator, device=device) < DEFENSIVE_WEIGHT
+    return eps, codes, pick
 
 
 def _chunk(n_draws, module):
@@ -271,7 +268,7 @@ def conditional_rows(
         weight is multiplied by ``probability(means, allowed)``, the
         probability its decoder means give them.
     shared : bool
-        Whether every row uses the same draws (:func:`shared_draws`), so that
+        Whether every row uses the same draws (:func:`candidate_draws`), so that
         a row's result does not depend on the rows beside it (imputation);
         else each row draws its own (conditional samples, which then differ
         from row to row).
@@ -283,8 +280,10 @@ def conditional_rows(
     ess : ndarray of shape (n,)
         Effective sample size of each row's weights (1 to ``n_draws``).
     means : ndarray of shape (n, n_features)
-        With ``mode="draw"`` only: the decoder means of the codes drawn, whose
-        probabilities a table's decoding may need (to redraw a gate's level).
+        With ``mode="draw"`` and ``constraints`` only: the decoder means of
+        the codes drawn, whose probabilities a table's decoding needs to
+        redraw a gate's level (there are constraints where there are gates
+        to decide).
 
     With ``mode="candidates"``, instead ``means`` of shape (n, K, n_features)
     and the normalised ``weights`` of shape (n, K).
@@ -295,7 +294,7 @@ def conditional_rows(
     probabilities = [probability for probability, _ in constraints]
     common = None
     if shared:
-        common = shared_draws(density, n_draws, module.n_components, generator, dtype)
+        common = candidate_draws(density, n_draws, 1, module.n_components, generator, dtype)
 
     def run(x, observed, fill_values, *allowed):
         z, log_w, out = posterior_codes(
@@ -316,9 +315,10 @@ def conditional_rows(
             pick = torch.multinomial(weights.T.to(generator.device), 1, generator=generator)
             chosen = z[pick[:, 0].to(z.device), torch.arange(z.shape[1], device=z.device)]
             out = module.decode(chosen) if mode == "decoder_mean" else None
-            if out is None:  # the draw, and the probabilities it was drawn from
-                drawn = module.draw(chosen, generator)
-                return torch.where(observed > 0, x, drawn), ess, module.decode(chosen)
+            if out is None:
+                out = module.draw(chosen, generator)
+                if constraints:  # and the probabilities it was drawn from
+                    return torch.where(observed > 0, x, out), ess, module.decode(chosen)
         return torch.where(observed > 0, x, out), ess
 
     arrays = [x, observed, fill, *[allowed for _, allowed in constraints]]
