@@ -558,6 +558,16 @@ def _flag_entry(column):
     return column.start if column.kind == "boolean" else column.start + 1
 
 
+def _agrees(rule, at, gate):
+    """Whether a gate's states ``gate`` agree with ``rule``, where its column is ``at``.
+
+    ``at`` says the column is missing (or at its point); the rule's
+    ``missing`` states say it must be, its ``observed`` states that it must
+    not be. The arrays broadcast.
+    """
+    return np.where(at, ~np.isin(gate, rule["observed"]), ~np.isin(gate, rule["missing"]))
+
+
 def _state_name(column, code):
     """A state of a column (as :func:`_state_codes` gives it) in words."""
     if column.kind == "boolean":
@@ -1532,11 +1542,7 @@ class Table:
         allowed = None
         for rule in rules:
             at = states[rule["column"]] == _missing_code(self.columns[rule["column"]])
-            agree = np.where(
-                at[:, None],
-                ~np.isin(codes, rule["observed"]),
-                ~np.isin(codes, rule["missing"]),
-            )
+            agree = _agrees(rule, at[:, None], codes)
             allowed = agree if allowed is None else allowed & agree
         if gate.kind == "categorical" and gate.unseen:
             allowed[:, gate.unseen] = False  # never sampled: not chosen either
@@ -1556,9 +1562,7 @@ class Table:
                 continue
             at = _state_codes(self.columns[i], X) == _missing_code(self.columns[i])
             gate = _state_codes(self.columns[j], X)
-            broken = np.where(
-                at, np.isin(gate, rule["observed"]), np.isin(gate, rule["missing"])
-            )
+            broken = ~_agrees(rule, at, gate)
             if broken.any():
                 row = int(np.flatnonzero(broken)[0])
                 c, g = self.columns[i], self.columns[j]
