@@ -862,3 +862,23 @@ def test_n_jobs_none_is_one_thread_inside_a_joblib_context(manifold, monkeypatch
     with joblib.parallel_config(n_jobs=2):  # e.g. a dask cluster's context
         VAETransformer(**FAST).fit(manifold)
     assert seen == [1, 1, 1]  # the start's two trials and the fit
+
+
+def test_auto_budget_without_validation_rows_does_not_warn(manifold):
+    # Below 50 rows "auto" holds out no validation rows, and the default budget
+    # is the stopping rule: the training loss still falls there, but training
+    # longer overfits (tables of 16-44 rows scored worse held out from 400
+    # epochs on), so "increase max_iter" would be bad advice. (The rule is the
+    # estimators' shared fit; the autoencoder is the one whose loss still falls.)
+    tiny = manifold[:40]
+    params = dict(hidden_layer_sizes=(32,), n_components=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        est = AutoencoderTransformer(**params).fit(tiny)
+    assert est.validation_scores_ is None
+    fifth = est.n_iter_ // 5
+    last, before = est.loss_curve_[-fifth:], est.loss_curve_[-2 * fifth : -fifth]
+    assert np.mean(before) - np.mean(last) > 0.01 * (est.loss_curve_[0] - min(last))
+    # The same fit with the budget set by hand warns, with its advice.
+    with pytest.warns(ConvergenceWarning, match="compare scores on held-out rows"):
+        AutoencoderTransformer(**params, max_iter=est.n_iter_).fit(tiny)
