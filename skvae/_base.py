@@ -1169,6 +1169,8 @@ class _BaseAutoencoder(
             return table
         if previous.gates != table.gates:  # rules the new data break, or new ones
             return table
+        if list(previous.functions) != list(table.functions):
+            return table
         for old, new in zip(previous.columns, table.columns):
             if (old.transform, str(old.dtype)) != (new.transform, str(new.dtype)):
                 return table
@@ -1552,6 +1554,7 @@ class _BaseAutoencoder(
         if self._table is not None:
             given = np.array([c.name in chosen for c in self._table.columns])
             self._table.check_given_rules(x, given)
+            self._table.check_given_functions(x, given)
             constraints = self._table.gate_constraints(x, given)
         out, _, *means = self._conditional(
             x, observed, fill, rng, mode, constraints=constraints

@@ -727,6 +727,7 @@ def _decode_expectations(table, expected, numeric):
     """
     decoding = copy.copy(table)
     decoding.gates = []  # missing values tied to other columns: not for imputations
+    decoding.functions = []  # nor columns that another decides: each is its own
     decoded = decoding.decode(expected)
     values = np.empty((expected.shape[0], len(table.columns)), dtype=object)
     numbers = iter(numeric.T)

@@ -69,10 +69,11 @@ FORMAT = "skvae"
 #: Bump when a file written by this version cannot be read by older ones
 #: (2: the network is rebuilt from its stored description; skvae 0.1 wrote 1;
 #: 3: a table's numeric block may be interval-censored and a category dtype
-#: stores its categories' dtype, which readers of version 2 called corrupted).
-FORMAT_VERSION = 3
-#: The versions this one reads: a version-2 file's table lacks only what 3 added.
-READABLE_VERSIONS = (2, 3)
+#: stores its categories' dtype, which readers of version 2 called corrupted;
+#: 4: a table may hold columns that another decides, its "functions").
+FORMAT_VERSION = 4
+#: The versions this one reads: an older file's table lacks only what later ones added.
+READABLE_VERSIONS = (2, 3, 4)
 _META = "skvae.json"
 _WEIGHTS = "weights.safetensors"
 _MODULE = "module_"
@@ -401,7 +402,7 @@ def _table(state):
     """The Table of a model of a DataFrame, from checked :meth:`Table.to_state` values."""
     from ._tabular import Table  # pandas: only models of DataFrames have tables
 
-    keys = set(state) if isinstance(state, dict) else None
+    keys = set(state) - {"functions"} if isinstance(state, dict) else None
     ok = keys in (
         _TABLE_KEYS,
         _TABLE_KEYS | _TABLE_EXTRAS,
@@ -433,6 +434,8 @@ def _table(state):
             kinds,
         )
     _check_gates(state.get("gates", []), columns)
+    if "functions" in state:
+        _check_functions(state["functions"], columns, state.get("gates", []))
     try:
         return Table.from_state(state)
     except (TypeError, ValueError, KeyError) as exc:
@@ -491,6 +494,56 @@ def _check_gates(gates, columns):
     except ValueError:
         raise _corrupted(
             f"the missing-value gates should have no cycle, got {_brief(gates)}."
+        ) from None
+
+
+def _check_functions(functions, columns, gates):
+    """Check a table's columns that another decides (see ``_tabular.find_functions``)."""
+    _expect(
+        isinstance(functions, list) and functions,
+        "the table's functions",
+        "a non-empty list (an empty one is not written)",
+        functions,
+    )
+    linked = {rule["column"] for rule in gates} | {rule["gate"] for rule in gates}
+    decided = set()
+    for rule in functions:
+        ok = isinstance(rule, dict) and set(rule) == {"column", "parent", "map"}
+        if not ok:
+            raise _corrupted(f"unexpected function of a column {_brief(rule)}.")
+        i, j, n = rule["column"], rule["parent"], len(columns)
+        ok = _is_int(i, 0) and i < n and _is_int(j, 0) and j < n and i != j
+        ok = ok and not {i, j} & linked and i not in decided
+        ok = ok and all(columns[k]["kind"] != "numeric" for k in (i, j))
+        _expect(
+            ok,
+            "a function's columns",
+            "two categorical or boolean table columns that no gate ties, one rule each",
+            rule,
+        )
+        decided.add(i)
+        sizes = [
+            len(columns[k]["levels"]) + bool(columns[k].get("rare")) + columns[k]["missing"]
+            if columns[k]["kind"] == "categorical"
+            else 2
+            for k in (j, i)
+        ]
+        pairs = rule["map"]
+        ok = isinstance(pairs, list) and all(
+            isinstance(pair, list)
+            and len(pair) == 2
+            and all(_is_int(v, 0) and v < size for v, size in zip(pair, sizes))
+            for pair in pairs
+        )
+        ok = ok and len({pair[0] for pair in pairs}) == len(pairs)
+        _expect(ok, "a function's map", f"[parent state, state] pairs below {sizes}", rule)
+    from ._tabular import decoding_order  # pandas: only models of DataFrames have them
+
+    try:
+        decoding_order(functions, "parent")
+    except ValueError:
+        raise _corrupted(
+            f"the functions should have no cycle, got {_brief(functions)}."
         ) from None
 
 

@@ -687,10 +687,12 @@ def _gated_through(children, i):
     return found
 
 
-def decoding_order(gates):
+def decoding_order(gates, parent="gate"):
     """The rules of :func:`find_gates`, each gate's own rule before those it gates.
 
-    Raises ValueError when the rules form a cycle (a corrupted file's).
+    With ``parent="parent"``, the rules of :func:`find_functions`, each
+    parent's own rule first. Raises ValueError when the rules form a cycle (a
+    corrupted file's).
     """
     by_column = {rule["column"]: rule for rule in gates}
     order, done = [], set()
@@ -698,13 +700,118 @@ def decoding_order(gates):
         pending, path = [], set()  # the rule, its gate's rule, and so on up the chain
         while rule is not None and rule["column"] not in done:
             if rule["column"] in path:
-                raise ValueError("the missing-value gates form a cycle.")
+                raise ValueError("the rules form a cycle.")
             path.add(rule["column"])
             pending.append(rule)
-            rule = by_column.get(rule["gate"])
+            rule = by_column.get(rule[parent])
         done |= path
         order.extend(reversed(pending))  # no recursion: chains can be long
     return order
+
+
+#: A categorical or boolean column is a function of another (its parent) when
+#: each of the parent's states held one of its states in fit, and, were the two
+#: independent, at least this many rows would have broken that (the sum over
+#: the parent's states of their rows times the share of the other states of the
+#: column). By chance, a column of a few rows per level, or one that is nearly
+#: constant, is a function of many others; tied to them, samples would copy
+#: noise.
+_FUNCTION_SUPPORT = 10
+#: :func:`find_functions` first tries every pair on this many rows (a random
+#: subset), then checks the pairs that pass on every row: wide tables stay fast.
+_FUNCTION_ROWS = 4096
+
+
+def _function_lookup(rule, parent):
+    """A rule of :func:`find_functions` as an array: the state of each parent state.
+
+    -1 for a parent state the rule does not map (one fit never saw).
+    """
+    lookup = np.full(_n_states(parent), -1, dtype=np.int64)
+    source, target = np.asarray(rule["map"], dtype=np.int64).reshape(-1, 2).T
+    lookup[source] = target
+    return lookup
+
+
+def _column_states(column, series):
+    """A categorical or boolean column's state codes, read from its values in fit."""
+    if column.kind == "boolean":
+        return series.to_numpy(dtype=bool).astype(np.int64)
+    return _level_states(column, series)
+
+
+def _n_states(column):
+    return column.width if column.kind == "categorical" else 2
+
+
+def find_functions(columns, X, gates):
+    """Rules that make a categorical or boolean column a function of another.
+
+    A treatment arm and its treatment flag, a country and its region: where
+    every state (level, pool of rare levels, missing level; a boolean's 0/1)
+    of a parent held one state of the column in every row of ``X``, with
+    support (``_FUNCTION_SUPPORT``), decoding sets the column from its
+    parent's decoded state, as the data always did. Of the parents a column
+    has, the one with the fewest states wins (a region, not the country that
+    decides it too; then the first column), never one that closes a cycle
+    (a column and its code: one is the parent). Columns that a missing-value
+    gate ties (as gate or gated, see :func:`find_gates`) take no part: their
+    states follow those rules. Returns a list of dicts ``{"column",
+    "parent", "map"}``, ``map`` a sorted list of ``[parent state, state]``
+    pairs (codes as :func:`_state_codes` gives them).
+    """
+    linked = {rule["column"] for rule in gates} | {rule["gate"] for rule in gates}
+    eligible = [
+        i
+        for i, c in enumerate(columns)
+        if c.kind in ("categorical", "boolean") and i not in linked
+    ]
+    if len(eligible) < 2:
+        return []
+    S = np.column_stack(
+        [_column_states(columns[i], X[columns[i].name]) for i in eligible]
+    ).astype(np.int32)
+    n, m = S.shape
+    varies = (S != S[:1]).any(axis=0)  # a constant column is a function of any other
+    passes = (S,)
+    if n > _FUNCTION_ROWS:
+        subset = np.random.RandomState(0).choice(n, _FUNCTION_ROWS, replace=False)
+        passes = (S[np.sort(subset)], S)
+    found = {}
+    for p in range(m):
+        candidates = varies.copy()
+        candidates[p] = False
+        for rows in passes:
+            cols = np.flatnonzero(candidates)
+            if not cols.size:
+                break
+            order = np.argsort(rows[:, p], kind="stable")
+            parent, child = rows[order, p], rows[:, cols][order]
+            same = parent[1:] == parent[:-1]
+            candidates[cols] = ~((child[1:] != child[:-1]) & same[:, None]).any(axis=0)
+        found[p] = candidates
+    children, rules = {}, {}
+    for q, i in enumerate(eligible):
+        best = None
+        for p, j in enumerate(eligible):
+            if not found[p][q] or j in _gated_through(children, i):
+                continue
+            parent, child = S[:, p], S[:, q]
+            share = np.bincount(child) / n
+            count = np.bincount(parent, minlength=_n_states(columns[j]))
+            target = np.zeros(count.size, dtype=np.int64)
+            target[parent] = child
+            present = np.flatnonzero(count)
+            support = (count[present] * (1 - share[target[present]])).sum()
+            size = present.size  # the parent's states in fit
+            if support >= _FUNCTION_SUPPORT and (best is None or size < best[0]):
+                mapping = [[int(v), int(target[v])] for v in present]
+                best = (size, j, mapping)
+        if best is not None:
+            _, j, mapping = best
+            children.setdefault(j, []).append(i)
+            rules[i] = {"column": i, "parent": j, "map": mapping}
+    return [rules[i] for i in sorted(rules)]
 
 
 class Table:
@@ -739,6 +846,9 @@ class Table:
     False for a table loaded from a file written before, whose model trained
     without.
     """
+
+    #: Tables pickled before :func:`find_functions` existed have none.
+    functions = ()
 
     def __init__(
         self, X, categorical_features, numeric_transform="auto", declared=False, seed=0
@@ -852,6 +962,7 @@ class Table:
         if missing and (any(pooled) or not first):
             gates = find_gates(self.columns, self.encode(X))
         self.gates = gates
+        self.functions = find_functions(self.columns, X, gates)
         if identifiers:
             _warn_identifiers(identifiers, self.width, len(self.columns))
         if inexact:
@@ -881,6 +992,7 @@ class Table:
             start += column.width
         table.width = start
         table.gates = find_gates(table.columns, table.encode(X))
+        table.functions = []
         return table
 
     def heavy_atoms(self, X):
@@ -949,6 +1061,9 @@ class Table:
                 state[key] = None if value is None else [float(v) for v in value]
             columns.append(state)
         gates = [dict(rule) for rule in self.gates]
+        functions = [
+            {**rule, "map": [list(pair) for pair in rule["map"]]} for rule in self.functions
+        ]
         return {
             "columns": columns,
             "width": self.width,
@@ -956,6 +1071,7 @@ class Table:
             "array": self.array,
             "likelihood_gates": self.likelihood_gates,
             "censored": self.censored,
+            **({"functions": functions} if functions else {}),
         }
 
     @classmethod
@@ -986,6 +1102,10 @@ class Table:
             table.columns.append(Column(**values))
         table.width = int(state["width"])
         table.gates = [dict(rule) for rule in state.get("gates", [])]
+        table.functions = [
+            {**rule, "map": [list(pair) for pair in rule["map"]]}
+            for rule in state.get("functions", [])
+        ]
         return table
 
     @property
@@ -1383,18 +1503,7 @@ class Table:
                 out[:, c.start] = c.mean  # missing where fit saw none: the share of True
                 out[~missing, c.start] = _flags(series[~missing], c.name)
             else:
-                try:
-                    codes = pd.Index(c.levels).get_indexer(series.astype(object))
-                except TypeError as exc:  # unhashable cells: lists, dicts, sets
-                    raise TypeError(
-                        f"Column {c.name!r} holds values that cannot be categories "
-                        f"({exc}); use strings or numbers."
-                    ) from exc
-                if c.rare:
-                    rare = pd.Index(c.rare).get_indexer(series.astype(object))
-                    codes[(codes < 0) & (rare >= 0)] = len(c.levels)
-                if c.missing:
-                    codes[series.isna().to_numpy()] = c.width - 1
+                codes = _level_states(c, series)
                 rows = np.flatnonzero(codes >= 0)
                 out[rows, c.start + codes[rows]] = 1.0  # unknown levels: all zeros
         return out
@@ -1445,10 +1554,14 @@ class Table:
                     block = block.copy()
                     block[:, c.unseen] = 0.0
                 values[i] = states[i] = self._choose(block, rng)
+        held = set()
         if given is not None:
             probabilities = M if means is None else means
             gate_rng = rng if rng is not None else rare_rng
             self._given_decide_gates(given, values, states, probabilities, gate_rng)
+            held = self._given_decide_parents(
+                given, values, states, probabilities, gate_rng
+            )
         # Missing values where the data tie them to a state: a gate's own rule
         # first, and each gated column's state as the rule leaves it.
         for rule in decoding_order(self.gates):
@@ -1467,6 +1580,19 @@ class Table:
                 block = M[redraw, c.start : c.start + c.width - 1]
                 codes[redraw] = self._choose(np.maximum(block, 1e-12), rng)
             values[i] = states[i] = codes
+        # Columns that a parent decides (a treatment flag, its arm): as the data
+        # always had them, each parent's own rule first; given columns (and
+        # parents that given columns decided) stay as they are.
+        for rule in decoding_order(self.functions, "parent"):
+            i = rule["column"]
+            if i in held:
+                continue
+            mapped = _function_lookup(rule, self.columns[rule["parent"]])[
+                states[rule["parent"]]
+            ]
+            state = np.where(mapped >= 0, mapped, states[i])
+            values[i] = state.astype(bool) if self.columns[i].kind == "boolean" else state
+            states[i] = state
         for i, c in enumerate(self.columns):  # a point's flag: the point itself
             if c.kind == "numeric" and c.point is not None:
                 number, at = values[i]
@@ -1510,25 +1636,67 @@ class Table:
             bound = [rule for rule in children[j] if rule["column"] in held]
             if j in held or not bound:
                 continue
-            gate = self.columns[j]
             allowed = self._allowed(j, bound, states)
-            rows = np.arange(len(states[j]))
-            redo = ~allowed[rows, states[j]] & allowed.any(axis=1)
-            if redo.any():
-                if gate.kind == "categorical":
-                    block = probabilities[redo, gate.start : gate.start + gate.width]
-                    block = np.where(allowed[redo], np.maximum(block, 1e-12), 0.0)
-                    state = states[j].copy()
-                    state[redo] = self._choose(block, rng)
-                    values[j] = state
-                else:
-                    state = np.where(redo, 1 - states[j], states[j])
-                    if gate.kind == "boolean":
-                        values[j] = state.astype(bool)
-                    else:
-                        values[j][1] = state.astype(bool)
-                states[j] = state
+            self._take_allowed(j, allowed, values, states, probabilities, rng)
             held.add(j)
+
+    def _take_allowed(self, j, allowed, values, states, probabilities, rng):
+        """Give column ``j`` an ``allowed`` state in the rows where it has none.
+
+        ``allowed`` (n, n_states) is per row; a row where no state is allowed
+        keeps its own. A categorical column draws a level from
+        ``probabilities`` among the allowed ones (the most likely with
+        ``rng=None``), a boolean or flagged column takes its other state.
+        """
+        column = self.columns[j]
+        rows = np.arange(len(states[j]))
+        redo = ~allowed[rows, states[j]] & allowed.any(axis=1)
+        if not redo.any():
+            return
+        if column.kind == "categorical":
+            block = probabilities[redo, column.start : column.start + column.width]
+            block = np.where(allowed[redo], np.maximum(block, 1e-12), 0.0)
+            state = states[j].copy()
+            state[redo] = self._choose(block, rng)
+            values[j] = state
+        else:
+            state = np.where(redo, 1 - states[j], states[j])
+            if column.kind == "boolean":
+                values[j] = state.astype(bool)
+            else:
+                values[j][1] = state.astype(bool)
+        states[j] = state
+
+    def _given_decide_parents(self, given, values, states, probabilities, rng):
+        """Make the parents of given columns agree with them (see :meth:`decode`).
+
+        A parent (:func:`find_functions`) whose decoded state maps to another
+        state than a given column it decides takes one that maps to the state
+        of every given column it decides (:meth:`_take_allowed`). The parent is
+        then held too, and its own parent is decided the same way, from the
+        deepest up; where no state agrees (given columns that contradict each
+        other), a parent keeps its state. Returns the held columns, which the
+        rules then leave as they are.
+        """
+        children, depth = {}, {}
+        for rule in decoding_order(self.functions, "parent"):  # a parent's own rule first
+            depth[rule["column"]] = depth.get(rule["parent"], 0) + 1
+            children.setdefault(rule["parent"], []).append(rule)
+        held = set(np.flatnonzero(given).tolist())
+        for j in sorted(children, key=lambda p: -depth.get(p, 0)):
+            bound = [rule for rule in children[j] if rule["column"] in held]
+            if j in held or not bound:
+                continue
+            parent = self.columns[j]
+            allowed = np.ones((len(states[j]), _n_states(parent)), dtype=bool)
+            for rule in bound:
+                allowed &= (
+                    _function_lookup(rule, parent)[None, :]
+                    == states[rule["column"]][:, None]
+                )
+            self._take_allowed(j, allowed, values, states, probabilities, rng)
+            held.add(j)
+        return held
 
     def _allowed(self, j, rules, states):
         """The states of gate ``j`` that agree with the columns of ``rules``, row by row.
@@ -1573,6 +1741,31 @@ class Table:
                     f"data always followed: {c.name!r} is {always} {state} where "
                     f"{g.name!r} is {_state_name(g, gate[row])}. Leave one of them "
                     "out of given."
+                )
+
+    def check_given_functions(self, X, given):
+        """Refuse conditions that break a rule of :func:`find_functions`.
+
+        Given both a column and its parent, a row whose values break the rule
+        has no probability under the model, which decodes the rule as
+        certain. Raises a ValueError that names the two columns.
+        """
+        for rule in self.functions:
+            i, j = rule["column"], rule["parent"]
+            if not (given[i] and given[j]):
+                continue
+            child = _state_codes(self.columns[i], X)
+            parent = _state_codes(self.columns[j], X)
+            mapped = _function_lookup(rule, self.columns[j])[parent]
+            broken = (parent >= 0) & (mapped >= 0) & (mapped != child)
+            if broken.any():
+                row = int(np.flatnonzero(broken)[0])
+                c, g = self.columns[i], self.columns[j]
+                raise ValueError(
+                    f"given[{c.name!r}] and given[{g.name!r}] break a rule the fitted "
+                    f"data always followed: {c.name!r} is "
+                    f"{_state_name(c, mapped[row])} where {g.name!r} is "
+                    f"{_state_name(g, parent[row])}. Leave one of them out of given."
                 )
 
     def gate_constraints(self, X, given):
@@ -1655,6 +1848,27 @@ class Table:
         cumulative = np.cumsum(block / block.sum(axis=1, keepdims=True), axis=1)
         u = rng.random_sample((block.shape[0], 1))
         return np.minimum((cumulative < u).sum(axis=1), block.shape[1] - 1)
+
+
+def _level_states(column, series):
+    """A categorical column's state codes (as :func:`_state_codes` gives them).
+
+    Read from its values: a fitted level's index, the pool of rare levels after
+    them, the missing level last; -1 for a level fit did not see.
+    """
+    try:
+        codes = pd.Index(column.levels).get_indexer(series.astype(object))
+    except TypeError as exc:  # unhashable cells: lists, dicts, sets
+        raise TypeError(
+            f"Column {column.name!r} holds values that cannot be categories "
+            f"({exc}); use strings or numbers."
+        ) from exc
+    if column.rare:
+        rare = pd.Index(column.rare).get_indexer(series.astype(object))
+        codes[(codes < 0) & (rare >= 0)] = len(column.levels)
+    if column.missing:
+        codes[series.isna().to_numpy()] = column.width - 1
+    return codes
 
 
 def _is_frame(X):

@@ -156,7 +156,7 @@ def test_loading_does_not_unpickle(X, tmp_path, monkeypatch):
             assert not data.startswith(b"PK")
         meta = json.loads(archive.read("skvae.json"))
     assert meta["class"] == "VAETransformer"
-    assert meta["format_version"] == 3
+    assert meta["format_version"] == 4
     assert meta["module"] == est.module_.description
     assert meta["attributes"]["dict"]["n_features_in_"] == X.shape[1]
 
