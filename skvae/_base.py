@@ -214,8 +214,9 @@ _PARAMETER_DOCS = {
         likelihood or loss and noise) or of the number of features refits
         from scratch. A table (a DataFrame, or an array with missing values)
         keeps its encoding where the new data encode alike (the same columns,
-        kinds, levels, missing values, kinds of map and missing-value rules,
-        numbers within the fitted range by half its width); a VAE of other
+        kinds, levels, missing values, kinds of map, missing-value rules and
+        columns that another decides, numbers within the fitted range by half
+        its width); a VAE of other
         data refits from scratch, since its network holds cells of the
         encoding.""",
     "n_jobs": """\
@@ -304,7 +305,9 @@ _METHOD_DOCS = {
             for an array, more than 10 standard deviations from the model's
             mean of the feature; or if two given columns of a table break a
             missing-value rule of the fitted data (an income given where the
-            data had it missing for every unemployed row, say).
+            data had it missing for every unemployed row, say) or a column
+            that another decided in every row (a treatment flag given False
+            with an arm that always had it True).
         MemoryError
             If the ``n_samples`` rows, which are generated at once, would not
             fit in this machine's memory.""",
@@ -1148,7 +1151,8 @@ class _BaseAutoencoder(
         The encoding is part of the model that a warm start continues: the new
         data keep it (its maps and statistics, fitted to the first data) where
         they encode alike: the same columns, kinds, levels, missing values,
-        dtypes, kinds of map and missing-value rules, numbers within the fitted
+        dtypes, kinds of map, missing-value rules and columns that another
+        decides (:func:`~._tabular.find_functions`), numbers within the fitted
         range by ``BATCH_RANGE_MARGIN`` of its width. Otherwise ``table``,
         fitted to the new data, which trains a new network (as a changed
         parameter does).

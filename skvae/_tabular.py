@@ -824,7 +824,9 @@ class Table:
     values in fit gets a 0/1 missing indicator beside it (Bernoulli) and its
     missing entries are left out of the Gaussian term; where the data tie its
     missing values to another column's state (``gates``), decoding follows
-    that rule. Booleans are Bernoulli. Categorical columns are one-hot blocks
+    that rule; a categorical or boolean column that another decides in every
+    row of fit (``functions``, see :func:`find_functions`) is decoded from it.
+    Booleans are Bernoulli. Categorical columns are one-hot blocks
     under a softmax over the levels seen in fit (all the levels a category
     dtype declares for ``partial_fit``, whose later batches may hold them), with
     one more level for "missing" when fit saw missing values; other levels
@@ -1537,7 +1539,9 @@ class Table:
         -------
         X : DataFrame of shape (n_samples, n_columns), or ndarray for an array
             The rows, numeric values inside each column's fitted range; the
-            missing values of gated columns follow their gate's state.
+            missing values of gated columns follow their gate's state, and
+            columns that another decides follow it (given columns decide
+            their parents instead, up the chain).
         """
         values, states = {}, {}
         for i, c in enumerate(self.columns):

@@ -23,6 +23,7 @@ from skvae._tabular import (
     Table,
     _novel_level_probability,
     decoding_order,
+    find_functions,
     fit_numeric,
     from_scores,
     score_cells,
@@ -1987,3 +1988,157 @@ def test_partial_fit_refuses_changed_encoding_parameters(change, name):
         warnings.simplefilter("error", UserWarning)
         est.partial_fit(frame)  # set back: it continues
     assert est.n_iter_ == TINY["max_iter"] + 1
+
+
+def functional_frame(n=400, seed=0):
+    """``treat`` is False exactly in arm "a"; ``region`` follows ``country``, and
+    ``continent`` follows ``region`` (and so ``country``); ``x`` depends on the arm."""
+    rng = np.random.RandomState(seed)
+    arm = rng.choice(list("abcd"), n)
+    country = pd.Series(rng.choice(["fr", "de", "es", "jp", "cn", "br"], n))
+    regions = {"fr": "west", "es": "west", "de": "central", "jp": "east", "cn": "east"}
+    region = country.map({**regions, "br": "south"})
+    continents = {"west": "europe", "central": "europe", "east": "asia"}
+    continent = region.map({**continents, "south": "america"})
+    return pd.DataFrame(
+        {
+            "arm": arm,
+            "treat": arm != "a",
+            "country": country,
+            "region": region,
+            "continent": continent,
+            "x": rng.normal(size=n) + (arm == "a"),
+        }
+    )
+
+
+def _named(table):
+    names = [c.name for c in table.columns]
+    return {names[rule["column"]]: names[rule["parent"]] for rule in table.functions}
+
+
+def test_columns_that_another_decides_are_found_from_the_data():
+    table = Table(functional_frame(), None)
+    # continent follows region, the coarsest column that decides it (country does too)
+    assert _named(table) == {"treat": "arm", "region": "country", "continent": "region"}
+    treat = next(rule for rule in table.functions if rule["column"] == 1)
+    levels = table.columns[0].levels
+    assert treat["map"] == [[i, int(level != "a")] for i, level in enumerate(levels)]
+
+
+def test_a_column_and_its_code_give_one_rule_not_a_cycle():
+    rng = np.random.RandomState(0)
+    label = rng.choice(["red", "green", "blue"], 300)
+    code = pd.Series(label).map({"red": "R", "green": "G", "blue": "B"})
+    table = Table(pd.DataFrame({"label": label, "code": code, "x": rng.rand(300)}), None)
+    assert _named(table) == {"label": "code"}
+    assert decoding_order(table.functions, "parent") == table.functions
+
+
+def test_no_rule_without_support_or_with_one_exception():
+    rng = np.random.RandomState(0)
+    # Four rows of level "z", all flagged: were the two independent, only about
+    # 8 rows would break the rule (fewer than _FUNCTION_SUPPORT), as chance would.
+    level = np.where(np.arange(400) < 4, "z", rng.choice(list("abc"), 400))
+    rare = pd.DataFrame({"level": level, "flag": np.arange(400) < 4})
+    assert Table(rare, None).functions == []
+    # Each of 12 levels has two rows: a boolean is pure on every level by chance
+    # in about 1 of 4,000 tables, and the support is 12 rows, so ask for more.
+    frame = functional_frame()
+    frame.loc[7, "treat"] = not frame.loc[7, "treat"]  # one exception: no rule
+    assert "treat" not in _named(Table(frame, None))
+    # columns that a missing-value gate ties take no part
+    tied = structural_frame().assign(employed_copy=lambda f: f["employed"])
+    table = Table(tied, None)
+    assert table.gates and not table.functions
+
+
+def test_find_functions_checks_every_row_after_the_subset(monkeypatch):
+    frame = functional_frame(n=3000)
+    frame.loc[2999, "region"] = "south"  # broken in one row the subset may miss
+    monkeypatch.setattr(skvae._tabular, "_FUNCTION_ROWS", 100)
+    table = Table(frame, None)
+    # region no longer follows country, nor continent region: continent follows country
+    assert _named(table) == {"treat": "arm", "continent": "country"}
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_samples_and_reconstructions_keep_the_columns_another_decides(Estimator):
+    frame = functional_frame()
+    est = Estimator(**MARGINAL).fit(frame)
+    for out in (
+        est.sample(2000, random_state=0),
+        est.inverse_transform(est.transform(frame)),
+    ):
+        np.testing.assert_array_equal(out["treat"], out["arm"] != "a")
+        regions = frame.groupby("country")["region"].first()
+        np.testing.assert_array_equal(out["region"], out["country"].map(regions))
+        continents = frame.groupby("region")["continent"].first()
+        np.testing.assert_array_equal(out["continent"], out["region"].map(continents))
+    assert out["treat"].dtype == bool
+
+
+def test_given_columns_decide_their_parents_up_the_chain():
+    frame = functional_frame()
+    est = VAETransformer(**MARGINAL).fit(frame)
+    asia = est.sample(
+        300, given=pd.DataFrame({"continent": ["asia"] * 300}), random_state=0
+    )
+    assert set(asia["region"]) == {"east"}
+    assert set(asia["country"]) <= {"jp", "cn"} and asia["country"].nunique() == 2
+    untreated = est.sample(50, given=pd.DataFrame({"treat": [False] * 50}), random_state=0)
+    assert set(untreated["arm"]) == {"a"}
+    # a parent given alone decides its column
+    fr = est.sample(50, given=pd.DataFrame({"country": ["fr"] * 50}), random_state=0)
+    assert set(fr["region"]) == {"west"} and set(fr["continent"]) == {"europe"}
+    with pytest.raises(ValueError, match="'treat' is True where 'arm' is 'b'"):
+        est.sample(2, given=pd.DataFrame({"arm": ["b", "b"], "treat": [True, False]}))
+
+
+def test_save_load_and_warm_start_keep_the_columns_another_decides(tmp_path):
+    frame = functional_frame()
+    est = VAETransformer(**{**MARGINAL, "max_iter": 2}, warm_start=True).fit(frame)
+    loaded = VAETransformer.load(est.save(tmp_path / "m.skvae"))
+    assert loaded._table.functions == est._table.functions
+    pd.testing.assert_frame_equal(
+        loaded.sample(100, random_state=0), est.sample(100, random_state=0)
+    )
+    table = est._table
+    est.fit(frame)  # the same data: the same table, trained on
+    assert est._table is table
+    broken = frame.assign(treat=~frame["treat"].to_numpy() ^ (np.arange(400) == 3))
+    est.fit(broken)  # new data that break a rule: a new table
+    assert est._table is not table and "treat" not in _named(est._table)
+
+
+FUNCTION_CORRUPTIONS = {
+    "a column its own parent": lambda rule: rule.update(parent=rule["column"]),
+    "a numeric parent": lambda rule: rule.update(parent=5),
+    "a state too large": lambda rule: rule["map"].append([9, 0]),
+    "a parent state twice": lambda rule: rule["map"].append(list(rule["map"][0])),
+}
+
+
+@pytest.mark.parametrize("change", list(FUNCTION_CORRUPTIONS))
+def test_load_refuses_corrupted_functions(change, tmp_path):
+    est = VAETransformer(**{**MARGINAL, "max_iter": 2}).fit(functional_frame())
+    path = est.save(tmp_path / "m.skvae")
+
+    def corrupt(table):
+        FUNCTION_CORRUPTIONS[change](table["functions"][0]["dict"])
+
+    with pytest.raises(ValueError, match="corrupted"):
+        VAETransformer.load(corrupted(path, corrupt, tmp_path))
+
+
+def test_find_functions_by_hand():
+    columns = [
+        Column("a", "categorical", object, 0, levels=["p", "q", "r"]),
+        Column("b", "boolean", bool, 3),
+    ]
+    X = pd.DataFrame({"a": ["p", "q", "r"] * 10, "b": [False, True, True] * 10})
+    # b's support: 10 rows of p times the 2/3 that are True, 20 of q and r times 1/3
+    assert find_functions(columns, X, []) == [
+        {"column": 1, "parent": 0, "map": [[0, 0], [1, 1], [2, 1]]}
+    ]
+    assert find_functions(columns, X, [{"column": 1, "gate": 0}]) == []
