@@ -198,8 +198,9 @@ _PARAMETER_DOCS = {
         ``n_iter_no_change`` epochs is not that much below the mean of the
         ``n_iter_no_change`` before. A fit that runs all ``max_iter`` epochs
         warns (``ConvergenceWarning``) only if its loss was still falling at
-        the end: its last fifth of epochs more than 1% of the progress below
-        the fifth before; except on fewer than 50 rows with ``max_iter`` and
+        the end: its last fifth of epochs more than 1% of the progress, and
+        more than twice the standard error of the difference (the loss's
+        noise), below the fifth before; except on fewer than 50 rows with ``max_iter`` and
         ``early_stopping`` at "auto", where the budget is the stopping rule
         (more epochs there overfit).""",
     "device": """\

@@ -175,6 +175,23 @@ def test_improving(losses, window, tol, expected):
     assert improving(losses, window, tol) is expected
 
 
+def test_improving_counts_a_gain_within_the_noise_as_none():
+    # A noisy loss whose last window is 0.03 lower, after a progress of 1: 3% of
+    # the progress, but well within the noise of the windows' means (about 0.06).
+    rng = np.random.RandomState(0)
+    noise = 0.15 * rng.standard_normal(40)
+    losses = [2.0] + list(1.0 + noise[:20] - noise[:20].mean())
+    losses += list(0.97 + noise[20:] - noise[20:].mean())
+    assert improving(losses, 20, 0.01)
+    assert not improving(losses, 20, 0.01, noise=2.0)
+    # the same gain without the noise is no longer hidden, nor is a larger one
+    assert improving([2.0] + [1.0] * 20 + [0.97] * 20, 20, 0.01, noise=2.0)
+    steeper = [2.0] + list(1.0 + noise[:20]) + list(0.8 + noise[20:])
+    assert improving(steeper, 20, 0.01, noise=2.0)
+    # the tolerance still applies
+    assert not improving([2.0] + [1.0] * 20 + [0.97] * 20, 20, 0.05, noise=2.0)
+
+
 def test_improving_is_relative_to_the_progress():
     losses = np.array([9.0, 5.0, 3.0, 2.0, 1.6, 1.4])
     for scale, offset in [(1, 0), (1e-3, 0), (1e4, -1e6)]:
