@@ -505,7 +505,8 @@ def _check_functions(functions, columns, gates):
         "a non-empty list (an empty one is not written)",
         functions,
     )
-    linked = {rule["column"] for rule in gates} | {rule["gate"] for rule in gates}
+    gated = {rule["column"] for rule in gates}
+    linked = gated | {rule["gate"] for rule in gates}
     decided = set()
     for rule in functions:
         ok = isinstance(rule, dict) and set(rule) == {"column", "parent", "map"}
@@ -513,12 +514,13 @@ def _check_functions(functions, columns, gates):
             raise _corrupted(f"unexpected function of a column {_brief(rule)}.")
         i, j, n = rule["column"], rule["parent"], len(columns)
         ok = _is_int(i, 0) and i < n and _is_int(j, 0) and j < n and i != j
-        ok = ok and not {i, j} & linked and i not in decided
+        ok = ok and i not in linked and j not in gated and i not in decided
         ok = ok and all(columns[k]["kind"] != "numeric" for k in (i, j))
         _expect(
             ok,
             "a function's columns",
-            "two categorical or boolean table columns that no gate ties, one rule each",
+            "two categorical or boolean table columns, one rule each, neither gated "
+            "and the column no gate",
             rule,
         )
         decided.add(i)
@@ -1014,7 +1016,8 @@ def _checked_meta(meta, keys=_META_KEYS):
     version = meta.get("format_version")
     if type(version) is not int or version not in READABLE_VERSIONS:
         writer = meta.get("skvae_version")
-        readable = " and ".join(map(str, READABLE_VERSIONS))
+        *first, last = map(str, READABLE_VERSIONS)
+        readable = f"{', '.join(first)} and {last}" if first else last
         raise _Invalid(
             f"uses skvae file format version {_brief(version)}, written by skvae "
             f"{writer if isinstance(writer, str) and len(writer) < 40 else 'unknown'}; "

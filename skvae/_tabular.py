@@ -712,10 +712,11 @@ def decoding_order(gates, parent="gate"):
 #: A categorical or boolean column is a function of another (its parent) when
 #: each of the parent's states held one of its states in fit, and, were the two
 #: independent, at least this many rows would have broken that (the sum over
-#: the parent's states of their rows times the share of the other states of the
-#: column). By chance, a column of a few rows per level, or one that is nearly
-#: constant, is a function of many others; tied to them, samples would copy
-#: noise.
+#: the parent's states of their rows but one times the share of the other
+#: states of the column: a state of one row cannot break it). By chance, a
+#: column of a few rows per level (an identifier: of one row each), or one that
+#: is nearly constant, is a function of many others; tied to them, samples
+#: would copy the training rows.
 _FUNCTION_SUPPORT = 10
 #: :func:`find_functions` first tries every pair on this many rows (a random
 #: subset), then checks the pairs that pass on every row: wide tables stay fast.
@@ -754,17 +755,19 @@ def find_functions(columns, X, gates):
     parent's decoded state, as the data always did. Of the parents a column
     has, the one with the fewest states wins (a region, not the country that
     decides it too; then the first column), never one that closes a cycle
-    (a column and its code: one is the parent). Columns that a missing-value
-    gate ties (as gate or gated, see :func:`find_gates`) take no part: their
-    states follow those rules. Returns a list of dicts ``{"column",
+    (a column and its code: one is the parent). A column whose missing values
+    a gate decides (see :func:`find_gates`) takes no part, and a gate is no
+    column's child: their states follow those rules (a gate may be a
+    parent, whose state decoding settles first). Returns a list of dicts ``{"column",
     "parent", "map"}``, ``map`` a sorted list of ``[parent state, state]``
     pairs (codes as :func:`_state_codes` gives them).
     """
-    linked = {rule["column"] for rule in gates} | {rule["gate"] for rule in gates}
+    gated = {rule["column"] for rule in gates}
+    deciding = {rule["gate"] for rule in gates}
     eligible = [
         i
         for i, c in enumerate(columns)
-        if c.kind in ("categorical", "boolean") and i not in linked
+        if c.kind in ("categorical", "boolean") and i not in gated
     ]
     if len(eligible) < 2:
         return []
@@ -773,6 +776,7 @@ def find_functions(columns, X, gates):
     ).astype(np.int32)
     n, m = S.shape
     varies = (S != S[:1]).any(axis=0)  # a constant column is a function of any other
+    varies &= np.array([i not in deciding for i in eligible])  # a gate is no child
     passes = (S,)
     if n > _FUNCTION_ROWS:
         subset = np.random.RandomState(0).choice(n, _FUNCTION_ROWS, replace=False)
@@ -802,7 +806,8 @@ def find_functions(columns, X, gates):
             target = np.zeros(count.size, dtype=np.int64)
             target[parent] = child
             present = np.flatnonzero(count)
-            support = (count[present] * (1 - share[target[present]])).sum()
+            # a state of one row cannot break the rule: c rows give c - 1 chances
+            support = ((count[present] - 1) * (1 - share[target[present]])).sum()
             size = present.size  # the parent's states in fit
             if support >= _FUNCTION_SUPPORT and (best is None or size < best[0]):
                 mapping = [[int(v), int(target[v])] for v in present]
@@ -1558,14 +1563,13 @@ class Table:
                     block = block.copy()
                     block[:, c.unseen] = 0.0
                 values[i] = states[i] = self._choose(block, rng)
-        held = set()
+        probabilities, gate_rng = M if means is None else means, rng or rare_rng
         if given is not None:
-            probabilities = M if means is None else means
-            gate_rng = rng if rng is not None else rare_rng
             self._given_decide_gates(given, values, states, probabilities, gate_rng)
-            held = self._given_decide_parents(
-                given, values, states, probabilities, gate_rng
-            )
+        # Columns that a parent decides: no gate decides their missing values,
+        # and a parent's state is final (a gate is decided above, a parent is
+        # not gated), so they come before the missing values' rules.
+        self._decide_functions(given, values, states, probabilities, gate_rng)
         # Missing values where the data tie them to a state: a gate's own rule
         # first, and each gated column's state as the rule leaves it.
         for rule in decoding_order(self.gates):
@@ -1584,19 +1588,6 @@ class Table:
                 block = M[redraw, c.start : c.start + c.width - 1]
                 codes[redraw] = self._choose(np.maximum(block, 1e-12), rng)
             values[i] = states[i] = codes
-        # Columns that a parent decides (a treatment flag, its arm): as the data
-        # always had them, each parent's own rule first; given columns (and
-        # parents that given columns decided) stay as they are.
-        for rule in decoding_order(self.functions, "parent"):
-            i = rule["column"]
-            if i in held:
-                continue
-            mapped = _function_lookup(rule, self.columns[rule["parent"]])[
-                states[rule["parent"]]
-            ]
-            state = np.where(mapped >= 0, mapped, states[i])
-            values[i] = state.astype(bool) if self.columns[i].kind == "boolean" else state
-            states[i] = state
         for i, c in enumerate(self.columns):  # a point's flag: the point itself
             if c.kind == "numeric" and c.point is not None:
                 number, at = values[i]
@@ -1671,36 +1662,78 @@ class Table:
                 values[j][1] = state.astype(bool)
         states[j] = state
 
-    def _given_decide_parents(self, given, values, states, probabilities, rng):
-        """Make the parents of given columns agree with them (see :meth:`decode`).
+    def _decide_functions(self, given, values, states, probabilities, rng):
+        """Set the columns that a parent decides (:func:`find_functions`).
 
-        A parent (:func:`find_functions`) whose decoded state maps to another
-        state than a given column it decides takes one that maps to the state
-        of every given column it decides (:meth:`_take_allowed`). The parent is
-        then held too, and its own parent is decided the same way, from the
-        deepest up; where no state agrees (given columns that contradict each
-        other), a parent keeps its state. Returns the held columns, which the
-        rules then leave as they are.
+        As the data always had them, each parent's own rule first, from the
+        roots of the rules' trees down. With ``given`` columns, each column's
+        states are first narrowed to those that agree with every given column
+        below it (:meth:`_function_states`); a column that no parent decides
+        (a root, or a parent state the rule does not map) whose drawn state
+        is not among them takes one that is (:meth:`_take_allowed`), and
+        given columns stay as they are.
         """
-        children, depth = {}, {}
-        for rule in decoding_order(self.functions, "parent"):  # a parent's own rule first
-            depth[rule["column"]] = depth.get(rule["parent"], 0) + 1
-            children.setdefault(rule["parent"], []).append(rule)
-        held = set(np.flatnonzero(given).tolist())
-        for j in sorted(children, key=lambda p: -depth.get(p, 0)):
-            bound = [rule for rule in children[j] if rule["column"] in held]
-            if j in held or not bound:
+        if not self.functions:
+            return
+        held = set() if given is None else set(np.flatnonzero(given).tolist())
+        order = decoding_order(self.functions, "parent")
+        allowed = self._function_states(states, held) if held else {}
+        children = {rule["column"] for rule in order}
+        for j in dict.fromkeys(rule["parent"] for rule in order):
+            if j in children or j in held or j not in allowed:
                 continue
-            parent = self.columns[j]
-            allowed = np.ones((len(states[j]), _n_states(parent)), dtype=bool)
-            for rule in bound:
-                allowed &= (
-                    _function_lookup(rule, parent)[None, :]
-                    == states[rule["column"]][:, None]
-                )
-            self._take_allowed(j, allowed, values, states, probabilities, rng)
-            held.add(j)
-        return held
+            # a root; a gate keeps to the states that the given columns it
+            # gates allow too (see _given_decide_gates), where some agree
+            bound = [r for r in self.gates if r["gate"] == j and r["column"] in held]
+            if bound:
+                both = allowed[j] & self._allowed(j, bound, states)
+                allowed[j] = np.where(both.any(axis=1, keepdims=True), both, allowed[j])
+            self._take_allowed(j, allowed[j], values, states, probabilities, rng)
+        for rule in order:
+            i = rule["column"]
+            if i in held:
+                continue
+            mapped = _function_lookup(rule, self.columns[rule["parent"]])[
+                states[rule["parent"]]
+            ]
+            state = np.where(mapped >= 0, mapped, states[i])
+            values[i] = state.astype(bool) if self.columns[i].kind == "boolean" else state
+            states[i] = state
+            if i in allowed:  # where the parent's state has no rule
+                self._take_allowed(i, allowed[i], values, states, probabilities, rng)
+
+    def _function_states(self, states, held):
+        """Per column of the rules' trees, the states that agree with the ``held`` ones.
+
+        ``states`` holds the columns' states (codes, as :func:`_state_codes`
+        gives them) of shape (n,); a held (given) column allows its own state,
+        and every column allows only states that its rules map to states its
+        children allow, from the deepest up. Returns ``{column: bool array of
+        shape (n, n_states)}``; a row with no allowed state has conditions
+        that contradict each other (see :meth:`check_given_functions`).
+        """
+        order = decoding_order(self.functions, "parent")
+        allowed = {}
+        for rule in order:
+            for j in (rule["parent"], rule["column"]):
+                if j in allowed:
+                    continue
+                column = self.columns[j]
+                n_states = _n_states(column)
+                if j in held:
+                    allowed[j] = np.arange(n_states)[None, :] == states[j][:, None]
+                else:
+                    allowed[j] = np.ones((len(states[j]), n_states), dtype=bool)
+                    if column.kind == "categorical" and column.unseen:
+                        allowed[j][:, column.unseen] = False  # never sampled
+        for rule in reversed(order):  # a column's children before its own rule
+            lookup = _function_lookup(rule, self.columns[rule["parent"]])
+            child = allowed[rule["column"]]
+            agree = np.where(lookup >= 0, child[:, np.maximum(lookup, 0)], True)
+            if child.all():  # no condition below: unmapped states stay allowed
+                continue
+            allowed[rule["parent"]] &= agree & (lookup >= 0)
+        return allowed
 
     def _allowed(self, j, rules, states):
         """The states of gate ``j`` that agree with the columns of ``rules``, row by row.
@@ -1748,29 +1781,53 @@ class Table:
                 )
 
     def check_given_functions(self, X, given):
-        """Refuse conditions that break a rule of :func:`find_functions`.
+        """Refuse conditions that break the rules of :func:`find_functions`.
 
-        Given both a column and its parent, a row whose values break the rule
-        has no probability under the model, which decodes the rule as
-        certain. Raises a ValueError that names the two columns.
+        Given columns whose values no state of the columns between them
+        agrees with (a column and its parent, a country and a continent it is
+        not in, two children of one parent that no state of it decides both
+        ways) have no probability under the model, which decodes the rules as
+        certain. Raises a ValueError that names the given columns and the
+        rules between them.
         """
-        for rule in self.functions:
-            i, j = rule["column"], rule["parent"]
-            if not (given[i] and given[j]):
-                continue
-            child = _state_codes(self.columns[i], X)
-            parent = _state_codes(self.columns[j], X)
-            mapped = _function_lookup(rule, self.columns[j])[parent]
-            broken = (parent >= 0) & (mapped >= 0) & (mapped != child)
-            if broken.any():
-                row = int(np.flatnonzero(broken)[0])
-                c, g = self.columns[i], self.columns[j]
+        held = {i for i in np.flatnonzero(given).tolist()}
+        if not self.functions or not held:
+            return
+        states = {
+            j: _state_codes(self.columns[j], X)
+            for rule in self.functions
+            for j in (rule["column"], rule["parent"])
+        }
+        allowed = self._function_states(states, held)
+        for rule in decoding_order(self.functions, "parent"):
+            for j in (rule["parent"], rule["column"]):
+                empty = ~allowed[j].any(axis=1)
+                if not empty.any():
+                    continue
+                row = int(np.flatnonzero(empty)[0])
+                below = _gated_through(self._function_children(), j)
+                named = [
+                    f"{c.name!r} ({_state_name(c, states[k][row])})"
+                    for k in sorted(below & held)
+                    for c in [self.columns[k]]
+                ]
+                rules = [
+                    f"{self.columns[r['column']].name!r} follows "
+                    f"{self.columns[r['parent']].name!r}"
+                    for r in self.functions
+                    if r["column"] in below and r["parent"] in below
+                ]
                 raise ValueError(
-                    f"given[{c.name!r}] and given[{g.name!r}] break a rule the fitted "
-                    f"data always followed: {c.name!r} is "
-                    f"{_state_name(c, mapped[row])} where {g.name!r} is "
-                    f"{_state_name(g, parent[row])}. Leave one of them out of given."
+                    f"The given columns {', '.join(named)} break rules the fitted "
+                    f"data always followed: {'; '.join(rules)}, in every row of fit. "
+                    "Leave one of them out of given."
                 )
+
+    def _function_children(self):
+        children = {}
+        for rule in self.functions:
+            children.setdefault(rule["parent"], []).append(rule["column"])
+        return children
 
     def gate_constraints(self, X, given):
         """What the given columns of a conditional draw say of their gates' states.

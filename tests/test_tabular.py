@@ -2042,15 +2042,34 @@ def test_no_rule_without_support_or_with_one_exception():
     level = np.where(np.arange(400) < 4, "z", rng.choice(list("abc"), 400))
     rare = pd.DataFrame({"level": level, "flag": np.arange(400) < 4})
     assert Table(rare, None).functions == []
-    # Each of 12 levels has two rows: a boolean is pure on every level by chance
-    # in about 1 of 4,000 tables, and the support is 12 rows, so ask for more.
     frame = functional_frame()
     frame.loc[7, "treat"] = not frame.loc[7, "treat"]  # one exception: no rule
     assert "treat" not in _named(Table(frame, None))
-    # columns that a missing-value gate ties take no part
+    # a gated column takes no part, and a gate is no column's child (it decides
+    # its copy, which follows it)
     tied = structural_frame().assign(employed_copy=lambda f: f["employed"])
     table = Table(tied, None)
-    assert table.gates and not table.functions
+    assert {rule["gate"] for rule in table.gates} == {2}
+    assert _named(table) == {"employed_copy": "employed"}
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_a_gate_decides_its_columns_and_their_missing_values(Estimator):
+    # dose is missing exactly in arm "a", so arm gates it, and decides treat too:
+    # treat was drawn against the arm in 36% of the samples while gates took no part.
+    frame = functional_frame().assign(
+        dose=lambda f: np.where(f["arm"] == "a", np.nan, f["x"].abs() + 1)
+    )
+    est = Estimator(**MARGINAL).fit(frame)
+    assert [rule["gate"] for rule in est._table.gates] == [0]
+    assert _named(est._table)["treat"] == "arm"
+    out = est.sample(1000, random_state=0)
+    np.testing.assert_array_equal(out["treat"], out["arm"] != "a")
+    np.testing.assert_array_equal(out["dose"].isna(), out["arm"] == "a")
+    untreated = est.sample(200, given={"treat": False}, random_state=0)
+    assert set(untreated["arm"]) == {"a"} and untreated["dose"].isna().all()
+    dosed = est.sample(200, given={"dose": 2.0}, random_state=0)
+    assert "a" not in set(dosed["arm"]) and dosed["treat"].all()
 
 
 def test_find_functions_checks_every_row_after_the_subset(monkeypatch):
@@ -2091,8 +2110,44 @@ def test_given_columns_decide_their_parents_up_the_chain():
     # a parent given alone decides its column
     fr = est.sample(50, given=pd.DataFrame({"country": ["fr"] * 50}), random_state=0)
     assert set(fr["region"]) == {"west"} and set(fr["continent"]) == {"europe"}
-    with pytest.raises(ValueError, match="'treat' is True where 'arm' is 'b'"):
+    with pytest.raises(ValueError, match=r"'arm' \('b'\), 'treat' \(False\) break"):
         est.sample(2, given=pd.DataFrame({"arm": ["b", "b"], "treat": [True, False]}))
+
+
+def test_given_columns_at_both_ends_of_a_chain_decide_what_is_between():
+    frame = functional_frame().assign(
+        sib=lambda f: np.where(f["arm"] == "b", "Y", "N")  # a second child of arm
+    )
+    est = VAETransformer(**MARGINAL).fit(frame)
+    both = {"country": ["fr"] * 300, "continent": ["europe"] * 300}
+    out = est.sample(300, given=pd.DataFrame(both), random_state=0)
+    assert set(out["region"]) == {"west"}  # 41% "central" when only asia was held
+    # conditions that no state between them agrees with: refused, rules named
+    far = {"country": ["fr", "fr"], "continent": ["europe", "asia"]}
+    match = (
+        r"'country' \('fr'\), 'continent' \('asia'\) break rules .*"
+        r"'region' follows 'country'; 'continent' follows 'region'"
+    )
+    with pytest.raises(ValueError, match=match):
+        est.sample(2, given=pd.DataFrame(far))
+    with pytest.raises(ValueError, match=r"'treat' \(False\), 'sib' \('Y'\) break"):
+        est.sample(1, given={"treat": False, "sib": "Y"})
+    ok = est.sample(100, given={"treat": True, "sib": "N"}, random_state=0)
+    assert set(ok["arm"]) == {"c", "d"}
+
+
+def test_an_identifier_decides_no_column():
+    # One row per name: every column is a function of it, by no evidence; as a
+    # parent, samples copied the training rows' other columns whole.
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame(
+        {
+            "name": [f"n{i}" for i in range(20)],
+            "grade": rng.choice(list("abc"), 20),
+            "city": rng.choice(list("wxyz"), 20),
+        }
+    )
+    assert Table(frame, None).functions == []
 
 
 def test_save_load_and_warm_start_keep_the_columns_another_decides(tmp_path):
@@ -2137,7 +2192,8 @@ def test_find_functions_by_hand():
         Column("b", "boolean", bool, 3),
     ]
     X = pd.DataFrame({"a": ["p", "q", "r"] * 10, "b": [False, True, True] * 10})
-    # b's support: 10 rows of p times the 2/3 that are True, 20 of q and r times 1/3
+    # b's support: 9 more rows of p times the 2/3 that are True, 18 of q and r
+    # times 1/3 (a state's first row cannot break the rule)
     assert find_functions(columns, X, []) == [
         {"column": 1, "parent": 0, "map": [[0, 0], [1, 1], [2, 1]]}
     ]
