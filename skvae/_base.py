@@ -1425,7 +1425,8 @@ class _BaseAutoencoder(
             _warn(
                 f"{type(self).__name__} used all {history.n_epochs} epochs "
                 f"(max_iter={self.max_iter!r}) and the loss was still improving: "
-                f"its last fifth of epochs gained more than 1% of the progress. {advice}",
+                "its last fifth of epochs gained more than 1% of the progress, beyond "
+                f"the loss's noise. {advice}",
                 ConvergenceWarning,
             )
         previous = self.loss_curve_ if warm else []
@@ -1559,7 +1560,7 @@ class _BaseAutoencoder(
         if self._table is not None:
             given = np.array([c.name in chosen for c in self._table.columns])
             self._table.check_given_rules(x, given)
-            self._table.check_given_functions(x, given)
+            self._table.check_given_functions(x, given, chosen)
             constraints = self._table.gate_constraints(x, given)
         out, _, *means = self._conditional(
             x, observed, fill, rng, mode, constraints=constraints

@@ -473,9 +473,7 @@ def _check_gates(gates, columns):
             "or a point",
             rule,
         )
-        size = 2
-        if gate["kind"] == "categorical":
-            size = len(gate["levels"]) + bool(gate.get("rare")) + gate["missing"]
+        size = _n_saved_states(gate)
         states = [rule["missing"], rule["observed"]]
         _expect(
             all(isinstance(v, list) for v in states)
@@ -495,6 +493,13 @@ def _check_gates(gates, columns):
         raise _corrupted(
             f"the missing-value gates should have no cycle, got {_brief(gates)}."
         ) from None
+
+
+def _n_saved_states(column):
+    """The number of states of a checked column (see ``_tabular._state_codes``)."""
+    if column["kind"] != "categorical":
+        return 2
+    return len(column["levels"]) + bool(column.get("rare")) + column["missing"]
 
 
 def _check_functions(functions, columns, gates):
@@ -524,12 +529,7 @@ def _check_functions(functions, columns, gates):
             rule,
         )
         decided.add(i)
-        sizes = [
-            len(columns[k]["levels"]) + bool(columns[k].get("rare")) + columns[k]["missing"]
-            if columns[k]["kind"] == "categorical"
-            else 2
-            for k in (j, i)
-        ]
+        sizes = [_n_saved_states(columns[k]) for k in (j, i)]
         pairs = rule["map"]
         ok = isinstance(pairs, list) and all(
             isinstance(pair, list)

@@ -600,9 +600,9 @@ def find_gates(columns, X):
     a chain, and decoding applies each gate's own rule before the rules it
     gates (:func:`decoding_order`). On ties, the gate whose states decide
     more rows with support wins (``_GATE_SUPPORT``), then a gate that is not
-    gated itself. Returns a list of dicts ``{"column", "gate", "missing",
-    "observed"}`` (table column positions; state codes as
-    :func:`_state_codes` gives them).
+    gated itself, then the one with more states. Returns a list of dicts
+    ``{"column", "gate", "missing", "observed"}`` (table column positions;
+    state codes as :func:`_state_codes` gives them).
     """
     codes = {i: _state_codes(c, X) for i, c in enumerate(columns)}
     candidates = [j for j, code in codes.items() if code is not None]
@@ -653,12 +653,14 @@ def find_gates(columns, X):
                 never = never[count[never] * rate >= _GATE_SUPPORT]
             decided = (count[always].sum() + count[never].sum()) / n
             # On ties, the gate whose rules have more support, then one that is
-            # not gated itself (fewer links to decode).
+            # not gated itself (fewer links to decode), then the one with more
+            # states (an arm, not the flag it decides: the flag can follow it,
+            # see find_functions, where a gate is no column's child).
             supported = (
                 count[always][count[always] * (1 - rate) >= _GATE_SUPPORT].sum()
                 + count[never][count[never] * rate >= _GATE_SUPPORT].sum()
             ) / n
-            score = (decided, supported, j not in parent)
+            score = (decided, supported, j not in parent, size)
             if decided > 0 and (best is None or score > best[0]):
                 best = (score, j, (always - 1).tolist(), (never - 1).tolist())
         if best is not None:
@@ -734,6 +736,19 @@ def _function_lookup(rule, parent):
     return lookup
 
 
+def _batch_states(column, series):
+    """A categorical or boolean column's state codes in a batch; -1 where unknown.
+
+    A level fit did not see, and a missing value where fit saw none, are -1.
+    """
+    if column.kind == "categorical":
+        return _level_states(column, series)
+    states = np.full(len(series), -1, dtype=np.int64)
+    present = series.notna().to_numpy()
+    states[present] = _flags(series[present], column.name).astype(np.int64)
+    return states
+
+
 def _column_states(column, series):
     """A categorical or boolean column's state codes, read from its values in fit."""
     if column.kind == "boolean":
@@ -742,7 +757,13 @@ def _column_states(column, series):
 
 
 def _n_states(column):
+    """The number of states of a categorical or boolean column (:func:`_state_codes`)."""
     return column.width if column.kind == "categorical" else 2
+
+
+def _pool_code(column):
+    """The state code of a categorical column's pool of rare levels, or None."""
+    return len(column.levels) if column.kind == "categorical" and column.rare else None
 
 
 def find_functions(columns, X, gates):
@@ -758,9 +779,11 @@ def find_functions(columns, X, gates):
     (a column and its code: one is the parent). A column whose missing values
     a gate decides (see :func:`find_gates`) takes no part, and a gate is no
     column's child: their states follow those rules (a gate may be a
-    parent, whose state decoding settles first). Returns a list of dicts ``{"column",
-    "parent", "map"}``, ``map`` a sorted list of ``[parent state, state]``
-    pairs (codes as :func:`_state_codes` gives them).
+    parent, whose state decoding settles first). A rule says that a column's
+    level is one of its pooled rare levels only as far as decoding can keep
+    it: such a parent state decides nothing. Returns a list of dicts
+    ``{"column", "parent", "map"}``, ``map`` a sorted list of ``[parent
+    state, state]`` pairs (codes as :func:`_state_codes` gives them).
     """
     gated = {rule["column"] for rule in gates}
     deciding = {rule["gate"] for rule in gates}
@@ -810,7 +833,10 @@ def find_functions(columns, X, gates):
             support = ((count[present] - 1) * (1 - share[target[present]])).sum()
             size = present.size  # the parent's states in fit
             if support >= _FUNCTION_SUPPORT and (best is None or size < best[0]):
-                mapping = [[int(v), int(target[v])] for v in present]
+                # decoding draws a pooled level by its count: a rule can say
+                # that the column's level is rare, not which
+                pool = _pool_code(columns[i])
+                mapping = [[int(v), int(target[v])] for v in present if target[v] != pool]
                 best = (size, j, mapping)
         if best is not None:
             _, j, mapping = best
@@ -1258,7 +1284,9 @@ class Table:
         (all zeros), and missing values in a column that had none are imputed:
         neither is learned. Numeric values well beyond the first batch's range
         (by more than ``BATCH_RANGE_MARGIN`` of its width) are learned, but
-        decoded values stay within that range. Each kind of finding warns once
+        decoded values stay within that range. A column that followed another
+        in every row of the first batch (:func:`find_functions`) but does not in
+        this one keeps the first batch's rule. Each kind of finding warns once
         per column in a stream of batches: not again for a column in
         ``warned``.
 
@@ -1280,7 +1308,15 @@ class Table:
             skops and pickle store as plain data).
         """
         table = self._with_levels_of(X)
-        found = {"level": {}, "missing": [], "range": []}
+        found = {"level": {}, "missing": [], "range": [], "rule": []}
+        for rule in [] if self.array else self.functions:
+            child, parent = self.columns[rule["column"]], self.columns[rule["parent"]]
+            if ("rule", child.name) in warned:
+                continue
+            a, b = (_batch_states(c, X[c.name]) for c in (child, parent))
+            mapped = _function_lookup(rule, parent)[np.maximum(b, 0)]
+            if np.any((a >= 0) & (b >= 0) & (mapped >= 0) & (mapped != a)):
+                found["rule"].append((child.name, parent.name))
         for c in self.columns:
             if self.array:
                 isna = np.isnan(X[:, c.name]).any()
@@ -1330,7 +1366,16 @@ class Table:
                 f"all the data.{once}",
                 UserWarning,
             )
+        for name, parent in found["rule"]:
+            _warn(
+                f"Column {name!r} follows {parent!r} in every row of the first "
+                "partial_fit batch, and samples and reconstructions keep to that "
+                f"rule, but not in this batch. Pass a first batch with rows that "
+                f"break it, or use fit on all the data.{once}",
+                UserWarning,
+            )
         new = {("level", name) for name in found["level"]}
+        new |= {("rule", name) for name, _ in found["rule"]}
         new |= {("missing", name) for name in found["missing"]}
         new |= {("range", name) for name, _ in found["range"]}
         return table, tuple(warned) + tuple(sorted(new, key=str))
@@ -1535,7 +1580,9 @@ class Table:
             The columns whose values in ``M`` were given (``sample(given=)``):
             where a given column's state (at its point or not) contradicts the
             rule of its gate, the gate takes a state that agrees with every
-            given column it gates, and so on up the chain of gates.
+            given column it gates, and so on up the chain of gates; the
+            columns above a given one in the rules of :func:`find_functions`
+            take states that agree with it (:meth:`_decide_functions`).
         means : ndarray of shape (n_samples, width) or None
             The probabilities ``M`` was drawn from, where it holds draws: a
             categorical gate redraws its level from them (default: ``M``).
@@ -1680,15 +1727,8 @@ class Table:
         allowed = self._function_states(states, held) if held else {}
         children = {rule["column"] for rule in order}
         for j in dict.fromkeys(rule["parent"] for rule in order):
-            if j in children or j in held or j not in allowed:
-                continue
-            # a root; a gate keeps to the states that the given columns it
-            # gates allow too (see _given_decide_gates), where some agree
-            bound = [r for r in self.gates if r["gate"] == j and r["column"] in held]
-            if bound:
-                both = allowed[j] & self._allowed(j, bound, states)
-                allowed[j] = np.where(both.any(axis=1, keepdims=True), both, allowed[j])
-            self._take_allowed(j, allowed[j], values, states, probabilities, rng)
+            if j not in children and j not in held and j in allowed:  # a root
+                self._take_allowed(j, allowed[j], values, states, probabilities, rng)
         for rule in order:
             i = rule["column"]
             if i in held:
@@ -1707,12 +1747,19 @@ class Table:
 
         ``states`` holds the columns' states (codes, as :func:`_state_codes`
         gives them) of shape (n,); a held (given) column allows its own state,
-        and every column allows only states that its rules map to states its
-        children allow, from the deepest up. Returns ``{column: bool array of
-        shape (n, n_states)}``; a row with no allowed state has conditions
-        that contradict each other (see :meth:`check_given_functions`).
+        a gate (a root) the states that agree with the held columns whose
+        missing values it decides, directly or down a chain of gates (as
+        :meth:`_given_decide_gates` decided them: their ``states`` agree with
+        the held ones), and every column allows only states that its rules
+        map to states its children allow, from the deepest up. Returns
+        ``{column: bool array of shape (n, n_states)}``; a row with no
+        allowed state has conditions that contradict each other (see
+        :meth:`check_given_functions`).
         """
         order = decoding_order(self.functions, "parent")
+        below = {}  # the columns down each gated column's chain of gates
+        for rule in self.gates:
+            below.setdefault(rule["gate"], []).append(rule["column"])
         allowed = {}
         for rule in order:
             for j in (rule["parent"], rule["column"]):
@@ -1726,6 +1773,13 @@ class Table:
                     allowed[j] = np.ones((len(states[j]), n_states), dtype=bool)
                     if column.kind == "categorical" and column.unseen:
                         allowed[j][:, column.unseen] = False  # never sampled
+                bound = [
+                    r
+                    for r in self.gates
+                    if r["gate"] == j and _gated_through(below, r["column"]) & held
+                ]
+                if bound:
+                    allowed[j] &= self._allowed(j, bound, states)
         for rule in reversed(order):  # a column's children before its own rule
             lookup = _function_lookup(rule, self.columns[rule["parent"]])
             child = allowed[rule["column"]]
@@ -1743,7 +1797,7 @@ class Table:
         categorical gate's levels (never one no row held), or a 0/1 state.
         """
         gate = self.columns[j]
-        codes = np.arange(gate.width if gate.kind == "categorical" else 2)
+        codes = np.arange(_n_states(gate))
         allowed = None
         for rule in rules:
             at = states[rule["column"]] == _missing_code(self.columns[rule["column"]])
@@ -1780,24 +1834,23 @@ class Table:
                     "out of given."
                 )
 
-    def check_given_functions(self, X, given):
+    def check_given_functions(self, X, given, values=None):
         """Refuse conditions that break the rules of :func:`find_functions`.
 
         Given columns whose values no state of the columns between them
         agrees with (a column and its parent, a country and a continent it is
         not in, two children of one parent that no state of it decides both
         ways) have no probability under the model, which decodes the rules as
-        certain. Raises a ValueError that names the given columns and the
-        rules between them.
+        certain. Raises a ValueError that names the given columns (with their
+        ``values``, ``{column name: values}``, where given) and the rules
+        between them.
         """
-        held = {i for i in np.flatnonzero(given).tolist()}
+        held = set(np.flatnonzero(given).tolist())
         if not self.functions or not held:
             return
-        states = {
-            j: _state_codes(self.columns[j], X)
-            for rule in self.functions
-            for j in (rule["column"], rule["parent"])
-        }
+        columns = {j for rule in self.functions for j in (rule["column"], rule["parent"])}
+        columns |= {rule["column"] for rule in self.gates}
+        states = {j: _state_codes(self.columns[j], X) for j in columns}
         allowed = self._function_states(states, held)
         for rule in decoding_order(self.functions, "parent"):
             for j in (rule["parent"], rule["column"]):
@@ -1805,29 +1858,40 @@ class Table:
                 if not empty.any():
                     continue
                 row = int(np.flatnonzero(empty)[0])
-                below = _gated_through(self._function_children(), j)
-                named = [
-                    f"{c.name!r} ({_state_name(c, states[k][row])})"
-                    for k in sorted(below & held)
-                    for c in [self.columns[k]]
-                ]
+                links = {}  # the columns each decides: by a rule, or as a gate
+                for r in self.functions:
+                    links.setdefault(r["parent"], []).append(r["column"])
+                for r in self.gates:
+                    links.setdefault(r["gate"], []).append(r["column"])
+                below = _gated_through(links, j)
+                named = []
+                for k in sorted(below & held):
+                    name = self.columns[k].name
+                    value = None if values is None else values.get(name)
+                    if value is not None:
+                        value = np.asarray(value, dtype=object).reshape(-1)
+                        value = value[min(row, value.size - 1)]
+                        if isinstance(value, np.generic):  # a repr without np.
+                            value = value.item()
+                        name = f"{name!r} ({value!r})"
+                    named.append(str(name) if value is not None else repr(name))
                 rules = [
                     f"{self.columns[r['column']].name!r} follows "
                     f"{self.columns[r['parent']].name!r}"
                     for r in self.functions
                     if r["column"] in below and r["parent"] in below
                 ]
+                rules += [
+                    f"{self.columns[r['gate']].name!r} decides where "
+                    f"{self.columns[r['column']].name!r} is missing"
+                    for r in self.gates
+                    if r["column"] in below and r["gate"] in below
+                ]
                 raise ValueError(
                     f"The given columns {', '.join(named)} break rules the fitted "
                     f"data always followed: {'; '.join(rules)}, in every row of fit. "
                     "Leave one of them out of given."
                 )
-
-    def _function_children(self):
-        children = {}
-        for rule in self.functions:
-            children.setdefault(rule["parent"], []).append(rule["column"])
-        return children
 
     def gate_constraints(self, X, given):
         """What the given columns of a conditional draw say of their gates' states.

@@ -127,7 +127,7 @@ class TrainConfig:
 #: last fifth of epochs is less than this fraction of its progress below the
 #: mean of the fifth before (:func:`improving`).
 SETTLED_TOL = 0.01
-#: ... and no more than SETTLED_NOISE standard errors of the difference of the
+#: ... or no more than SETTLED_NOISE standard errors of the difference of the
 #: two means (the watched loss's own noise: a VAE's validation loss moves by
 #: about 0.15 nats/row from epoch to epoch on load_digits). A gain within the
 #: noise is no evidence that training longer helps: in the docs' grid search

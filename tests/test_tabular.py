@@ -2054,14 +2054,19 @@ def test_no_rule_without_support_or_with_one_exception():
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
-def test_a_gate_decides_its_columns_and_their_missing_values(Estimator):
+@pytest.mark.parametrize("treat_first", [False, True])
+def test_a_gate_decides_its_columns_and_their_missing_values(Estimator, treat_first):
     # dose is missing exactly in arm "a", so arm gates it, and decides treat too:
-    # treat was drawn against the arm in 36% of the samples while gates took no part.
+    # treat was drawn against the arm in 36% of the samples while gates took no
+    # part, and in 39% with treat first, which then was the gate (the first of
+    # two that decide as many rows; now the one with more states).
     frame = functional_frame().assign(
         dose=lambda f: np.where(f["arm"] == "a", np.nan, f["x"].abs() + 1)
     )
+    if treat_first:
+        frame = frame[["treat", *frame.columns.drop("treat")]]
     est = Estimator(**MARGINAL).fit(frame)
-    assert [rule["gate"] for rule in est._table.gates] == [0]
+    assert [est._table.columns[r["gate"]].name for r in est._table.gates] == ["arm"]
     assert _named(est._table)["treat"] == "arm"
     out = est.sample(1000, random_state=0)
     np.testing.assert_array_equal(out["treat"], out["arm"] != "a")
@@ -2070,6 +2075,37 @@ def test_a_gate_decides_its_columns_and_their_missing_values(Estimator):
     assert set(untreated["arm"]) == {"a"} and untreated["dose"].isna().all()
     dosed = est.sample(200, given={"dose": 2.0}, random_state=0)
     assert "a" not in set(dosed["arm"]) and dosed["treat"].all()
+    # untreated with a dose: no arm agrees with both
+    match = r"'treat' \(False\), 'dose' \(2.0\) break rules .*'arm' decides where"
+    with pytest.raises(ValueError, match=match):
+        est.sample(5, given={"treat": False, "dose": 2.0})
+
+
+def test_a_rule_does_not_say_which_pooled_rare_level():
+    # 10 common levels of 30 rows and 30 rare ones of 2, pooled, with a code
+    # each: decoding draws a pooled level by its count, so a rule that the
+    # pool's code is the pool's would be broken in most samples that hold it.
+    labels = [f"L{i}" for i in range(10) for _ in range(30)]
+    labels += [f"R{i}" for i in range(30) for _ in range(2)]
+    frame = pd.DataFrame({"label": labels, "code": ["c_" + v for v in labels]})
+    table = Table(frame.assign(x=np.arange(len(frame)) % 7), None)
+    (rule,) = table.functions
+    child = table.columns[rule["column"]]
+    assert child.rare and [len(child.levels)] not in [pair[1:] for pair in rule["map"]]
+    assert len(rule["map"]) == 10
+
+
+def test_partial_fit_warns_once_when_a_batch_breaks_a_rule():
+    frame = functional_frame()
+    est = VAETransformer(**{**MARGINAL, "max_iter": 2})
+    est.partial_fit(frame)
+    flipped = frame.assign(treat=~frame["treat"])
+    with pytest.warns(UserWarning, match="Column 'treat' follows 'arm' in every row"):
+        est.partial_fit(flipped)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est.partial_fit(flipped)  # once per column in a stream
+        est.partial_fit(frame)
 
 
 def test_find_functions_checks_every_row_after_the_subset(monkeypatch):
@@ -2161,7 +2197,7 @@ def test_save_load_and_warm_start_keep_the_columns_another_decides(tmp_path):
     table = est._table
     est.fit(frame)  # the same data: the same table, trained on
     assert est._table is table
-    broken = frame.assign(treat=~frame["treat"].to_numpy() ^ (np.arange(400) == 3))
+    broken = frame.assign(treat=frame["treat"].to_numpy() ^ (np.arange(400) == 3))
     est.fit(broken)  # new data that break a rule: a new table
     assert est._table is not table and "treat" not in _named(est._table)
 
