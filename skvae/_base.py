@@ -217,9 +217,11 @@ _PARAMETER_DOCS = {
         keeps its encoding where the new data encode alike (the same columns,
         kinds, levels, missing values, kinds of map, missing-value rules and
         columns that another decides, numbers within the fitted range by half
-        its width); a VAE of other
-        data refits from scratch, since its network holds cells of the
-        encoding.""",
+        its width). Otherwise the encoding is fitted to the new data, and the
+        network continues on it where that has the same structure (the same
+        columns, kinds, levels and missing values, and for a VAE the same
+        cells of discrete values, which its network holds), or refits from
+        scratch.""",
     "n_jobs": """\
     n_jobs : int or None, default=None
         Number of CPU threads torch uses, during fits and inference on the
@@ -1155,10 +1157,10 @@ class _BaseAutoencoder(
         dtypes, kinds of map, missing-value rules and columns that another
         decides (:func:`~._tabular.find_functions`), numbers within the fitted
         range by ``BATCH_RANGE_MARGIN`` of its width. Otherwise ``table``,
-        fitted to the new data, which trains a new network (as a changed
-        parameter does).
-        Its interval cells, which the network's description holds, come from
-        data, so a table fitted afresh never matches the previous network.
+        fitted to the new data: :meth:`_fit` continues the network on it where
+        the architecture (the network's description, with a VAE's interval
+        cells, which come from data, and the table's ``signature``) is the
+        same, and trains a new one otherwise (as a changed parameter does).
         """
         from ._tabular import BATCH_RANGE_MARGIN
 

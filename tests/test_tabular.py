@@ -2200,6 +2200,7 @@ def test_save_load_and_warm_start_keep_the_columns_another_decides(tmp_path):
     broken = frame.assign(treat=frame["treat"].to_numpy() ^ (np.arange(400) == 3))
     est.fit(broken)  # new data that break a rule: a new table
     assert est._table is not table and "treat" not in _named(est._table)
+    assert est.n_iter_ == 6  # of the same structure: the network continues on it
 
 
 FUNCTION_CORRUPTIONS = {
