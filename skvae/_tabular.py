@@ -761,11 +761,6 @@ def _n_states(column):
     return column.width if column.kind == "categorical" else 2
 
 
-def _pool_code(column):
-    """The state code of a categorical column's pool of rare levels, or None."""
-    return len(column.levels) if column.kind == "categorical" and column.rare else None
-
-
 def find_functions(columns, X, gates):
     """Rules that make a categorical or boolean column a function of another.
 
@@ -779,9 +774,9 @@ def find_functions(columns, X, gates):
     (a column and its code: one is the parent). A column whose missing values
     a gate decides (see :func:`find_gates`) takes no part, and a gate is no
     column's child: their states follow those rules (a gate may be a
-    parent, whose state decoding settles first). A rule says that a column's
-    level is one of its pooled rare levels only as far as decoding can keep
-    it: such a parent state decides nothing. Returns a list of dicts
+    parent, whose state decoding settles first). A column's pooled rare
+    levels are one state, which decoding draws a level of by its count: a
+    rule can say that a column's level is rare, not which. Returns a list of dicts
     ``{"column", "parent", "map"}``, ``map`` a sorted list of ``[parent
     state, state]`` pairs (codes as :func:`_state_codes` gives them).
     """
@@ -833,10 +828,7 @@ def find_functions(columns, X, gates):
             support = ((count[present] - 1) * (1 - share[target[present]])).sum()
             size = present.size  # the parent's states in fit
             if support >= _FUNCTION_SUPPORT and (best is None or size < best[0]):
-                # decoding draws a pooled level by its count: a rule can say
-                # that the column's level is rare, not which
-                pool = _pool_code(columns[i])
-                mapping = [[int(v), int(target[v])] for v in present if target[v] != pool]
+                mapping = [[int(v), int(target[v])] for v in present]
                 best = (size, j, mapping)
         if best is not None:
             _, j, mapping = best
@@ -1783,10 +1775,11 @@ class Table:
         for rule in reversed(order):  # a column's children before its own rule
             lookup = _function_lookup(rule, self.columns[rule["parent"]])
             child = allowed[rule["column"]]
-            agree = np.where(lookup >= 0, child[:, np.maximum(lookup, 0)], True)
-            if child.all():  # no condition below: unmapped states stay allowed
-                continue
-            allowed[rule["parent"]] &= agree & (lookup >= 0)
+            # a state the rule does not map (a pool's, one fit never saw) leaves
+            # the column free: it agrees with any
+            allowed[rule["parent"]] &= np.where(
+                lookup >= 0, child[:, np.maximum(lookup, 0)], True
+            )
         return allowed
 
     def _allowed(self, j, rules, states):

@@ -2081,18 +2081,28 @@ def test_a_gate_decides_its_columns_and_their_missing_values(Estimator, treat_fi
         est.sample(5, given={"treat": False, "dose": 2.0})
 
 
-def test_a_rule_does_not_say_which_pooled_rare_level():
+def test_a_rule_says_that_a_level_is_rare_not_which():
     # 10 common levels of 30 rows and 30 rare ones of 2, pooled, with a code
-    # each: decoding draws a pooled level by its count, so a rule that the
-    # pool's code is the pool's would be broken in most samples that hold it.
+    # each: the pools are one state each, whose level decoding draws by count.
     labels = [f"L{i}" for i in range(10) for _ in range(30)]
     labels += [f"R{i}" for i in range(30) for _ in range(2)]
     frame = pd.DataFrame({"label": labels, "code": ["c_" + v for v in labels]})
     table = Table(frame.assign(x=np.arange(len(frame)) % 7), None)
     (rule,) = table.functions
     child = table.columns[rule["column"]]
-    assert child.rare and [len(child.levels)] not in [pair[1:] for pair in rule["map"]]
-    assert len(rule["map"]) == 10
+    pool = [len(table.columns[rule["parent"]].levels), len(child.levels)]
+    assert child.rare and rule["map"][-1] == pool and len(rule["map"]) == 11
+    # the column given a rare level is a condition like any other, not a
+    # contradiction with every state of its parent
+    est = VAETransformer(**{**MARGINAL, "max_iter": 2}).fit(frame)
+    parent = est._table.columns[est._table.functions[0]["parent"]].name
+    child = est._table.columns[est._table.functions[0]["column"]].name
+    prefix = {"label": "", "code": "c_"}
+    rare = est.sample(20, given={child: prefix[child] + "R3"}, random_state=0)
+    assert (rare[child] == prefix[child] + "R3").all()
+    assert rare[parent].str.startswith(prefix[parent] + "R").all()  # rare, not which
+    common = est.sample(20, given={child: prefix[child] + "L3"}, random_state=0)
+    assert (common[parent] == prefix[parent] + "L3").all()
 
 
 def test_partial_fit_warns_once_when_a_batch_breaks_a_rule():
