@@ -1598,7 +1598,9 @@ class Table:
                 states[i] = values[i].astype(np.int64)
             else:
                 block = M[:, c.start : c.start + c.width]
-                if c.unseen:  # declared levels that no partial_fit batch has held
+                # declared levels that no partial_fit batch has held: never
+                # drawn, but a given one is what it is
+                if c.unseen and (given is None or not given[i]):
                     block = block.copy()
                     block[:, c.unseen] = 0.0
                 values[i] = states[i] = self._choose(block, rng)
@@ -1734,16 +1736,19 @@ class Table:
             if i in allowed:  # where the parent's state has no rule
                 self._take_allowed(i, allowed[i], values, states, probabilities, rng)
 
-    def _function_states(self, states, held):
+    def _function_states(self, states, held, chains=True):
         """Per column of the rules' trees, the states that agree with the ``held`` ones.
 
         ``states`` holds the columns' states (codes, as :func:`_state_codes`
         gives them) of shape (n,); a held (given) column allows its own state,
         a gate (a root) the states that agree with the held columns whose
-        missing values it decides, directly or down a chain of gates (as
-        :meth:`_given_decide_gates` decided them: their ``states`` agree with
-        the held ones), and every column allows only states that its rules
-        map to states its children allow, from the deepest up. Returns
+        missing values it decides, directly or, with ``chains``, down a chain
+        of gates (as :meth:`_given_decide_gates` decided them: their
+        ``states`` agree with the held ones; before decoding, such a column's
+        state is not known), and every column allows only states that its
+        rules map to states its children allow, from the deepest up; a rule
+        says nothing of a column's state that no parent state led to in fit
+        (a declared level never seen, given). Returns
         ``{column: bool array of shape (n, n_states)}``; a row with no
         allowed state has conditions that contradict each other (see
         :meth:`check_given_functions`).
@@ -1768,18 +1773,25 @@ class Table:
                 bound = [
                     r
                     for r in self.gates
-                    if r["gate"] == j and _gated_through(below, r["column"]) & held
+                    if r["gate"] == j
+                    and (
+                        _gated_through(below, r["column"]) & held
+                        if chains
+                        else r["column"] in held
+                    )
                 ]
                 if bound:
                     allowed[j] &= self._allowed(j, bound, states)
         for rule in reversed(order):  # a column's children before its own rule
             lookup = _function_lookup(rule, self.columns[rule["parent"]])
             child = allowed[rule["column"]]
-            # a state the rule does not map (a pool's, one fit never saw) leaves
-            # the column free: it agrees with any
-            allowed[rule["parent"]] &= np.where(
-                lookup >= 0, child[:, np.maximum(lookup, 0)], True
-            )
+            # a parent state the rule does not map (one fit never saw) leaves the
+            # column free, and a row whose column allows no state the rule maps
+            # to (a given level fit never saw) is free of the rule
+            image = np.unique(lookup[lookup >= 0])
+            bound = child[:, image].any(axis=1, keepdims=True)
+            agree = np.where(lookup >= 0, child[:, np.maximum(lookup, 0)], True)
+            allowed[rule["parent"]] &= agree | ~bound
         return allowed
 
     def _allowed(self, j, rules, states):
@@ -1844,7 +1856,7 @@ class Table:
         columns = {j for rule in self.functions for j in (rule["column"], rule["parent"])}
         columns |= {rule["column"] for rule in self.gates}
         states = {j: _state_codes(self.columns[j], X) for j in columns}
-        allowed = self._function_states(states, held)
+        allowed = self._function_states(states, held, chains=False)
         for rule in decoding_order(self.functions, "parent"):
             for j in (rule["parent"], rule["column"]):
                 empty = ~allowed[j].any(axis=1)
@@ -1857,6 +1869,14 @@ class Table:
                 for r in self.gates:
                     links.setdefault(r["gate"], []).append(r["column"])
                 below = _gated_through(links, j)
+                parents = {r["column"]: r["parent"] for r in self.functions}
+                parents.update({r["column"]: r["gate"] for r in self.gates})
+                between = set()  # the given columns below j and the way up to j
+                for k in below & held:
+                    while k not in between and k in below:
+                        between.add(k)
+                        k = parents.get(k, j)
+                below = between | {j}
                 named = []
                 for k in sorted(below & held):
                     name = self.columns[k].name

@@ -2245,3 +2245,54 @@ def test_find_functions_by_hand():
         {"column": 1, "parent": 0, "map": [[0, 0], [1, 1], [2, 1]]}
     ]
     assert find_functions(columns, X, [{"column": 1, "gate": 0}]) == []
+
+
+def test_declared_levels_never_seen_are_outside_the_rules():
+    # arm declares "e", which no row holds: given, it decoded as the first level
+    # (an all-zero block) and its children copied that level's rule
+    frame = functional_frame()
+    levels = ["b", "a", "c", "d", "e"]
+    frame["arm"] = frame["arm"].astype(pd.CategoricalDtype(levels))
+    frame["treat"] = frame["treat"].map({True: "yes", False: "no"})
+    frame["treat"] = frame["treat"].astype(pd.CategoricalDtype(["no", "yes", "maybe"]))
+    est = VAETransformer(**{**MARGINAL, "max_iter": 5}).partial_fit(frame)
+    assert _named(est._table)["treat"] == "arm"
+    e = est.sample(200, given={"arm": "e"}, random_state=0)
+    assert set(e["treat"]) == {"no", "yes"}  # free: fit never saw "e"
+    maybe = est.sample(50, given={"treat": "maybe"}, random_state=0)  # no rule led there
+    assert (maybe["treat"] == "maybe").all() and "e" not in set(maybe["arm"])
+
+
+def test_a_gate_chain_below_a_parent_is_decided_before_the_check():
+    # g gates x2 (missing for "a", present for "b"), x2 gates x1, f follows g:
+    # x1 observed means x2 observed means g is "b", so f True agrees
+    rng = np.random.RandomState(0)
+    g = rng.choice(list("abcd"), 400)
+    x2 = np.where(g == "a", np.nan, rng.normal(size=400))
+    x2[(g != "a") & (g != "b") & (rng.rand(400) < 0.5)] = np.nan
+    x1 = np.where(np.isnan(x2), np.nan, rng.normal(size=400))
+    x1[~np.isnan(x1) & (rng.rand(400) < 0.3)] = np.nan
+    frame = pd.DataFrame({"g": g, "x2": x2, "x1": x1, "f": g == "b"})
+    est = VAETransformer(**MARGINAL).fit(frame)
+    names = [c.name for c in est._table.columns]
+    assert {(names[r["column"]], names[r["gate"]]) for r in est._table.gates} >= {
+        ("x2", "g"),
+        ("x1", "x2"),
+    }
+    out = est.sample(60, given={"x1": 0.1, "f": True}, random_state=0)
+    assert (out["g"] == "b").all() and out["x2"].notna().all()
+
+
+def test_a_contradiction_names_the_rules_between_the_given_columns():
+    frame = functional_frame()
+    code = frame["arm"].map(dict(zip("abcd", "wxyz")))
+    frame.insert(0, "code", code)  # first: the parent of treat, zone and group
+    frame["zone"] = code.map({"w": "n", "x": "s", "y": "n", "z": "s"})
+    frame["group"] = code.map({"w": "g1", "x": "g1", "y": "g2", "z": "g2"})
+    est = VAETransformer(**{**MARGINAL, "max_iter": 2}).fit(frame)
+    assert {_named(est._table)[c] for c in ("treat", "zone", "group")} == {"code"}
+    with pytest.raises(ValueError) as error:
+        est.sample(1, given={"treat": False, "zone": "s"})
+    message = str(error.value)
+    assert "'treat' follows 'code'" in message and "'zone' follows 'code'" in message
+    assert "'group' follows" not in message  # a rule no given column is under
