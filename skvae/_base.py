@@ -200,9 +200,9 @@ _PARAMETER_DOCS = {
         warns (``ConvergenceWarning``) only if its loss was still falling at
         the end: its last fifth of epochs more than 1% of the progress, and
         more than twice the standard error of the difference (the loss's
-        noise), below the fifth before; except on fewer than 50 rows with ``max_iter`` and
-        ``early_stopping`` at "auto", where the budget is the stopping rule
-        (more epochs there overfit).""",
+        noise), below the fifth before; except on fewer than 50 rows with
+        ``max_iter`` and ``early_stopping`` at "auto", where the budget is the
+        stopping rule (more epochs there overfit).""",
     "device": """\
     device : str or torch.device, default="auto"
         "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:N", "mps".
