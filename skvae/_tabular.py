@@ -1604,7 +1604,8 @@ class Table:
                     block = block.copy()
                     block[:, c.unseen] = 0.0
                 values[i] = states[i] = self._choose(block, rng)
-        probabilities, gate_rng = M if means is None else means, rng or rare_rng
+        probabilities = M if means is None else means
+        gate_rng = rng if rng is not None else rare_rng
         if given is not None:
             self._given_decide_gates(given, values, states, probabilities, gate_rng)
         # Columns that a parent decides: no gate decides their missing values,
