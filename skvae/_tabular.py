@@ -837,6 +837,41 @@ def find_functions(columns, X, gates):
     return [rules[i] for i in sorted(rules)]
 
 
+def _rules(columns, X, gates):
+    """The gates and the functions of a table (:func:`find_functions`).
+
+    A gate that is a function of the column it gates, through that column's
+    missing level too (a flag that is False where an arm is missing and in
+    arm "a", True in the others), says no more than the function does:
+    decoding the column and then the flag from it keeps both. Such a gate
+    gives way, so that the column, no longer gated, can decide the flag:
+    else the flag decided only where the arm is missing, and samples drew it
+    against the arm (43.5% of them, with 8 of 400 arms missing).
+    """
+    functions = find_functions(columns, X, gates)
+    if not gates:
+        return gates, functions
+    linked = {}  # how many gate rules each column takes part in
+    for rule in gates:
+        for j in (rule["column"], rule["gate"]):
+            linked[j] = linked.get(j, 0) + 1
+    free = find_functions(columns, X, [])
+    implied = {(rule["column"], rule["parent"]) for rule in free}
+    kept = [
+        rule
+        for rule in gates
+        if (rule["gate"], rule["column"]) not in implied or linked[rule["gate"]] > 1
+    ]  # (a gate is no column's child: the flag must gate nothing else)
+    if len(kept) == len(gates):
+        return gates, functions
+    functions = find_functions(columns, X, kept)
+    decided = {(rule["column"], rule["parent"]) for rule in functions}
+    dropped = [rule for rule in gates if rule not in kept]
+    if all((rule["gate"], rule["column"]) in decided for rule in dropped):
+        return kept, functions
+    return gates, find_functions(columns, X, gates)
+
+
 class Table:
     """The encoding of a fitted table: each column's kind, levels and marginal.
 
@@ -986,8 +1021,7 @@ class Table:
             self.width = start
         if missing and (any(pooled) or not first):
             gates = find_gates(self.columns, self.encode(X))
-        self.gates = gates
-        self.functions = find_functions(self.columns, X, gates)
+        self.gates, self.functions = _rules(self.columns, X, gates)
         if identifiers:
             _warn_identifiers(identifiers, self.width, len(self.columns))
         if inexact:

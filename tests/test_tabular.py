@@ -2296,3 +2296,21 @@ def test_a_contradiction_names_the_rules_between_the_given_columns():
     message = str(error.value)
     assert "'treat' follows 'code'" in message and "'zone' follows 'code'" in message
     assert "'group' follows" not in message  # a rule no given column is under
+
+
+def test_a_gate_that_a_function_implies_gives_way_to_it():
+    # 15 arms of "a" missing, and treat False there: treat gated the arm's
+    # missing values (True: never missing), so the arm, gated, could not
+    # decide treat, and 38% of the samples drew treat against the arm.
+    frame = functional_frame()
+    arm = frame["arm"].astype(object)
+    arm[(frame["arm"] == "a").to_numpy() & (np.arange(400) < 60)] = np.nan
+    frame["arm"] = arm
+    est = VAETransformer(**MARGINAL).fit(frame)
+    assert est._table.gates == [] and _named(est._table)["treat"] == "arm"
+    out = est.sample(2000, random_state=0)
+    expected = out["arm"].map({"a": False, "b": True, "c": True, "d": True})
+    observed = out["arm"].notna()
+    np.testing.assert_array_equal(out["treat"][observed], expected[observed])
+    assert not out["treat"][~observed].any()  # a missing arm: never treated
+    assert 0.02 < (~observed).mean() < 0.06  # data: 0.0375
