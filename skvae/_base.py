@@ -306,11 +306,12 @@ _METHOD_DOCS = {
             number outside the range the model was fitted on: for a table,
             beyond the column's fitted range by more than 10% of its width;
             for an array, more than 10 standard deviations from the model's
-            mean of the feature; or if two given columns of a table break a
+            mean of the feature; or if given columns of a table break a
             missing-value rule of the fitted data (an income given where the
-            data had it missing for every unemployed row, say) or a column
-            that another decided in every row (a treatment flag given False
-            with an arm that always had it True).
+            data had it missing for every unemployed row, say; also down a
+            chain of such rules) or a column that another decided in every
+            row (a treatment flag given False with an arm that always had it
+            True).
         MemoryError
             If the ``n_samples`` rows, which are generated at once, would not
             fit in this machine's memory.""",
@@ -1561,7 +1562,7 @@ class _BaseAutoencoder(
         constraints = ()
         if self._table is not None:
             given = np.array([c.name in chosen for c in self._table.columns])
-            self._table.check_given_rules(x, given)
+            self._table.check_given_rules(x, given, chosen)
             self._table.check_given_functions(x, given, chosen)
             constraints = self._table.gate_constraints(x, given)
         out, _, *means = self._conditional(

@@ -1847,13 +1847,17 @@ class Table:
             allowed[:, gate.unseen] = False  # never sampled: not chosen either
         return allowed
 
-    def check_given_rules(self, X, given):
+    def check_given_rules(self, X, given, values=None):
         """Refuse conditions that break a missing-value rule of the fitted data.
 
         A rule ties a column's missing values (or its point) to a gate's
         states; given both, a row whose values break it has no probability
         under the model, which decodes the rule as certain. Raises a
-        ValueError that names the two columns.
+        ValueError that names the two columns; or, where given columns
+        contradict each other down a chain of rules (a later measurement
+        observed and a gate state that makes the earlier one missing), one
+        that names them (with their ``values``, ``{column name: values}``)
+        and the rules between them.
         """
         for rule in self.gates:
             i, j = rule["column"], rule["gate"]
@@ -1873,6 +1877,91 @@ class Table:
                     f"{g.name!r} is {_state_name(g, gate[row])}. Leave one of them "
                     "out of given."
                 )
+        held = set(np.flatnonzero(given).tolist())
+        columns = {j for rule in self.gates for j in (rule["column"], rule["gate"])}
+        states = {j: _state_codes(self.columns[j], X) for j in columns & held}
+        for j, allowed in self._gate_states(states, held).items():
+            empty = ~allowed.any(axis=1)
+            if empty.any():
+                self._contradiction(j, held, int(np.flatnonzero(empty)[0]), values)
+
+    def _gate_states(self, states, held):
+        """Per column of the missing-value rules, the states that agree with the held ones.
+
+        A held (given) column allows its own state (``states``, codes as
+        :func:`_state_codes` gives them); a gate allows the states under
+        which each column it gates can take a state that column allows, from
+        the deepest column up. Returns ``{column: bool array of shape (n,
+        n_states)}``: a gated column's states are its own (a flagged
+        column's 0/1 flag, a categorical one's levels and missing level).
+        """
+        depth = {}
+        for rule in decoding_order(self.gates):  # a gate's own rule first
+            depth[rule["column"]] = depth.get(rule["gate"], 0) + 1
+        allowed = {}
+        n = next((len(v) for v in states.values()), 0)
+        for rule in sorted(self.gates, key=lambda r: -depth[r["column"]]):
+            for j in (rule["column"], rule["gate"]):
+                if j not in allowed:
+                    codes = np.arange(_n_states(self.columns[j]))
+                    allowed[j] = (
+                        codes[None, :] == states[j][:, None]
+                        if j in held
+                        else np.ones((n, codes.size), dtype=bool)
+                    )
+            column = allowed[rule["column"]]
+            code = _missing_code(self.columns[rule["column"]])
+            missing = column[:, code]
+            observed = np.delete(column, code, axis=1).any(axis=1)
+            gate = np.arange(_n_states(self.columns[rule["gate"]]))
+            allowed[rule["gate"]] &= (
+                missing[:, None] & ~np.isin(gate, rule["observed"])[None, :]
+            ) | (observed[:, None] & ~np.isin(gate, rule["missing"])[None, :])
+        return allowed
+
+    def _contradiction(self, j, held, row, values):
+        """Raise the ValueError of given columns that no state of ``j`` agrees with."""
+        links = {}  # the columns each decides: by a rule, or as a gate
+        for r in self.functions:
+            links.setdefault(r["parent"], []).append(r["column"])
+        for r in self.gates:
+            links.setdefault(r["gate"], []).append(r["column"])
+        below = _gated_through(links, j)
+        parents = {r["column"]: r["parent"] for r in self.functions}
+        parents.update({r["column"]: r["gate"] for r in self.gates})
+        between = set()  # the given columns below j and the way up to j
+        for k in below & held:
+            while k not in between and k in below:
+                between.add(k)
+                k = parents.get(k, j)
+        below = between | {j}
+        named = []
+        for k in sorted(below & held):
+            name = self.columns[k].name
+            value = None if values is None else values.get(name)
+            if value is not None:
+                value = np.asarray(value, dtype=object).reshape(-1)
+                value = value[min(row, value.size - 1)]
+                if isinstance(value, np.generic):  # a repr without np.
+                    value = value.item()
+                name = f"{name!r} ({value!r})"
+            named.append(str(name) if value is not None else repr(name))
+        rules = [
+            f"{self.columns[r['column']].name!r} follows {self.columns[r['parent']].name!r}"
+            for r in self.functions
+            if r["column"] in below and r["parent"] in below
+        ]
+        rules += [
+            f"{self.columns[r['gate']].name!r} decides where "
+            f"{self.columns[r['column']].name!r} is missing"
+            for r in self.gates
+            if r["column"] in below and r["gate"] in below
+        ]
+        raise ValueError(
+            f"The given columns {', '.join(named)} break rules the fitted "
+            f"data always followed: {'; '.join(rules)}, in every row of fit. "
+            "Leave one of them out of given."
+        )
 
     def check_given_functions(self, X, given, values=None):
         """Refuse conditions that break the rules of :func:`find_functions`.
@@ -1897,49 +1986,7 @@ class Table:
                 empty = ~allowed[j].any(axis=1)
                 if not empty.any():
                     continue
-                row = int(np.flatnonzero(empty)[0])
-                links = {}  # the columns each decides: by a rule, or as a gate
-                for r in self.functions:
-                    links.setdefault(r["parent"], []).append(r["column"])
-                for r in self.gates:
-                    links.setdefault(r["gate"], []).append(r["column"])
-                below = _gated_through(links, j)
-                parents = {r["column"]: r["parent"] for r in self.functions}
-                parents.update({r["column"]: r["gate"] for r in self.gates})
-                between = set()  # the given columns below j and the way up to j
-                for k in below & held:
-                    while k not in between and k in below:
-                        between.add(k)
-                        k = parents.get(k, j)
-                below = between | {j}
-                named = []
-                for k in sorted(below & held):
-                    name = self.columns[k].name
-                    value = None if values is None else values.get(name)
-                    if value is not None:
-                        value = np.asarray(value, dtype=object).reshape(-1)
-                        value = value[min(row, value.size - 1)]
-                        if isinstance(value, np.generic):  # a repr without np.
-                            value = value.item()
-                        name = f"{name!r} ({value!r})"
-                    named.append(str(name) if value is not None else repr(name))
-                rules = [
-                    f"{self.columns[r['column']].name!r} follows "
-                    f"{self.columns[r['parent']].name!r}"
-                    for r in self.functions
-                    if r["column"] in below and r["parent"] in below
-                ]
-                rules += [
-                    f"{self.columns[r['gate']].name!r} decides where "
-                    f"{self.columns[r['column']].name!r} is missing"
-                    for r in self.gates
-                    if r["column"] in below and r["gate"] in below
-                ]
-                raise ValueError(
-                    f"The given columns {', '.join(named)} break rules the fitted "
-                    f"data always followed: {'; '.join(rules)}, in every row of fit. "
-                    "Leave one of them out of given."
-                )
+                self._contradiction(j, held, int(np.flatnonzero(empty)[0]), values)
 
     def gate_constraints(self, X, given):
         """What the given columns of a conditional draw say of their gates' states.

@@ -2281,6 +2281,17 @@ def test_a_gate_chain_below_a_parent_is_decided_before_the_check():
     }
     out = est.sample(60, given={"x1": 0.1, "f": True}, random_state=0)
     assert (out["g"] == "b").all() and out["x2"].notna().all()
+    # down the chain, given at both ends: x1 observed, and g "a", where x2 and
+    # so x1 are always missing (60 of 60 samples broke a rule)
+    match = (
+        r"'g' \('a'\), 'x1' \(0.1\) break rules .*'g' decides where 'x2' is "
+        r"missing; 'x2' decides where 'x1' is missing"
+    )
+    with pytest.raises(ValueError, match=match):
+        est.sample(5, given={"x1": 0.1, "g": "a"})
+    # with f given too (False agrees with g "a"), the chain still refuses
+    with pytest.raises(ValueError, match="break rules"):
+        est.sample(5, given={"x1": 0.1, "f": False, "g": "a"})
 
 
 def test_a_contradiction_names_the_rules_between_the_given_columns():
