@@ -846,27 +846,31 @@ def _rules(columns, X, gates):
     decoding the column and then the flag from it keeps both. Such a gate
     gives way, so that the column, no longer gated, can decide the flag:
     else the flag decided only where the arm is missing, and samples drew it
-    against the arm (43.5% of them, with 8 of 400 arms missing).
+    against the arm (38% of them, with 15 of 400 arms missing).
     """
-    functions = find_functions(columns, X, gates)
-    if not gates:
-        return gates, functions
     linked = {}  # how many gate rules each column takes part in
     for rule in gates:
         for j in (rule["column"], rule["gate"]):
             linked[j] = linked.get(j, 0) + 1
-    free = find_functions(columns, X, [])
-    implied = {(rule["column"], rule["parent"]) for rule in free}
-    kept = [
+    # a gate is no column's child: the flag must gate nothing else, and both
+    # must be categorical or boolean (the gated one categorical: its missing level)
+    candidates = [
         rule
         for rule in gates
-        if (rule["gate"], rule["column"]) not in implied or linked[rule["gate"]] > 1
-    ]  # (a gate is no column's child: the flag must gate nothing else)
-    if len(kept) == len(gates):
-        return gates, functions
+        if linked[rule["gate"]] == 1
+        and columns[rule["column"]].kind == "categorical"
+        and columns[rule["gate"]].kind in ("categorical", "boolean")
+    ]
+    if not candidates:
+        return gates, find_functions(columns, X, gates)
+    free = find_functions(columns, X, [])
+    implied = {(rule["column"], rule["parent"]) for rule in free}
+    dropped = [rule for rule in candidates if (rule["gate"], rule["column"]) in implied]
+    if not dropped:
+        return gates, find_functions(columns, X, gates)
+    kept = [rule for rule in gates if rule not in dropped]
     functions = find_functions(columns, X, kept)
     decided = {(rule["column"], rule["parent"]) for rule in functions}
-    dropped = [rule for rule in gates if rule not in kept]
     if all((rule["gate"], rule["column"]) in decided for rule in dropped):
         return kept, functions
     return gates, find_functions(columns, X, gates)
@@ -1771,22 +1775,22 @@ class Table:
             if i in allowed:  # where the parent's state has no rule
                 self._take_allowed(i, allowed[i], values, states, probabilities, rng)
 
-    def _function_states(self, states, held, chains=True):
+    def _function_states(self, states, held, gated=None):
         """Per column of the rules' trees, the states that agree with the ``held`` ones.
 
         ``states`` holds the columns' states (codes, as :func:`_state_codes`
         gives them) of shape (n,); a held (given) column allows its own state,
         a gate (a root) the states that agree with the held columns whose
-        missing values it decides, directly or, with ``chains``, down a chain
-        of gates (as :meth:`_given_decide_gates` decided them: their
-        ``states`` agree with the held ones; before decoding, such a column's
-        state is not known), and every column allows only states that its
+        missing values it decides, directly or down a chain of gates: as
+        :meth:`_given_decide_gates` decided them in decoding (their
+        ``states`` agree with the held ones), or as ``gated`` (what
+        :meth:`_gate_states` allows, before decoding, where such a column's
+        state is not known) says. Every column allows only states that its
         rules map to states its children allow, from the deepest up; a rule
         says nothing of a column's state that no parent state led to in fit
-        (a declared level never seen, given). Returns
-        ``{column: bool array of shape (n, n_states)}``; a row with no
-        allowed state has conditions that contradict each other (see
-        :meth:`check_given_functions`).
+        (a declared level never seen, given). Returns ``{column: bool array
+        of shape (n, n_states)}``; a row with no allowed state has conditions
+        that contradict each other (see :meth:`check_given_functions`).
         """
         order = decoding_order(self.functions, "parent")
         below = {}  # the columns down each gated column's chain of gates
@@ -1805,15 +1809,14 @@ class Table:
                     allowed[j] = np.ones((len(states[j]), n_states), dtype=bool)
                     if column.kind == "categorical" and column.unseen:
                         allowed[j][:, column.unseen] = False  # never sampled
+                if gated is not None:
+                    if j in gated:
+                        allowed[j] &= gated[j]
+                    continue
                 bound = [
                     r
                     for r in self.gates
-                    if r["gate"] == j
-                    and (
-                        _gated_through(below, r["column"]) & held
-                        if chains
-                        else r["column"] in held
-                    )
+                    if r["gate"] == j and _gated_through(below, r["column"]) & held
                 ]
                 if bound:
                     allowed[j] &= self._allowed(j, bound, states)
@@ -1883,7 +1886,8 @@ class Table:
         for j, allowed in self._gate_states(states, held).items():
             empty = ~allowed.any(axis=1)
             if empty.any():
-                self._contradiction(j, held, int(np.flatnonzero(empty)[0]), values)
+                row = int(np.flatnonzero(empty)[0])
+                self._contradiction(j, held, row, values, functions=False)
 
     def _gate_states(self, states, held):
         """Per column of the missing-value rules, the states that agree with the held ones.
@@ -1902,13 +1906,16 @@ class Table:
         n = next((len(v) for v in states.values()), 0)
         for rule in sorted(self.gates, key=lambda r: -depth[r["column"]]):
             for j in (rule["column"], rule["gate"]):
-                if j not in allowed:
-                    codes = np.arange(_n_states(self.columns[j]))
-                    allowed[j] = (
-                        codes[None, :] == states[j][:, None]
-                        if j in held
-                        else np.ones((n, codes.size), dtype=bool)
-                    )
+                if j in allowed:
+                    continue
+                column = self.columns[j]
+                codes = np.arange(_n_states(column))
+                if j in held:
+                    allowed[j] = codes[None, :] == states[j][:, None]
+                else:
+                    allowed[j] = np.ones((n, codes.size), dtype=bool)
+                    if column.kind == "categorical" and column.unseen:
+                        allowed[j][:, column.unseen] = False  # never sampled
             column = allowed[rule["column"]]
             code = _missing_code(self.columns[rule["column"]])
             missing = column[:, code]
@@ -1919,15 +1926,20 @@ class Table:
             ) | (observed[:, None] & ~np.isin(gate, rule["missing"])[None, :])
         return allowed
 
-    def _contradiction(self, j, held, row, values):
-        """Raise the ValueError of given columns that no state of ``j`` agrees with."""
+    def _contradiction(self, j, held, row, values, functions=True):
+        """Raise the ValueError of given columns that no state of ``j`` agrees with.
+
+        It names the given columns below ``j`` (down the gates' rules, and
+        with ``functions`` those of :func:`find_functions` too) and the rules
+        on their way up to ``j``.
+        """
         links = {}  # the columns each decides: by a rule, or as a gate
-        for r in self.functions:
+        for r in self.functions if functions else ():
             links.setdefault(r["parent"], []).append(r["column"])
         for r in self.gates:
             links.setdefault(r["gate"], []).append(r["column"])
         below = _gated_through(links, j)
-        parents = {r["column"]: r["parent"] for r in self.functions}
+        parents = {r["column"]: r["parent"] for r in self.functions if functions}
         parents.update({r["column"]: r["gate"] for r in self.gates})
         between = set()  # the given columns below j and the way up to j
         for k in below & held:
@@ -1953,9 +1965,11 @@ class Table:
         ]
         rules += [
             f"{self.columns[r['gate']].name!r} decides where "
-            f"{self.columns[r['column']].name!r} is missing"
+            f"{self.columns[r['column']].name!r} is "
+            + (f"at {c.point:g}" if c.point is not None else "missing")
             for r in self.gates
             if r["column"] in below and r["gate"] in below
+            for c in [self.columns[r["column"]]]
         ]
         raise ValueError(
             f"The given columns {', '.join(named)} break rules the fitted "
@@ -1978,9 +1992,10 @@ class Table:
         if not self.functions or not held:
             return
         columns = {j for rule in self.functions for j in (rule["column"], rule["parent"])}
-        columns |= {rule["column"] for rule in self.gates}
+        columns |= {j for rule in self.gates for j in (rule["column"], rule["gate"])}
         states = {j: _state_codes(self.columns[j], X) for j in columns}
-        allowed = self._function_states(states, held, chains=False)
+        gated = self._gate_states({j: states[j] for j in columns & held}, held)
+        allowed = self._function_states(states, held, gated)
         for rule in decoding_order(self.functions, "parent"):
             for j in (rule["parent"], rule["column"]):
                 empty = ~allowed[j].any(axis=1)
