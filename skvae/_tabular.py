@@ -736,10 +736,11 @@ def _function_lookup(rule, parent):
     return lookup
 
 
-def _batch_states(column, series):
-    """A categorical or boolean column's state codes in a batch; -1 where unknown.
+def _series_states(column, series):
+    """A categorical or boolean column's state codes from its values; -1 where unknown.
 
-    A level fit did not see, and a missing value where fit saw none, are -1.
+    A level fit did not see, and a missing value where fit saw none (a later
+    batch's), are -1.
     """
     if column.kind == "categorical":
         return _level_states(column, series)
@@ -747,13 +748,6 @@ def _batch_states(column, series):
     present = series.notna().to_numpy()
     states[present] = _flags(series[present], column.name).astype(np.int64)
     return states
-
-
-def _column_states(column, series):
-    """A categorical or boolean column's state codes, read from its values in fit."""
-    if column.kind == "boolean":
-        return series.to_numpy(dtype=bool).astype(np.int64)
-    return _level_states(column, series)
 
 
 def _n_states(column):
@@ -790,7 +784,7 @@ def find_functions(columns, X, gates):
     if len(eligible) < 2:
         return []
     S = np.column_stack(
-        [_column_states(columns[i], X[columns[i].name]) for i in eligible]
+        [_series_states(columns[i], X[columns[i].name]) for i in eligible]
     ).astype(np.int32)
     n, m = S.shape
     varies = (S != S[:1]).any(axis=0)  # a constant column is a function of any other
@@ -1343,7 +1337,7 @@ class Table:
             child, parent = self.columns[rule["column"]], self.columns[rule["parent"]]
             if ("rule", child.name) in warned:
                 continue
-            a, b = (_batch_states(c, X[c.name]) for c in (child, parent))
+            a, b = (_series_states(c, X[c.name]) for c in (child, parent))
             mapped = _function_lookup(rule, parent)[np.maximum(b, 0)]
             if np.any((a >= 0) & (b >= 0) & (mapped >= 0) & (mapped != a)):
                 found["rule"].append((child.name, parent.name))
@@ -1801,14 +1795,7 @@ class Table:
             for j in (rule["parent"], rule["column"]):
                 if j in allowed:
                     continue
-                column = self.columns[j]
-                n_states = _n_states(column)
-                if j in held:
-                    allowed[j] = np.arange(n_states)[None, :] == states[j][:, None]
-                else:
-                    allowed[j] = np.ones((len(states[j]), n_states), dtype=bool)
-                    if column.kind == "categorical" and column.unseen:
-                        allowed[j][:, column.unseen] = False  # never sampled
+                allowed[j] = self._own_states(j, states, held, len(states[j]))
                 if gated is not None:
                     if j in gated:
                         allowed[j] &= gated[j]
@@ -1906,25 +1893,33 @@ class Table:
         n = next((len(v) for v in states.values()), 0)
         for rule in sorted(self.gates, key=lambda r: -depth[r["column"]]):
             for j in (rule["column"], rule["gate"]):
-                if j in allowed:
-                    continue
-                column = self.columns[j]
-                codes = np.arange(_n_states(column))
-                if j in held:
-                    allowed[j] = codes[None, :] == states[j][:, None]
-                else:
-                    allowed[j] = np.ones((n, codes.size), dtype=bool)
-                    if column.kind == "categorical" and column.unseen:
-                        allowed[j][:, column.unseen] = False  # never sampled
+                if j not in allowed:
+                    allowed[j] = self._own_states(j, states, held, n)
             column = allowed[rule["column"]]
             code = _missing_code(self.columns[rule["column"]])
-            missing = column[:, code]
-            observed = np.delete(column, code, axis=1).any(axis=1)
+            missing = column[:, code, None]
+            observed = np.delete(column, code, axis=1).any(axis=1, keepdims=True)
             gate = np.arange(_n_states(self.columns[rule["gate"]]))
-            allowed[rule["gate"]] &= (
-                missing[:, None] & ~np.isin(gate, rule["observed"])[None, :]
-            ) | (observed[:, None] & ~np.isin(gate, rule["missing"])[None, :])
+            allowed[rule["gate"]] &= (missing & _agrees(rule, True, gate)) | (
+                observed & _agrees(rule, False, gate)
+            )
         return allowed
+
+    def _own_states(self, j, states, held, n):
+        """Column ``j``'s states before the rules narrow them, row by row.
+
+        A held (given) column's own state (``states[j]``), else every state
+        but the declared levels no batch has held (never sampled); a bool
+        array of shape (n, n_states).
+        """
+        column = self.columns[j]
+        codes = np.arange(_n_states(column))
+        if j in held:
+            return codes[None, :] == states[j][:, None]
+        own = np.ones((n, codes.size), dtype=bool)
+        if column.kind == "categorical" and column.unseen:
+            own[:, column.unseen] = False
+        return own
 
     def _contradiction(self, j, held, row, values, functions=True):
         """Raise the ValueError of given columns that no state of ``j`` agrees with.
