@@ -1602,11 +1602,10 @@ class Table:
             ``rng``; with neither, the pool decodes to its most frequent level).
         given : ndarray of bool of shape (n_columns,) or None
             The columns whose values in ``M`` were given (``sample(given=)``):
-            where a given column's state (at its point or not) contradicts the
-            rule of its gate, the gate takes a state that agrees with every
-            given column it gates, and so on up the chain of gates; the
-            columns above a given one in the rules of :func:`find_functions`
-            take states that agree with it (:meth:`_decide_functions`).
+            the columns of the gates' rules and of :func:`find_functions`
+            are decided together, from the roots of their rules down, each
+            in a state that agrees with its gate's or parent's and with
+            every given column below it (:meth:`_decide_given`).
         means : ndarray of shape (n_samples, width) or None
             The probabilities ``M`` was drawn from, where it holds draws: a
             categorical gate redraws its level from them (default: ``M``).
@@ -1638,12 +1637,13 @@ class Table:
                 values[i] = states[i] = self._choose(block, rng)
         probabilities = M if means is None else means
         gate_rng = rng if rng is not None else rare_rng
-        if given is not None:
-            self._given_decide_gates(given, values, states, probabilities, gate_rng)
-        # Columns that a parent decides: no gate decides their missing values,
-        # and a parent's state is final (a gate is decided above, a parent is
-        # not gated), so they come before the missing values' rules.
-        self._decide_functions(given, values, states, probabilities, gate_rng)
+        if given is not None and given.any():
+            self._decide_given(given, values, states, probabilities, gate_rng)
+        else:
+            # Columns that a parent decides: no gate decides their missing
+            # values, and a parent is not gated, so they come before the
+            # missing values' rules.
+            self._decide_functions(values, states)
         # Missing values where the data tie them to a state: a gate's own rule
         # first, and each gated column's state as the rule leaves it.
         for rule in decoding_order(self.gates):
@@ -1683,31 +1683,43 @@ class Table:
                 data[c.name] = _categorical_series(codes, c)
         return pd.DataFrame(data, columns=[c.name for c in self.columns])
 
-    def _given_decide_gates(self, given, values, states, probabilities, rng):
-        """Make the gates of given columns agree with them (see :meth:`decode`).
+    def _decide_given(self, given, values, states, probabilities, rng):
+        """Decide the columns of the rules given some of them (see :meth:`decode`).
 
-        A rule says a column is missing (or at its point) under some states of
-        its gate and observed under others. A gate whose decoded state
-        contradicts a given column it gates takes a state that agrees with
-        every given column it gates: a boolean or flagged gate the other one,
-        a categorical gate a level drawn from ``probabilities`` (the most
-        likely with ``rng=None``) among the seen levels that agree. The gate
-        is then held too, and its own gate is decided the same way: gates are
-        decided from the deepest up. Where no state agrees (given columns
-        that contradict each other), the gate keeps its state.
+        The gates (:func:`find_gates`) and the rules of :func:`find_functions`
+        form one forest: a column has one gate or one parent. Each column
+        first allows the states under which every given column below it can
+        hold its value (:meth:`_rule_states`, from the deepest up); then,
+        from the roots down, a column that is not given takes its parent's
+        state's image (:meth:`_follow`) and keeps its own state where that is
+        allowed and agrees with its gate's rule, else takes one that is
+        (:meth:`_take_allowed`): a categorical column a level drawn from
+        ``probabilities`` (the most likely with ``rng=None``). Decided from
+        the given columns up, a gate kept a state that the gates below it
+        allowed and a given child of its own (a flag) did not. Where no state
+        agrees (given columns that contradict each other), a column keeps its
+        state, and the rules in :meth:`decode` then settle the gated ones.
         """
-        children, depth = {}, {}
-        for rule in decoding_order(self.gates):  # a gate's own rule first
-            depth[rule["column"]] = depth.get(rule["gate"], 0) + 1
-            children.setdefault(rule["gate"], []).append(rule)
         held = set(np.flatnonzero(given).tolist())
-        for j in sorted(children, key=lambda g: -depth.get(g, 0)):
-            bound = [rule for rule in children[j] if rule["column"] in held]
-            if j in held or not bound:
+        allowed = self._rule_states(states, held, len(probabilities))
+        rules = [{**rule, "parent": rule["gate"]} for rule in self.gates]
+        rules += list(self.functions)
+        children = {rule["column"] for rule in rules}
+        for j in allowed:
+            if j not in children and j not in held:  # a root
+                self._take_allowed(j, allowed[j], values, states, probabilities, rng)
+        for rule in decoding_order(rules, "parent"):  # a parent's own state first
+            i = rule["column"]
+            if i in held:
                 continue
-            allowed = self._allowed(j, bound, states)
-            self._take_allowed(j, allowed, values, states, probabilities, rng)
-            held.add(j)
+            codes = np.arange(_n_states(self.columns[i]))
+            parent = states[rule["parent"]][:, None]
+            if "gate" in rule:  # the states the gate's rule leaves i
+                follows = _agrees(rule, codes == _missing_code(self.columns[i]), parent)
+            else:  # its parent's state's image, or any where the rule maps none
+                mapped = self._follow(rule, values, states)[:, None]
+                follows = (codes == mapped) | (mapped < 0)
+            self._take_allowed(i, allowed[i] & follows, values, states, probabilities, rng)
 
     def _take_allowed(self, j, allowed, values, states, probabilities, rng):
         """Give column ``j`` an ``allowed`` state in the rows where it has none.
@@ -1736,77 +1748,52 @@ class Table:
                 values[j][1] = state.astype(bool)
         states[j] = state
 
-    def _decide_functions(self, given, values, states, probabilities, rng):
+    def _decide_functions(self, values, states):
         """Set the columns that a parent decides (:func:`find_functions`).
 
         As the data always had them, each parent's own rule first, from the
-        roots of the rules' trees down. With ``given`` columns, each column's
-        states are first narrowed to those that agree with every given column
-        below it (:meth:`_function_states`); a column that no parent decides
-        (a root, or a parent state the rule does not map) whose drawn state
-        is not among them takes one that is (:meth:`_take_allowed`), and
-        given columns stay as they are.
+        roots of the rules' trees down; given columns are decided with the
+        gates instead (:meth:`_decide_given`).
         """
-        if not self.functions:
-            return
-        held = set() if given is None else set(np.flatnonzero(given).tolist())
-        order = decoding_order(self.functions, "parent")
-        allowed = self._function_states(states, held) if held else {}
-        children = {rule["column"] for rule in order}
-        for j in dict.fromkeys(rule["parent"] for rule in order):
-            if j not in children and j not in held and j in allowed:  # a root
-                self._take_allowed(j, allowed[j], values, states, probabilities, rng)
-        for rule in order:
-            i = rule["column"]
-            if i in held:
-                continue
-            mapped = _function_lookup(rule, self.columns[rule["parent"]])[
-                states[rule["parent"]]
-            ]
-            state = np.where(mapped >= 0, mapped, states[i])
-            values[i] = state.astype(bool) if self.columns[i].kind == "boolean" else state
-            states[i] = state
-            if i in allowed:  # where the parent's state has no rule
-                self._take_allowed(i, allowed[i], values, states, probabilities, rng)
+        for rule in decoding_order(self.functions, "parent"):
+            self._follow(rule, values, states)
 
-    def _function_states(self, states, held, gated=None):
+    def _follow(self, rule, values, states):
+        """Set a rule's column to the image of its parent's state, where the rule maps it.
+
+        Returns the image per row (-1 where the rule maps no state, and the
+        column keeps its own).
+        """
+        i, j = rule["column"], rule["parent"]
+        mapped = _function_lookup(rule, self.columns[j])[states[j]]
+        state = np.where(mapped >= 0, mapped, states[i])
+        values[i] = state.astype(bool) if self.columns[i].kind == "boolean" else state
+        states[i] = state
+        return mapped
+
+    def _function_states(self, states, held, gated):
         """Per column of the rules' trees, the states that agree with the ``held`` ones.
 
         ``states`` holds the columns' states (codes, as :func:`_state_codes`
         gives them) of shape (n,); a held (given) column allows its own state,
         a gate (a root) the states that agree with the held columns whose
-        missing values it decides, directly or down a chain of gates: as
-        :meth:`_given_decide_gates` decided them in decoding (their
-        ``states`` agree with the held ones), or as ``gated`` (what
-        :meth:`_gate_states` allows, before decoding, where such a column's
-        state is not known) says. Every column allows only states that its
-        rules map to states its children allow, from the deepest up; a rule
-        says nothing of a column's state that no parent state led to in fit
-        (a declared level never seen, given). Returns ``{column: bool array
-        of shape (n, n_states)}``; a row with no allowed state has conditions
-        that contradict each other (see :meth:`check_given_functions`).
+        missing values it decides, directly or down a chain of gates, as
+        ``gated`` (what :meth:`_gate_states` allows) says. Every column
+        allows only states that its rules map to states its children allow,
+        from the deepest up; a rule says nothing of a column's state that no
+        parent state led to in fit (a declared level never seen, given).
+        Returns ``{column: bool array of shape (n, n_states)}``; a row with
+        no allowed state has conditions that contradict each other (see
+        :meth:`check_given_functions`).
         """
         order = decoding_order(self.functions, "parent")
-        below = {}  # the columns down each gated column's chain of gates
-        for rule in self.gates:
-            below.setdefault(rule["gate"], []).append(rule["column"])
         allowed = {}
         for rule in order:
             for j in (rule["parent"], rule["column"]):
-                if j in allowed:
-                    continue
-                allowed[j] = self._own_states(j, states, held, len(states[j]))
-                if gated is not None:
+                if j not in allowed:
+                    allowed[j] = self._own_states(j, states, held, len(states[j]))
                     if j in gated:
                         allowed[j] &= gated[j]
-                    continue
-                bound = [
-                    r
-                    for r in self.gates
-                    if r["gate"] == j and _gated_through(below, r["column"]) & held
-                ]
-                if bound:
-                    allowed[j] &= self._allowed(j, bound, states)
         for rule in reversed(order):  # a column's children before its own rule
             lookup = _function_lookup(rule, self.columns[rule["parent"]])
             child = allowed[rule["column"]]
@@ -1818,6 +1805,19 @@ class Table:
             agree = np.where(lookup >= 0, child[:, np.maximum(lookup, 0)], True)
             allowed[rule["parent"]] &= agree | ~bound
         return allowed
+
+    def _rule_states(self, states, held, n):
+        """Per column of the gates' and the functions' rules, the states that agree.
+
+        With the ``held`` ones, over one forest: a gated column is no
+        column's parent or child in the rules of :func:`find_functions`, and
+        a gate no column's child there, so a column's chains of gates
+        (:meth:`_gate_states`) all lie below it, and its functions' rules
+        (:meth:`_function_states`) start from what they allow. ``states`` and
+        the result are as theirs; ``n`` is the number of rows.
+        """
+        gated = self._gate_states(states, held, n)
+        return {**gated, **self._function_states(states, held, gated)}
 
     def _allowed(self, j, rules, states):
         """The states of gate ``j`` that agree with the columns of ``rules``, row by row.
@@ -1870,27 +1870,27 @@ class Table:
         held = set(np.flatnonzero(given).tolist())
         columns = {j for rule in self.gates for j in (rule["column"], rule["gate"])}
         states = {j: _state_codes(self.columns[j], X) for j in columns & held}
-        for j, allowed in self._gate_states(states, held).items():
+        for j, allowed in self._gate_states(states, held, len(X)).items():
             empty = ~allowed.any(axis=1)
             if empty.any():
                 row = int(np.flatnonzero(empty)[0])
                 self._contradiction(j, held, row, values, functions=False)
 
-    def _gate_states(self, states, held):
+    def _gate_states(self, states, held, n):
         """Per column of the missing-value rules, the states that agree with the held ones.
 
         A held (given) column allows its own state (``states``, codes as
         :func:`_state_codes` gives them); a gate allows the states under
         which each column it gates can take a state that column allows, from
         the deepest column up. Returns ``{column: bool array of shape (n,
-        n_states)}``: a gated column's states are its own (a flagged
-        column's 0/1 flag, a categorical one's levels and missing level).
+        n_states)}`` for ``n`` rows: a gated column's states are its own (a
+        flagged column's 0/1 flag, a categorical one's levels and missing
+        level).
         """
         depth = {}
         for rule in decoding_order(self.gates):  # a gate's own rule first
             depth[rule["column"]] = depth.get(rule["gate"], 0) + 1
         allowed = {}
-        n = next((len(v) for v in states.values()), 0)
         for rule in sorted(self.gates, key=lambda r: -depth[r["column"]]):
             for j in (rule["column"], rule["gate"]):
                 if j not in allowed:
@@ -1989,8 +1989,7 @@ class Table:
         columns = {j for rule in self.functions for j in (rule["column"], rule["parent"])}
         columns |= {j for rule in self.gates for j in (rule["column"], rule["gate"])}
         states = {j: _state_codes(self.columns[j], X) for j in columns}
-        gated = self._gate_states({j: states[j] for j in columns & held}, held)
-        allowed = self._function_states(states, held, gated)
+        allowed = self._rule_states(states, held, len(X))
         for rule in decoding_order(self.functions, "parent"):
             for j in (rule["parent"], rule["column"]):
                 empty = ~allowed[j].any(axis=1)

@@ -2297,6 +2297,49 @@ def test_a_gate_chain_below_a_parent_is_decided_before_the_check():
         est.sample(5, given={"x1": 0.1, "f2": True})
 
 
+def test_a_chain_of_gates_and_a_rule_given_at_its_ends_is_decided_from_the_top():
+    # g gates x2 (missing in "a", observed in "c" and "d"), x2 gates x1 (observed
+    # wherever x2 is missing), and flag follows g (True in "a"). Given x1, x2 is
+    # free; the gates kept its drawn state, which ruled "a" out wherever x2 was
+    # observed: with flag True too, 194 of 300 samples broke flag's rule (185
+    # for the autoencoder), and with flag False, x2 drawn missing left g only
+    # "b" (57% of the samples, where b, c and d are as common).
+    rng = np.random.RandomState(0)
+    g = rng.choice(list("abcd"), 400)
+    x2_missing = (g == "a") | ((g == "b") & (rng.rand(400) < 0.5))
+    x1_missing = ~x2_missing & (rng.rand(400) < 0.35)
+    frame = pd.DataFrame(
+        {
+            "g": g,
+            "x2": np.where(x2_missing, np.nan, rng.normal(size=400)),
+            "x1": np.where(x1_missing, np.nan, rng.normal(size=400)),
+            "flag": g == "a",
+            "w": rng.normal(size=400),
+        }
+    )
+    for Estimator in ESTIMATORS:
+        est = Estimator(**MARGINAL).fit(frame)
+        names = [c.name for c in est._table.columns]
+        gates = [(names[r["column"]], names[r["gate"]]) for r in est._table.gates]
+        assert gates == [("x2", "g"), ("x1", "x2")] and _named(est._table) == {"flag": "g"}
+        for flag in (True, False):
+            out = est.sample(300, given={"x1": 0.1, "flag": flag}, random_state=0)
+            np.testing.assert_array_equal(out["flag"], out["g"] == "a")
+            assert out["x2"][out["g"] == "a"].isna().all(), Estimator
+            assert out["x2"][out["g"].isin(["c", "d"])].notna().all(), Estimator
+            assert (out["x1"] == 0.1).all()
+            assert set(out["g"]) == ({"a"} if flag else set("bcd")), Estimator
+            assert flag or (out["g"] == "b").mean() < 0.45, Estimator
+        # x2 observed rules g "a" out, flag True rules it in: refused
+        match = r"'x2' \(0.5\), 'flag' \(True\) break rules .*'flag' follows 'g'"
+        with pytest.raises(ValueError, match=match):
+            est.sample(3, given={"x2": 0.5, "flag": True}, random_state=0)
+        # a given column outside the rules (the check broadcast its gates' states
+        # over no rows, and raised numpy's ValueError)
+        out = est.sample(3, given={"w": 0.0}, random_state=0)
+        np.testing.assert_array_equal(out["flag"], out["g"] == "a")
+
+
 def test_a_declared_level_never_seen_keeps_no_rule_of_a_chain_open():
     # g "b" always has k observed and so z missing; k declares "w", never seen,
     # which would leave z free: given z and g "b" must still be refused
