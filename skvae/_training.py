@@ -96,8 +96,15 @@ class TrainConfig:
         Whether to apply the rule at all (``partial_fit`` does not).
     anneal : bool
         Whether the learning rate follows a cosine from its value down to
-        ``ANNEAL_FLOOR`` times it over the ``max_epochs`` epochs' steps
-        (constant otherwise).
+        ``ANNEAL_FLOOR`` times it (or to ``rate_floor``) over the
+        ``max_epochs`` epochs' steps (constant otherwise).
+    rate_warmup : float
+        With ``anneal``, the share of the steps over which the learning rate
+        first rises linearly to its value, the cosine following over the
+        rest (0: none).
+    rate_floor : float or None
+        With ``anneal``, the learning rate the cosine ends at (None:
+        ``ANNEAL_FLOOR`` times the starting one).
     min_epochs : int
         Global epoch count before which the rule does not stop training (the
         KL warm-up, during which the objective itself changes).
@@ -116,6 +123,8 @@ class TrainConfig:
     n_iter_no_change: int = 10
     stop_early: bool = True
     anneal: bool = False
+    rate_warmup: float = 0.0
+    rate_floor: float | None = None
     min_epochs: int = 0
     start_epoch: int = 0
     seed: int = 0
@@ -445,7 +454,7 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
     best_state, best_watched, no_improvement = None, math.inf, 0
     shuffle = torch.Generator(X.device).manual_seed(config.seed)
     steps_per_epoch = math.ceil(n / config.batch_size)
-    scheduler = _annealing(optimizer, config.max_epochs * steps_per_epoch, config.anneal)
+    scheduler = _annealing(optimizer, config.max_epochs * steps_per_epoch, config)
     epochs = range(config.start_epoch, config.start_epoch + config.max_epochs)
     bar = tqdm(total=len(epochs), disable=config.verbose != 1, unit="epoch", leave=True)
     use_generator(module, torch.Generator(device).manual_seed(config.seed + 1))
@@ -552,15 +561,27 @@ def _snapshot(module):
     }
 
 
-def _annealing(optimizer, total_steps, anneal):
-    """The cosine learning-rate schedule over ``total_steps`` steps, or None."""
-    if not anneal or total_steps < 2:
+def _annealing(optimizer, total_steps, config):
+    """The learning-rate schedule over ``total_steps`` steps, or None.
+
+    A cosine from the optimizer's rate down to ``config.rate_floor``
+    (``ANNEAL_FLOOR`` times the rate by default), after a linear rise over
+    ``config.rate_warmup`` of the steps (see :class:`TrainConfig`).
+    """
+    if not config.anneal or total_steps < 2:
         return None
-    return torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer,
-        T_max=total_steps,
-        eta_min=ANNEAL_FLOOR * optimizer.param_groups[0]["lr"],
+    rate = optimizer.param_groups[0]["lr"]
+    floor = ANNEAL_FLOOR * rate if config.rate_floor is None else config.rate_floor
+    rise = min(round(config.rate_warmup * total_steps), total_steps - 1)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=total_steps - rise, eta_min=min(floor, rate)
     )
+    if rise < 1:
+        return cosine
+    warmup = torch.optim.lr_scheduler.LinearLR(
+        optimizer, start_factor=1 / (rise + 1), total_iters=rise
+    )
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [warmup, cosine], [rise])
 
 
 def _check_finite(params, optimizer, epoch_loss, epoch):

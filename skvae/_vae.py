@@ -347,6 +347,7 @@ class VAETransformer(_BaseAutoencoder):
 
     _density_scores = True
     _table_min_steps = AUTO_VAE_TABLE_MIN_STEPS
+    _rate_trials = True
 
     def _describe(self, n_features, hidden, table):
         name = self.likelihood

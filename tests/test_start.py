@@ -10,7 +10,7 @@ from scipy import stats
 from sklearn.decomposition import FactorAnalysis
 
 import skvae._networks
-from skvae import VAETransformer
+from skvae import AutoencoderTransformer, VAETransformer
 from skvae._base import _nested_log_likelihoods, linear_start, n_factors
 from skvae.exceptions import PosteriorCollapseWarning
 
@@ -229,3 +229,119 @@ def test_wide_data_get_a_randomized_factor_analysis():
 
     reference = FactorAnalysis(3, svd_method="lapack", random_state=0).fit(X)
     assert abs(wide.score(X) - reference.score(X)) < 1e-3 * abs(reference.score(X))
+
+
+@pytest.fixture
+def rate_trials(monkeypatch):
+    """The factors of the rate trials a fit runs, and every rate it trains at."""
+    import skvae._base
+
+    monkeypatch.setattr(skvae._base, "_RATE_TRIAL_MIN_ROWS", 100)
+    record = {"factors": [], "rates": []}
+    trial = skvae._base._BaseAutoencoder._trial
+
+    def spy(self, *args, **kwargs):
+        factor = args[8] if len(args) > 8 else kwargs.get("factor")
+        if factor is not None:
+            record["factors"].append(factor)
+        return trial(self, *args, **kwargs)
+
+    make = skvae._base.make_optimizer
+
+    def rate(module, name, learning_rate, *args, **kwargs):
+        record["rates"].append(learning_rate)
+        return make(module, name, learning_rate, *args, **kwargs)
+
+    monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", spy)
+    monkeypatch.setattr(skvae._base, "make_optimizer", rate)
+    return record
+
+
+def test_an_auto_learning_rate_is_chosen_by_trials_of_its_multiples(rank3, rate_trials):
+    vae = VAETransformer(n_components=3, max_iter=8, random_state=0).fit(rank3)
+    # the start trials at the rate, then its multiples from the chosen start
+    assert rate_trials["factors"] == [4, 8]
+    rate = rate_trials["rates"][0]
+    assert rate_trials["rates"][:2] == [rate, rate]
+    assert rate_trials["rates"][2:4] == pytest.approx([4 * rate, 8 * rate])
+    assert rate_trials["rates"][4] / rate in (1, 4, 8)  # the fit's
+    assert np.isfinite(vae.score(rank3))
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        VAETransformer(n_components=3, max_iter=8, learning_rate=1e-3, random_state=0),
+        VAETransformer(n_components=3, max_iter=8, early_stopping=False, random_state=0),
+        AutoencoderTransformer(n_components=3, max_iter=8, random_state=0),
+    ],
+    ids=["rate set", "no validation rows", "autoencoder"],
+)
+def test_a_rate_set_by_hand_an_autoencoder_or_no_validation_rows_run_no_rate_trial(
+    rank3, rate_trials, estimator
+):
+    estimator.fit(rank3)
+    assert rate_trials["factors"] == []
+    assert len(set(rate_trials["rates"])) == 1
+
+
+def test_too_few_rows_run_no_rate_trial(rank3, rate_trials, monkeypatch):
+    import skvae._base
+
+    monkeypatch.setattr(skvae._base, "_RATE_TRIAL_MIN_ROWS", 1_000)  # rank3 has 400
+    VAETransformer(n_components=3, max_iter=8, random_state=0).fit(rank3)
+    assert rate_trials["factors"] == []
+
+
+class _Scripted:
+    """A History-like trial result: a best validation score after a first one."""
+
+    def __init__(self, best, first=-100.0):
+        self.best_validation_score = best
+        self.validation_scores = [first, best]
+
+
+@pytest.mark.parametrize(
+    "scores, expected",
+    [
+        ({1: -10.0, 4: -9.0, 8: -9.5}, 4.0),
+        ({1: -10.0, 4: -9.0, 8: -5.0}, 8.0),
+        # within 1% of the rate's progress (90 nats): not worth the change
+        ({1: -10.0, 4: -9.5, 8: -9.2}, 1.0),
+        ({1: -10.0, 4: None, 8: -8.0}, 8.0),  # a trial that diverged
+        ({1: None, 4: -8.0, 8: -8.0}, 1.0),  # the rate's trials diverged
+    ],
+)
+def test_a_multiple_of_the_rate_must_beat_its_start_trial_by_one_percent_of_progress(
+    rank3, monkeypatch, scores, expected
+):
+    import skvae._base
+
+    monkeypatch.setattr(skvae._base, "_RATE_TRIAL_MIN_ROWS", 100)
+
+    def scripted(self, *args, **kwargs):
+        factor = args[8] if len(args) > 8 else kwargs.get("factor")
+        score = scores[1 if factor is None else factor]  # the start trials: the rate's
+        return None if score is None else _Scripted(score)
+
+    monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", scripted)
+    vae = VAETransformer(n_components=3, max_iter=8, random_state=0)
+    X, X_val = rank3[:360], rank3[360:]
+    plan = 64, 1e-3, 8
+    description = vae._describe(X.shape[1], (8,), None)
+    _, factor = vae._start(description, rank3, X, X_val, None, 0, "cpu", plan)
+    assert factor == expected
+
+
+def test_a_table_with_no_linear_start_trials_its_rate_once_then_the_multiples(
+    rank3, rate_trials
+):
+    import pandas as pd
+
+    frame = pd.DataFrame(rank3[:, :4], columns=list("abcd"))
+    frame["level"] = pd.Categorical(np.where(rank3[:, 0] > 0, "up", "down"))
+    VAETransformer(max_iter=8, random_state=0).fit(frame)
+    assert rate_trials["factors"] == [4, 8]
+    rate = rate_trials["rates"][0]
+    assert rate_trials["rates"][1:3] == pytest.approx([4 * rate, 8 * rate])
+    assert len(rate_trials["rates"]) == 4

@@ -315,6 +315,30 @@ def test_annealing_follows_a_cosine_over_the_budget():
     assert optimizer.param_groups[0]["lr"] == 1e-2  # constant without annealing
 
 
+def test_a_warmed_up_rate_rises_first_and_ends_at_the_floor_it_is_given():
+    module, X = _tiny(), _data(64)
+    optimizer = make_optimizer(module, "adam", 4e-2, 0.0)
+    config = _config(
+        batch_size=8,
+        max_epochs=5,
+        anneal=True,
+        stop_early=False,
+        rate_warmup=0.1,
+        rate_floor=5e-4,
+    )
+    rates = []
+    hook = optimizer.register_step_pre_hook(
+        lambda opt, *_: rates.append(opt.param_groups[0]["lr"])
+    )
+    train(module, X, optimizer, config)
+    hook.remove()
+    # 40 steps: 4 rising to 4e-2, then a cosine down to the floor given
+    assert len(rates) == 40
+    assert rates[:5] == pytest.approx([8e-3, 1.6e-2, 2.4e-2, 3.2e-2, 4e-2])
+    assert all(a >= b for a, b in zip(rates[4:], rates[5:]))
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(5e-4)
+
+
 def test_one_epoch_moves_the_weights_and_lowers_the_loss():
     module, X = _tiny(), _data()
     before = [p.detach().clone() for p in module.parameters()]
