@@ -926,7 +926,9 @@ class _BaseAutoencoder(
         """The linear solution the network starts at (see ``Model.initialize``), or None."""
         return None
 
-    def _start(self, description, X_all, X, X_val, table, seed, device, plan):
+    def _start(
+        self, description, X_all, X, X_val, table, seed, device, plan, dequantize=None
+    ):
         """The start of a fresh fit and its learning rate, chosen on X_val.
 
         A linear solution (or None) explains the data with as many factors as
@@ -947,7 +949,9 @@ class _BaseAutoencoder(
         of the rate annealed like them scored lower than one at the constant
         rate on four of five arrays, and so was the weaker bar). All trials are
         seeded by ``seed``, so the choice is too; a Ctrl-C during a trial
-        stops the fit, which has learned nothing yet.
+        stops the fit, which has learned nothing yet. The trials train on
+        the batches the fit would: ``dequantize`` (the fit's
+        ``TrainConfig.dequantize``) spreads their heavy atoms too.
 
         Returns
         -------
@@ -959,14 +963,17 @@ class _BaseAutoencoder(
             and the cosine ends where it would have for the factor 1.
         """
         linear = self._linear_start(X_all, table, seed)
+
+        def trial(start, factor=None):
+            return self._trial(
+                description, X_all, X, X_val, seed, device, plan, start, factor, dequantize
+            )
+
         if X_val is None or X.shape[0] > _START_TRIAL_ROWS:
             return linear, 1.0
         start, base = linear, None
         if linear is not None:
-            trials = [
-                self._trial(description, X_all, X, X_val, seed, device, plan, start)
-                for start in (linear, None)
-            ]
+            trials = [trial(start) for start in (linear, None)]
             best = [-np.inf if h is None else h.best_validation_score for h in trials]
             start, base = (linear, trials[0]) if best[0] >= best[1] else (None, trials[1])
         if not (
@@ -976,26 +983,37 @@ class _BaseAutoencoder(
         ):
             return start, 1.0
         if linear is None:  # no start trial ran: the rate needs one of its own
-            base = self._trial(description, X_all, X, X_val, seed, device, plan, start)
+            base = trial(start)
         if base is None:
             return start, 1.0
         best = base.best_validation_score
         bar = best + SETTLED_TOL * abs(best - base.validation_scores[0])
         factor = 1.0
         for multiple in _RATE_TRIALS:
-            trial = self._trial(
-                description, X_all, X, X_val, seed, device, plan, start, multiple
-            )
-            if trial is not None and trial.best_validation_score > max(bar, best):
-                factor, best = float(multiple), trial.best_validation_score
+            history = trial(start, multiple)
+            if history is not None and history.best_validation_score > max(bar, best):
+                factor, best = float(multiple), history.best_validation_score
         return start, factor
 
-    def _trial(self, description, X_all, X, X_val, seed, device, plan, start, factor=None):
+    def _trial(
+        self,
+        description,
+        X_all,
+        X,
+        X_val,
+        seed,
+        device,
+        plan,
+        start,
+        factor=None,
+        dequantize=None,
+    ):
         """The History of a short fit from ``start`` (see :meth:`_start`).
 
         At ``plan``'s learning rate throughout (``factor=None``), or at
         ``factor`` times it on the schedule the fit would have at that
-        factor. None where training diverges.
+        factor. None where training diverges. ``dequantize`` spreads heavy
+        atoms in the batches, as in the fit (see :func:`~._training.dequantizer`).
         """
         batch_size, rate, epochs = plan
         config = TrainConfig(
@@ -1008,6 +1026,7 @@ class _BaseAutoencoder(
             rate_warmup=0.0 if factor is None else _RATE_WARMUP,
             rate_floor=ANNEAL_FLOOR * rate,
             seed=seed,
+            dequantize=dequantize,
         )
         module = build(description, generator(seed))
         module.initialize(X_all, start, seed)
@@ -1426,6 +1445,14 @@ class _BaseAutoencoder(
             patience = max(patience, math.ceil(AUTO_PATIENCE * max_epochs))
 
         with torch_threads(self._n_threads()):
+            rows = training_tensor(X, device)
+            dequantize = (
+                None
+                if table is None
+                or not self._density_scores
+                or table.scores_cells(self.likelihood)
+                else dequantizer(table.heavy_atoms(X), rows.device, device)
+            )
             # A continued fit trains copies: whatever fails, the previous model,
             # its optimizer state and every fitted attribute stay as they were.
             if warm:
@@ -1436,7 +1463,7 @@ class _BaseAutoencoder(
                 module = build(description, generator(seed))
                 plan = batch_size, learning_rate, max_epochs
                 start, factor = self._start(
-                    description, X_all, X, X_val, table, seed, device, plan
+                    description, X_all, X, X_val, table, seed, device, plan, dequantize
                 )
                 module.initialize(X_all, start, seed)
                 if incremental and table is not None:  # levels the batch lacks
@@ -1457,7 +1484,6 @@ class _BaseAutoencoder(
                     "or raise max_iter.",
                     UserWarning,
                 )
-            rows = training_tensor(X, device)
             config = TrainConfig(
                 batch_size=batch_size,
                 max_epochs=1 if incremental else max_epochs,
@@ -1471,11 +1497,7 @@ class _BaseAutoencoder(
                 start_epoch=start_epoch,
                 seed=seed,
                 verbose=self.verbose,
-                dequantize=None
-                if table is None
-                or not self._density_scores
-                or table.scores_cells(self.likelihood)
-                else dequantizer(table.heavy_atoms(X), rows.device, device),
+                dequantize=dequantize,
             )
             history = train(
                 module,

@@ -345,3 +345,34 @@ def test_a_table_with_no_linear_start_trials_its_rate_once_then_the_multiples(
     rate = rate_trials["rates"][0]
     assert rate_trials["rates"][1:3] == pytest.approx([4 * rate, 8 * rate])
     assert len(rate_trials["rates"]) == 4
+
+
+def test_the_trials_of_a_table_spread_its_heavy_atoms_as_the_fit_does(
+    rate_trials, monkeypatch
+):
+    # A student-t VAE trains on a heavy atom spread over its cell; trials on
+    # the bare atom scored 0.8 to 2.2 nats/row higher than on the batches the
+    # fit trains on (1,170 rows of zero-inflated amounts), rewarding a
+    # collapse onto the atom that the fit does not make.
+    import pandas as pd
+
+    import skvae._base
+
+    rng = np.random.RandomState(0)
+    a = rng.normal(size=300)
+    gain = np.where(rng.rand(300) < 0.1, rng.lognormal(8, 1, 300), 0.0)
+    frame = pd.DataFrame({"a": a, "b": a + 0.5 * rng.normal(size=300), "gain": gain})
+    frame.loc[::11, "gain"] = np.nan  # its zeros: a heavy atom
+    spread = []
+    train = skvae._base.train
+
+    def spy(module, X, optimizer, config, *args, **kwargs):
+        spread.append(config.dequantize is not None)
+        return train(module, X, optimizer, config, *args, **kwargs)
+
+    monkeypatch.setattr(skvae._base, "train", spy)
+    VAETransformer(
+        likelihood="student_t", hidden_layer_sizes=(8,), max_iter=4, random_state=0
+    ).fit(frame)
+    assert rate_trials["factors"] == [4, 8]
+    assert spread == [True] * 4  # the rate's trial, its multiples', the fit
