@@ -1499,15 +1499,24 @@ class _BaseAutoencoder(
                 verbose=self.verbose,
                 dequantize=dequantize,
             )
-            history = train(
-                module,
-                rows,
-                optimizer,
-                config,
-                schedule,
-                X_val=None if X_val is None else training_tensor(X_val, device),
-                device=device,
-            )
+            try:
+                history = train(
+                    module,
+                    rows,
+                    optimizer,
+                    config,
+                    schedule,
+                    X_val=None if X_val is None else training_tensor(X_val, device),
+                    device=device,
+                )
+            except NonFiniteLossError as error:
+                if factor == 1:
+                    raise
+                raise NonFiniteLossError(
+                    f"{error} learning_rate='auto' trained at {factor:g} times its rate "
+                    f"({learning_rate:.3g}), which its trials chose; set "
+                    f"learning_rate={learning_rate:.3g} to train at the rate itself."
+                ) from error
             extras = self._fitted_extras(module, X, device, seed, incremental)
 
         if history.n_epochs < 5 and not (incremental or history.converged):

@@ -376,3 +376,28 @@ def test_the_trials_of_a_table_spread_its_heavy_atoms_as_the_fit_does(
     ).fit(frame)
     assert rate_trials["factors"] == [4, 8]
     assert spread == [True] * 4  # the rate's trial, its multiples', the fit
+
+
+def test_a_fit_that_diverges_at_a_chosen_multiple_of_the_rate_says_so(rank3, monkeypatch):
+    # "Lower learning_rate" alone, with a rate 8 times the one "auto" gives,
+    # did not tell that the trials raised it, nor what number to set.
+    import skvae._base
+    from skvae.exceptions import NonFiniteLossError
+
+    monkeypatch.setattr(skvae._base, "_RATE_TRIAL_MIN_ROWS", 100)
+    monkeypatch.setattr(skvae._base, "_RATE_TRIALS", (3000,))
+    trial = skvae._base._BaseAutoencoder._trial
+
+    def scripted(self, *args, **kwargs):
+        factor = args[8] if len(args) > 8 else kwargs.get("factor")
+        return _Scripted(0.0) if factor else trial(self, *args, **kwargs)
+
+    monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", scripted)
+    vae = VAETransformer(
+        hidden_layer_sizes=(8,), max_iter=4, optimizer="sgd", random_state=0
+    )
+    with pytest.raises(
+        NonFiniteLossError, match=r"3000 times its rate .* set learning_rate="
+    ):
+        vae.fit(rank3)
+    assert not hasattr(vae, "module_")
