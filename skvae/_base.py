@@ -175,7 +175,7 @@ _PARAMETER_DOCS = {
         the rate rising to it over the first 5% of the steps; the cosine ends
         where the rate's would. Some data need far larger steps
         than their batch suggests (a 10,000-row 64-feature manifold scored
-        6.9 nats/row held out at 8 times the rate against 2.5), others stall
+        6.6 nats/row held out at 8 times the rate against 2.5), others stall
         at them.""",
     "optimizer": """\
     optimizer : {"adam", "adamw", "sgd"}, default="adam"
