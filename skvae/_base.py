@@ -353,23 +353,33 @@ _START_TRIAL = 0.25
 #: fit, seconds up to here (issue 11's 100,000-row fits would pass their 30 s
 #: budget); larger data keeps the factor-analysis start.
 _START_TRIAL_ROWS = 20_000
-#: ``learning_rate="auto"`` from ``_RATE_TRIAL_MIN_ROWS`` training rows up to
-#: ``_START_TRIAL_ROWS``: after the start is chosen, a network from it trains
-#: for ``_START_TRIAL`` of the fit's epochs at each of these multiples of the
-#: rate (:func:`~._training.budget`'s), rising to it over ``_RATE_WARMUP`` of
-#: the steps and ending at the cosine's usual floor, and the fit takes the
-#: rate whose trial reached the best validation score (the budget's on ties).
-#: Measured on full VAE fits (held-out nats/row at 1x / 4x / 8x): a 10,000-row
-#: 64-feature manifold 2.51 / 5.06 / 5.93, 10,000 blobs 4.41 / 4.93 / 4.21,
-#: load_digits' half 808 rows -66.70 / -66.11 / -66.78, but
-#: make_classification's 10,000 rows -51.66 / -52.54 / -52.75 (its training
-#: loss stalls) and a 5,000-row low-rank array -66.92 / -67.05 / -67.94; the
-#: trials chose 8x, 4x, 4x, 1x and 1x. Below 1,000 rows the trials' choice did
-#: not hold in full: breast cancer's half (256 training rows) -19.21 at 1x
-#: and -19.36 at 4x, which its trial chose.
+#: ``learning_rate="auto"`` of a VAE from ``_RATE_TRIAL_MIN_ROWS`` training
+#: rows (:meth:`_BaseAutoencoder._start`): once the start is chosen, a network
+#: from it trains for ``_START_TRIAL`` of the fit's epochs at each of
+#: ``_RATE_TRIALS`` times the rate (:func:`~._training.budget`'s), rising to
+#: it over ``_RATE_WARMUP`` of the steps and ending at the rate's floor, and
+#: the fit takes a multiple whose best validation score beats the start's
+#: trial at the rate by more than ``SETTLED_TOL`` of that trial's progress.
+#: Measured on default VAE fits, held-out nats/row before and after (the
+#: multiple taken): a 10,000-row 64-feature manifold 2.51 and 6.63 (8x),
+#: 10,000 blobs 4.41 and 4.91 (4x), load_digits' 1,131 training rows -65.38
+#: and -65.13 (4x), lifelines' dd -18.45 and -17.89 (4x); make_classification's
+#: 10,000 rows -51.66 and -51.78 (4x: its training loss stalls at larger
+#: rates, 8x gave -52.75) and a 5,000-row low-rank array -66.92 (1x). Below
+#: 1,000 rows a quarter of the epochs did not tell: breast cancer's half (256
+#: training rows) scored -19.21 at 1x and -19.36 at 4x, which its trial chose.
 _RATE_TRIALS = (4, 8)
 _RATE_TRIAL_MIN_ROWS = 1_000
 _RATE_WARMUP = 0.05
+#: Beyond ``_START_TRIAL_ROWS`` training rows (no start trials: the linear
+#: start), the trials are shorter, ``_RATE_TRIAL_LARGE`` of the epochs, and
+#: only the rate and ``_RATE_TRIALS_LARGE`` times it are tried: a fifth more
+#: epochs. Measured (held-out nats/row of full fits at 1x / 4x / 8x, and the
+#: trials' choice at a tenth): 100,000 manifold rows 6.07 / 7.15 / 8.34 (8x),
+#: 50,000 blobs 3.89 / 4.26 / 4.27 (8x), 50,000 make_classification rows
+#: -52.83 / -52.85 / -53.25 (1x).
+_RATE_TRIAL_LARGE = 0.1
+_RATE_TRIALS_LARGE = (8,)
 
 
 def linear_start(X, n_components, seed):
@@ -947,9 +957,12 @@ class _BaseAutoencoder(
         its trial's best validation score beats the chosen start's trial by
         more than ``SETTLED_TOL`` of the progress that trial made (a trial
         of the rate annealed like them scored lower than one at the constant
-        rate on four of five arrays, and so was the weaker bar). All trials are
-        seeded by ``seed``, so the choice is too; a Ctrl-C during a trial
-        stops the fit, which has learned nothing yet. The trials train on
+        rate on four of five arrays, and so was the weaker bar). Beyond
+        ``_START_TRIAL_ROWS`` training rows, where no start trial runs, the
+        rate's trial and those of ``_RATE_TRIALS_LARGE`` times it train for
+        ``_RATE_TRIAL_LARGE`` of the epochs instead. All trials are seeded by
+        ``seed``, so the choice is too; a Ctrl-C during a trial stops the
+        fit, which has learned nothing yet. The trials train on
         the batches the fit would: ``dequantize`` (the fit's
         ``TrainConfig.dequantize``) spreads their heavy atoms too.
 
@@ -964,15 +977,26 @@ class _BaseAutoencoder(
         """
         linear = self._linear_start(X_all, table, seed)
 
-        def trial(start, factor=None):
+        def trial(start, factor=None, share=_START_TRIAL):
             return self._trial(
-                description, X_all, X, X_val, seed, device, plan, start, factor, dequantize
+                description,
+                X_all,
+                X,
+                X_val,
+                seed,
+                device,
+                plan,
+                start,
+                factor,
+                share,
+                dequantize,
             )
 
-        if X_val is None or X.shape[0] > _START_TRIAL_ROWS:
+        if X_val is None:
             return linear, 1.0
+        large = X.shape[0] > _START_TRIAL_ROWS
         start, base = linear, None
-        if linear is not None:
+        if linear is not None and not large:
             trials = [trial(start) for start in (linear, None)]
             best = [-np.inf if h is None else h.best_validation_score for h in trials]
             start, base = (linear, trials[0]) if best[0] >= best[1] else (None, trials[1])
@@ -982,15 +1006,20 @@ class _BaseAutoencoder(
             and X.shape[0] >= _RATE_TRIAL_MIN_ROWS
         ):
             return start, 1.0
-        if linear is None:  # no start trial ran: the rate needs one of its own
-            base = trial(start)
+        share = _RATE_TRIAL_LARGE if large else _START_TRIAL
+        if base is None:  # no start trial ran: the rate needs one of its own
+            # annealed where the trials are short (at a tenth of the epochs a
+            # trial at the constant rate made a weak bar: 50,000 rows of
+            # make_classification then took 8 times the rate, which scored
+            # 0.42 nats/row lower in full)
+            base = trial(start, 1 if large else None, share)
         if base is None:
             return start, 1.0
         best = base.best_validation_score
         bar = best + SETTLED_TOL * abs(best - base.validation_scores[0])
         factor = 1.0
-        for multiple in _RATE_TRIALS:
-            history = trial(start, multiple)
+        for multiple in _RATE_TRIALS_LARGE if large else _RATE_TRIALS:
+            history = trial(start, multiple, share)
             if history is not None and history.best_validation_score > max(bar, best):
                 factor, best = float(multiple), history.best_validation_score
         return start, factor
@@ -1006,24 +1035,27 @@ class _BaseAutoencoder(
         plan,
         start,
         factor=None,
+        share=_START_TRIAL,
         dequantize=None,
     ):
         """The History of a short fit from ``start`` (see :meth:`_start`).
 
         At ``plan``'s learning rate throughout (``factor=None``), or at
-        ``factor`` times it on the schedule the fit would have at that
-        factor. None where training diverges. ``dequantize`` spreads heavy
-        atoms in the batches, as in the fit (see :func:`~._training.dequantizer`).
+        ``factor`` times it (rising to it where above 1) on the schedule the
+        fit would have at that
+        factor, for ``share`` of the fit's epochs. None where training
+        diverges. ``dequantize`` spreads heavy atoms in the batches, as in the
+        fit (see :func:`~._training.dequantizer`).
         """
         batch_size, rate, epochs = plan
         config = TrainConfig(
             batch_size=batch_size,
-            max_epochs=max(1, math.ceil(_START_TRIAL * epochs)),
+            max_epochs=max(1, math.ceil(share * epochs)),
             tol=self.tol,
             n_iter_no_change=epochs,  # the trial runs all its epochs
             stop_early=True,  # and keeps its best validation score
             anneal=factor is not None,
-            rate_warmup=0.0 if factor is None else _RATE_WARMUP,
+            rate_warmup=0.0 if factor in (None, 1) else _RATE_WARMUP,
             rate_floor=ANNEAL_FLOOR * rate,
             seed=seed,
             dequantize=dequantize,

@@ -401,3 +401,26 @@ def test_a_fit_that_diverges_at_a_chosen_multiple_of_the_rate_says_so(rank3, mon
     ):
         vae.fit(rank3)
     assert not hasattr(vae, "module_")
+
+
+def test_beyond_the_trial_rows_the_rate_and_eight_times_it_train_a_tenth(
+    rank3, rate_trials, monkeypatch
+):
+    import skvae._base
+
+    monkeypatch.setattr(skvae._base, "_START_TRIAL_ROWS", 50)  # fewer than rank3's
+    epochs = []
+    trial = skvae._base._BaseAutoencoder._trial
+
+    def spy(self, *args, **kwargs):
+        epochs.append(kwargs.get("share", args[9] if len(args) > 9 else None))
+        return trial(self, *args, **kwargs)
+
+    monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", spy)
+    VAETransformer(n_components=3, max_iter=20, random_state=0).fit(rank3)
+    # no start trial: the linear start, the rate's own trial, then 8 times it
+    assert rate_trials["factors"] == [1, 8]
+    assert epochs == [0.1, 0.1]
+    rate = rate_trials["rates"][0]
+    assert rate_trials["rates"][1] == pytest.approx(8 * rate)
+    assert len(rate_trials["rates"]) == 3  # the fit's last
