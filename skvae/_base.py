@@ -157,8 +157,9 @@ _PARAMETER_DOCS = {
         instead of a fixed number of passes that is too few
         steps for small data and too slow for large. Either way
         the learning rate follows a cosine from ``learning_rate`` down to 5%
-        of it over the budget's steps, and training may stop earlier
-        (``tol``).""",
+        of it over the budget's steps (from the multiple that
+        ``learning_rate="auto"`` may choose, down to the same rate), and
+        training may stop earlier (``tol``).""",
     "learning_rate": """\
     learning_rate : float or "auto", default="auto"
         Step size of the optimizer (at the start of its cosine schedule).
@@ -168,15 +169,17 @@ _PARAMETER_DOCS = {
         to the rows a step sees. Larger batches
         average out more noise, so they can take larger steps, which is what
         lets larger data converge in few epochs. A ``VAETransformer`` with
-        validation rows and 1,000 to 20,000 training rows also tries 4 and 8
-        times that rate: a network trains for a quarter of the fit's epochs
-        at each, and the fit takes the multiple whose validation score beats
-        that of a quarter at the rate itself by more than 1% of its progress,
-        the rate rising to it over the first 5% of the steps; the cosine ends
-        where the rate's would. Some data need far larger steps
-        than their batch suggests (a 10,000-row 64-feature manifold scored
-        6.6 nats/row held out at 8 times the rate against 2.5), others stall
-        at them.""",
+        validation rows and at least 1,000 training rows also tries 4 and 8
+        times that rate (8 times beyond 20,000 rows): a network trains for a
+        quarter of the fit's epochs at each (a tenth beyond 20,000 rows), and
+        the fit takes the multiple whose validation score beats that of a
+        network at the rate itself by more than 1% of its progress, the rate
+        rising to it over the first 5% of the steps; the cosine ends where
+        the rate's would. Some data need far larger steps than their batch
+        suggests (10,000 rows of a 64-feature manifold scored 6.6 nats/row
+        held out at 8 times the rate against 2.5), others stall at them.
+        A continued fit (``warm_start``, ``partial_fit``) trains at the rate
+        itself.""",
     "optimizer": """\
     optimizer : {"adam", "adamw", "sgd"}, default="adam"
         Optimizer; "sgd" is SGD with momentum 0.9 (no Nesterov).""",
