@@ -1,6 +1,7 @@
 """_BaseAutoencoder: parameters, fit/partial_fit, inference, scores, tags, pickling."""
 
 import copy
+import functools
 import math
 import re
 import warnings
@@ -980,20 +981,17 @@ class _BaseAutoencoder(
         """
         linear = self._linear_start(X_all, table, seed)
 
-        def trial(start, factor=None, share=_START_TRIAL):
-            return self._trial(
-                description,
-                X_all,
-                X,
-                X_val,
-                seed,
-                device,
-                plan,
-                start,
-                factor,
-                share,
-                dequantize,
-            )
+        trial = functools.partial(
+            self._trial,
+            description,
+            X_all,
+            X,
+            X_val,
+            seed,
+            device,
+            plan,
+            dequantize=dequantize,
+        )
 
         if X_val is None:
             return linear, 1.0
@@ -1045,10 +1043,9 @@ class _BaseAutoencoder(
 
         At ``plan``'s learning rate throughout (``factor=None``), or at
         ``factor`` times it (rising to it where above 1) on the schedule the
-        fit would have at that
-        factor, for ``share`` of the fit's epochs. None where training
-        diverges. ``dequantize`` spreads heavy atoms in the batches, as in the
-        fit (see :func:`~._training.dequantizer`).
+        fit would have at that factor, for ``share`` of the fit's epochs.
+        None where training diverges. ``dequantize`` spreads heavy atoms in
+        the batches, as in the fit (see :func:`~._training.dequantizer`).
         """
         batch_size, rate, epochs = plan
         config = TrainConfig(
