@@ -425,10 +425,24 @@ def linear_start(X, n_components, seed):
 #: cross-validation) of 10,000 such rows took 211 s and 31 s, with the same
 #: loadings. Narrower data keep the exact SVD.
 _RANDOMIZED_SVD_FEATURES = 500
+#: Factor analysis stops when an iteration gains less than this many nats per
+#: row: scikit-learn's ``tol`` (1e-2) bounds the gain of the total
+#: log-likelihood, 1e-6 nats/row on 10,000 rows, which noise-heavy data never
+#: reach. Measured on 10,000 rows of make_classification (40 features, 28 of
+#: them noise; 5 factors): the start took 15.1 s and 1,000 iterations (the
+#: cap) with scikit-learn's, 2.8 s and 175 with this, the same factors chosen
+#: and a held-out score 0.014 nats/row lower; on 8 other arrays (blobs, a
+#: low-rank array, a swiss roll, two of load_digits, a manifold, breast
+#: cancer, diabetes) the factors chosen stayed the same and the score within
+#: 0.007.
+_FACTOR_TOL = 1e-4
 
 
 def _factor_analysis(X, n_components, seed):
-    """scikit-learn's ``FactorAnalysis`` with ``n_components`` factors, fitted on X."""
+    """scikit-learn's ``FactorAnalysis`` with ``n_components`` factors, fitted on X.
+
+    Its tolerance is ``_FACTOR_TOL`` nats per row of X.
+    """
     from sklearn.decomposition import FactorAnalysis
 
     wide = X.shape[1] > _RANDOMIZED_SVD_FEATURES and n_components < 0.8 * min(X.shape)
@@ -437,7 +451,12 @@ def _factor_analysis(X, n_components, seed):
         # Constant data divide by a zero variance in the explained ratios.
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
-        return FactorAnalysis(n_components, svd_method=method, random_state=seed).fit(X)
+        return FactorAnalysis(
+            n_components,
+            tol=_FACTOR_TOL * X.shape[0],
+            svd_method=method,
+            random_state=seed,
+        ).fit(X)
 
 
 def n_factors(X, n_components, seed):
