@@ -986,7 +986,9 @@ class _BaseAutoencoder(
         ``_RATE_TRIAL_LARGE`` of the epochs instead. All trials are seeded by
         ``seed``, so the choice is too; a Ctrl-C during a trial stops the
         fit, which has learned nothing yet. The trials train on
-        the batches the fit would: ``dequantize`` (the fit's
+        the batches the fit would: ``X`` and ``X_val`` are the fit's own
+        training and validation tensors (:func:`~._torch.training_tensor`'s,
+        not a second copy of them), and ``dequantize`` (the fit's
         ``TrainConfig.dequantize``) spreads their heavy atoms too.
 
         Returns
@@ -1062,7 +1064,8 @@ class _BaseAutoencoder(
 
         At ``plan``'s learning rate throughout (``factor=None``), or at
         ``factor`` times it (rising to it where above 1) on the schedule the
-        fit would have at that factor, for ``share`` of the fit's epochs.
+        fit would have at that factor, for ``share`` of the fit's epochs,
+        on the fit's training and validation tensors ``X`` and ``X_val``.
         None where training diverges. ``dequantize`` spreads heavy atoms in
         the batches, as in the fit (see :func:`~._training.dequantizer`).
         """
@@ -1090,11 +1093,11 @@ class _BaseAutoencoder(
                 warnings.simplefilter("ignore", UserWarning)
                 history = train(
                     module,
-                    training_tensor(X, device),
+                    X,
                     optimizer,
                     config,
                     self._schedule(),
-                    X_val=training_tensor(X_val, device),
+                    X_val=X_val,
                     device=device,
                 )
         except NonFiniteLossError:
@@ -1496,7 +1499,10 @@ class _BaseAutoencoder(
             patience = max(patience, math.ceil(AUTO_PATIENCE * max_epochs))
 
         with torch_threads(self._n_threads()):
+            # Made once: the trials of _start train on the fit's tensors, so
+            # that a second copy of the rows never sits beside the first.
             rows = training_tensor(X, device)
+            val_rows = None if X_val is None else training_tensor(X_val, device)
             dequantize = (
                 None
                 if table is None
@@ -1514,7 +1520,15 @@ class _BaseAutoencoder(
                 module = build(description, generator(seed))
                 plan = batch_size, learning_rate, max_epochs
                 start, factor = self._start(
-                    description, X_all, X, X_val, table, seed, device, plan, dequantize
+                    description,
+                    X_all,
+                    rows,
+                    val_rows,
+                    table,
+                    seed,
+                    device,
+                    plan,
+                    dequantize,
                 )
                 module.initialize(X_all, start, seed)
                 if incremental and table is not None:  # levels the batch lacks
@@ -1557,7 +1571,7 @@ class _BaseAutoencoder(
                     optimizer,
                     config,
                     schedule,
-                    X_val=None if X_val is None else training_tensor(X_val, device),
+                    X_val=val_rows,
                     device=device,
                 )
             except NonFiniteLossError as error:

@@ -448,3 +448,24 @@ def test_factor_analysis_of_noise_heavy_rows_stops_at_its_cap(rank3):
         reference = FactorAnalysis(3, svd_method="lapack", random_state=0).fit(rank3)
     assert fitted.n_iter_ < 200
     np.testing.assert_allclose(fitted.components_, reference.components_, rtol=1e-12)
+
+
+def test_the_trials_train_on_the_fits_own_tensors(rank3, rate_trials, monkeypatch):
+    # A trial that converts X again holds a second copy of the rows beside the
+    # fit's (made before the trials, for the heavy atoms' dequantizer): twice
+    # the memory, and on a GPU the copy may not fit and be streamed instead.
+    import skvae._base
+
+    seen = []
+    train = skvae._base.train
+
+    def spy(module, X, optimizer, config, *args, **kwargs):
+        seen.append((X, kwargs.get("X_val")))
+        return train(module, X, optimizer, config, *args, **kwargs)
+
+    monkeypatch.setattr(skvae._base, "train", spy)
+    VAETransformer(n_components=3, max_iter=8, random_state=0).fit(rank3)
+    assert rate_trials["factors"] == [4, 8]
+    assert len(seen) == 5  # two start trials, two rate trials, the fit
+    rows, val_rows = seen[-1]
+    assert all(X is rows and X_val is val_rows for X, X_val in seen)
