@@ -1018,7 +1018,8 @@ class _BaseAutoencoder(
             return linear, 1.0
         large = X.shape[0] > _START_TRIAL_ROWS
         start, base = linear, None
-        if linear is not None and not large:
+        chosen = linear is not None and not large  # by trials of the two starts
+        if chosen:
             trials = [trial(start) for start in (linear, None)]
             best = [-np.inf if h is None else h.best_validation_score for h in trials]
             start, base = (linear, trials[0]) if best[0] >= best[1] else (None, trials[1])
@@ -1029,13 +1030,13 @@ class _BaseAutoencoder(
         ):
             return start, 1.0
         share = _RATE_TRIAL_LARGE if large else _START_TRIAL
-        if base is None:  # no start trial ran: the rate needs one of its own
+        if not chosen:  # no start trial ran: the rate needs one of its own
             # annealed where the trials are short (at a tenth of the epochs a
             # trial at the constant rate made a weak bar: 50,000 rows of
             # make_classification then took 8 times the rate, which scored
             # 0.42 nats/row lower in full)
             base = trial(start, 1 if large else None, share)
-        if base is None:
+        if base is None:  # the rate's trial diverged (and would again, seeded alike)
             return start, 1.0
         best = base.best_validation_score
         bar = best + SETTLED_TOL * abs(best - base.validation_scores[0])

@@ -469,3 +469,26 @@ def test_the_trials_train_on_the_fits_own_tensors(rank3, rate_trials, monkeypatc
     assert len(seen) == 5  # two start trials, two rate trials, the fit
     rows, val_rows = seen[-1]
     assert all(X is rows and X_val is val_rows for X, X_val in seen)
+
+
+def test_a_start_trial_that_diverged_is_not_run_again_as_the_rates(rank3, monkeypatch):
+    # Both start trials diverging left no trial at the rate to compare with;
+    # the rate's own trial then repeated the linear start's, seeded alike.
+    import skvae._base
+
+    monkeypatch.setattr(skvae._base, "_RATE_TRIAL_MIN_ROWS", 100)
+    calls = []
+
+    def scripted(self, *args, **kwargs):
+        factor = args[8] if len(args) > 8 else kwargs.get("factor")
+        calls.append(factor)
+        return None if factor is None else _Scripted(-8.0)
+
+    monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", scripted)
+    vae = VAETransformer(n_components=3, max_iter=8, random_state=0)
+    X, X_val = rank3[:360], rank3[360:]
+    description = vae._describe(X.shape[1], (8,), None)
+    plan = 64, 1e-3, 8
+    start, factor = vae._start(description, rank3, X, X_val, None, 0, "cpu", plan)
+    assert calls == [None, None]  # the two start trials, no third
+    assert start is not None and factor == 1.0
