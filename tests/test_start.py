@@ -492,3 +492,36 @@ def test_a_start_trial_that_diverged_is_not_run_again_as_the_rates(rank3, monkey
     start, factor = vae._start(description, rank3, X, X_val, None, 0, "cpu", plan)
     assert calls == [None, None]  # the two start trials, no third
     assert start is not None and factor == 1.0
+
+
+def test_a_fit_at_a_chosen_multiple_rises_to_it_and_ends_at_the_rates_floor(
+    rank3, rate_trials, monkeypatch
+):
+    # The fit's own schedule (the trials' is tested through _annealing): a
+    # fit at 8 times the rate whose cosine ended at 5% of that would end 8
+    # times higher than the rate's, and one without the rise starts at 8x.
+    import skvae._base
+    from skvae._training import ANNEAL_FLOOR
+
+    def scripted(self, *args, **kwargs):
+        factor = args[8] if len(args) > 8 else kwargs.get("factor")
+        return _Scripted(-5.0 if factor == 8 else -10.0)
+
+    monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", scripted)
+    steps = []
+    train = skvae._base.train
+
+    def spy(module, X, optimizer, config, *args, **kwargs):
+        optimizer.register_step_pre_hook(
+            lambda opt, *_: steps.append(opt.param_groups[0]["lr"])
+        )
+        history = train(module, X, optimizer, config, *args, **kwargs)
+        steps.append(optimizer.param_groups[0]["lr"])  # after the last step
+        return history
+
+    monkeypatch.setattr(skvae._base, "train", spy)
+    VAETransformer(n_components=3, max_iter=8, random_state=0).fit(rank3)
+    rate = rate_trials["rates"][0] / 8  # the fit's optimizer starts at 8 times it
+    assert rate_trials["rates"] == [pytest.approx(8 * rate)]
+    assert steps[0] < 8 * rate and max(steps) == pytest.approx(8 * rate)
+    assert steps[-1] == pytest.approx(ANNEAL_FLOOR * rate)  # all 8 epochs ran
