@@ -525,3 +525,11 @@ def test_a_fit_at_a_chosen_multiple_rises_to_it_and_ends_at_the_rates_floor(
     assert rate_trials["rates"] == [pytest.approx(8 * rate)]
     assert steps[0] < 8 * rate and max(steps) == pytest.approx(8 * rate)
     assert steps[-1] == pytest.approx(ANNEAL_FLOOR * rate)  # all 8 epochs ran
+
+
+def test_no_multiple_of_the_rate_is_tried_within_the_kl_warmup(rank3, rate_trials):
+    # trials of 2 of the 8 epochs would end with the KL weight still rising
+    VAETransformer(n_components=3, max_iter=8, kl_warmup=4, random_state=0).fit(rank3)
+    assert rate_trials["factors"] == []
+    VAETransformer(n_components=3, max_iter=8, kl_warmup=1, random_state=0).fit(rank3)
+    assert rate_trials["factors"] == [4, 8]
