@@ -248,7 +248,9 @@ _PARAMETER_DOCS = {
         is restored afterwards.""",
     "verbose": """\
     verbose : int, default=0
-        0 prints nothing, 1 shows a progress bar, 2 prints a line per epoch.""",
+        0 prints nothing, 1 shows a progress bar, 2 prints a line per epoch;
+        1 and 2 also say which multiple of ``learning_rate="auto"`` the
+        trials chose, where they chose one.""",
     "categorical_features": """\
     categorical_features : "from_dtype", array-like of str or bool, or None, \
             default="from_dtype"
@@ -1518,6 +1520,11 @@ class _BaseAutoencoder(
                     plan,
                     dequantize,
                 )
+                if factor != 1 and self.verbose:
+                    print(
+                        f"learning_rate='auto': its trials chose {factor:g} times "
+                        f"{learning_rate:.3g}, {factor * learning_rate:.3g}."
+                    )
                 module.initialize(X_all, start, seed)
                 if incremental and table is not None:  # levels the batch lacks
                     module.start_outputs(*table.unseen_starts())

@@ -536,3 +536,21 @@ def test_no_multiple_of_the_rate_is_tried_within_the_kl_warmup(rank3, rate_trial
     assert rate_trials["factors"] == []
     VAETransformer(n_components=3, max_iter=20, kl_warmup=1, random_state=0).fit(rank3)
     assert rate_trials["factors"] == [1, 8]
+
+
+def test_a_verbose_fit_says_which_multiple_of_the_rate_its_trials_chose(
+    rank3, rate_trials, monkeypatch, capsys
+):
+    import skvae._base
+
+    def scripted(self, *args, **kwargs):
+        factor = args[8] if len(args) > 8 else kwargs.get("factor")
+        return _Scripted(-5.0 if factor == 8 else -10.0)
+
+    monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", scripted)
+    VAETransformer(n_components=3, max_iter=4, verbose=2, random_state=0).fit(rank3)
+    rate = rate_trials["rates"][0] / 8
+    said = f"its trials chose 8 times {rate:.3g}, {8 * rate:.3g}."
+    assert said in capsys.readouterr().out
+    VAETransformer(n_components=3, max_iter=4, random_state=0).fit(rank3)
+    assert capsys.readouterr().out == ""  # silent by default
