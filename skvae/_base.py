@@ -158,9 +158,9 @@ _PARAMETER_DOCS = {
         instead of a fixed number of passes that is too few
         steps for small data and too slow for large. Either way
         the learning rate follows a cosine from ``learning_rate`` down to 5%
-        of it over the budget's steps (from the multiple that
-        ``learning_rate="auto"`` may choose, down to the same rate), and
-        training may stop earlier (``tol``).""",
+        of it over the budget's steps (from the multiple of it that
+        ``learning_rate="auto"`` may choose, after a rise, down to 5% of the
+        rate itself), and training may stop earlier (``tol``).""",
     "learning_rate": """\
     learning_rate : float or "auto", default="auto"
         Step size of the optimizer (at the start of its cosine schedule).
@@ -175,9 +175,10 @@ _PARAMETER_DOCS = {
         each, and the fit takes 8 times the rate where its validation score
         beats the rate's by more than 1% of the rate's progress, rising to it
         over the first 5% of the steps; the cosine ends where the rate's
-        would. Some data need far larger steps than their batch suggests
-        (100,000 rows of a 64-feature manifold scored 8.5 nats/row held out
-        at 8 times the rate against 6.1), others stall at them. A continued
+        would. No trial runs where it would end within ``kl_warmup``. Some
+        data need far larger steps than their batch suggests (100,000 rows
+        of a 64-feature manifold scored 8.5 nats/row held out at 8 times the
+        rate against 6.1), others stall at them. A continued
         fit (``warm_start``, ``partial_fit``) trains at the rate
         itself.""",
     "optimizer": """\
@@ -364,8 +365,9 @@ _START_TRIAL_ROWS = 20_000
 #: of ``_RATE_TRIALS`` times it (rising to it over ``_RATE_WARMUP`` of the
 #: steps), both on a cosine down to the rate's floor, and the fit takes a
 #: multiple whose best validation score beats the rate's by more than
-#: ``SETTLED_TOL`` of that trial's progress: a fifth more epochs. Measured
-#: (held-out nats/row of full fits at 1x / 4x / 8x, and the trials' choice):
+#: ``SETTLED_TOL`` of that trial's progress: a fifth more epochs; no trial
+#: runs where it would end within ``kl_warmup``. Measured (held-out nats/row
+#: of full fits at 1x / 4x / 8x, and the trials' choice):
 #: 100,000 manifold rows 6.07 / 7.15 / 8.34 (8x), 50,000 blobs 3.89 / 4.26 /
 #: 4.27 (8x), 50,000 make_classification rows -52.83 / -52.85 / -53.25 (1x;
 #: a trial at the constant rate made a weaker bar and chose 8x). From 1,000
@@ -373,9 +375,10 @@ _START_TRIAL_ROWS = 20_000
 #: rate raised held-out scores too (10,000 manifold rows 2.51 to 6.63, blobs
 #: 4.41 to 4.91, lifelines' dd -18.45 to -17.89), but not where it counts:
 #: the README's load_digits pipeline classified 0.882 of the test digits
-#: where it classified 0.911 (its score rose on the pixels' lattice), four of
-#: the examples' fits ended still improving and warned, and fits took 1.2-3.4
-#: times as long; so fits up to ``_START_TRIAL_ROWS`` keep the rate.
+#: where it classified 0.911 (its score rose on the pixels' lattice), its fit
+#: and two of five gallery fits of load_digits ended still improving and
+#: warned, and fits took 1.1-3.4 times as long; so fits up to
+#: ``_START_TRIAL_ROWS`` keep the rate.
 _RATE_TRIALS = (8,)
 _RATE_TRIAL = 0.1
 _RATE_WARMUP = 0.05

@@ -115,6 +115,8 @@ class TrainConfig:
         reparameterisation draws); torch's global RNG is not used.
     verbose : int
         0 silent, 1 a tqdm progress bar, 2 or more a line per epoch.
+    dequantize : callable or None
+        Spreads heavy atoms in each training batch (see :func:`dequantizer`).
     """
 
     batch_size: int = 256
@@ -143,7 +145,9 @@ SETTLED_TOL = 0.01
 #: (36 default fits of a Bernoulli VAE on the digits) a fit whose last fifth
 #: gained 0.026 nats/row, 2% of its progress but 0.8 standard errors, warned.
 SETTLED_NOISE = 2.0
-#: The annealed learning rate ends at this fraction of its starting value.
+#: The annealed learning rate ends at this fraction of its starting value (unless
+#: ``TrainConfig.rate_floor`` sets it: a fit at a multiple of the rate ends at
+#: this fraction of the rate itself).
 ANNEAL_FLOOR = 0.05
 #: ``batch_size="auto"``: ``AUTO_BATCH_FACTOR * sqrt(n)`` rows for n training rows,
 #: rounded to a power of 2, within [AUTO_MIN_BATCH, AUTO_MAX_BATCH];

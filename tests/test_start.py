@@ -476,8 +476,9 @@ def test_the_trials_train_on_the_fits_own_tensors(rank3, rate_trials, monkeypatc
 
 
 def test_a_start_trial_that_diverged_is_not_run_again_as_the_rates(rank3, monkeypatch):
-    # Both start trials diverging left no trial at the rate to compare with;
-    # the rate's own trial then repeated the linear start's, seeded alike.
+    # Up to _START_TRIAL_ROWS only the two start trials run, none at the rate,
+    # even where both diverged (the rate's own trial once repeated the linear
+    # start's, seeded alike), and the fit keeps the linear start and the rate.
     import skvae._base
 
     calls = []
