@@ -1887,11 +1887,8 @@ class Table:
         flagged column's 0/1 flag, a categorical one's levels and missing
         level).
         """
-        depth = {}
-        for rule in decoding_order(self.gates):  # a gate's own rule first
-            depth[rule["column"]] = depth.get(rule["gate"], 0) + 1
         allowed = {}
-        for rule in sorted(self.gates, key=lambda r: -depth[r["column"]]):
+        for rule in reversed(decoding_order(self.gates)):  # what a column gates first
             for j in (rule["column"], rule["gate"]):
                 if j not in allowed:
                     allowed[j] = self._own_states(j, states, held, n)
