@@ -384,6 +384,18 @@ _RATE_TRIAL = 0.1
 _RATE_WARMUP = 0.05
 
 
+def _rate_schedule(rate, factor):
+    """The ``TrainConfig`` fields of training at ``factor`` times ``rate``.
+
+    Above 1, a rise over ``_RATE_WARMUP`` of the steps; the cosine ends
+    where the rate's own would, at ``ANNEAL_FLOOR`` times it.
+    """
+    return {
+        "rate_warmup": _RATE_WARMUP if factor != 1 else 0.0,
+        "rate_floor": ANNEAL_FLOOR * rate,
+    }
+
+
 def linear_start(X, n_components, seed):
     """The factor-analysis solution for a network to start at, fitted on X's rows.
 
@@ -998,7 +1010,8 @@ class _BaseAutoencoder(
             and the cosine ends where it would have for the factor 1.
         """
         linear = self._linear_start(X_all, table, seed)
-
+        if X_val is None:
+            return linear, 1.0
         trial = functools.partial(
             self._trial,
             description,
@@ -1010,9 +1023,6 @@ class _BaseAutoencoder(
             plan,
             dequantize=dequantize,
         )
-
-        if X_val is None:
-            return linear, 1.0
         if X.shape[0] <= _START_TRIAL_ROWS:
             if linear is None:
                 return None, 1.0
@@ -1070,8 +1080,7 @@ class _BaseAutoencoder(
             n_iter_no_change=epochs,  # the trial runs all its epochs
             stop_early=True,  # and keeps its best validation score
             anneal=factor is not None,
-            rate_warmup=0.0 if factor in (None, 1) else _RATE_WARMUP,
-            rate_floor=ANNEAL_FLOOR * rate,
+            **_rate_schedule(rate, factor or 1),
             seed=seed,
             dequantize=dequantize,
         )
@@ -1554,8 +1563,7 @@ class _BaseAutoencoder(
                 n_iter_no_change=patience,
                 stop_early=not incremental,
                 anneal=not incremental,
-                rate_warmup=_RATE_WARMUP if factor != 1 else 0.0,
-                rate_floor=ANNEAL_FLOOR * learning_rate,
+                **_rate_schedule(learning_rate, factor),
                 min_epochs=schedule.warmup,
                 start_epoch=start_epoch,
                 seed=seed,
