@@ -209,6 +209,7 @@ def test_beyond_the_trial_rows_the_linear_start_is_kept(rank3, starts, monkeypat
     import skvae._base
 
     monkeypatch.setattr(skvae._base, "_START_TRIAL_ROWS", 50)  # fewer than rank3's
+    monkeypatch.setattr(skvae._base, "_RATE_TRIAL_ROWS", 50)
     vae = VAETransformer(n_components=2, max_iter=5, random_state=0)
     calls = starts(vae, rank3, bad_start=True)
     # the rate's trials (at 1 and 8 times it) and the fit, all from it
@@ -236,11 +237,13 @@ def test_wide_data_get_a_randomized_factor_analysis():
 def rate_trials(monkeypatch):
     """The factors of the rate trials a fit runs, and every rate it trains at.
 
-    rank3's 360 training rows count as many (beyond ``_START_TRIAL_ROWS``).
+    rank3's 360 training rows count as many (beyond ``_START_TRIAL_ROWS`` and
+    ``_RATE_TRIAL_ROWS``).
     """
     import skvae._base
 
     monkeypatch.setattr(skvae._base, "_START_TRIAL_ROWS", 50)
+    monkeypatch.setattr(skvae._base, "_RATE_TRIAL_ROWS", 50)
     record = {"factors": [], "rates": []}
     trial = skvae._base._BaseAutoencoder._trial
 
@@ -291,14 +294,49 @@ def test_a_rate_set_by_hand_an_autoencoder_or_no_validation_rows_run_no_rate_tri
     assert len(set(rate_trials["rates"])) == 1
 
 
-def test_up_to_the_trial_rows_the_rate_is_kept(rank3, rate_trials, monkeypatch):
+def test_up_to_the_rate_trial_rows_the_rate_is_kept(rank3, rate_trials, monkeypatch):
     # From 1,000 rows trials of 4 and 8 times the rate scored higher held out,
     # but the README's digits pipeline classified worse and examples warned.
     import skvae._base
 
     monkeypatch.setattr(skvae._base, "_START_TRIAL_ROWS", 20_000)
+    monkeypatch.setattr(skvae._base, "_RATE_TRIAL_ROWS", 5_000)
     VAETransformer(n_components=3, max_iter=8, random_state=0).fit(rank3)
     assert rate_trials["factors"] == []
+    assert skvae._base._RATE_TRIAL_ROWS == 5_000 > 1_797  # all of load_digits
+
+
+def test_between_the_trial_rows_both_trials_run_a_quarter_from_the_chosen_start(
+    rank3, rate_trials, monkeypatch
+):
+    # A tenth of 10,000 rows' epochs (14) chose 8 times the rate where the fit
+    # at it ended 3 nats/row lower (make_low_rank_matrix); a quarter did not.
+    import skvae._base
+
+    monkeypatch.setattr(skvae._base, "_START_TRIAL_ROWS", 20_000)
+    calls = []
+    trial = skvae._base._BaseAutoencoder._trial
+
+    def spy(self, *args, **kwargs):
+        start = args[7] if len(args) > 7 else kwargs["start"]
+        factor = args[8] if len(args) > 8 else kwargs.get("factor")
+        share = args[9] if len(args) > 9 else kwargs.get("share")
+        history = trial(self, *args, **kwargs)
+        calls.append((start is None, factor, share))
+        # the start without the linear solution wins: the rate trials follow it
+        if factor is None and start is None:
+            history.best_validation_score = np.inf
+        return history
+
+    monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", spy)
+    VAETransformer(n_components=3, max_iter=20, random_state=0).fit(rank3)
+    assert calls == [
+        (False, None, None),  # the linear start's trial (the default share)
+        (True, None, None),  # no start's
+        (True, 1, 0.25),  # the rate's, from the winner
+        (True, 8, 0.25),  # eight times it
+    ]
+    assert skvae._base._START_TRIAL == 0.25
 
 
 class _Scripted:
@@ -325,6 +363,7 @@ def test_a_multiple_of_the_rate_must_beat_its_trial_by_one_percent_of_progress(
     import skvae._base
 
     monkeypatch.setattr(skvae._base, "_START_TRIAL_ROWS", 50)
+    monkeypatch.setattr(skvae._base, "_RATE_TRIAL_ROWS", 50)
 
     def scripted(self, *args, **kwargs):
         factor = args[8] if len(args) > 8 else kwargs.get("factor")
@@ -390,6 +429,7 @@ def test_a_fit_that_diverges_at_a_chosen_multiple_of_the_rate_says_so(rank3, mon
     from skvae.exceptions import NonFiniteLossError
 
     monkeypatch.setattr(skvae._base, "_START_TRIAL_ROWS", 50)
+    monkeypatch.setattr(skvae._base, "_RATE_TRIAL_ROWS", 50)
     monkeypatch.setattr(skvae._base, "_RATE_TRIALS", (3000,))
 
     def scripted(self, *args, **kwargs):
@@ -413,6 +453,7 @@ def test_beyond_the_trial_rows_the_rate_and_eight_times_it_train_a_tenth(
     import skvae._base
 
     monkeypatch.setattr(skvae._base, "_START_TRIAL_ROWS", 50)  # fewer than rank3's
+    monkeypatch.setattr(skvae._base, "_RATE_TRIAL_ROWS", 50)
     epochs = []
     trial = skvae._base._BaseAutoencoder._trial
 
