@@ -266,10 +266,10 @@ def rate_trials(monkeypatch):
 
 def test_an_auto_learning_rate_is_chosen_by_trials_of_its_multiples(rank3, rate_trials):
     vae = VAETransformer(n_components=3, max_iter=8, random_state=0).fit(rank3)
-    # no start trial: the rate's own, then 8 times it, from the linear start
-    assert rate_trials["factors"] == [1, 8]
-    rate = rate_trials["rates"][0]
-    assert rate_trials["rates"][1] == pytest.approx(8 * rate)
+    # no start trial: 8 times the rate, then the rate's own, from the linear start
+    assert rate_trials["factors"] == [8, 1]
+    rate = rate_trials["rates"][1]
+    assert rate_trials["rates"][0] == pytest.approx(8 * rate)
     assert len(rate_trials["rates"]) == 3
     assert rate_trials["rates"][2] / rate == pytest.approx(1) or rate_trials["rates"][
         2
@@ -323,8 +323,9 @@ def test_between_the_trial_rows_both_trials_run_a_quarter_from_the_chosen_start(
         share = args[9] if len(args) > 9 else kwargs.get("share")
         history = trial(self, *args, **kwargs)
         calls.append((start is None, factor, share))
-        # the start without the linear solution wins: the rate trials follow it
-        if factor is None and start is None:
+        if factor is None:  # the start without the linear solution wins
+            history.best_validation_score = -5.0 if start is None else -10.0
+        elif factor == 8:  # and 8 times the rate beats the rate held constant
             history.best_validation_score = np.inf
         return history
 
@@ -333,8 +334,8 @@ def test_between_the_trial_rows_both_trials_run_a_quarter_from_the_chosen_start(
     assert calls == [
         (False, None, None),  # the linear start's trial (the default share)
         (True, None, None),  # no start's
-        (True, 1, 0.25),  # the rate's, from the winner
-        (True, 8, 0.25),  # eight times it
+        (True, 8, 0.25),  # eight times the rate, from the winner
+        (True, 1, 0.25),  # the rate on the fit's schedule
     ]
     assert skvae._base._START_TRIAL == 0.25
 
@@ -385,9 +386,9 @@ def test_a_table_with_no_linear_start_trials_its_rate_then_the_multiple(rank3, r
     frame = pd.DataFrame(rank3[:, :4], columns=list("abcd"))
     frame["level"] = pd.Categorical(np.where(rank3[:, 0] > 0, "up", "down"))
     VAETransformer(max_iter=8, random_state=0).fit(frame)
-    assert rate_trials["factors"] == [1, 8]
-    rate = rate_trials["rates"][0]
-    assert rate_trials["rates"][1] == pytest.approx(8 * rate)
+    assert rate_trials["factors"] == [8, 1]
+    rate = rate_trials["rates"][1]
+    assert rate_trials["rates"][0] == pytest.approx(8 * rate)
     assert len(rate_trials["rates"]) == 3
 
 
@@ -418,8 +419,8 @@ def test_the_trials_of_a_table_spread_its_heavy_atoms_as_the_fit_does(
     VAETransformer(
         likelihood="student_t", hidden_layer_sizes=(8,), max_iter=4, random_state=0
     ).fit(frame)
-    assert rate_trials["factors"] == [1, 8]
-    assert spread == [True] * 3  # the rate's trial, its multiple's, the fit
+    assert rate_trials["factors"] == [8, 1]
+    assert spread == [True] * 3  # the multiple's trial, the rate's, the fit
 
 
 def test_a_fit_that_diverges_at_a_chosen_multiple_of_the_rate_says_so(rank3, monkeypatch):
@@ -447,6 +448,56 @@ def test_a_fit_that_diverges_at_a_chosen_multiple_of_the_rate_says_so(rank3, mon
     assert not hasattr(vae, "module_")
 
 
+@pytest.mark.parametrize("multiple, trials", [(-6.0, 3), (-4.0, 4)])
+def test_a_multiple_that_does_not_beat_the_rate_held_constant_ends_the_trials(
+    rank3, monkeypatch, multiple, trials
+):
+    # Up to 20,000 rows the start trials ran at the rate held constant: a
+    # multiple below that is not tried against the rate on the fit's
+    # schedule (a quarter of the epochs saved where the rate is kept).
+    import skvae._base
+
+    monkeypatch.setattr(skvae._base, "_RATE_TRIAL_ROWS", 50)
+    calls = []
+
+    def scripted(self, *args, **kwargs):
+        start = args[7] if len(args) > 7 else kwargs["start"]
+        factor = args[8] if len(args) > 8 else kwargs.get("factor")
+        calls.append(factor)
+        if factor is None:
+            return _Scripted(-5.0 if start is None else -10.0)
+        return _Scripted(multiple if factor == 8 else -100.0)
+
+    monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", scripted)
+    vae = VAETransformer(n_components=3, max_iter=8, random_state=0)
+    X, X_val = rank3[:360], rank3[360:]
+    description = vae._describe(X.shape[1], (8,), None)
+    plan = 64, 1e-3, 8
+    start, factor = vae._start(description, rank3, X, X_val, None, 0, "cpu", plan)
+    assert start is None  # the start trials' winner
+    assert len(calls) == trials and calls[2] == 8
+    assert factor == (8.0 if multiple > -5.0 else 1.0)
+
+
+def test_up_to_the_start_trial_rows_data_with_no_linear_start_keep_the_rate(
+    rank3, rate_trials, monkeypatch
+):
+    # Counts and tables have no start to choose: rate trials of a quarter
+    # doubled bench_sparse's 10,000-row count fits (26 s to 51 s), which
+    # kept the rate.
+    import pandas as pd
+
+    import skvae._base
+
+    monkeypatch.setattr(skvae._base, "_START_TRIAL_ROWS", 20_000)
+    frame = pd.DataFrame(rank3[:, :4], columns=list("abcd"))
+    frame["level"] = pd.Categorical(np.where(rank3[:, 0] > 0, "up", "down"))
+    VAETransformer(max_iter=8, random_state=0).fit(frame)
+    counts = np.random.RandomState(0).poisson(3.0, size=(400, 6))
+    VAETransformer(likelihood="poisson", max_iter=8, random_state=0).fit(counts)
+    assert rate_trials["factors"] == []
+
+
 def test_beyond_the_trial_rows_the_rate_and_eight_times_it_train_a_tenth(
     rank3, rate_trials, monkeypatch
 ):
@@ -463,11 +514,11 @@ def test_beyond_the_trial_rows_the_rate_and_eight_times_it_train_a_tenth(
 
     monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", spy)
     VAETransformer(n_components=3, max_iter=20, random_state=0).fit(rank3)
-    # no start trial: the linear start, the rate's own trial, then 8 times it
-    assert rate_trials["factors"] == [1, 8]
+    # no start trial: from the linear start, 8 times the rate, then its own
+    assert rate_trials["factors"] == [8, 1]
     assert epochs == [0.1, 0.1]
-    rate = rate_trials["rates"][0]
-    assert rate_trials["rates"][1] == pytest.approx(8 * rate)
+    rate = rate_trials["rates"][1]
+    assert rate_trials["rates"][0] == pytest.approx(8 * rate)
     assert len(rate_trials["rates"]) == 3  # the fit's last
 
 
@@ -510,8 +561,8 @@ def test_the_trials_train_on_the_fits_own_tensors(rank3, rate_trials, monkeypatc
 
     monkeypatch.setattr(skvae._base, "train", spy)
     VAETransformer(n_components=3, max_iter=8, random_state=0).fit(rank3)
-    assert rate_trials["factors"] == [1, 8]
-    assert len(seen) == 3  # the rate's trial, its multiple's, the fit
+    assert rate_trials["factors"] == [8, 1]
+    assert len(seen) == 3  # the multiple's trial, the rate's, the fit
     rows, val_rows = seen[-1]
     assert all(X is rows and X_val is val_rows for X, X_val in seen)
 
@@ -577,7 +628,7 @@ def test_no_multiple_of_the_rate_is_tried_within_the_kl_warmup(rank3, rate_trial
     VAETransformer(n_components=3, max_iter=20, kl_warmup=4, random_state=0).fit(rank3)
     assert rate_trials["factors"] == []
     VAETransformer(n_components=3, max_iter=20, kl_warmup=1, random_state=0).fit(rank3)
-    assert rate_trials["factors"] == [1, 8]
+    assert rate_trials["factors"] == [8, 1]
 
 
 def test_a_verbose_fit_says_which_multiple_of_the_rate_its_trials_chose(
