@@ -1,6 +1,7 @@
 """_BaseAutoencoder: parameters, fit/partial_fit, inference, scores, tags, pickling."""
 
 import copy
+import dataclasses
 import functools
 import math
 import re
@@ -1611,11 +1612,34 @@ class _BaseAutoencoder(
             except NonFiniteLossError as error:
                 if factor == 1:
                     raise
-                raise NonFiniteLossError(
-                    f"{error} learning_rate='auto' trained at {factor:g} times its rate "
-                    f"({learning_rate:.3g}), which its trials chose; set "
-                    f"learning_rate={learning_rate:.3g} to train at the rate itself."
-                ) from error
+                # The trials' multiple is this fit's own choice: a fresh fit
+                # (the only kind that trains at one) trains again at the rate
+                # rather than fail where the user asked for nothing unusual.
+                _warn(
+                    f"learning_rate='auto' trained at {factor:g} times its rate "
+                    f"({factor * learning_rate:.3g}), which its trials chose, and "
+                    f"diverged ({error}). The model was trained again at the rate "
+                    f"itself ({learning_rate:.3g}); set learning_rate to choose the "
+                    "rate yourself.",
+                    UserWarning,
+                )
+                factor = 1.0
+                module = build(description, generator(seed))
+                module.initialize(X_all, start, seed)
+                module = module.to(device)
+                optimizer = make_optimizer(
+                    module, self.optimizer, learning_rate, self.weight_decay
+                )
+                config = dataclasses.replace(config, **_rate_schedule(learning_rate, 1))
+                history = train(
+                    module,
+                    rows,
+                    optimizer,
+                    config,
+                    schedule,
+                    X_val=val_rows,
+                    device=device,
+                )
             extras = self._fitted_extras(module, X, device, seed, incremental)
 
         if history.n_epochs < 5 and not (incremental or history.converged):

@@ -423,11 +423,12 @@ def test_the_trials_of_a_table_spread_its_heavy_atoms_as_the_fit_does(
     assert spread == [True] * 3  # the multiple's trial, the rate's, the fit
 
 
-def test_a_fit_that_diverges_at_a_chosen_multiple_of_the_rate_says_so(rank3, monkeypatch):
-    # "Lower learning_rate" alone, with a rate 8 times the one "auto" gives,
-    # did not tell that the trials raised it, nor what number to set.
+def test_a_fit_that_diverges_at_a_chosen_multiple_of_the_rate_trains_at_the_rate(
+    rank3, monkeypatch
+):
+    # The multiple is the fit's own choice: a default fit that raised
+    # NonFiniteLossError for it failed where the user asked nothing unusual.
     import skvae._base
-    from skvae.exceptions import NonFiniteLossError
 
     monkeypatch.setattr(skvae._base, "_START_TRIAL_ROWS", 50)
     monkeypatch.setattr(skvae._base, "_RATE_TRIAL_ROWS", 50)
@@ -438,13 +439,50 @@ def test_a_fit_that_diverges_at_a_chosen_multiple_of_the_rate_says_so(rank3, mon
         return _Scripted(0.0 if factor == 3000 else -10.0)
 
     monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", scripted)
+    rates = []
+    make = skvae._base.make_optimizer
+
+    def rate(module, name, learning_rate, *args, **kwargs):
+        rates.append(learning_rate)
+        return make(module, name, learning_rate, *args, **kwargs)
+
+    monkeypatch.setattr(skvae._base, "make_optimizer", rate)
     vae = VAETransformer(
         hidden_layer_sizes=(8,), max_iter=4, optimizer="sgd", random_state=0
     )
-    with pytest.raises(
-        NonFiniteLossError, match=r"3000 times its rate .* set learning_rate="
+    with pytest.warns(
+        UserWarning, match=r"3000 times its rate .* trained again at the rate itself"
     ):
         vae.fit(rank3)
+    assert rates[0] == pytest.approx(3000 * rates[1])  # the fit, then its refit
+    assert np.isfinite(vae.score(rank3))
+    assert vae.n_iter_ == 4  # the refit's epochs
+
+
+def test_a_refit_at_the_rate_that_diverges_too_raises(rank3, monkeypatch):
+    import skvae._base
+    from skvae.exceptions import NonFiniteLossError
+
+    monkeypatch.setattr(skvae._base, "_START_TRIAL_ROWS", 50)
+    monkeypatch.setattr(skvae._base, "_RATE_TRIAL_ROWS", 50)
+
+    def scripted(self, *args, **kwargs):
+        factor = args[8] if len(args) > 8 else kwargs.get("factor")
+        return _Scripted(0.0 if factor == 8 else -10.0)
+
+    monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", scripted)
+    calls = []
+
+    def diverge(*args, **kwargs):
+        calls.append(args[3].rate_warmup)
+        raise NonFiniteLossError("Training diverged: loss became nan at epoch 1.")
+
+    monkeypatch.setattr(skvae._base, "train", diverge)
+    vae = VAETransformer(hidden_layer_sizes=(8,), max_iter=4, random_state=0)
+    with pytest.warns(UserWarning, match="trained again at the rate itself"):
+        with pytest.raises(NonFiniteLossError, match="loss became nan"):
+            vae.fit(rank3)
+    assert calls == [skvae._base._RATE_WARMUP, 0.0]  # at 8 times the rate, then at it
     assert not hasattr(vae, "module_")
 
 
