@@ -174,14 +174,16 @@ _PARAMETER_DOCS = {
         validation rows and more than 5,000 training rows (up to 20,000, of
         a real-valued array) also tries 8 times that rate: a network trains
         for a quarter of the fit's epochs at each (a tenth beyond 20,000
-        rows), from the start the fit proceeds from, and the fit takes 8
-        times the rate where its validation score
+        rows), from the start the fit proceeds from (up to 20,000 rows, that
+        at the rate only where 8 times it beat the better start trial), and
+        the fit takes 8 times the rate where its validation score
         beats the rate's by more than 1% of the rate's progress, rising to it
         over the first 5% of the steps; the cosine ends where the rate's
         would. No trial runs where it would end within ``kl_warmup``. Some
         data need far larger steps than their batch suggests (100,000 rows
         of a 64-feature manifold scored 8.5 nats/row held out at 8 times the
-        rate against 6.1), others stall at them. A continued
+        rate against 6.1), others stall at them. A fit that diverges at 8
+        times the rate trains again at the rate, with a warning. A continued
         fit (``warm_start``, ``partial_fit``) trains at the rate
         itself.""",
     "optimizer": """\
@@ -1048,6 +1050,8 @@ class _BaseAutoencoder(
             ]
             start = linear if best[0] >= best[1] else None
             held = max(best)  # the rate's, held constant, from that start
+            if held == -np.inf:  # the rate diverged from both starts
+                return start, 1.0
         # Trials of a tenth of a small fit's epochs (14 of 10,000 rows') chose
         # the multiple where the fit at it ended lower; a quarter's did not.
         share = _START_TRIAL if small else _RATE_TRIAL
@@ -1228,7 +1232,9 @@ class _BaseAutoencoder(
         Raises
         ------
         NonFiniteLossError
-            If training diverges (a subclass of ValueError).
+            If training diverges (a subclass of ValueError); at a multiple of
+            the rate that ``learning_rate="auto"`` chose, only where training
+            again at the rate itself diverges too.
         MemoryError
             If the network's weights, gradients and optimizer state would not
             fit in this machine's memory.
@@ -1609,20 +1615,29 @@ class _BaseAutoencoder(
                     X_val=val_rows,
                     device=device,
                 )
-            except NonFiniteLossError as error:
+            except NonFiniteLossError:
                 if factor == 1:
                     raise
-                # The trials' multiple is this fit's own choice: a fresh fit
-                # (the only kind that trains at one) trains again at the rate
-                # rather than fail where the user asked for nothing unusual.
+                diverged = True
+            else:
+                diverged = False
+            if diverged:
+                # The trials' multiple is this fit's own choice: the fit trains
+                # again from its start at the rate rather than fail where the
+                # user asked for nothing unusual. Only a fresh fit trains at a
+                # multiple (partial_fit has no validation rows, warm_start
+                # trains at the rate), so no levels need starting here. The
+                # diverged network and its optimizer go first: not beside the
+                # new ones.
                 _warn(
                     f"learning_rate='auto' trained at {factor:g} times its rate "
                     f"({factor * learning_rate:.3g}), which its trials chose, and "
-                    f"diverged ({error}). The model was trained again at the rate "
-                    f"itself ({learning_rate:.3g}); set learning_rate to choose the "
-                    "rate yourself.",
+                    "diverged; the model was trained again at the rate itself "
+                    f"({learning_rate:.3g}). Set learning_rate to choose the rate "
+                    "yourself.",
                     UserWarning,
                 )
+                del module, optimizer
                 factor = 1.0
                 module = build(description, generator(seed))
                 module.initialize(X_all, start, seed)

@@ -11,7 +11,7 @@ from sklearn.decomposition import FactorAnalysis
 
 import skvae._networks
 from skvae import AutoencoderTransformer, VAETransformer
-from skvae._base import _nested_log_likelihoods, linear_start, n_factors
+from skvae._base import _RATE_TRIAL_ROWS, _nested_log_likelihoods, linear_start, n_factors
 from skvae.exceptions import PosteriorCollapseWarning
 
 
@@ -233,6 +233,10 @@ def test_wide_data_get_a_randomized_factor_analysis():
     assert abs(wide.score(X) - reference.score(X)) < 1e-3 * abs(reference.score(X))
 
 
+#: The shipped threshold, before any test patches it.
+_SHIPPED_RATE_TRIAL_ROWS = _RATE_TRIAL_ROWS
+
+
 @pytest.fixture
 def rate_trials(monkeypatch):
     """The factors of the rate trials a fit runs, and every rate it trains at.
@@ -300,10 +304,23 @@ def test_up_to_the_rate_trial_rows_the_rate_is_kept(rank3, rate_trials, monkeypa
     import skvae._base
 
     monkeypatch.setattr(skvae._base, "_START_TRIAL_ROWS", 20_000)
-    monkeypatch.setattr(skvae._base, "_RATE_TRIAL_ROWS", 5_000)
+    monkeypatch.setattr(skvae._base, "_RATE_TRIAL_ROWS", _SHIPPED_RATE_TRIAL_ROWS)
     VAETransformer(n_components=3, max_iter=8, random_state=0).fit(rank3)
     assert rate_trials["factors"] == []
-    assert skvae._base._RATE_TRIAL_ROWS == 5_000 > 1_797  # all of load_digits
+    assert _SHIPPED_RATE_TRIAL_ROWS > 1_797  # all of load_digits
+
+
+def test_the_kl_warmup_is_weighed_against_a_quarter_up_to_the_start_trial_rows(
+    rank3, rate_trials, monkeypatch
+):
+    # Trials of a quarter of 20 epochs (5) end after a warm-up of 4, not of 5
+    import skvae._base
+
+    monkeypatch.setattr(skvae._base, "_START_TRIAL_ROWS", 20_000)
+    VAETransformer(n_components=3, max_iter=20, kl_warmup=5, random_state=0).fit(rank3)
+    assert rate_trials["factors"] == []
+    VAETransformer(n_components=3, max_iter=20, kl_warmup=4, random_state=0).fit(rank3)
+    assert rate_trials["factors"][0] == 8
 
 
 def test_between_the_trial_rows_both_trials_run_a_quarter_from_the_chosen_start(
@@ -606,11 +623,14 @@ def test_the_trials_train_on_the_fits_own_tensors(rank3, rate_trials, monkeypatc
 
 
 def test_a_start_trial_that_diverged_is_not_run_again_as_the_rates(rank3, monkeypatch):
-    # Up to _START_TRIAL_ROWS only the two start trials run, none at the rate,
-    # even where both diverged (the rate's own trial once repeated the linear
-    # start's, seeded alike), and the fit keeps the linear start and the rate.
+    # Where both start trials diverged at the rate, no trial of a multiple or
+    # of the rate follows, even beyond _RATE_TRIAL_ROWS (the rate's own trial
+    # once repeated the linear start's, seeded alike; an 8x trial that
+    # survived its rise could leave the fit at the rate that had diverged),
+    # and the fit keeps the linear start and the rate.
     import skvae._base
 
+    monkeypatch.setattr(skvae._base, "_RATE_TRIAL_ROWS", 50)
     calls = []
 
     def scripted(self, *args, **kwargs):
