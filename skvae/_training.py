@@ -21,7 +21,8 @@ class History:
     ``stop_reason`` is "converged" (the stopping rule saw the watched loss stop
     improving), "budget" (every epoch ran), or "interrupted" (Ctrl-C after
     at least one epoch; before, :func:`train` lets the KeyboardInterrupt
-    through);
+    through); "diverged" or "failed" only on the progress bar of a call that
+    raised (NonFiniteLossError, or another error);
     ``settled`` says whether a fit that used its whole budget ended on a loss
     that had stopped improving (:func:`improving`).
     """
@@ -527,8 +528,10 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
             "keeping the weights learned so far.",
             UserWarning,
         )
-    except BaseException:
+    except BaseException as error:
         use_generator(module, None)
+        diverged = isinstance(error, NonFiniteLossError)
+        history.stop_reason = "diverged" if diverged else "failed"
         raise
     finally:
         module.eval()
@@ -643,6 +646,8 @@ def _reason(history):
     return {
         "converged": "converged (stopped early)",
         "interrupted": "interrupted",
+        "diverged": "diverged",
+        "failed": "failed",
     }.get(history.stop_reason, "epoch budget reached")
 
 

@@ -473,12 +473,15 @@ def test_snapshot_copies_the_state_dict_and_outlives_later_steps():
         assert torch.equal(value, before[key])
 
 
-def test_non_finite_loss_raises_with_advice():
+def test_non_finite_loss_raises_with_advice(capsys):
     module = _Scripted([1.0, math.nan])
     optimizer = make_optimizer(module, "sgd", 1e-3, 0.0)
     with pytest.raises(NonFiniteLossError, match="loss became nan .*learning rate"):
-        train(module, torch.zeros(4, 1), optimizer, _config(max_epochs=5))
+        train(module, torch.zeros(4, 1), optimizer, _config(max_epochs=5, verbose=1))
     assert issubclass(NonFiniteLossError, ValueError)
+    # the progress bar says why it ended (it read "epoch budget reached")
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert bar.startswith("diverged") and "1/1" in bar
 
 
 @pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
