@@ -1605,8 +1605,9 @@ class _BaseAutoencoder(
                 verbose=self.verbose,
                 dequantize=dequantize,
             )
-            try:
-                history = train(
+
+            def run(module, optimizer, config):
+                return train(
                     module,
                     rows,
                     optimizer,
@@ -1615,6 +1616,9 @@ class _BaseAutoencoder(
                     X_val=val_rows,
                     device=device,
                 )
+
+            try:
+                history = run(module, optimizer, config)
             except NonFiniteLossError:
                 if factor == 1:
                     raise
@@ -1646,15 +1650,7 @@ class _BaseAutoencoder(
                     module, self.optimizer, learning_rate, self.weight_decay
                 )
                 config = dataclasses.replace(config, **_rate_schedule(learning_rate, 1))
-                history = train(
-                    module,
-                    rows,
-                    optimizer,
-                    config,
-                    schedule,
-                    X_val=val_rows,
-                    device=device,
-                )
+                history = run(module, optimizer, config)
             extras = self._fitted_extras(module, X, device, seed, incremental)
 
         if history.n_epochs < 5 and not (incremental or history.converged):

@@ -357,6 +357,14 @@ def test_between_the_trial_rows_both_trials_run_a_quarter_from_the_chosen_start(
     assert skvae._base._START_TRIAL == 0.25
 
 
+def _choose(vae, rank3):
+    """``vae._start``'s start and factor for rank3's first 360 rows, 8 epochs of 64."""
+    X, X_val = rank3[:360], rank3[360:]
+    description = vae._describe(X.shape[1], (8,), None)
+    plan = 64, 1e-3, 8
+    return vae._start(description, rank3, X, X_val, None, 0, "cpu", plan)
+
+
 class _Scripted:
     """A History-like trial result: a best validation score after a first one."""
 
@@ -390,10 +398,7 @@ def test_a_multiple_of_the_rate_must_beat_its_trial_by_one_percent_of_progress(
 
     monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", scripted)
     vae = VAETransformer(n_components=3, max_iter=8, random_state=0)
-    X, X_val = rank3[:360], rank3[360:]
-    plan = 64, 1e-3, 8
-    description = vae._describe(X.shape[1], (8,), None)
-    _, factor = vae._start(description, rank3, X, X_val, None, 0, "cpu", plan)
+    _, factor = _choose(vae, rank3)
     assert factor == expected
 
 
@@ -525,10 +530,7 @@ def test_a_multiple_that_does_not_beat_the_rate_held_constant_ends_the_trials(
 
     monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", scripted)
     vae = VAETransformer(n_components=3, max_iter=8, random_state=0)
-    X, X_val = rank3[:360], rank3[360:]
-    description = vae._describe(X.shape[1], (8,), None)
-    plan = 64, 1e-3, 8
-    start, factor = vae._start(description, rank3, X, X_val, None, 0, "cpu", plan)
+    start, factor = _choose(vae, rank3)
     assert start is None  # the start trials' winner
     assert len(calls) == trials and calls[2] == 8
     assert factor == (8.0 if multiple > -5.0 else 1.0)
@@ -640,10 +642,7 @@ def test_a_start_trial_that_diverged_is_not_run_again_as_the_rates(rank3, monkey
 
     monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", scripted)
     vae = VAETransformer(n_components=3, max_iter=8, random_state=0)
-    X, X_val = rank3[:360], rank3[360:]
-    description = vae._describe(X.shape[1], (8,), None)
-    plan = 64, 1e-3, 8
-    start, factor = vae._start(description, rank3, X, X_val, None, 0, "cpu", plan)
+    start, factor = _choose(vae, rank3)
     assert calls == [None, None]  # the two start trials, no third
     assert start is not None and factor == 1.0
 
