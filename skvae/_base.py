@@ -46,6 +46,7 @@ from ._networks import ACTIVATIONS, BACKGROUND_WEIGHT, IMPORTANCE_ELEMENTS, buil
 from ._onnx import PARTS, export_module
 from ._persistence import load_estimator, save_estimator
 from ._torch import (
+    DENSE_ELEMENTS,
     INFERENCE_CHUNK,
     SparseRows,
     available,
@@ -56,6 +57,8 @@ from ._torch import (
     inference_dtype,
     inference_module,
     resolve_device,
+    row_keys,
+    row_normals,
     torch_device_type,
     torch_threads,
     training_tensor,
@@ -1155,7 +1158,7 @@ class _BaseAutoencoder(
         return None, None
 
     def _score_draws(self):
-        """Standard normal draws of shape (K, n_components) for ``score_samples``."""
+        """The importance draws K per row of ``score_samples``, or None (no draws)."""
         return None
 
     def _score_prior(self, module):
@@ -1911,17 +1914,39 @@ class _BaseAutoencoder(
         """
         X, encoded = self._validated(X)
         self._check_values(encoded, training=False)
-        draws = self._score_draws()
+        K = self._score_draws()
 
-        def score(module, x):
-            eps = None if draws is None else draws.to(x.device, x.dtype)
+        def score(module, x, eps=None):
+            if eps is not None:  # the rows' own draws, as (K, rows, n_components)
+                eps = eps.reshape(x.shape[0], K, -1).transpose(0, 1)
             prior = self._score_prior(module)
             return module.score(x, eps) if prior is None else module.score(x, eps, prior)
 
         # A chunk's log-weights, K per row, stay about IMPORTANCE_ELEMENTS numbers.
-        K = 1 if draws is None else draws.shape[0]
-        chunk = max(1, min(INFERENCE_CHUNK, IMPORTANCE_ELEMENTS // K))
-        scores = self._infer(score, [encoded], encoded.dtype, "score_samples", chunk)
+        chunk = max(1, min(INFERENCE_CHUNK, IMPORTANCE_ELEMENTS // (K or 1)))
+        if K is None:
+            scores = self._infer(score, [encoded], encoded.dtype, "score_samples", chunk)
+        else:
+            # Each row's draws come from its own values and the fit's seed: a
+            # row scores the same whatever rows come with it, and a mean over
+            # rows averages the draws' noise out. Draws shared by all rows
+            # moved every row's bound together: one model's mean held-out
+            # score spread by 0.12-0.65 nats/row over the draws' seeds.
+            keys = row_keys(encoded, self._seed)
+            count = K * self.n_components_
+            block = max(chunk, DENSE_ELEMENTS // count)  # rows whose draws are made at once
+            scores = np.concatenate(
+                [
+                    self._infer(
+                        score,
+                        [encoded[s : s + block], row_normals(keys[s : s + block], count)],
+                        encoded.dtype,
+                        "score_samples",
+                        chunk,
+                    )
+                    for s in range(0, encoded.shape[0], block)
+                ]
+            )
         if self._table is None:
             return scores
         # The probability of a categorical level that fit did not see (whose

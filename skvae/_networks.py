@@ -519,10 +519,10 @@ class VAE(Model):
         Parameters
         ----------
         x : tensor of shape (n_samples, n_features)
-        eps : tensor of shape (K, n_components)
-            Standard normal draws shared by all rows, so a row's score does not
-            depend on the other rows. With ``K == 1`` the VAE's part is the
-            ELBO, exactly minus :meth:`loss`'s terms.
+        eps : tensor of shape (K, n_samples, n_components) or (K, n_components)
+            Standard normal draws, each row's own (an estimator's come from the
+            row's values) or shared by all rows. With ``K == 1`` the VAE's
+            part is the ELBO, exactly minus :meth:`loss`'s terms.
         prior : object with ``log_prob(z)``, optional
             The p(z) of the model scored, in place of the trained prior (an
             estimator's code density, with ``sample_from="posterior"``); with
@@ -556,9 +556,11 @@ class VAE(Model):
         p(z) is ``prior``, or the trained prior when it is None.
         """
         prior = self.prior if prior is None else prior
-        z = mean + eps[:, None, :] * (0.5 * log_var).exp()  # (K, n, d)
+        if eps.dim() == 2:  # draws shared by all rows
+            eps = eps[:, None, :]
+        z = mean + eps * (0.5 * log_var).exp()  # (K, n, d)
         log_px = -self.likelihood.nll(self.decoder(z), x)
-        log_qz = -0.5 * (eps.pow(2).sum(-1)[:, None] + (log_var + _LOG_2PI).sum(-1))
+        log_qz = -0.5 * (eps.pow(2).sum(-1) + (log_var + _LOG_2PI).sum(-1))
         return log_px + prior.log_prob(z) - log_qz
 
 

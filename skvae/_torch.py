@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import numpy as np
 import scipy.sparse as sp
 import torch
+from scipy.special import ndtri
 
 #: Rows per chunk for inference. Chunks of a few thousand rows keep the working
 #: set in cache on a CPU and bound the memory whatever the number of rows.
@@ -218,6 +219,74 @@ def torch_threads(n_threads):
 def generator(seed, device="cpu"):
     """A ``torch.Generator`` on ``device`` seeded with ``seed``, for draws outside a fit."""
     return torch.Generator(device=device).manual_seed(int(seed))
+
+
+#: splitmix64's increment and finalizer (Steele, Lea and Flood, "Fast
+#: splittable pseudorandom number generators", OOPSLA 2014): a counter-based
+#: generator, vectorized here over numpy uint64 arrays (which wrap silently).
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(h):
+    """splitmix64's finalizer of the uint64 array ``h``, as a new array."""
+    h = h ^ (h >> np.uint64(30))
+    h = h * np.uint64(0xBF58476D1CE4E5B9)
+    h = h ^ (h >> np.uint64(27))
+    h = h * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
+def row_keys(X, seed):
+    """A 64-bit key per row of ``X`` from ``seed`` and the row's values.
+
+    The key hashes each non-zero entry's column and value (rounded to
+    float32), summed over the row: a row gets the same key wherever it sits,
+    whatever rows come with it, in float32 or float64, and as a dense or a
+    CSR row (explicit zeros count as zeros).
+
+    Parameters
+    ----------
+    X : ndarray or scipy.sparse matrix of shape (n_samples, n_features)
+        float32 or float64.
+    seed : int
+
+    Returns
+    -------
+    keys : ndarray of shape (n_samples,), dtype uint64
+    """
+    n, d = X.shape
+    keys = np.empty(n, dtype=np.uint64)
+    step = max(1, DENSE_ELEMENTS // max(d, 1))
+    for start in range(0, n, step):
+        block = X[start : start + step]
+        if sp.issparse(block):
+            block = block.tocsr()
+            values, columns, ends = block.data, block.indices, block.indptr
+        else:
+            values = np.ascontiguousarray(block).ravel()
+            columns = np.tile(np.arange(d), block.shape[0])
+            ends = np.arange(0, values.size + 1, max(d, 1))[: block.shape[0] + 1]
+        # Rounded to float32: a row in either precision, or encoded with a
+        # last-bit difference (another scipy build's ndtri), keeps its key.
+        bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+        bits = bits.astype(np.uint64)
+        entry = _mix(bits ^ _mix((columns.astype(np.uint64) + np.uint64(1)) * _GOLDEN))
+        entry[values == 0] = 0  # -0.0 too: a zero is the same entry stored or not
+        total = np.concatenate([np.zeros(1, np.uint64), np.cumsum(entry, dtype=np.uint64)])
+        keys[start : start + block.shape[0]] = total[ends[1:]] - total[ends[:-1]]
+    return _mix(keys ^ _mix(np.full(n, seed, dtype=np.uint64) + _GOLDEN))
+
+
+def row_normals(keys, count):
+    """``count`` standard normal draws per key: shape (len(keys), count), float64.
+
+    Counter-based (splitmix64 at ``key + i * golden``), so each row's draws
+    depend on its key alone.
+    """
+    counters = np.arange(1, count + 1, dtype=np.uint64) * _GOLDEN
+    h = _mix(keys[:, None] + counters[None, :])
+    uniform = ((h >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
+    return ndtri(uniform)
 
 
 #: The type a ``device`` parameter may also be (for parameter validation).

@@ -226,8 +226,9 @@ class VAETransformer(_BaseAutoencoder):
     ``score_samples`` returns the importance-weighted bound [2]_ with K =
     ``n_importance_samples`` draws, ``log 1/K sum_k p(x, z_k) / q(z_k|x)``,
     which rises towards log p(x) as K grows; K = 1 is the ELBO (KL in closed
-    form). Its draws are fixed by ``random_state`` and shared by all rows, so
-    a row's score does not depend on the rows scored with it.
+    form). Each row's draws are fixed by ``random_state`` and the row's values
+    (rounded to float32), so a row's score does not depend on the rows scored
+    with it, and a mean over rows (``score``) averages the draws' noise out.
 
     A linear encoder and decoder (``hidden_layer_sizes=()``) with the Gaussian
     likelihood is probabilistic PCA with a per-feature noise variance (factor
@@ -384,17 +385,12 @@ class VAETransformer(_BaseAutoencoder):
 
     def _score_draws(self):
         K = self.n_importance_samples
-        check_memory(  # the draws, a copy, and one row's log-weights per chunk
-            8 * K * (2 * self.n_components_ + 3),
+        check_memory(  # a row's draws, their hashes and copies, its log-weights
+            8 * K * (4 * self.n_components_ + 3),
             f"score_samples with n_importance_samples={K}",
             "Lower n_importance_samples: one row's draws are held at once.",
         )
-        return torch.randn(
-            K,
-            self.n_components_,
-            generator=generator(self._seed),
-            dtype=torch.float64,
-        )
+        return K
 
     def _fitted_extras(self, module, X, device, seed, incremental):
         mean, log_var = batched(module.posterior, [X], device, torch.float32)
