@@ -1939,7 +1939,10 @@ class _BaseAutoencoder(
                 [
                     self._infer(
                         score,
-                        [encoded[s : s + block], row_normals(keys[s : s + block], count)],
+                        [
+                            encoded[s : s + block],
+                            row_normals(keys[s : s + block], count, self._seed),
+                        ],
                         encoded.dtype,
                         "score_samples",
                         chunk,

@@ -1,6 +1,7 @@
 """Device resolution, array <-> tensor conversion, batched inference, torch threads."""
 
 import copy
+import functools
 import os
 import threading
 from contextlib import contextmanager
@@ -8,7 +9,6 @@ from contextlib import contextmanager
 import numpy as np
 import scipy.sparse as sp
 import torch
-from scipy.special import ndtri
 
 #: Rows per chunk for inference. Chunks of a few thousand rows keep the working
 #: set in cache on a CPU and bound the memory whatever the number of rows.
@@ -255,38 +255,59 @@ def row_keys(X, seed):
     keys : ndarray of shape (n_samples,), dtype uint64
     """
     n, d = X.shape
-    keys = np.empty(n, dtype=np.uint64)
+    # An odd multiplier per column: an entry's hash is 0 exactly where its
+    # value is 0, so stored and implicit zeros alike add nothing.
+    columns = (_mix(np.arange(d, dtype=np.uint64)) | np.uint64(1)).astype(np.uint32)
+    keys = np.zeros(n, dtype=np.uint64)
     step = max(1, DENSE_ELEMENTS // max(d, 1))
     for start in range(0, n, step):
         block = X[start : start + step]
+        rows = block.shape[0]
         if sp.issparse(block):
             block = block.tocsr()
-            values, columns, ends = block.data, block.indices, block.indptr
+            values, where, ends = block.data, columns[block.indices], block.indptr
         else:
-            values = np.ascontiguousarray(block).ravel()
-            columns = np.tile(np.arange(d), block.shape[0])
-            ends = np.arange(0, values.size + 1, max(d, 1))[: block.shape[0] + 1]
-        # Rounded to float32: a row in either precision, or encoded with a
-        # last-bit difference (another scipy build's ndtri), keeps its key.
-        bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
-        bits = bits.astype(np.uint64)
-        entry = _mix(bits ^ _mix((columns.astype(np.uint64) + np.uint64(1)) * _GOLDEN))
-        entry[values == 0] = 0  # -0.0 too: a zero is the same entry stored or not
-        total = np.concatenate([np.zeros(1, np.uint64), np.cumsum(entry, dtype=np.uint64)])
-        keys[start : start + block.shape[0]] = total[ends[1:]] - total[ends[:-1]]
+            values, where, ends = block, columns, None
+        # Rounded to float32 (a row in either precision, or encoded with a
+        # last-bit difference, keeps its key); + 0 turns -0.0 into 0.0.
+        bits = (np.asarray(values, dtype=np.float32) + np.float32(0)).view(np.uint32)
+        entry = bits * np.uint32(0x9E3779B1)
+        entry ^= entry >> np.uint32(16)
+        entry *= where
+        if ends is None:
+            keys[start : start + rows] = entry.sum(axis=1, dtype=np.uint64)
+        else:
+            total = np.concatenate(
+                [np.zeros(1, np.uint64), np.cumsum(entry, dtype=np.uint64)]
+            )
+            keys[start : start + rows] = total[ends[1:]] - total[ends[:-1]]
     return _mix(keys ^ _mix(np.full(n, seed, dtype=np.uint64) + _GOLDEN))
 
 
-def row_normals(keys, count):
-    """``count`` standard normal draws per key: shape (len(keys), count), float64.
+#: Normal draws a score's rows pick theirs from (4 MiB of float32).
+_POOL = 2**20
 
-    Counter-based (splitmix64 at ``key + i * golden``), so each row's draws
-    depend on its key alone.
+
+@functools.lru_cache(maxsize=4)
+def _pool(seed):
+    pool = np.random.default_rng(seed).standard_normal(_POOL, dtype=np.float32)
+    pool.flags.writeable = False
+    return pool
+
+
+def row_normals(keys, count, seed=0):
+    """``count`` standard normal draws per key: shape (len(keys), count), float32.
+
+    Each key picks ``count`` entries of a pool of 2**20 standard normal draws
+    (seeded by ``seed``): from its own start, at its own odd stride, so one
+    key's draws are distinct entries, independent of each other, and two
+    keys share about count**2 / 2**20 of them.
     """
-    counters = np.arange(1, count + 1, dtype=np.uint64) * _GOLDEN
-    h = _mix(keys[:, None] + counters[None, :])
-    uniform = ((h >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
-    return ndtri(uniform)
+    mask = np.uint64(_POOL - 1)
+    start = (keys & mask).astype(np.int64)
+    stride = ((keys >> np.uint64(32)) & mask | np.uint64(1)).astype(np.int64)
+    index = (start[:, None] + stride[:, None] * np.arange(count)) & (_POOL - 1)
+    return _pool(int(seed))[index]
 
 
 #: The type a ``device`` parameter may also be (for parameter validation).

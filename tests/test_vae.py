@@ -102,7 +102,7 @@ def test_iwae_rises_with_k_and_is_the_elbo_at_one(curve, curve_vae):
     X32 = X_test.astype(np.float32)
     x = torch.as_tensor(X32, device=elbo_vae.device_)
     # each row's one draw, from its own values
-    eps = row_normals(row_keys(X32, elbo_vae._seed), 2)
+    eps = row_normals(row_keys(X32, elbo_vae._seed), 2, elbo_vae._seed)
     eps = torch.as_tensor(eps, dtype=torch.float32, device=elbo_vae.device_)
     with torch.no_grad():
         terms = module.loss(x, eps)
@@ -143,6 +143,34 @@ def test_the_mean_score_averages_each_rows_own_draws(curve, curve_vae):
     # and the same in float32 (the draws read the values rounded to float32)
     narrow = vae.score_samples(X_test[:5].astype(np.float32)).astype(np.float64)
     np.testing.assert_allclose(narrow, vae.score_samples(X_test[:5]), rtol=1e-4)
+
+
+def test_row_draws_depend_on_the_row_alone():
+    import scipy.sparse as sp
+
+    from skvae._torch import row_keys, row_normals
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(40, 6))
+    X[3, :4] = 0.0
+    X[4, 2] = -0.0
+    keys = row_keys(X, 7)
+    assert len(np.unique(keys)) == 40
+    np.testing.assert_array_equal(row_keys(X[10:15], 7), keys[10:15])  # where it sits
+    np.testing.assert_array_equal(row_keys(sp.csr_matrix(X), 7), keys)  # dense or CSR
+    np.testing.assert_array_equal(row_keys(X.astype(np.float32), 7), keys)
+    zero = X.copy()
+    zero[4, 2] = 0.0  # -0.0 and 0.0 are the same value
+    np.testing.assert_array_equal(row_keys(zero, 7), keys)
+    assert not np.isin(row_keys(-X, 7), keys).any()  # signs, and the seed, count
+    assert not np.isin(row_keys(X, 8), keys).any()
+    draws = row_normals(row_keys(rng.normal(size=(20_000, 3)), 0), 10, 0)
+    assert draws.shape == (20_000, 10)
+    assert abs(draws.mean()) < 0.01 and abs(draws.std() - 1) < 0.01
+    assert abs(np.corrcoef(draws[:, 0], draws[:, 1])[0, 1]) < 0.03  # within a row
+    assert abs(np.corrcoef(draws[:-1, 0], draws[1:, 0])[0, 1]) < 0.03  # across rows
+    # a row's draws are distinct entries of the pool
+    assert all(len(np.unique(row)) == 10 for row in draws[:100])
 
 
 def test_bernoulli_likelihood(digits01):
