@@ -1922,8 +1922,10 @@ class _BaseAutoencoder(
             prior = self._score_prior(module)
             return module.score(x, eps) if prior is None else module.score(x, eps, prior)
 
-        # A chunk's log-weights, K per row, stay about IMPORTANCE_ELEMENTS numbers.
-        chunk = max(1, min(INFERENCE_CHUNK, IMPORTANCE_ELEMENTS // (K or 1)))
+        # A chunk's log-weights, K per row, and its draws, K * n_components per
+        # row, stay about IMPORTANCE_ELEMENTS numbers.
+        per_row = 1 if K is None else K * self.n_components_
+        chunk = max(1, min(INFERENCE_CHUNK, IMPORTANCE_ELEMENTS // per_row))
         if K is None:
             scores = self._infer(score, [encoded], encoded.dtype, "score_samples", chunk)
         else:

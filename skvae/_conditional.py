@@ -213,8 +213,9 @@ def candidate_draws(density, n_draws, n, k, generator, dtype):
     codes of the same shape from ``density``, and the (K, n) choices of the
     density (probability ``DEFENSIVE_WEIGHT``), on the generator's device.
     Drawn for one row, they are common random numbers that every row can
-    share, as ``score_samples``' draws are: a row's candidates then depend on
-    the row alone, not on the rows drawn with it or on its chunk.
+    share: a row's candidates then depend on the row alone, not on the rows
+    drawn with it or on its chunk (``score_samples`` draws each row's own
+    from its values instead, see :func:`~._torch.row_keys`).
     """
     device = generator.device
     eps = torch.randn((n_draws, n, k), generator=generator, device=device, dtype=dtype)

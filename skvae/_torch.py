@@ -9,6 +9,7 @@ from contextlib import contextmanager
 import numpy as np
 import scipy.sparse as sp
 import torch
+from scipy.special import ndtri
 
 #: Rows per chunk for inference. Chunks of a few thousand rows keep the working
 #: set in cache on a CPU and bound the memory whatever the number of rows.
@@ -265,6 +266,9 @@ def row_keys(X, seed):
         rows = block.shape[0]
         if sp.issparse(block):
             block = block.tocsr()
+            if not block.has_canonical_format:  # duplicates add up, as densified
+                block = block.copy()
+                block.sum_duplicates()
             values, where, ends = block.data, columns[block.indices], block.indptr
         else:
             values, where, ends = block, columns, None
@@ -284,13 +288,20 @@ def row_keys(X, seed):
     return _mix(keys ^ _mix(np.full(n, seed, dtype=np.uint64) + _GOLDEN))
 
 
-#: Normal draws a score's rows pick theirs from (4 MiB of float32).
+#: Normal draws a score's rows pick theirs from, at least (4 MiB of float32);
+#: a row that needs more draws gets a pool of the next power of 2 above them.
 _POOL = 2**20
 
 
 @functools.lru_cache(maxsize=4)
-def _pool(seed):
-    pool = np.random.default_rng(seed).standard_normal(_POOL, dtype=np.float32)
+def _pool(seed, size):
+    """``size`` standard normal draws from ``seed``, read-only: splitmix64
+    counters through the normal quantile (no generator's stream to change
+    with numpy's version)."""
+    counters = np.arange(1, size + 1, dtype=np.uint64) * _GOLDEN
+    h = _mix(counters + _mix(np.full(1, seed, dtype=np.uint64)))
+    uniform = ((h >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
+    pool = ndtri(uniform).astype(np.float32)
     pool.flags.writeable = False
     return pool
 
@@ -298,16 +309,22 @@ def _pool(seed):
 def row_normals(keys, count, seed=0):
     """``count`` standard normal draws per key: shape (len(keys), count), float32.
 
-    Each key picks ``count`` entries of a pool of 2**20 standard normal draws
-    (seeded by ``seed``): from its own start, at its own odd stride, so one
-    key's draws are distinct entries, independent of each other, and two
-    keys share about count**2 / 2**20 of them.
+    Each key picks ``count`` entries of a pool of ``size`` standard normal
+    draws (2**20, or the power of 2 at or above ``count``; seeded by
+    ``seed``): from its own start, at its own odd stride, so one key's draws
+    are distinct entries, independent of each other, and two keys share
+    about count**2 / size of them.
     """
-    mask = np.uint64(_POOL - 1)
+    size = max(_POOL, 1 << max(count - 1, 0).bit_length())
+    mask = np.uint64(size - 1)
     start = (keys & mask).astype(np.int64)
-    stride = ((keys >> np.uint64(32)) & mask | np.uint64(1)).astype(np.int64)
-    index = (start[:, None] + stride[:, None] * np.arange(count)) & (_POOL - 1)
-    return _pool(int(seed))[index]
+    stride = (((keys >> np.uint64(32)) | np.uint64(1)) & mask).astype(np.int64)
+    # (start + stride * i) mod size in int64: stride and i are below size,
+    # which a row's memory check keeps far below 2**31
+    index = stride[:, None] * np.arange(count, dtype=np.int64)
+    index += start[:, None]
+    index &= size - 1
+    return _pool(int(seed), size)[index]
 
 
 #: The type a ``device`` parameter may also be (for parameter validation).

@@ -244,6 +244,28 @@ def test_codes_do_not_depend_on_the_rows_scale(likelihood, fitted_counts, counts
 
 
 @pytest.mark.parametrize("likelihood", COUNTS)
+def test_a_row_scores_alike_dense_sparse_and_with_duplicate_entries(
+    likelihood, fitted_counts, counts
+):
+    # Each row's importance draws come from its values: a CSR row, and one
+    # whose entries are stored as duplicates that add up, get the dense row's
+    X = counts[0][:6].astype(np.float64)
+    model = fitted_counts[likelihood]
+    dense = model.score_samples(X)
+    np.testing.assert_allclose(model.score_samples(sp.csr_matrix(X)), dense, rtol=1e-6)
+    rows, cols = np.nonzero(X)
+    halves = sp.csr_matrix(
+        (
+            np.r_[X[rows, cols] / 2, X[rows, cols] / 2],
+            (np.r_[rows, rows], np.r_[cols, cols]),
+        ),
+        shape=X.shape,
+    )
+    halves.has_canonical_format = False  # as built: duplicates not yet summed
+    np.testing.assert_allclose(model.score_samples(halves), dense, rtol=1e-6)
+
+
+@pytest.mark.parametrize("likelihood", COUNTS)
 def test_large_counts_score_alike_in_float32_and_float64(likelihood, fitted_counts, counts):
     # a count's log-probability is a small difference of terms of about x log x,
     # which float32 rounded by 35-38 nats for counts of 3.3e7 (2 at 3.3e6)

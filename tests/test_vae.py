@@ -169,8 +169,23 @@ def test_row_draws_depend_on_the_row_alone():
     assert abs(draws.mean()) < 0.01 and abs(draws.std() - 1) < 0.01
     assert abs(np.corrcoef(draws[:, 0], draws[:, 1])[0, 1]) < 0.03  # within a row
     assert abs(np.corrcoef(draws[:-1, 0], draws[1:, 0])[0, 1]) < 0.03  # across rows
-    # a row's draws are distinct entries of the pool
+    # a row's draws are distinct entries of the pool, also beyond its 2**20
     assert all(len(np.unique(row)) == 10 for row in draws[:100])
+    many = row_normals(row_keys(X[:1], 7), 2**20 + 4, 7)[0]
+    assert not np.array_equal(many[:4], many[2**20 :])  # a pool of 2**20 repeated
+
+
+def test_scores_are_the_same_across_chunks_and_blocks(curve, curve_vae, monkeypatch):
+    # the rows' draws travel beside them through chunks (7 rows) and blocks of
+    # draws made at once (20 rows): every row keeps its own
+    import skvae._base
+
+    _, X_test = curve
+    full = curve_vae.score_samples(X_test)
+    monkeypatch.setattr(skvae._base, "INFERENCE_CHUNK", 7)
+    count = curve_vae.n_importance_samples * curve_vae.n_components_
+    monkeypatch.setattr(skvae._base, "DENSE_ELEMENTS", 20 * count)
+    np.testing.assert_allclose(curve_vae.score_samples(X_test), full, rtol=1e-5)
 
 
 def test_bernoulli_likelihood(digits01):
