@@ -295,9 +295,11 @@ _POOL = 2**20
 
 @functools.lru_cache(maxsize=4)
 def _pool(seed, size):
-    """``size`` standard normal draws from ``seed``, read-only: splitmix64
-    counters through the normal quantile (no generator's stream to change
-    with numpy's version)."""
+    """``size`` standard normal draws from ``seed``, read-only.
+
+    splitmix64 counters through the normal quantile: no generator's stream
+    that a numpy version could change.
+    """
     counters = np.arange(1, size + 1, dtype=np.uint64) * _GOLDEN
     h = _mix(counters + _mix(np.full(1, seed, dtype=np.uint64)))
     uniform = ((h >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
