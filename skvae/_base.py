@@ -370,11 +370,11 @@ _START_TRIAL_ROWS = 20_000
 #: ``learning_rate="auto"`` of a VAE beyond ``_RATE_TRIAL_ROWS`` training rows
 #: (:meth:`_BaseAutoencoder._start`; up to ``_START_TRIAL_ROWS``, only where the start
 #: trials ran): a network from the start the fit proceeds from trains for ``_RATE_TRIAL`` of
-#: the fit's epochs (``_START_TRIAL`` up to ``_START_TRIAL_ROWS``) at each of
-#: ``_RATE_TRIALS`` times the rate (rising to it over ``_RATE_WARMUP`` of the steps) and,
-#: unless none beats the better start trial, one at the rate, all on a cosine down to the
-#: rate's floor, and the fit takes a multiple whose best validation score beats the rate's
-#: by more than ``SETTLED_TOL`` of that trial's progress; no trial runs where it would end
+#: the fit's epochs (``_START_TRIAL`` up to ``_START_TRIAL_ROWS``) at a multiple of the rate
+#: (``_RATE_MULTIPLE``; rising to it over ``_RATE_WARMUP`` of the steps) and, unless it does
+#: not beat the better start trial, one at the rate, both on a cosine down to the rate's
+#: floor, and the fit takes the multiple where its best validation score beats the rate's by
+#: more than ``SETTLED_TOL`` of that trial's progress; no trial runs where it would end
 #: within ``kl_warmup``. Measured (held-out nats/row of full fits at 1x / 4x / 8x, and the
 #: trials' choice): 100,000 manifold rows 6.07 / 7.15 / 8.34 (8x), 50,000 blobs 3.89 / 4.26
 #: / 4.27 (8x), 50,000 make_classification rows -52.83 / -52.85 / -53.25 (1x; a trial at the
@@ -394,9 +394,25 @@ _START_TRIAL_ROWS = 20_000
 #: fit and two of five gallery fits of load_digits ended still improving and warned, and
 #: fits took 1.1-3.4 times as long.
 _RATE_TRIAL_ROWS = 5_000
-_RATE_TRIALS = (8,)
+#: The multiple of the rate tried. Multiples growing with the batch beyond 256 rows,
+#: where the "auto" rate stops growing, were measured and not kept: the performance page's
+#: "Tried and not kept".
+_RATE_MULTIPLE = 8.0
 _RATE_TRIAL = 0.1
 _RATE_WARMUP = 0.05
+
+
+def _rate_comes_down(factor):
+    """The share of a fit's steps after which ``factor`` times the rate is down to the rate.
+
+    The rate rises over ``_RATE_WARMUP`` of the steps, then follows a cosine
+    from ``factor`` times the rate down to ``ANNEAL_FLOOR`` times it (see
+    :func:`_rate_schedule`); 0 for a factor of 1 or less.
+    """
+    if factor <= 1:
+        return 0.0
+    level = (1 - ANNEAL_FLOOR) / (factor - ANNEAL_FLOOR)  # of the cosine's span
+    return _RATE_WARMUP + (1 - _RATE_WARMUP) * math.acos(2 * level - 1) / math.pi
 
 
 def _rate_schedule(rate, factor):
@@ -1003,10 +1019,10 @@ class _BaseAutoencoder(
         ``_rate_trials`` and ``learning_rate="auto"`` (and, up to
         ``_START_TRIAL_ROWS``, where the start trials ran), a network from
         the chosen start trains for ``_RATE_TRIAL`` of the epochs
-        (``_START_TRIAL`` up to ``_START_TRIAL_ROWS`` rows) at each of
-        ``_RATE_TRIALS`` times the rate and, where one of them beats the
-        better start trial (the rate held constant), one at the rate, on the
-        schedule the fit would have at each (the rate annealed too); a
+        (``_START_TRIAL`` up to ``_START_TRIAL_ROWS`` rows) at
+        ``_RATE_MULTIPLE`` times the rate and, where it beats the better
+        start trial (the rate held constant), one at the rate, on the
+        schedule the fit would have at each (the rate annealed too); the
         multiple is taken where its trial's best validation score beats the
         rate's by more than ``SETTLED_TOL`` of the progress that trial made;
         not where a trial would end within
@@ -1065,25 +1081,20 @@ class _BaseAutoencoder(
             and self._schedule().warmup < max(1, math.ceil(share * plan[2]))
         ):
             return start, 1.0
-        scores = {}
-        for multiple in _RATE_TRIALS:
-            history = trial(start, multiple, share)
-            if history is not None:
-                scores[multiple] = history.best_validation_score
+        multiple = _RATE_MULTIPLE
+        history = trial(start, multiple, share)
         # A multiple that does not beat the rate held constant (the start's
         # trial) is not worth a trial of the rate on the fit's schedule.
-        if not scores or max(scores.values()) <= held:
+        if history is None or history.best_validation_score <= held:
             return start, 1.0
         base = trial(start, 1, share)
         if base is None:  # the rate's trial diverged
             return start, 1.0
         best = base.best_validation_score
         bar = best + SETTLED_TOL * abs(best - base.validation_scores[0])
-        factor = 1.0
-        for multiple, score in scores.items():
-            if score > max(bar, best):
-                factor, best = float(multiple), score
-        return start, factor
+        if history.best_validation_score > max(bar, best):
+            return start, multiple
+        return start, 1.0
 
     def _trial(
         self,
@@ -1572,7 +1583,7 @@ class _BaseAutoencoder(
                 )
                 if factor != 1 and self.verbose:
                     print(
-                        f"learning_rate='auto': its trials chose {factor:g} times "
+                        f"learning_rate='auto': its trials chose {factor:.4g} times "
                         f"{learning_rate:.3g}, {factor * learning_rate:.3g}."
                     )
                 module.initialize(X_all, start, seed)
@@ -1602,7 +1613,17 @@ class _BaseAutoencoder(
                 stop_early=not incremental,
                 anneal=not incremental,
                 **_rate_schedule(learning_rate, factor),
-                min_epochs=schedule.warmup,
+                # At a multiple of the rate the validation score can swing far
+                # below its best until the cosine brings the rate down (100,000
+                # blobs rows at 11.3 times: between 2.0 and -19 nats/row in
+                # epochs 5-22 of 57), and a patience of a fifth of the epochs
+                # stopped such fits on an early epoch's weights: 3.14 nats/row
+                # held out against 5.02 for the fit that ran on (the best
+                # weights are restored at the end either way).
+                min_epochs=max(
+                    schedule.warmup,
+                    start_epoch + math.ceil(_rate_comes_down(factor) * max_epochs),
+                ),
                 start_epoch=start_epoch,
                 seed=seed,
                 verbose=self.verbose,
@@ -1637,7 +1658,7 @@ class _BaseAutoencoder(
                 # diverged network and its optimizer go first: not beside the
                 # new ones.
                 _warn(
-                    f"learning_rate='auto' trained at {factor:g} times its rate "
+                    f"learning_rate='auto' trained at {factor:.4g} times its rate "
                     f"({factor * learning_rate:.3g}), which its trials chose, and "
                     "diverged; the model was trained again at the rate itself "
                     f"({learning_rate:.3g}). Set learning_rate to choose the rate "
@@ -1652,7 +1673,11 @@ class _BaseAutoencoder(
                 optimizer = make_optimizer(
                     module, self.optimizer, learning_rate, self.weight_decay
                 )
-                config = dataclasses.replace(config, **_rate_schedule(learning_rate, 1))
+                config = dataclasses.replace(
+                    config,
+                    **_rate_schedule(learning_rate, 1),
+                    min_epochs=schedule.warmup,
+                )
                 history = run(module, optimizer, config)
             extras = self._fitted_extras(module, X, device, seed, incremental)
 
