@@ -12,6 +12,7 @@ from ._base import (
     _BaseAutoencoder,
     check_n_samples,
     check_sample_random_state,
+    pca_start,
     sample_code_density,
     shared_parameter_docs,
 )
@@ -145,6 +146,15 @@ class AutoencoderTransformer(_BaseAutoencoder):
     (300, 64)
     """
 
+    #: A network started at PCA can stay at it where the data want another
+    #: solution (50,000 rows of Hastie's independent features: error 0.685
+    #: against 0.403 from scratch), so the start is chosen at every size.
+    _start_trials_beyond = True
+    #: ... and where its trial beat the other's by less than 1% of the error
+    #: (9,000 rows of load_digits and their shifts: 0.7%), the fit from PCA
+    #: ended 3.4% worse: PCA's start must win by more.
+    _start_margin = 0.01
+
     _parameter_constraints = {
         **_BaseAutoencoder._parameter_constraints,
         "loss": [StrOptions({"mse", "bce"})],
@@ -217,6 +227,14 @@ class AutoencoderTransformer(_BaseAutoencoder):
 
     def _support(self):
         return ("unit_interval", "loss='bce'") if self.loss == "bce" else (None, None)
+
+    def _linear_start(self, X, table, seed):
+        # Real-valued arrays with the squared error: PCA, which the network
+        # nests (linear paths beside its MLPs), so training only adds to it.
+        # A sigmoid output (loss="bce") does not nest it.
+        if table is None and self.loss == "mse":
+            return pca_start(X, self.n_components, seed)
+        return None
 
     def _fitted_extras(self, module, X, device, seed, incremental):
         Z = batched(module.encode, [X], device, torch.float32)

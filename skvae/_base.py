@@ -20,6 +20,7 @@ from sklearn.base import (
     TransformerMixin,
     _fit_context,
 )
+from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from sklearn.utils import check_random_state
@@ -456,6 +457,32 @@ def linear_start(X, n_components, seed):
     if not (np.isfinite(components).all() and np.isfinite(model.noise_variance_).all()):
         return None
     return components, model.noise_variance_
+
+
+def pca_start(X, n_components, seed):
+    """PCA's solution for an autoencoder to start at, fitted on X's rows.
+
+    Fitted on at most ``_DENSITY_MAX_ROWS`` rows (a scipy.sparse X's densified
+    by :func:`~._torch.dense_rows`). Returns ``(loadings, None)`` in the form of
+    :func:`linear_start`'s: the principal axes times the standard deviations
+    of the scores along them, of shape (n_components, n_features), so that the
+    network's codes start as PCA's whitened scores (unit variance, as a VAE's
+    codes start) and its reconstructions as PCA's; rows beyond the axes the
+    rows support are zero (those codes start unused). None when X has fewer
+    than 2 rows, the rows are all the same, or the fit is not finite.
+    """
+    if X.shape[0] < 2:
+        return None
+    X = dense_rows(X, _DENSITY_MAX_ROWS, seed)
+    if not np.ptp(X, axis=0).any():  # constant rows: no axis to start along
+        return None
+    k = min(n_components, *X.shape)
+    pca = PCA(k, random_state=seed).fit(X)
+    loadings = np.zeros((n_components, X.shape[1]))
+    loadings[:k] = np.sqrt(pca.explained_variance_)[:, None] * pca.components_
+    if not np.isfinite(loadings).all():
+        return None
+    return loadings, None
 
 
 #: Features beyond which factor analysis uses a randomized SVD (as PCA's "auto"
@@ -979,6 +1006,12 @@ class _BaseAutoencoder(
     #: Whether ``learning_rate="auto"`` chooses among multiples of the rate by
     #: trials (:meth:`_start`).
     _rate_trials = False
+    #: Whether the start is chosen by trials beyond ``_START_TRIAL_ROWS`` too
+    #: (of ``_RATE_TRIAL`` of the epochs each), rather than kept.
+    _start_trials_beyond = False
+    #: By how much of the other trial's loss the linear start's trial must end
+    #: lower to be chosen (0: on ties; a VAE's loss in nats can be near 0).
+    _start_margin = 0.0
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod
@@ -1060,14 +1093,16 @@ class _BaseAutoencoder(
         )
         small = X.shape[0] <= _START_TRIAL_ROWS
         start, held = linear, -np.inf
-        if small:
+        if small or self._start_trials_beyond:
             if linear is None:  # no start to choose, and the rate is kept
                 return None, 1.0
+            share = _START_TRIAL if small else _RATE_TRIAL
             best = [
                 -np.inf if h is None else h.best_validation_score
-                for h in (trial(s) for s in (linear, None))
+                for h in (trial(s, share=share) for s in (linear, None))
             ]
-            start = linear if best[0] >= best[1] else None
+            margin = self._start_margin * abs(best[1]) if best[1] > -np.inf else 0.0
+            start = linear if best[0] >= best[1] + margin else None
             held = max(best)  # the rate's, held constant, from that start
             if held == -np.inf:  # the rate diverged from both starts
                 return start, 1.0

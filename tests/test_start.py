@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 from scipy import stats
 from sklearn.decomposition import FactorAnalysis
 
@@ -217,6 +218,98 @@ def test_beyond_the_trial_rows_the_linear_start_is_kept(rank3, starts, monkeypat
     assert len(calls) == 3 and all(call is not None for call in calls)
 
 
+def test_an_autoencoder_started_at_pca_reconstructs_as_pca(rank3):
+    from sklearn.decomposition import PCA
+
+    from skvae._base import pca_start
+    from skvae._networks import build
+
+    ae = AutoencoderTransformer(n_components=4, max_iter=1, random_state=0).fit(rank3)
+    module = build(ae.module_.description).double()
+    module.initialize(rank3, pca_start(rank3, 4, seed=0))
+    X = torch.as_tensor(rank3)
+    with torch.no_grad():
+        codes = module.encode(X)
+        reconstruction = module.decode(codes).numpy()
+    pca = PCA(4).fit(rank3)
+    expected = pca.inverse_transform(pca.transform(rank3))
+    np.testing.assert_allclose(reconstruction, expected, atol=1e-8)
+    # the codes start as PCA's whitened scores: unit variance, uncorrelated
+    np.testing.assert_allclose(np.cov(codes.numpy().T, ddof=1), np.eye(4), atol=1e-8)
+    # more codes than the rows support: the others start at zero, unused
+    loadings, noise = pca_start(rank3[:3], 4, seed=0)
+    assert noise is None and loadings[:3].any(axis=1).all() and not loadings[3].any()
+    assert pca_start(rank3[:1], 4, seed=0) is None
+    assert pca_start(np.ones((5, 3)), 2, seed=0) is None  # no axis to start along
+    # sparse rows give the same start
+    np.testing.assert_allclose(
+        pca_start(sp.csr_matrix(rank3), 4, seed=0)[0],
+        pca_start(rank3, 4, seed=0)[0],
+        atol=1e-10,
+    )
+
+
+@pytest.mark.parametrize("trial_rows, share", [(20_000, 0.25), (50, 0.1)])
+@pytest.mark.parametrize(
+    "scores, chosen",
+    [
+        ((-5.0, -10.0), "pca"),
+        ((-10.0, -5.0), "none"),
+        # PCA's trial must end more than 1% of the error lower: 9,000 rows of
+        # load_digits and their shifts, whose PCA trial won by 0.7%, ended
+        # 3.4% worse from PCA
+        ((-9.95, -10.0), "none"),
+        ((-9.8, -10.0), "pca"),
+    ],
+)
+def test_an_autoencoder_chooses_between_pca_and_no_start_at_every_size(
+    rank3, starts, monkeypatch, trial_rows, share, scores, chosen
+):
+    # From PCA, 50,000 rows of Hastie's independent features ended with an
+    # error of 0.685 where a network from scratch reached 0.403: a start kept
+    # without trials can trap the network at the linear solution.
+    import skvae._base
+
+    monkeypatch.setattr(skvae._base, "_START_TRIAL_ROWS", trial_rows)
+    trials = []
+
+    def scripted(self, *args, **kwargs):
+        start = args[7]
+        trials.append((start is None, kwargs["share"]))
+        return _Scripted(scores[start is None])
+
+    monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", scripted)
+    ae = AutoencoderTransformer(n_components=2, max_iter=10, random_state=0)
+    calls = starts(ae, rank3)
+    assert trials == [(False, share), (True, share)]  # PCA's, then none's
+    assert len(calls) == 1  # the fit's, from the chosen start
+    assert (calls[0] is None) == (chosen == "none")
+    if chosen == "pca":  # PCA's loadings, no noise variances
+        assert calls[0][0].shape == (2, 10) and calls[0][1] is None
+
+
+@pytest.mark.parametrize(
+    "estimator, X",
+    [
+        (AutoencoderTransformer(n_components=2, max_iter=3, loss="bce"), "unit"),
+        (AutoencoderTransformer(n_components=2, max_iter=3), "table"),
+    ],
+    ids=["bce", "table"],
+)
+def test_an_autoencoder_with_a_sigmoid_output_or_a_table_starts_from_scratch(
+    rank3, starts, estimator, X
+):
+    import pandas as pd
+
+    if X == "unit":
+        X = (rank3 - rank3.min(0)) / (rank3.max(0) - rank3.min(0))
+    else:
+        X = pd.DataFrame(rank3[:, :4], columns=list("abcd"))
+        X["level"] = pd.Categorical(np.where(rank3[:, 0] > 0, "up", "down"))
+    calls = starts(estimator, X)
+    assert calls == [None]
+
+
 def test_wide_data_get_a_randomized_factor_analysis():
     # Exact SVDs of every iteration made the start of 784-pixel data take a
     # minute; beyond 500 features a randomized one gives the same solution.
@@ -350,8 +443,8 @@ def test_between_the_trial_rows_both_trials_run_a_quarter_from_the_chosen_start(
     monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", spy)
     VAETransformer(n_components=3, max_iter=20, random_state=0).fit(rank3)
     assert calls == [
-        (False, None, None),  # the linear start's trial (the default share)
-        (True, None, None),  # no start's
+        (False, None, 0.25),  # the linear start's trial
+        (True, None, 0.25),  # no start's
         (True, 8, 0.25),  # eight times the rate, from the winner
         (True, 1, 0.25),  # the rate on the fit's schedule
     ]
