@@ -1006,9 +1006,9 @@ class _BaseAutoencoder(
     #: Whether ``learning_rate="auto"`` chooses among multiples of the rate by
     #: trials (:meth:`_start`).
     _rate_trials = False
-    #: Whether the start is chosen by trials beyond ``_START_TRIAL_ROWS`` too
-    #: (of ``_RATE_TRIAL`` of the epochs each), rather than kept.
-    _start_trials_beyond = False
+    #: Whether a linear start is used where no trials choose it (without
+    #: validation rows, or beyond ``_START_TRIAL_ROWS`` training rows).
+    _untried_linear_start = True
     #: By how much of the other trial's loss the linear start's trial must end
     #: lower to be chosen (0: on ties; a VAE's loss in nats can be near 0).
     _start_margin = 0.0
@@ -1046,9 +1046,11 @@ class _BaseAutoencoder(
         trains for ``_START_TRIAL`` of the fit's epochs (at least one;
         ``plan`` is the fit's batch size, learning rate and epochs) and the
         start whose network reaches the better validation score is chosen
-        (the linear one on ties, or when the other's trial fails); without,
-        the linear solution, as for more than ``_START_TRIAL_ROWS`` training
-        rows. Beyond ``_RATE_TRIAL_ROWS`` training rows, where
+        (the linear one on ties, or by ``_start_margin``, or when the other's
+        trial fails); without, the linear solution, as for more than
+        ``_START_TRIAL_ROWS`` training rows (or none, where
+        ``_untried_linear_start`` is False: the linear solution is then not
+        even computed). Beyond ``_RATE_TRIAL_ROWS`` training rows, where
         ``_rate_trials`` and ``learning_rate="auto"`` (and, up to
         ``_START_TRIAL_ROWS``, where the start trials ran), a network from
         the chosen start trains for ``_RATE_TRIAL`` of the epochs
@@ -1077,7 +1079,13 @@ class _BaseAutoencoder(
             1, the rate rises to its value over ``_RATE_WARMUP`` of the steps
             and the cosine ends where it would have for the factor 1.
         """
-        linear = self._linear_start(X_all, table, seed)
+        small = X.shape[0] <= _START_TRIAL_ROWS
+        tried = X_val is not None and small
+        linear = (
+            self._linear_start(X_all, table, seed)
+            if tried or self._untried_linear_start
+            else None
+        )
         if X_val is None:
             return linear, 1.0
         trial = functools.partial(
@@ -1091,15 +1099,13 @@ class _BaseAutoencoder(
             plan,
             dequantize=dequantize,
         )
-        small = X.shape[0] <= _START_TRIAL_ROWS
         start, held = linear, -np.inf
-        if small or self._start_trials_beyond:
+        if small:
             if linear is None:  # no start to choose, and the rate is kept
                 return None, 1.0
-            share = _START_TRIAL if small else _RATE_TRIAL
             best = [
                 -np.inf if h is None else h.best_validation_score
-                for h in (trial(s, share=share) for s in (linear, None))
+                for h in (trial(s) for s in (linear, None))
             ]
             margin = self._start_margin * abs(best[1]) if best[1] > -np.inf else 0.0
             start = linear if best[0] >= best[1] + margin else None

@@ -249,7 +249,6 @@ def test_an_autoencoder_started_at_pca_reconstructs_as_pca(rank3):
     )
 
 
-@pytest.mark.parametrize("trial_rows, share", [(20_000, 0.25), (50, 0.1)])
 @pytest.mark.parametrize(
     "scores, chosen",
     [
@@ -262,30 +261,51 @@ def test_an_autoencoder_started_at_pca_reconstructs_as_pca(rank3):
         ((-9.8, -10.0), "pca"),
     ],
 )
-def test_an_autoencoder_chooses_between_pca_and_no_start_at_every_size(
-    rank3, starts, monkeypatch, trial_rows, share, scores, chosen
+def test_an_autoencoder_starts_at_pca_where_its_trial_wins_by_one_percent(
+    rank3, starts, monkeypatch, scores, chosen
 ):
-    # From PCA, 50,000 rows of Hastie's independent features ended with an
-    # error of 0.685 where a network from scratch reached 0.403: a start kept
-    # without trials can trap the network at the linear solution.
     import skvae._base
 
-    monkeypatch.setattr(skvae._base, "_START_TRIAL_ROWS", trial_rows)
     trials = []
 
     def scripted(self, *args, **kwargs):
         start = args[7]
-        trials.append((start is None, kwargs["share"]))
+        trials.append(start is None)
         return _Scripted(scores[start is None])
 
     monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", scripted)
     ae = AutoencoderTransformer(n_components=2, max_iter=10, random_state=0)
     calls = starts(ae, rank3)
-    assert trials == [(False, share), (True, share)]  # PCA's, then none's
+    assert trials == [False, True]  # PCA's, then none's
     assert len(calls) == 1  # the fit's, from the chosen start
     assert (calls[0] is None) == (chosen == "none")
     if chosen == "pca":  # PCA's loadings, no noise variances
         assert calls[0][0].shape == (2, 10) and calls[0][1] is None
+
+
+@pytest.mark.parametrize("where", ["no validation rows", "beyond the trial rows"])
+def test_an_autoencoder_starts_from_scratch_where_no_trial_chooses(
+    rank3, starts, monkeypatch, where
+):
+    # Kept untried, PCA's start held 50,000 rows of Hastie's independent
+    # features at an error of 0.685 (0.403 from scratch), and a million
+    # manifold rows ended 1.1% worse from it.
+    import skvae._autoencoder
+    import skvae._base
+
+    computed = []
+    monkeypatch.setattr(
+        skvae._autoencoder, "pca_start", lambda *args: computed.append(1) or None
+    )
+    if where == "beyond the trial rows":
+        monkeypatch.setattr(skvae._base, "_START_TRIAL_ROWS", 50)
+        ae = AutoencoderTransformer(n_components=2, max_iter=5, random_state=0)
+    else:
+        ae = AutoencoderTransformer(
+            n_components=2, max_iter=5, early_stopping=False, random_state=0
+        )
+    assert starts(ae, rank3) == [None]
+    assert not computed  # not even computed
 
 
 @pytest.mark.parametrize(
@@ -443,8 +463,8 @@ def test_between_the_trial_rows_both_trials_run_a_quarter_from_the_chosen_start(
     monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", spy)
     VAETransformer(n_components=3, max_iter=20, random_state=0).fit(rank3)
     assert calls == [
-        (False, None, 0.25),  # the linear start's trial
-        (True, None, 0.25),  # no start's
+        (False, None, None),  # the linear start's trial (the default share)
+        (True, None, None),  # no start's
         (True, 8, 0.25),  # eight times the rate, from the winner
         (True, 1, 0.25),  # the rate on the fit's schedule
     ]
