@@ -433,6 +433,8 @@ def dense_rows(X, max_rows, seed, max_elements=None):
     if n > max_rows:
         index = np.random.RandomState(seed).choice(n, max_rows, replace=False)
         X = X[index]
+    if isinstance(X, SparseRows):  # all of them: dense on indexing
+        X = X[np.arange(n)]
     if isinstance(X, torch.Tensor):
         return X.cpu().numpy().astype(np.float64)
     if sp.issparse(X):

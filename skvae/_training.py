@@ -108,7 +108,9 @@ class TrainConfig:
         ``ANNEAL_FLOOR`` times the starting one).
     min_epochs : int
         Global epoch count before which the rule does not stop training (the
-        KL warm-up, during which the objective itself changes).
+        KL warm-up, during which the objective itself changes, or the high
+        phase of a multiple of the rate); with validation rows its patience
+        counts from there.
     start_epoch : int
         Epochs already trained, for the schedule and the progress display.
     seed : int
@@ -506,6 +508,11 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
                 history.validation_scores.append(-watched)
                 progress = max(history.watched[0] - min(history.watched), 0.0)
                 if watched < best_watched - config.tol * progress:
+                    no_improvement = 0
+                elif epoch + 1 < config.min_epochs:
+                    # The patience counts from the floor on: before it the
+                    # objective (KL warm-up) or the rate (a multiple's high
+                    # phase) is not the one the fit ends with.
                     no_improvement = 0
                 else:
                     no_improvement += 1

@@ -116,7 +116,8 @@ class VAETransformer(_BaseAutoencoder):
     kl_warmup : int, default=0
         Epochs over which the KL weight rises linearly from ``beta/kl_warmup``
         to ``beta``; 0 uses ``beta`` from the start. Training does not stop
-        before the warm-up ends; a fit whose epochs end before it (fewer
+        before the warm-up ends, and the stopping rule's patience counts from
+        there; a fit whose epochs end before it (fewer
         ``max_iter``) warns, as its KL weight never reaches ``beta``. A
         warm-up helps the model leave the early plateau where the decoder
         ignores z, which ``early_stopping`` could otherwise mistake for

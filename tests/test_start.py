@@ -224,21 +224,32 @@ def test_an_autoencoder_started_at_pca_reconstructs_as_pca(rank3):
     from skvae._base import pca_start
     from skvae._networks import build
 
-    ae = AutoencoderTransformer(n_components=4, max_iter=1, random_state=0).fit(rank3)
+    rows = rank3.astype(np.float32).astype(np.float64)  # values the network sees
+    ae = AutoencoderTransformer(n_components=4, max_iter=1, random_state=0).fit(rows)
     module = build(ae.module_.description).double()
-    module.initialize(rank3, pca_start(rank3, 4, seed=0))
-    X = torch.as_tensor(rank3)
+    module.initialize(rows, pca_start(rows, 4, seed=0))
     with torch.no_grad():
-        codes = module.encode(X)
+        codes = module.encode(torch.as_tensor(rows))
         reconstruction = module.decode(codes).numpy()
-    pca = PCA(4).fit(rank3)
-    expected = pca.inverse_transform(pca.transform(rank3))
+    pca = PCA(4).fit(rows)
+    expected = pca.inverse_transform(pca.transform(rows))
     np.testing.assert_allclose(reconstruction, expected, atol=1e-8)
     # the codes start as PCA's whitened scores: unit variance, uncorrelated
     np.testing.assert_allclose(np.cov(codes.numpy().T, ddof=1), np.eye(4), atol=1e-8)
-    # more codes than the rows support: the others start at zero, unused
+    # float64 rows start where their float32 values do
+    np.testing.assert_array_equal(pca_start(rank3, 4, 0)[0], pca_start(rows, 4, 0)[0])
+    # three rows support two centred axes; the others start at zero, unused
     loadings, noise = pca_start(rank3[:3], 4, seed=0)
-    assert noise is None and loadings[:3].any(axis=1).all() and not loadings[3].any()
+    assert noise is None and loadings[:2].any(axis=1).all() and not loadings[2:].any()
+    # so do the axes of rounding noise of rank-deficient rows
+    exact = rank3[:, :3] @ np.random.RandomState(0).normal(size=(3, 10))
+    loadings, _ = pca_start(exact, 5, seed=0)
+    assert loadings[:3].any(axis=1).all() and not loadings[3:].any()
+    # rows far from the origin keep their axes
+    far = (rank3 + 1e6).astype(np.float32).astype(np.float64)
+    exact = PCA(4, svd_solver="full").fit(far)
+    expected = np.sqrt(exact.explained_variance_)[:, None] * exact.components_
+    np.testing.assert_allclose(np.abs(pca_start(far, 4, 0)[0]), np.abs(expected), atol=1e-6)
     assert pca_start(rank3[:1], 4, seed=0) is None
     assert pca_start(np.ones((5, 3)), 2, seed=0) is None  # no axis to start along
     # sparse rows give the same start
@@ -281,6 +292,23 @@ def test_an_autoencoder_starts_at_pca_where_its_trial_wins_by_one_percent(
     assert (calls[0] is None) == (chosen == "none")
     if chosen == "pca":  # PCA's loadings, no noise variances
         assert calls[0][0].shape == (2, 10) and calls[0][1] is None
+
+
+def test_an_autoencoders_pca_start_is_fitted_on_its_training_rows_alone(rank3, monkeypatch):
+    # Its trial is judged on the validation rows: fitted on them too, PCA's
+    # error reads lower there (16% on 300 of load_digits' rows, 16 axes).
+    import skvae._autoencoder
+
+    fitted = []
+    pca_start = skvae._autoencoder.pca_start
+
+    def spy(X, n_components, seed):
+        fitted.append(X.shape[0])
+        return pca_start(X, n_components, seed)
+
+    monkeypatch.setattr(skvae._autoencoder, "pca_start", spy)
+    AutoencoderTransformer(n_components=2, max_iter=4, random_state=0).fit(rank3)
+    assert fitted == [360]  # 400 rows less the 10% held out
 
 
 @pytest.mark.parametrize("where", ["no validation rows", "beyond the trial rows"])
@@ -818,12 +846,16 @@ def test_a_fit_at_a_multiple_of_the_rate_stops_early_only_once_the_rate_is_down(
         return [10.0, 1.0][len(calls) - 1] if len(calls) <= 2 else 5.0
 
     monkeypatch.setattr(skvae._training, "evaluate", validation)
-    vae = VAETransformer(n_components=3, max_iter=20, n_iter_no_change=10, random_state=0)
-    vae.fit(rank3)  # a patience of 10 epochs: a fifth of 20 is fewer
-    if chosen == 1:  # the patience ran out after epoch 12
-        assert vae.n_iter_ == 12
-    else:  # the rate came down to the rate after 16 of the 20 epochs
-        assert vae.n_iter_ == math.ceil(_rate_comes_down(chosen) * 20) == 16
+    vae = VAETransformer(
+        n_components=3, max_iter=20, early_stopping=True, n_iter_no_change=3, random_state=0
+    )
+    vae.fit(rank3)
+    if chosen == 1:  # the patience of 3 epochs ran out after epoch 5
+        assert vae.n_iter_ == 5
+    else:  # the rate came down to the rate after 16 of the 20 epochs, and the
+        # patience counts from there
+        assert math.ceil(_rate_comes_down(chosen) * 20) == 16
+        assert vae.n_iter_ == 16 + 3
 
 
 def test_no_multiple_of_the_rate_is_tried_within_the_kl_warmup(rank3, rate_trials):
