@@ -28,6 +28,12 @@ class AutoencoderTransformer(_BaseAutoencoder):
     from z. Both are trained together to minimise the reconstruction loss.
     ``transform`` returns the codes and ``inverse_transform`` decodes them.
 
+    With ``loss="mse"`` on an array with validation rows (``early_stopping``)
+    and up to 20,000 training rows, the network may start at PCA's solution
+    (linear paths beside its perceptrons hold it): a short trial from PCA and
+    one from no start decide, and PCA's start is kept where its trial ends
+    more than 1% lower (see the user guide's "The autoencoder's PCA start").
+
     Parameters
     ----------
     n_components : int, default=2
