@@ -275,19 +275,11 @@ def test_an_autoencoder_started_at_pca_reconstructs_as_pca(rank3):
 def test_an_autoencoder_starts_at_pca_where_its_trial_wins_by_one_percent(
     rank3, starts, monkeypatch, scores, chosen
 ):
-    import skvae._base
-
     trials = []
-
-    def scripted(self, *args, **kwargs):
-        start = args[7]
-        trials.append(start is None)
-        return _Scripted(scores[start is None])
-
-    monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", scripted)
+    _script_trials(monkeypatch, lambda factor, start: scores[start is None], trials)
     ae = AutoencoderTransformer(n_components=2, max_iter=10, random_state=0)
     calls = starts(ae, rank3)
-    assert trials == [False, True]  # PCA's, then none's
+    assert [start is None for _, start in trials] == [False, True]  # PCA's, then none's
     assert len(calls) == 1  # the fit's, from the chosen start
     assert (calls[0] is None) == (chosen == "none")
     if chosen == "pca":  # PCA's loadings, no noise variances
@@ -515,6 +507,26 @@ class _Scripted:
         self.validation_scores = [first, best]
 
 
+def _script_trials(monkeypatch, score, calls=None):
+    """Replace every trial of ``_start`` by ``_Scripted(score(factor, start))``.
+
+    ``factor`` is None for a start trial (the rate held constant), and a score
+    of None is a trial that diverged. ``calls``, a list, records each trial's
+    ``(factor, start)``.
+    """
+    import skvae._base
+
+    def scripted(self, *args, **kwargs):
+        start = args[7] if len(args) > 7 else kwargs["start"]
+        factor = args[8] if len(args) > 8 else kwargs.get("factor")
+        if calls is not None:
+            calls.append((factor, start))
+        best = score(factor, start)
+        return None if best is None else _Scripted(best)
+
+    monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", scripted)
+
+
 @pytest.mark.parametrize(
     "scores, expected",
     [
@@ -533,12 +545,7 @@ def test_a_multiple_of_the_rate_must_beat_its_trial_by_one_percent_of_progress(
     monkeypatch.setattr(skvae._base, "_START_TRIAL_ROWS", 50)
     monkeypatch.setattr(skvae._base, "_RATE_TRIAL_ROWS", 50)
 
-    def scripted(self, *args, **kwargs):
-        factor = args[8] if len(args) > 8 else kwargs.get("factor")
-        score = scores[factor]
-        return None if score is None else _Scripted(score)
-
-    monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", scripted)
+    _script_trials(monkeypatch, lambda factor, start: scores[factor])
     vae = VAETransformer(n_components=3, max_iter=8, random_state=0)
     _, factor = _choose(vae, rank3)
     assert factor == expected
@@ -598,11 +605,7 @@ def test_a_fit_that_diverges_at_a_chosen_multiple_of_the_rate_trains_at_the_rate
     monkeypatch.setattr(skvae._base, "_RATE_TRIAL_ROWS", 50)
     monkeypatch.setattr(skvae._base, "_RATE_MULTIPLE", 3000.0)
 
-    def scripted(self, *args, **kwargs):
-        factor = args[8] if len(args) > 8 else kwargs.get("factor")
-        return _Scripted(0.0 if factor == 3000 else -10.0)
-
-    monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", scripted)
+    _script_trials(monkeypatch, lambda factor, start: 0.0 if factor == 3000 else -10.0)
     rates = []
     make = skvae._base.make_optimizer
 
@@ -630,11 +633,7 @@ def test_a_refit_at_the_rate_that_diverges_too_raises(rank3, monkeypatch):
     monkeypatch.setattr(skvae._base, "_START_TRIAL_ROWS", 50)
     monkeypatch.setattr(skvae._base, "_RATE_TRIAL_ROWS", 50)
 
-    def scripted(self, *args, **kwargs):
-        factor = args[8] if len(args) > 8 else kwargs.get("factor")
-        return _Scripted(0.0 if factor == 8 else -10.0)
-
-    monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", scripted)
+    _script_trials(monkeypatch, lambda factor, start: 0.0 if factor == 8 else -10.0)
     calls = []
 
     def diverge(*args, **kwargs):
@@ -660,21 +659,18 @@ def test_a_multiple_that_does_not_beat_the_rate_held_constant_ends_the_trials(
     import skvae._base
 
     monkeypatch.setattr(skvae._base, "_RATE_TRIAL_ROWS", 50)
-    calls = []
 
-    def scripted(self, *args, **kwargs):
-        start = args[7] if len(args) > 7 else kwargs["start"]
-        factor = args[8] if len(args) > 8 else kwargs.get("factor")
-        calls.append(factor)
+    def score(factor, start):
         if factor is None:
-            return _Scripted(-5.0 if start is None else -10.0)
-        return _Scripted(multiple if factor == 8 else -100.0)
+            return -5.0 if start is None else -10.0
+        return multiple if factor == 8 else -100.0
 
-    monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", scripted)
+    calls = []
+    _script_trials(monkeypatch, score, calls)
     vae = VAETransformer(n_components=3, max_iter=8, random_state=0)
     start, factor = _choose(vae, rank3)
     assert start is None  # the start trials' winner
-    assert len(calls) == trials and calls[2] == 8
+    assert len(calls) == trials and calls[2][0] == 8
     assert factor == (8.0 if multiple > -5.0 else 1.0)
 
 
@@ -777,15 +773,13 @@ def test_a_start_trial_that_diverged_is_not_run_again_as_the_rates(rank3, monkey
     monkeypatch.setattr(skvae._base, "_RATE_TRIAL_ROWS", 50)
     calls = []
 
-    def scripted(self, *args, **kwargs):
-        factor = args[8] if len(args) > 8 else kwargs.get("factor")
-        calls.append(factor)
-        return None if factor is None else _Scripted(-8.0)
+    def diverged_at_the_rate(factor, start):
+        return None if factor is None else -8.0
 
-    monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", scripted)
+    _script_trials(monkeypatch, diverged_at_the_rate, calls)
     vae = VAETransformer(n_components=3, max_iter=8, random_state=0)
     start, factor = _choose(vae, rank3)
-    assert calls == [None, None]  # the two start trials, no third
+    assert [trial for trial, _ in calls] == [None, None]  # the two start trials, no third
     assert start is not None and factor == 1.0
 
 
@@ -798,11 +792,7 @@ def test_a_fit_at_a_chosen_multiple_rises_to_it_and_ends_at_the_rates_floor(
     import skvae._base
     from skvae._training import ANNEAL_FLOOR
 
-    def scripted(self, *args, **kwargs):
-        factor = args[8] if len(args) > 8 else kwargs.get("factor")
-        return _Scripted(-5.0 if factor == 8 else -10.0)
-
-    monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", scripted)
+    _script_trials(monkeypatch, lambda factor, start: -5.0 if factor == 8 else -10.0)
     steps = []
     train = skvae._base.train
 
@@ -834,11 +824,7 @@ def test_a_fit_at_a_multiple_of_the_rate_stops_early_only_once_the_rate_is_down(
     import skvae._training
     from skvae._base import _rate_comes_down
 
-    def scripted(self, *args, **kwargs):
-        factor = args[8] if len(args) > 8 else kwargs.get("factor")
-        return _Scripted(-5.0 if factor == chosen else -10.0)
-
-    monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", scripted)
+    _script_trials(monkeypatch, lambda factor, start: -5.0 if factor == chosen else -10.0)
     calls = []
 
     def validation(*args, **kwargs):  # the start, a best first epoch, then worse
@@ -869,13 +855,8 @@ def test_no_multiple_of_the_rate_is_tried_within_the_kl_warmup(rank3, rate_trial
 def test_a_verbose_fit_says_which_multiple_of_the_rate_its_trials_chose(
     rank3, rate_trials, monkeypatch, capsys
 ):
-    import skvae._base
 
-    def scripted(self, *args, **kwargs):
-        factor = args[8] if len(args) > 8 else kwargs.get("factor")
-        return _Scripted(-5.0 if factor == 8 else -10.0)
-
-    monkeypatch.setattr(skvae._base._BaseAutoencoder, "_trial", scripted)
+    _script_trials(monkeypatch, lambda factor, start: -5.0 if factor == 8 else -10.0)
     VAETransformer(n_components=3, max_iter=4, verbose=2, random_state=0).fit(rank3)
     rate = rate_trials["rates"][0] / 8
     said = f"its trials chose 8 times {rate:.3g}, {8 * rate:.3g}."
