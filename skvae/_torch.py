@@ -285,7 +285,7 @@ def row_keys(X, seed):
                 [np.zeros(1, np.uint64), np.cumsum(entry, dtype=np.uint64)]
             )
             keys[start : start + rows] = total[ends[1:]] - total[ends[:-1]]
-    return _mix(keys ^ _mix(np.full(n, seed, dtype=np.uint64) + _GOLDEN))
+    return _mix(keys ^ _mix(np.full(1, seed, dtype=np.uint64) + _GOLDEN))  # seed mixed once
 
 
 #: Normal draws a score's rows pick theirs from, at least (4 MiB of float32);
