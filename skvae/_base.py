@@ -445,6 +445,9 @@ def linear_start(X, n_components, seed):
         return None
     # At most 10,000 rows (and a sparse X's rows 4 million values at most).
     X = dense_rows(X, _DENSITY_MAX_ROWS, seed)
+    # The values the network trains on: float32 (so a sparse fit, whose
+    # training rows are float32, starts where the dense fit does).
+    X = np.asarray(X, dtype=np.float32).astype(np.float64)
     k = min(n_components, *X.shape)
     # With no factor supported (uncorrelated features, say, as on a closed curve),
     # every latent dimension would start at the prior with no path to the
@@ -1071,8 +1074,9 @@ class _BaseAutoencoder(
         trial fails); without, the linear solution, as for more than
         ``_START_TRIAL_ROWS`` training rows (or none, where
         ``_untried_linear_start`` is False: the linear solution is then not
-        even computed, and where trials choose it, it is fitted on the
-        training rows ``X_train`` alone). Beyond ``_RATE_TRIAL_ROWS`` training rows, where
+        even computed). A linear solution that trials judge is fitted on the
+        training rows ``X_train`` alone, an untried one on ``X_all``. Beyond
+        ``_RATE_TRIAL_ROWS`` training rows, where
         ``_rate_trials`` and ``learning_rate="auto"`` (and, up to
         ``_START_TRIAL_ROWS``, where the start trials ran), a network from
         the chosen start trains for ``_RATE_TRIAL`` of the epochs
@@ -1103,11 +1107,12 @@ class _BaseAutoencoder(
         """
         small = X.shape[0] <= _START_TRIAL_ROWS
         tried = X_val is not None and small
-        # A start that only trials choose is fitted on the training rows
+        # A start that trials judge is fitted on the training rows
         # (``X_train``): fitted on the validation rows too, it would be judged
         # on rows it has seen (PCA's error on 300 of load_digits' rows, 16
-        # axes, reads 16% lower on rows it was fitted on).
-        untried = self._untried_linear_start or X_train is None
+        # axes, reads 16% lower on rows it was fitted on). An untried one
+        # takes every row.
+        untried = not tried or X_train is None
         linear = (
             self._linear_start(X_all if untried else X_train, table, seed)
             if tried or self._untried_linear_start
