@@ -1075,7 +1075,8 @@ class _BaseAutoencoder(
         ``_START_TRIAL_ROWS`` training rows (or none, where
         ``_untried_linear_start`` is False: the linear solution is then not
         even computed). A linear solution that trials judge is fitted on the
-        training rows ``X_train`` alone, an untried one on ``X_all``. Beyond
+        training rows ``X_train`` alone and, where chosen, again on ``X_all``
+        for the fit; an untried one on ``X_all``. Beyond
         ``_RATE_TRIAL_ROWS`` training rows, where
         ``_rate_trials`` and ``learning_rate="auto"`` (and, up to
         ``_START_TRIAL_ROWS``, where the start trials ran), a network from
@@ -1110,8 +1111,9 @@ class _BaseAutoencoder(
         # A start that trials judge is fitted on the training rows
         # (``X_train``): fitted on the validation rows too, it would be judged
         # on rows it has seen (PCA's error on 300 of load_digits' rows, 16
-        # axes, reads 16% lower on rows it was fitted on). An untried one
-        # takes every row.
+        # axes, reads 16% lower on rows it was fitted on). Once chosen, it is
+        # fitted again on every row, as a search refits its choice on all the
+        # data; an untried one takes every row.
         untried = not tried or X_train is None
         linear = (
             self._linear_start(X_all if untried else X_train, table, seed)
@@ -1141,6 +1143,8 @@ class _BaseAutoencoder(
             ]
             margin = self._start_margin * abs(best[1]) if best[1] > -np.inf else 0.0
             start = linear if best[0] >= best[1] + margin else None
+            if start is not None and not untried:
+                start = self._linear_start(X_all, table, seed) or linear
             held = max(best)  # the rate's, held constant, from that start
             if held == -np.inf:  # the rate diverged from both starts
                 return start, 1.0
