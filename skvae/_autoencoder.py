@@ -1,5 +1,6 @@
 """AutoencoderTransformer: a deterministic (optionally denoising) autoencoder."""
 
+import math
 from numbers import Integral, Real
 
 import numpy as np
@@ -17,6 +18,7 @@ from ._base import (
     shared_parameter_docs,
 )
 from ._torch import batched
+from ._training import AUTO_AE_ROWS, AUTO_AE_STEPS
 
 
 @shared_parameter_docs
@@ -243,6 +245,10 @@ class AutoencoderTransformer(_BaseAutoencoder):
         if table is None and self.loss == "mse":
             return pca_start(X, self.n_components, seed)
         return None
+
+    def _min_steps(self, n_rows, table, X_val):
+        # Twice the budget's steps from AUTO_AE_ROWS rows (see AUTO_AE_STEPS).
+        return math.ceil(AUTO_AE_STEPS * min(n_rows / AUTO_AE_ROWS, 1.0))
 
     def _fitted_extras(self, module, X, device, seed, incremental):
         Z = batched(module.encode, [X], device, torch.float32)

@@ -1048,6 +1048,10 @@ class _BaseAutoencoder(
         """The linear solution the network starts at (see ``Model.initialize``), or None."""
         return None
 
+    def _min_steps(self, n_rows, table, X_val):
+        """The fewest optimizer steps "auto" epochs make (see :func:`budget`)."""
+        return 0 if table is None or X_val is None else self._table_min_steps
+
     def _start(
         self,
         description,
@@ -1620,7 +1624,7 @@ class _BaseAutoencoder(
             self.batch_size,
             self.max_iter,
             self.learning_rate,
-            min_steps=0 if table is None or X_val is None else self._table_min_steps,
+            min_steps=self._min_steps(X.shape[0], table, X_val),
         )
         patience = self.n_iter_no_change
         if self.early_stopping == "auto":

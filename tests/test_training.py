@@ -289,6 +289,37 @@ def test_auto_max_iter_of_a_small_fit_is_the_budget_of_its_rows(
 
 
 @pytest.mark.parametrize(
+    "n_rows, expected",
+    [
+        (900, 900),  # below the rule's 5,000: no floor in effect
+        (5_000, 5_000),
+        (7_200, 7_200),  # more than the rule's 5,000 from 5,000 rows...
+        (10_000, 10_000),  # ...twice it from 10,000...
+        (900_000, 10_000),  # ...and no more: the rule's own beyond 1.6 million rows
+    ],
+)
+def test_an_autoencoder_makes_more_steps_from_a_few_thousand_rows(n_rows, expected):
+    assert AutoencoderTransformer()._min_steps(n_rows, None, None) == expected
+    for table in (None, object()):  # a VAE of an array keeps the rule
+        assert VAETransformer()._min_steps(n_rows, table, None) == 0
+    steps = budget(n_rows, min_steps=expected)
+    assert steps[1] * math.ceil(n_rows / steps[0]) >= expected
+
+
+def test_an_autoencoders_floor_sets_its_epochs(monkeypatch):
+    import skvae._autoencoder
+
+    monkeypatch.setattr(skvae._autoencoder, "AUTO_AE_ROWS", 100)
+    monkeypatch.setattr(skvae._autoencoder, "AUTO_AE_STEPS", 1_000)
+    X = np.random.RandomState(0).normal(size=(100, 3))
+    params = dict(hidden_layer_sizes=(4,), n_iter_no_change=10**6, random_state=0)
+    ae = AutoencoderTransformer(**params).fit(X)
+    # 900 steps of 64 rows for 90 training rows (2 an epoch), not the rule's 376
+    assert ae.n_iter_ == budget(90, min_steps=900)[1] == 450 > budget(90)[1]
+    assert VAETransformer(**params).fit(X).n_iter_ == budget(90)[1]
+
+
+@pytest.mark.parametrize(
     "batch_size, learning_rate, expected",
     [
         (32, "auto", 1e-3),
