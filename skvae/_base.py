@@ -159,7 +159,10 @@ _PARAMETER_DOCS = {
         that make them, within [5, 1000] (about 190 epochs for 300 rows, 330
         for 1,000, 140 for 10,000, 57 for 100,000, 20 for a million); a
         ``VAETransformer`` of a table with validation rows (early stopping)
-        makes at least 1,000 steps (500 epochs for 100 training rows),
+        makes at least 1,000 steps (500 epochs for 100 training rows), and
+        an ``AutoencoderTransformer`` at least one step per training row up
+        to 10,000 steps (twice the rule's from 10,000 rows: 114 epochs for
+        100,000 rows, 23 for a million),
         instead of a fixed number of passes that is too few
         steps for small data and too slow for large. Either way
         the learning rate follows a cosine from ``learning_rate`` down to 5%

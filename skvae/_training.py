@@ -208,13 +208,13 @@ AUTO_VAE_TABLE_MIN_STEPS = 1000
 #: An AutoencoderTransformer makes at least ``AUTO_AE_STEPS * min(n /
 #: AUTO_AE_ROWS, 1)`` optimizer steps with "auto" epochs for n training rows:
 #: twice the rule's 5,000 from 10,000 rows on, more than the rule from 5,000,
-#: and the rule's own beyond 1.6 million rows. An autoencoder's epoch costs
-#: about 0.6 times a VAE's, and its error kept falling where a VAE's score had
-#: settled: twice the steps (one torch thread, seed 0) lowered the held-out
+#: and the rule's own beyond 1.6 million rows. An autoencoder's fit takes
+#: about 0.6 times a VAE's (bench_convergence.py's manifold), and twice the
+#: steps (one torch thread, seed 0) lowered the held-out
 #: error by 8.8% on 90,000 manifold rows (17 to 29 s), by 14%, 14% and 2% on
 #: 45,000 rows of Hastie's, Friedman's and make_classification's features, by
 #: 4.4%, 1.4% and 13% on 9,000 rows of the manifold, blobs and Friedman's,
-#: and by -0.4% to +0.7% on five other 9,000-row arrays. Below a few thousand
+#: and by -0.7% to +0.4% on five other 9,000-row arrays. Below a few thousand
 #: rows they did not help (load_digits' 808-row halves +3.1%, manifold 1,800
 #: rows +0.2%, the small bundled datasets -0.9% to +4.1%).
 AUTO_AE_STEPS = 10_000
