@@ -75,7 +75,8 @@ any, with ``--quick``  ``2 * E``              10
 ``--reference-epochs`` sets ``max_iter`` for all of them (the patience follows the same
 rule). The run prints the resulting settings, with each workload's default budget,
 before it fits anything (with the rule as this is written, E is 385 epochs of 64
-rows for digits, 139 of 256 for 10k, 57 of 1024 for 100k and 20 of 2048 for 1M).
+rows for digits, 139 of 256 for 10k, 57 of 1024 for 100k and 20 of 2048 for 1M; the
+autoencoder's, with its step floor, 250, 114 and 23 for the last three).
 
 Threads (part ``threads``)
 --------------------------
@@ -199,6 +200,17 @@ def n_fitted(n_rows, early_stopping="auto"):
     return n_rows - math.ceil(VALIDATION_FRACTION * n_rows)
 
 
+def default_budget(Estimator, n_rows):
+    """The batch size and "auto" epochs of ``Estimator``'s default fit on ``n_rows`` rows.
+
+    The autoencoder's epochs include its step floor (``AUTO_AE_STEPS``).
+    """
+    n = n_fitted(n_rows)
+    validation = object() if n < n_rows else None
+    min_steps = Estimator()._min_steps(n, None, validation)
+    return budget(n, min_steps=min_steps)[:2]
+
+
 def reference_params(n_rows, quick, epochs=None):
     """The long reference fit's parameters for a workload of ``n_rows`` rows."""
     default_epochs = budget(n_fitted(n_rows))[1]
@@ -311,10 +323,10 @@ def bench_workload(name, k, X_train, X_test, args, bars):
     """Rows of the quality and time tables for one workload, both estimators."""
     n = X_train.shape[0]
     threads = args.threads
-    batch, epochs = budget(n_fitted(n))[:2]
     ref = reference_params(n, args.quick, args.reference_epochs)
     quality, timing = [], []
     for key, Estimator in MODELS.items():
+        batch, epochs = default_budget(Estimator, n)
         base = {"n_components": k, "n_jobs": threads, "random_state": args.seed}
         seconds = []
         for _ in range(args.repeats):
@@ -414,6 +426,8 @@ def bench_table(args, bars):
     for name, k, _ in workloads:
         n = args.manifold_rows.get(name, DIGITS_TRAIN_ROWS)
         batch, epochs = budget(n_fitted(n))[:2]
+        ae_epochs = default_budget(AutoencoderTransformer, n)[1]
+        ae_text = f" (AE {ae_epochs})" if ae_epochs != epochs else ""
         ref = reference_params(n, args.quick, args.reference_epochs)
         stopping = (
             "early stopping" if n >= AUTO_EARLY_STOPPING_ROWS else "no early stopping"
@@ -423,7 +437,7 @@ def bench_table(args, bars):
                 name,
                 k,
                 f"{n:,} ({n_fitted(n):,} trained on; {stopping})",
-                f"{batch} / {epochs}",
+                f"{batch} / {epochs}{ae_text}",
                 f"max_iter={ref['max_iter']}, n_iter_no_change={ref['n_iter_no_change']}",
             ]
         )
