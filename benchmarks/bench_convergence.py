@@ -62,7 +62,8 @@ For ``AutoencoderTransformer`` and ``VAETransformer`` on each workload:
 
 The reference fits, all with ``tol=0`` and ``early_stopping=True`` (which restores the
 best weights on the 10% validation slice) and the automatic batch size, get more epochs
-than the default budget E (``budget`` of the rows a default fit trains on):
+than the estimator's default budget E (its "auto" epochs for the rows a default fit
+trains on):
 
 =====================  =====================  ====================================
 workload               ``max_iter``           ``n_iter_no_change``
@@ -211,9 +212,13 @@ def default_budget(Estimator, n_rows):
     return budget(n, min_steps=min_steps)[:2]
 
 
-def reference_params(n_rows, quick, epochs=None):
-    """The long reference fit's parameters for a workload of ``n_rows`` rows."""
-    default_epochs = budget(n_fitted(n_rows))[1]
+def reference_params(n_rows, quick, epochs=None, Estimator=None):
+    """The long reference fit's parameters for ``Estimator`` on ``n_rows`` rows.
+
+    ``Estimator`` None: the VAE's (the rule's budget, without the autoencoder's
+    step floor).
+    """
+    default_epochs = default_budget(Estimator or VAETransformer, n_rows)[1]
     small = n_rows <= SMALL
     if epochs is None:
         if quick:
@@ -323,10 +328,10 @@ def bench_workload(name, k, X_train, X_test, args, bars):
     """Rows of the quality and time tables for one workload, both estimators."""
     n = X_train.shape[0]
     threads = args.threads
-    ref = reference_params(n, args.quick, args.reference_epochs)
     quality, timing = [], []
     for key, Estimator in MODELS.items():
         batch, epochs = default_budget(Estimator, n)
+        ref = reference_params(n, args.quick, args.reference_epochs, Estimator)
         base = {"n_components": k, "n_jobs": threads, "random_state": args.seed}
         seconds = []
         for _ in range(args.repeats):
@@ -429,6 +434,10 @@ def bench_table(args, bars):
         ae_epochs = default_budget(AutoencoderTransformer, n)[1]
         ae_text = f" (AE {ae_epochs})" if ae_epochs != epochs else ""
         ref = reference_params(n, args.quick, args.reference_epochs)
+        ae_ref = reference_params(
+            n, args.quick, args.reference_epochs, AutoencoderTransformer
+        )["max_iter"]
+        ae_ref_text = f" (AE {ae_ref})" if ae_ref != ref["max_iter"] else ""
         stopping = (
             "early stopping" if n >= AUTO_EARLY_STOPPING_ROWS else "no early stopping"
         )
@@ -438,7 +447,8 @@ def bench_table(args, bars):
                 k,
                 f"{n:,} ({n_fitted(n):,} trained on; {stopping})",
                 f"{batch} / {epochs}{ae_text}",
-                f"max_iter={ref['max_iter']}, n_iter_no_change={ref['n_iter_no_change']}",
+                f"max_iter={ref['max_iter']}{ae_ref_text}, "
+                f"n_iter_no_change={ref['n_iter_no_change']}",
             ]
         )
     table(

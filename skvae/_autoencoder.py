@@ -238,7 +238,7 @@ class AutoencoderTransformer(_BaseAutoencoder):
     def _support(self):
         return ("unit_interval", "loss='bce'") if self.loss == "bce" else (None, None)
 
-    def _linear_start(self, X, table, seed):
+    def _linear_start(self, X, table, seed, like=None):
         # Real-valued arrays with the squared error: PCA, which the network
         # nests (linear paths beside its MLPs), so training only adds to it.
         # A sigmoid output (loss="bce") does not nest it.

