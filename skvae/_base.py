@@ -161,8 +161,8 @@ _PARAMETER_DOCS = {
         ``VAETransformer`` of a table with validation rows (early stopping)
         makes at least 1,000 steps (500 epochs for 100 training rows), and
         an ``AutoencoderTransformer`` at least one step per training row up
-        to 10,000 steps (twice the rule's from 10,000 rows: 114 epochs for
-        100,000 rows, 23 for a million),
+        to 10,000 steps (twice the rule's from 10,000 rows: 250 epochs for
+        10,000 rows, 114 for 100,000, 23 for a million),
         instead of a fixed number of passes that is too few
         steps for small data and too slow for large. Either way
         the learning rate follows a cosine from ``learning_rate`` down to 5%
@@ -205,8 +205,8 @@ _PARAMETER_DOCS = {
         loss (a VAE's negative ELBO) stops improving, and restore the best
         weights (the starting weights are a candidate too). "auto" does so
         when there are at least 50 rows: the default budget (6.25 optimizer
-        steps per row below 800 rows, about 5,000 steps from there) overfits
-        small data without it.""",
+        steps per row below 800 rows, about 5,000 steps from there; see
+        ``max_iter``) overfits small data without it.""",
     "validation_fraction": """\
     validation_fraction : float, default=0.1
         Fraction of rows held out when early stopping.""",

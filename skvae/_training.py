@@ -214,9 +214,9 @@ AUTO_VAE_TABLE_MIN_STEPS = 1000
 #: error by 8.8% on 90,000 manifold rows (17 to 29 s), by 14%, 14% and 2% on
 #: 45,000 rows of Hastie's, Friedman's and make_classification's features, by
 #: 4.4%, 1.4% and 13% on 9,000 rows of the manifold, blobs and Friedman's,
-#: and by -0.7% to +0.4% on five other 9,000-row arrays. Below a few thousand
-#: rows they did not help (load_digits' 808-row halves +3.1%, manifold 1,800
-#: rows +0.2%, the small bundled datasets -0.9% to +4.1%).
+#: and changed it by -0.7% to +0.4% on five other 9,000-row arrays. Below a
+#: few thousand rows they did not help (load_digits' 808-row halves +3.1%,
+#: manifold 1,800 rows +0.3%, the small bundled datasets -0.9% to +4.1%).
 AUTO_AE_STEPS = 10_000
 AUTO_AE_ROWS = 10_000
 #: ``early_stopping="auto"`` holds out a validation slice from this many rows (5
