@@ -434,10 +434,10 @@ def bench_table(args, bars):
         ae_epochs = default_budget(AutoencoderTransformer, n)[1]
         ae_text = f" (AE {ae_epochs})" if ae_epochs != epochs else ""
         ref = reference_params(n, args.quick, args.reference_epochs)
-        ae_ref = reference_params(
-            n, args.quick, args.reference_epochs, AutoencoderTransformer
-        )["max_iter"]
-        ae_ref_text = f" (AE {ae_ref})" if ae_ref != ref["max_iter"] else ""
+        AE = AutoencoderTransformer
+        ae_ref = reference_params(n, args.quick, args.reference_epochs, AE)
+        ae_iter = f" (AE {ae_ref['max_iter']})" if ae_ref != ref else ""
+        ae_patience = f" (AE {ae_ref['n_iter_no_change']})" if ae_ref != ref else ""
         stopping = (
             "early stopping" if n >= AUTO_EARLY_STOPPING_ROWS else "no early stopping"
         )
@@ -447,8 +447,8 @@ def bench_table(args, bars):
                 k,
                 f"{n:,} ({n_fitted(n):,} trained on; {stopping})",
                 f"{batch} / {epochs}{ae_text}",
-                f"max_iter={ref['max_iter']}{ae_ref_text}, "
-                f"n_iter_no_change={ref['n_iter_no_change']}",
+                f"max_iter={ref['max_iter']}{ae_iter}, "
+                f"n_iter_no_change={ref['n_iter_no_change']}{ae_patience}",
             ]
         )
     table(

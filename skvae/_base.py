@@ -53,6 +53,7 @@ from ._torch import (
     available,
     batched,
     check_memory,
+    dense_row_count,
     dense_rows,
     generator,
     inference_dtype,
@@ -161,8 +162,8 @@ _PARAMETER_DOCS = {
         ``VAETransformer`` of a table with validation rows (early stopping)
         makes at least 1,000 steps (500 epochs for 100 training rows), and
         an ``AutoencoderTransformer`` at least one step per training row up
-        to 10,000 steps (twice the rule's from 10,000 rows: 250 epochs for
-        10,000 rows, 114 for 100,000, 23 for a million),
+        to 10,000 steps (twice the rule's from 10,000 training rows; 250
+        epochs for 10,000 rows, 114 for 100,000, 23 for a million),
         instead of a fixed number of passes that is too few
         steps for small data and too slow for large. Either way
         the learning rate follows a cosine from ``learning_rate`` down to 5%
@@ -431,6 +432,17 @@ def _rate_schedule(rate, factor):
     }
 
 
+class LinearStart(tuple):
+    """A linear start ``(components, noise_variance)`` and its number of factors.
+
+    Unpacks and indexes as the 2-tuple; ``factors`` is the m it was fitted
+    with (None where not chosen), which its zero rows need not tell:
+    factor analysis zeroes a weak factor's loadings.
+    """
+
+    factors = None
+
+
 def linear_start(X, n_components, seed, factors=None):
     """The factor-analysis solution for a network to start at, fitted on X's rows.
 
@@ -457,13 +469,15 @@ def linear_start(X, n_components, seed, factors=None):
     # every latent dimension would start at the prior with no path to the
     # decoder, where training cannot find the structure a linear model misses:
     # the k weak factors of the full model seed it instead.
-    m = (n_factors(X, k, seed) or k) if factors is None else min(factors, k)
+    m = min(n_factors(X, k, seed) if factors is None else factors, k) or k
     model = _factor_analysis(X, m, seed)
     components = np.zeros((n_components, X.shape[1]))
     components[:m] = model.components_
     if not (np.isfinite(components).all() and np.isfinite(model.noise_variance_).all()):
         return None
-    return components, model.noise_variance_
+    start = LinearStart((components, model.noise_variance_))
+    start.factors = m
+    return start
 
 
 def pca_start(X, n_components, seed):
@@ -1079,14 +1093,16 @@ class _BaseAutoencoder(
         its trials chose, fitted on the training rows ``X_train``, is then
         fitted again on every row, as a search refits its choice on all the
         data, keeping what the trials judged (the number of factors, see
-        ``_linear_start``); not where ``X_train`` already has
-        ``_DENSITY_MAX_ROWS`` rows, as many as a start reads.
+        ``_linear_start``); not where ``X_train`` already has as many rows
+        as a start reads (``_DENSITY_MAX_ROWS``, fewer of wide sparse rows).
         """
         args = (description, X_all, X, X_val, table, seed, device, plan)
         start, factor = self._judged_start(*args, dequantize, X_train)
         tried = X_val is not None and X.shape[0] <= _START_TRIAL_ROWS
         if start is not None and tried and X_train is not None:
-            if X_train.shape[0] < _DENSITY_MAX_ROWS:
+            # Every row, where a start reads more of them than of X_train's.
+            cap = _DENSITY_MAX_ROWS
+            if dense_row_count(X_all, cap) > dense_row_count(X_train, cap):
                 start = self._linear_start(X_all, table, seed, like=start) or start
         return start, factor
 
@@ -1226,7 +1242,7 @@ class _BaseAutoencoder(
         share=_START_TRIAL,
         dequantize=None,
     ):
-        """The History of a short fit from ``start`` (see :meth:`_start`).
+        """The History of a short fit from ``start`` (see :meth:`_judged_start`).
 
         At ``plan``'s learning rate throughout (``factor=None``), or at
         ``factor`` times it (rising to it where above 1) on the schedule the

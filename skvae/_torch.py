@@ -409,6 +409,15 @@ class SparseRows:
         return torch.from_numpy(self.sparse(index).toarray())
 
 
+def dense_row_count(X, max_rows, max_elements=None):
+    """How many of X's rows :func:`dense_rows` reads with these limits."""
+    n, d = X.shape
+    if sp.issparse(X) or isinstance(X, SparseRows):
+        max_elements = DENSE_ELEMENTS if max_elements is None else max_elements
+        max_rows = min(max_rows, max(2, max_elements // max(d, 1)))
+    return min(n, max_rows)
+
+
 def dense_rows(X, max_rows, seed, max_elements=None):
     """A random subset of X's rows as a dense float64 ndarray of bounded size.
 
@@ -426,10 +435,8 @@ def dense_rows(X, max_rows, seed, max_elements=None):
     -------
     rows : ndarray of shape (m, d)
     """
-    n, d = X.shape
-    if sp.issparse(X) or isinstance(X, SparseRows):
-        max_elements = DENSE_ELEMENTS if max_elements is None else max_elements
-        max_rows = min(max_rows, max(2, max_elements // max(d, 1)))
+    n = X.shape[0]
+    max_rows = dense_row_count(X, max_rows, max_elements)
     if n > max_rows:
         index = np.random.RandomState(seed).choice(n, max_rows, replace=False)
         X = X[index]

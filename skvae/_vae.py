@@ -373,9 +373,9 @@ class VAETransformer(_BaseAutoencoder):
     def _linear_start(self, X, table, seed, like=None):
         # Real-valued arrays: start at factor analysis, which the network nests
         # (linear paths beside its MLPs), so training only adds to it; with
-        # ``like``'s number of factors (its loadings' non-zero rows) if given.
+        # ``like``'s number of factors if given.
         if table is None and self.likelihood in _SCALED:
-            factors = None if like is None else int(np.any(like[0] != 0, axis=1).sum())
+            factors = getattr(like, "factors", None)
             return linear_start(X, self.n_components, seed, factors)
         return None
 

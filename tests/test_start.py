@@ -164,6 +164,18 @@ def test_linear_start_fits_the_float32_values_the_network_trains_on(rank3):
         np.testing.assert_array_equal(got, expected)
 
 
+def test_a_linear_start_knows_its_factors_though_weak_ones_load_zero():
+    # Factor analysis zeroes the loadings of a factor that explains less than
+    # the noise: its rows cannot tell how many factors were fitted.
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(400, 1)) @ rng.normal(size=(1, 3))
+    X += rng.normal(size=(400, 3)) * rng.uniform(0.3, 1.0, 3)
+    start = linear_start(X, 6, 0, factors=3)
+    components, noise = start  # unpacks as the 2-tuple
+    assert start.factors == 3 and np.any(components != 0, axis=1).sum() == 1
+    assert linear_start(X, 6, 0).factors == n_factors(X, 3, 0)
+
+
 def test_linear_start_with_factors_given_skips_the_choice(rank3, monkeypatch):
     import skvae._base
 
@@ -364,11 +376,14 @@ def test_a_vaes_factor_analysis_is_fitted_on_the_training_rows_where_trials_judg
     assert fitted == rows
 
 
-@pytest.mark.parametrize("case", ["refit", "refit fails", "enough rows already"])
+@pytest.mark.parametrize(
+    "case", ["refit", "refit fails", "enough rows already", "wide sparse rows"]
+)
 def test_a_chosen_start_is_fitted_again_on_every_row_as_judged(
     rank3, starts, monkeypatch, case
 ):
     import skvae._base
+    import skvae._torch
     import skvae._vae
 
     judged = linear_start(rank3[:360], 3, 0, factors=1)  # one factor of three
@@ -382,12 +397,16 @@ def test_a_chosen_start_is_fitted_again_on_every_row_as_judged(
         )
 
     monkeypatch.setattr(skvae._vae, "linear_start", spy)
+    X = rank3
     if case == "enough rows already":
         monkeypatch.setattr(skvae._base, "_DENSITY_MAX_ROWS", 360)
+    if case == "wide sparse rows":  # a start reads 100 of their rows
+        monkeypatch.setattr(skvae._torch, "DENSE_ELEMENTS", 100 * X.shape[1])
+        X = sp.csr_matrix(X)
     vae = VAETransformer(n_components=3, max_iter=2, random_state=0)
-    (start,) = starts(vae, rank3)  # no trials: the fit's start alone
-    if case == "enough rows already":  # the refit would read as many rows
-        assert refits == [] and start is judged
+    (start,) = starts(vae, X)  # no trials: the fit's start alone
+    if case in ("enough rows already", "wide sparse rows"):
+        assert refits == [] and start is judged  # the refit would read as many rows
         return
     assert refits == [(400, 1)]  # every row, the judged number of factors
     if case == "refit fails":
