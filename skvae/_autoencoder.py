@@ -18,7 +18,7 @@ from ._base import (
     shared_parameter_docs,
 )
 from ._torch import batched
-from ._training import AUTO_AE_ROWS, AUTO_AE_STEPS
+from ._training import AUTO_AE_FULL_ROWS, AUTO_AE_ROWS, AUTO_AE_STEPS
 
 
 @shared_parameter_docs
@@ -247,8 +247,10 @@ class AutoencoderTransformer(_BaseAutoencoder):
         return None
 
     def _min_steps(self, n_rows, table, X_val):
-        # Twice the budget's steps from AUTO_AE_ROWS rows (see AUTO_AE_STEPS).
-        return math.ceil(AUTO_AE_STEPS * min(n_rows / AUTO_AE_ROWS, 1.0))
+        # Twice the budget's steps from AUTO_AE_ROWS to AUTO_AE_FULL_ROWS rows,
+        # fading beyond (see AUTO_AE_STEPS).
+        share = min(n_rows / AUTO_AE_ROWS, 1.0, (AUTO_AE_FULL_ROWS / max(n_rows, 1)) ** 2)
+        return math.ceil(AUTO_AE_STEPS * share)
 
     def _fitted_extras(self, module, X, device, seed, incremental):
         Z = batched(module.encode, [X], device, torch.float32)

@@ -206,19 +206,23 @@ AUTO_MAX_EPOCHS = 1000
 #: (no KL term to hold it: it lost 4 nats/row on the tables).
 AUTO_VAE_TABLE_MIN_STEPS = 1000
 #: An AutoencoderTransformer makes at least ``AUTO_AE_STEPS * min(n /
-#: AUTO_AE_ROWS, 1)`` optimizer steps with "auto" epochs for n training rows:
-#: twice the rule's 5,000 from 10,000 rows on, more than the rule from 5,000,
-#: and the rule's own beyond 1.6 million rows. An autoencoder's fit takes
-#: about 0.6 times a VAE's (bench_convergence.py's manifold), and twice the
-#: steps (one torch thread, seed 0) lowered the held-out
-#: error by 8.8% on 90,000 manifold rows (17 to 29 s), by 14%, 14% and 2% on
-#: 45,000 rows of Hastie's, Friedman's and make_classification's features, by
-#: 4.4%, 1.4% and 13% on 9,000 rows of the manifold, blobs and Friedman's,
-#: and changed it by -0.7% to +0.4% on five other 9,000-row arrays. Below a
-#: few thousand rows they did not help (load_digits' 808-row halves +3.1%,
-#: manifold 1,800 rows +0.3%, the small bundled datasets -0.9% to +4.1%).
+#: AUTO_AE_ROWS, 1, (AUTO_AE_FULL_ROWS / n) ** 2)`` optimizer steps with
+#: "auto" epochs for n training rows: more than the rule's 5,000 from 5,000
+#: rows, twice it from 10,000 to 50,000 rows, and back to the rule from about
+#: 71,000. Twice the steps (one torch thread, seed 0) lowered the held-out
+#: error by 4.4%, 1.4% and 13% on 9,000 rows of the manifold, blobs and
+#: Friedman's, by 14%, 14% and 2% on 45,000 rows of Hastie's, Friedman's and
+#: make_classification's features (6-7 s to 12-15 s), and changed it by -0.7%
+#: to +0.4% on five other 9,000-row arrays. Below a few thousand rows they did
+#: not help (load_digits' 808-row halves +3.1%, manifold 1,800 rows +0.3%,
+#: the small bundled datasets -0.9% to +4.1%). On 90,000 manifold rows they
+#: lowered it by 8.8% too, but in 29 s instead of 17 (one thread): beyond
+#: 50,000 rows the extra steps fade, so that large fits keep their time
+#: (bench_convergence.py's bar: 30 s for 100,000 rows on slower machines
+#: than this one).
 AUTO_AE_STEPS = 10_000
 AUTO_AE_ROWS = 10_000
+AUTO_AE_FULL_ROWS = 50_000
 #: ``early_stopping="auto"`` holds out a validation slice from this many rows (5
 #: at the default validation_fraction), and its patience is at least
 #: ``AUTO_PATIENCE`` of the epochs: a VAE started at factor analysis can sit

@@ -294,18 +294,21 @@ def test_auto_max_iter_of_a_small_fit_is_the_budget_of_its_rows(
         (900, 900, None),  # below the rule's 5,000 steps: the rule's epochs
         (5_000, 5_000, None),
         (9_000, 9_000, 250),  # more than the rule's 139 epochs of 256 from 5,000 rows...
-        (90_000, 10_000, 114),  # ...twice its 57 from 10,000 rows...
-        (900_000, 10_000, 23),  # ...and no more: its 20 grow past it from 1.6 million
-        (3_000_000, 10_000, None),
+        (45_000, 10_000, 114),  # ...twice its 57 from 10,000 to 50,000 rows...
+        (54_000, 8_574, 81),  # ...then fading: 10,000 * (50,000 / n) ** 2...
+        (90_000, 3_087, None),  # ...to below the rule's 5,000 from about 71,000
+        (900_000, 31, None),
     ],
 )
 def test_an_autoencoder_makes_more_steps_from_a_few_thousand_rows(n_rows, floor, epochs):
+    # where it binds, no more row passes (epochs times rows) than a 90,000-row fit
     assert AutoencoderTransformer()._min_steps(n_rows, None, None) == floor
     got = budget(n_rows, min_steps=floor)
     if epochs is None:
         assert got == budget(n_rows)
     else:
         assert got[1] == epochs > budget(n_rows)[1]
+        assert got[1] * n_rows <= 1.01 * budget(90_000)[1] * 90_000
     # a VAE keeps the rule: of arrays, and of tables without validation rows
     for table in (None, object()):
         assert VAETransformer()._min_steps(n_rows, table, None) == 0
