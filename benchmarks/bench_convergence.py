@@ -77,7 +77,7 @@ any, with ``--quick``  ``2 * E``              10
 rule). The run prints the resulting settings, with each workload's default budget,
 before it fits anything (with the rule as this is written, E is 385 epochs of 64
 rows for digits, 139 of 256 for 10k, 57 of 1024 for 100k and 20 of 2048 for 1M; the
-autoencoder's, with its step floor, 250, 114 and 23 for the last three).
+autoencoder's, with its step floor, 250 for 10k and the same for the others).
 
 Threads (part ``threads``)
 --------------------------

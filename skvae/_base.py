@@ -162,8 +162,9 @@ _PARAMETER_DOCS = {
         ``VAETransformer`` of a table with validation rows (early stopping)
         makes at least 1,000 steps (500 epochs for 100 training rows), and
         an ``AutoencoderTransformer`` at least one step per training row up
-        to 10,000 steps (twice the rule's from 10,000 training rows; 250
-        epochs for 10,000 rows, 114 for 100,000, 23 for a million),
+        to 10,000 steps (twice the rule's from 10,000 to 50,000 training
+        rows, fading to the rule's by about 71,000; 250 epochs for 10,000
+        rows),
         instead of a fixed number of passes that is too few
         steps for small data and too slow for large. Either way
         the learning rate follows a cosine from ``learning_rate`` down to 5%
