@@ -451,7 +451,8 @@ def linear_start(X, n_components, seed, factors=None):
     that is None, the one with the best
     cross-validated log-likelihood (:func:`n_factors`); the other latent
     dimensions start unused (zero loadings). Returns ``(components,
-    noise_variance)``: the loadings, of shape (n_components, n_features), with
+    noise_variance)`` as a :class:`LinearStart` whose ``factors`` is m: the
+    loadings, of shape (n_components, n_features), with
     rows m and beyond zero, and the per-feature noise variances. None when X
     has fewer than 2 rows or the fit is not finite; when no factor is
     supported, all ``n_components`` are used (their loadings are weak). A
