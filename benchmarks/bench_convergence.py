@@ -430,14 +430,17 @@ def bench_table(args, bars):
     settings = []
     for name, k, _ in workloads:
         n = args.manifold_rows.get(name, DIGITS_TRAIN_ROWS)
-        batch, epochs = budget(n_fitted(n))[:2]
+        # The VAE's settings, and the autoencoder's where its step floor differs.
+        batch, epochs = default_budget(VAETransformer, n)
         ae_epochs = default_budget(AutoencoderTransformer, n)[1]
         ae_text = f" (AE {ae_epochs})" if ae_epochs != epochs else ""
         ref = reference_params(n, args.quick, args.reference_epochs)
         AE = AutoencoderTransformer
         ae_ref = reference_params(n, args.quick, args.reference_epochs, AE)
-        ae_iter = f" (AE {ae_ref['max_iter']})" if ae_ref != ref else ""
-        ae_patience = f" (AE {ae_ref['n_iter_no_change']})" if ae_ref != ref else ""
+        ae_iter = ae_patience = ""
+        if ae_ref != ref:
+            ae_iter = f" (AE {ae_ref['max_iter']})"
+            ae_patience = f" (AE {ae_ref['n_iter_no_change']})"
         stopping = (
             "early stopping" if n >= AUTO_EARLY_STOPPING_ROWS else "no early stopping"
         )

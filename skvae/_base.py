@@ -433,6 +433,23 @@ def _rate_schedule(rate, factor):
     }
 
 
+def _start_trials_run(n_rows, X_val):
+    """Whether a fit on ``n_rows`` training rows runs start trials on X_val."""
+    return X_val is not None and n_rows <= _START_TRIAL_ROWS
+
+
+def _start_rows(X, seed):
+    """At most ``_DENSITY_MAX_ROWS`` of X's rows for a start to be fitted on.
+
+    Dense (a sparse X's densified by :func:`~._torch.dense_rows`: at most
+    4,194,304 values), float64 at the float32 values the network trains on,
+    so that a sparse fit, whose rows are float32, starts where the dense fit
+    does. The rows read are :func:`~._torch.dense_row_count`'s.
+    """
+    rows = dense_rows(X, _DENSITY_MAX_ROWS, seed)
+    return np.asarray(rows, dtype=np.float32).astype(np.float64)
+
+
 class LinearStart(tuple):
     """A linear start ``(components, noise_variance)`` and its number of factors.
 
@@ -461,11 +478,7 @@ def linear_start(X, n_components, seed, factors=None):
     """
     if X.shape[0] < 2:
         return None
-    # At most 10,000 rows (and a sparse X's rows 4 million values at most).
-    X = dense_rows(X, _DENSITY_MAX_ROWS, seed)
-    # The values the network trains on: float32 (so a sparse fit, whose
-    # training rows are float32, starts where the dense fit does).
-    X = np.asarray(X, dtype=np.float32).astype(np.float64)
+    X = _start_rows(X, seed)
     k = min(n_components, *X.shape)
     # With no factor supported (uncorrelated features, say, as on a closed curve),
     # every latent dimension would start at the prior with no path to the
@@ -496,13 +509,10 @@ def pca_start(X, n_components, seed):
     """
     if X.shape[0] < 2:
         return None
-    X = dense_rows(X, _DENSITY_MAX_ROWS, seed)
+    X = _start_rows(X, seed)
     # Centred first: PCA's covariance solver (chosen for many more rows than
     # features) subtracts the mean after the product, which loses the axes of
     # data far from the origin (loadings off by 7e-3 at an offset of 1e6).
-    # The values the network trains on: float32 (so a sparse fit, whose rows
-    # are float32, starts where the dense fit does).
-    X = np.asarray(X, dtype=np.float32).astype(np.float64)
     X = X - X.mean(axis=0)
     if not np.ptp(X, axis=0).any():  # constant rows: no axis to start along
         return None
@@ -1076,6 +1086,24 @@ class _BaseAutoencoder(
         """The fewest optimizer steps "auto" epochs make (see :func:`budget`)."""
         return 0 if table is None or X_val is None else self._table_min_steps
 
+    def _refit_start(self, start, X_all, X_train, X_val, table, seed):
+        """``start`` fitted again on every row, where trials chose it on X_train.
+
+        A linear start that :meth:`_start`'s trials chose, fitted on the
+        training rows ``X_train``, is fitted again on ``X_all``, as a search
+        refits its choice on all the data, keeping what the trials judged (the
+        number of factors, see ``_linear_start``); not where a start reads no
+        more of ``X_all``'s rows than of ``X_train``'s (:func:`_start_rows`:
+        ``_DENSITY_MAX_ROWS``, fewer of wide sparse rows). Otherwise
+        ``start`` itself.
+        """
+        if start is None or not _start_trials_run(X_train.shape[0], X_val):
+            return start
+        cap = _DENSITY_MAX_ROWS
+        if dense_row_count(X_all, cap) <= dense_row_count(X_train, cap):
+            return start
+        return self._linear_start(X_all, table, seed, like=start) or start
+
     def _start(
         self,
         description,
@@ -1091,38 +1119,6 @@ class _BaseAutoencoder(
     ):
         """The start of a fresh fit and its learning rate, chosen on X_val.
 
-        See :meth:`_judged_start`, which makes the choice. A linear start that
-        its trials chose, fitted on the training rows ``X_train``, is then
-        fitted again on every row, as a search refits its choice on all the
-        data, keeping what the trials judged (the number of factors, see
-        ``_linear_start``); not where ``X_train`` already has as many rows
-        as a start reads (``_DENSITY_MAX_ROWS``, fewer of wide sparse rows).
-        """
-        args = (description, X_all, X, X_val, table, seed, device, plan)
-        start, factor = self._judged_start(*args, dequantize, X_train)
-        tried = X_val is not None and X.shape[0] <= _START_TRIAL_ROWS
-        if start is not None and tried and X_train is not None:
-            # Every row, where a start reads more of them than of X_train's.
-            cap = _DENSITY_MAX_ROWS
-            if dense_row_count(X_all, cap) > dense_row_count(X_train, cap):
-                start = self._linear_start(X_all, table, seed, like=start) or start
-        return start, factor
-
-    def _judged_start(
-        self,
-        description,
-        X_all,
-        X,
-        X_val,
-        table,
-        seed,
-        device,
-        plan,
-        dequantize=None,
-        X_train=None,
-    ):
-        """The start and the learning rate's factor that trials choose on X_val.
-
         A linear solution (or None) explains the data with as many factors as
         a linear model supports, and a network started there may keep them
         all where fewer curved dimensions explain the data better (a
@@ -1135,8 +1131,8 @@ class _BaseAutoencoder(
         ``_START_TRIAL_ROWS`` training rows (or none, where
         ``_untried_linear_start`` is False: the linear solution is then not
         even computed). A linear solution that trials judge is fitted on the
-        training rows ``X_train`` alone (and returned as the trials saw it),
-        an untried one on ``X_all``. Beyond
+        training rows ``X_train`` alone (and returned as the trials saw it:
+        see :meth:`_refit_start`), an untried one on ``X_all``. Beyond
         ``_RATE_TRIAL_ROWS`` training rows, where
         ``_rate_trials`` and ``learning_rate="auto"`` (and, up to
         ``_START_TRIAL_ROWS``, where the start trials ran), a network from
@@ -1167,7 +1163,7 @@ class _BaseAutoencoder(
             and the cosine ends where it would have for the factor 1.
         """
         small = X.shape[0] <= _START_TRIAL_ROWS
-        tried = X_val is not None and small
+        tried = _start_trials_run(X.shape[0], X_val)
         # A start that trials judge is fitted on the training rows
         # (``X_train``): fitted on the validation rows too, it would be judged
         # on rows it has seen (PCA's error on 300 of load_digits' rows, 16
@@ -1244,7 +1240,7 @@ class _BaseAutoencoder(
         share=_START_TRIAL,
         dequantize=None,
     ):
-        """The History of a short fit from ``start`` (see :meth:`_judged_start`).
+        """The History of a short fit from ``start`` (see :meth:`_start`).
 
         At ``plan``'s learning rate throughout (``factor=None``), or at
         ``factor`` times it (rising to it where above 1) on the schedule the
@@ -1716,6 +1712,7 @@ class _BaseAutoencoder(
                     dequantize,
                     X_train=X,
                 )
+                start = self._refit_start(start, X_all, X, X_val, table, seed)
                 if factor != 1 and self.verbose:
                     print(
                         f"learning_rate='auto': its trials chose {factor:.4g} times "

@@ -387,7 +387,7 @@ def test_a_chosen_start_is_fitted_again_on_every_row_as_judged(
     import skvae._vae
 
     judged = linear_start(rank3[:360], 3, 0, factors=1)  # one factor of three
-    monkeypatch.setattr(VAETransformer, "_judged_start", lambda *args: (judged, 1.0))
+    monkeypatch.setattr(VAETransformer, "_start", lambda *args, **kwargs: (judged, 1.0))
     refits = []
 
     def spy(X, n_components, seed, factors=None):
