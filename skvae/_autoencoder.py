@@ -233,6 +233,8 @@ class AutoencoderTransformer(_BaseAutoencoder):
         else:
             likelihood = {"name": "squared_error", "n_features": n_features}
         network = self._network("autoencoder", n_features, hidden, likelihood)
+        if table is None and self.loss == "mse":  # values in their own units
+            network["input_unit"] = True
         return {**network, "noise": self.noise}
 
     def _support(self):

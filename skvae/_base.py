@@ -43,7 +43,14 @@ from ._conditional import (
     conditions,
     model_moments,
 )
-from ._networks import ACTIVATIONS, BACKGROUND_WEIGHT, IMPORTANCE_ELEMENTS, build, shell
+from ._networks import (
+    ACTIVATIONS,
+    BACKGROUND_WEIGHT,
+    IMPORTANCE_ELEMENTS,
+    as_fitted,
+    build,
+    shell,
+)
 from ._onnx import PARTS, export_module
 from ._persistence import load_estimator, save_estimator
 from ._torch import (
@@ -105,8 +112,11 @@ _DENSITY_MAX_ROWS = 10_000
 #: batch's density, 1.02 with the cap).
 _DENSITY_MEMORY = 0.9
 #: Version of the state that ``__getstate__`` writes (2: the network as its
-#: plain description and numpy weights; skvae 0.1 pickled the torch module).
-_PICKLE_VERSION = 2
+#: plain description and numpy weights; skvae 0.1 pickled the torch module;
+#: 3: the description may hold an "input_unit", which readers of 2 cannot build).
+_PICKLE_VERSION = 3
+#: The versions ``__setstate__`` reads: a version 2 network has no input unit.
+_READABLE_PICKLES = (2, 3)
 #: Largest absolute input value: float32 networks overflow beyond it.
 _MAX_ABS = np.finfo(np.float32).max / 1e3
 #: Fewest training rows a fit accepts (the code density needs two).
@@ -554,22 +564,33 @@ _FACTOR_MAX_ITER = 200
 def _factor_analysis(X, n_components, seed):
     """scikit-learn's ``FactorAnalysis`` with ``n_components`` factors, fitted on X.
 
-    At most ``_FACTOR_MAX_ITER`` iterations.
+    At most ``_FACTOR_MAX_ITER`` iterations. The fit runs on X divided by its
+    columns' standard deviations (1 for a constant column) and the fitted
+    model is expressed in X's units: factor analysis is equivariant under a
+    rescaling of the features, but scikit-learn floors the noise variances at
+    an absolute 1e-12, which for data in small units (standard deviations of
+    1e-6) is most of the variance itself.
     """
     from sklearn.decomposition import FactorAnalysis
 
+    scale = X.std(axis=0, dtype=np.float64)
+    scale[~(scale > 1e-15)] = 1.0  # constant (or subnormal) columns as they are
     wide = X.shape[1] > _RANDOMIZED_SVD_FEATURES and n_components < 0.8 * min(X.shape)
     method = "randomized" if wide else "lapack"
     with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
         # Constant data divide by a zero variance in the explained ratios.
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
-        return FactorAnalysis(
+        model = FactorAnalysis(
             n_components,
             max_iter=_FACTOR_MAX_ITER,
             svd_method=method,
             random_state=seed,
-        ).fit(X)
+        ).fit(X / scale)
+    model.components_ = model.components_ * scale
+    model.noise_variance_ = model.noise_variance_ * scale**2
+    model.mean_ = model.mean_ * scale
+    return model
 
 
 def n_factors(X, n_components, seed):
@@ -1641,6 +1662,8 @@ class _BaseAutoencoder(
         self._check_values(X, training=True)
         device = resolve_device(self.device)
         description = self._describe(X.shape[1], hidden, table)
+        if hasattr(self, "module_") and (incremental or self.warm_start):
+            description = as_fitted(description, self.module_.description)
         # warm_start refits from scratch when the network or the table changes;
         # partial_fit refuses to (as IncrementalPCA refuses a new n_components).
         architecture = (description, None if table is None else table.signature)
@@ -2309,11 +2332,12 @@ class _BaseAutoencoder(
     def __setstate__(self, state):
         if "module_" in state:
             version = state.pop("_pickle_version", 1)
-            if version != _PICKLE_VERSION:
+            if version not in _READABLE_PICKLES:
+                readable = " and ".join(map(str, _READABLE_PICKLES))
                 raise ValueError(
                     f"This {type(self).__name__} was pickled by an skvae of pickle format "
                     f"version {version} (skvae 0.1 is version 1); this skvae reads "
-                    f"version {_PICKLE_VERSION} only. Unpickle it with the skvae that "
+                    f"versions {readable} only. Unpickle it with the skvae that "
                     "wrote it, or refit."
                 )
             stored = state["module_"]

@@ -314,6 +314,21 @@ class _TrackedScale(Likelihood):
             log.copy_(new)
 
     @torch.no_grad()
+    def floor_features(self, variance):
+        """Floor each feature at ``floor_fraction`` times its own ``variance``.
+
+        The squared scale is kept (at least 1.001 times the new floor). For
+        data in their own units (an array's features, whose units
+        ``Model.initialize`` sets): a floor from the mean variance would hold
+        a feature in units a million times smaller than the others' (std
+        1e-3 beside 1e3) far above its noise.
+        """
+        value = self._scale()
+        floor = self.floor_fraction * torch.as_tensor(variance).to(self.floor)
+        self.floor.copy_(floor.clamp_min(1e-30))
+        self._set(value)
+
+    @torch.no_grad()
     def init_output(self, X, observed=None):
         """Set the floor and the squared scale from X's variance; return X's mean.
 

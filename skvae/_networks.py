@@ -142,14 +142,22 @@ class _Residual(nn.Module):
     output's natural unit, e.g. the noise standard deviation of a feature:
     Adam moves every weight by about one learning rate per step whatever its
     gradient, so without it a step would move a nearly noiseless feature's
-    prediction by many of its noise deviations.
+    prediction by many of its noise deviations. With ``input_unit``, the map
+    reads ``(x - shift) / unit`` (buffers, 0 and 1 until :meth:`set_input`
+    sets them), for the same reason on the input side: inputs in any units
+    give the first layers inputs of about unit size.
     """
 
-    def __init__(self, sizes, activation, dropout):
+    def __init__(self, sizes, activation, dropout, input_unit=False):
         super().__init__()
         self.mlp = mlp(sizes, activation, dropout)
         self.linear = nn.Linear(sizes[0], sizes[-1])
         self.register_buffer("scale", torch.ones(sizes[-1]))
+        if input_unit:
+            self.register_buffer("shift", torch.zeros(sizes[0]))
+            self.register_buffer("unit", torch.ones(sizes[0]))
+        else:
+            self.shift = self.unit = None
         with torch.no_grad():
             self.linear.weight.zero_()
             self.linear.bias.zero_()
@@ -160,21 +168,35 @@ class _Residual(nn.Module):
         return self.mlp[-1]
 
     def forward(self, x):
+        if self.unit is not None:
+            x = (x - self.shift) / self.unit
         return (self.mlp(x) + self.linear(x)) * self.scale
+
+    def set_input(self, shift, unit):
+        """Read inputs as ``(x - shift) / unit`` (per input; needs ``input_unit``)."""
+        with torch.no_grad():
+            self.shift.copy_(torch.as_tensor(shift))
+            self.unit.copy_(torch.as_tensor(unit))
 
     def start_at(self, weight, bias, scale=None):
         """Make the map exactly ``x @ weight.T + bias`` (the MLP's output set to 0).
 
-        ``scale`` (per output, default 1) becomes the outputs' unit.
+        ``scale`` (per output, default 1) becomes the outputs' unit. ``x`` is
+        the input as given (before an input unit).
         """
         with torch.no_grad():
             if scale is not None:
                 self.scale.copy_(torch.as_tensor(scale))
             scale = self.scale.to(torch.float64)
+            weight = torch.as_tensor(weight, dtype=torch.float64)
+            bias = torch.as_tensor(bias, dtype=torch.float64)
+            if self.unit is not None:  # x = shift + unit * (the map's input)
+                bias = bias + weight @ self.shift.to(torch.float64)
+                weight = weight * self.unit.to(torch.float64)
             self.last.weight.zero_()
             self.last.bias.zero_()
-            self.linear.weight.copy_(torch.as_tensor(weight) / scale[:, None])
-            self.linear.bias.copy_(torch.as_tensor(bias) / scale)
+            self.linear.weight.copy_(weight / scale[:, None])
+            self.linear.bias.copy_(bias / scale)
 
 
 def _broad(description):
@@ -283,13 +305,29 @@ class Model(nn.Module):
     dropout : float
     likelihood : dict
         The description of the likelihood (:func:`~._likelihoods.build_likelihood`).
+    input_unit : bool, default=False
+        Whether the encoder reads each input feature in its own unit (centred
+        and divided by its standard deviation, set by :meth:`initialize`):
+        for data in their own units (an array modelled by a Gaussian or the
+        squared error), so that training behaves the same whatever the units
+        (as factor analysis and PCA do). A table's encoding and values in [0,
+        1] are read as they are; models saved before it existed have none.
     """
 
     kind = ""
     #: Encoder outputs per latent dimension (2 for a mean and a log-variance).
     _encoder_outputs = 1
 
-    def __init__(self, n_features, n_components, hidden, activation, dropout, likelihood):
+    def __init__(
+        self,
+        n_features,
+        n_components,
+        hidden,
+        activation,
+        dropout,
+        likelihood,
+        input_unit=False,
+    ):
         super().__init__()
         hidden = [int(h) for h in hidden]
         self.description = {
@@ -301,10 +339,12 @@ class Model(nn.Module):
             "dropout": float(dropout),
             "likelihood": likelihood,
         }
+        if input_unit:  # absent from the descriptions of older models
+            self.description["input_unit"] = True
         self.n_components = int(n_components)
         self.generator = None  # the fit's RNG for training draws (use_generator)
         sizes = [n_features, *hidden, self._encoder_outputs * n_components]
-        self.encoder = _Residual(sizes, activation, dropout)
+        self.encoder = _Residual(sizes, activation, dropout, input_unit)
         self.decoder = _Residual(
             [n_components, *hidden[::-1], n_features], activation, dropout
         )
@@ -330,12 +370,21 @@ class Model(nn.Module):
         X = X if sp.issparse(X) else torch.as_tensor(X, dtype=torch.float64)
         with torch.no_grad():
             bias = self.likelihood.init_output(X).to(torch.float64)
+            unit = None
+            if self.encoder.unit is not None:
+                shift, unit = _units(X)
+                self.encoder.set_input(shift, unit)
+                if hasattr(self.likelihood, "floor_features"):
+                    self.likelihood.floor_features(unit.pow(2))
+                # The decoder's outputs are in the data's units too: each
+                # feature's deviation is their unit until a start sets another.
+                self.decoder.scale.copy_(unit)
             if linear is None:
-                self.decoder.last.bias.copy_(bias)
+                self.decoder.last.bias.copy_(bias / self.decoder.scale)
             else:
                 components = torch.as_tensor(linear[0], dtype=torch.float64)
                 noise = linear[1]
-                scale = None if noise is None else torch.as_tensor(noise).sqrt()
+                scale = unit if noise is None else torch.as_tensor(noise).sqrt()
                 self.decoder.start_at(components.T, bias, scale)
                 self._start_encoder(_column_means(X), components, noise)
                 # A latent dimension the solution leaves out (a zero row) starts
@@ -344,6 +393,14 @@ class Model(nn.Module):
                 unused = (components == 0).all(dim=1)
                 self.decoder.mlp[0].weight[:, unused] = 0.0
         return self
+
+    def gradient_scale(self):
+        """The size of the training loss's gradients for data of unit size: 1.0.
+
+        A loss in nats is unit-free; a squared error in the data's units
+        (:class:`Autoencoder`) has gradients of the squared size of the data.
+        """
+        return 1.0
 
     def start_outputs(self, index, value):
         """Make the decoder's output bias ``value`` at the outputs ``index`` (arrays)."""
@@ -379,15 +436,36 @@ class Autoencoder(Model):
     kind = "autoencoder"
 
     def __init__(
-        self, n_features, n_components, hidden, activation, dropout, likelihood, noise=0.0
+        self,
+        n_features,
+        n_components,
+        hidden,
+        activation,
+        dropout,
+        likelihood,
+        noise=0.0,
+        input_unit=False,
     ):
-        super().__init__(n_features, n_components, hidden, activation, dropout, likelihood)
+        super().__init__(
+            n_features, n_components, hidden, activation, dropout, likelihood, input_unit
+        )
         self.description["noise"] = float(noise)
         self.noise = float(noise)
 
     def encode(self, x):
         """Codes z of shape (n_samples, n_components)."""
         return self.encoder(self.likelihood.encoder_input(x))
+
+    def gradient_scale(self):
+        """The median squared input unit for the squared error in data units; else 1.
+
+        At least 1e-12 (data in units of 1e-6): the squares of smaller
+        gradients, which Adam averages, underflow float32.
+        """
+        unit = self.encoder.unit
+        if unit is None or self.likelihood.name != "squared_error":
+            return 1.0
+        return max(float(unit.pow(2).median()), 1e-12)
 
     def loss(self, x, eps=None):
         """Per-sample reconstruction loss; ``kl`` is zero."""
@@ -432,8 +510,11 @@ class VAE(Model):
         likelihood,
         prior=None,
         background=None,
+        input_unit=False,
     ):
-        super().__init__(n_features, n_components, hidden, activation, dropout, likelihood)
+        super().__init__(
+            n_features, n_components, hidden, activation, dropout, likelihood, input_unit
+        )
         prior = prior or {"name": "normal", "n_components": int(n_components)}
         self.description.update(prior=prior, background=background)
         self.prior = build_prior(prior)
@@ -564,6 +645,35 @@ class VAE(Model):
         return log_px + prior.log_prob(z) - log_qz
 
 
+#: A feature's unit (:func:`_units`) is at least this fraction of the features'
+#: median deviation: a constant feature, or one nearly so, is not blown up to
+#: many times the others' size. The median, not a mean, so that one column in
+#: large units (a price among fractions) does not set the others' floor.
+_UNIT_FLOOR = 1e-3
+
+
+def _units(X):
+    """Per-feature means and standard deviations (floored) of X, as float64 tensors.
+
+    ``X`` is a float64 tensor or a scipy.sparse matrix (read as sums, never
+    densified). A deviation is at least ``_UNIT_FLOOR`` times the features'
+    median one (their root mean square one where most features are constant,
+    1.0 where all are), and at least 1e-15.
+    """
+    if sp.issparse(X):
+        mean = _column_means(X)
+        squares = np.asarray(X.multiply(X).mean(axis=0), dtype=np.float64).ravel()
+        var = (torch.from_numpy(squares) - mean.pow(2)).clamp_min(0.0)
+    else:
+        mean, var = X.mean(0), X.var(0, correction=0)
+    typical = var.median().item()
+    if not typical > 0:
+        typical = var.mean().item() or 1.0
+    # At least 1e-15, whose square float32 still holds (the likelihood's
+    # floors stop at 1e-30): subnormal data are read as constant.
+    return mean, var.clamp_min(max(_UNIT_FLOOR**2 * typical, 1e-30)).sqrt()
+
+
 def _column_means(X):
     """Per-feature means of a float64 tensor or a scipy.sparse matrix, as a tensor."""
     if sp.issparse(X):
@@ -587,6 +697,18 @@ IMPORTANCE_ELEMENTS = 2**22
 #: builds run one at a time inside a forked RNG, so neither a caller's RNG
 #: stream nor a fit in another thread sees them.
 _BUILD_LOCK = threading.Lock()
+
+
+def as_fitted(description, fitted):
+    """``description`` without an input unit where the ``fitted`` description has none.
+
+    Models fitted before input units existed (:class:`Model`'s
+    ``input_unit``) have none: their files load, and they go on training,
+    as they were.
+    """
+    if "input_unit" in fitted:
+        return description
+    return {k: v for k, v in description.items() if k != "input_unit"}
 
 
 def build(description, generator=None):

@@ -62,7 +62,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 from sklearn.mixture import GaussianMixture
 
-from ._networks import build, shell
+from ._networks import as_fitted, build, shell
 from ._torch import available, resolve_device
 
 FORMAT = "skvae"
@@ -70,10 +70,11 @@ FORMAT = "skvae"
 #: (2: the network is rebuilt from its stored description; skvae 0.1 wrote 1;
 #: 3: a table's numeric block may be interval-censored and a category dtype
 #: stores its categories' dtype, which readers of version 2 called corrupted;
-#: 4: a table may hold columns that another decides, its "functions").
-FORMAT_VERSION = 4
+#: 4: a table may hold columns that another decides, its "functions";
+#: 5: an array's network may read its inputs in a unit, "input_unit").
+FORMAT_VERSION = 5
 #: The versions this one reads: an older file's table lacks only what later ones added.
-READABLE_VERSIONS = (2, 3, 4)
+READABLE_VERSIONS = (2, 3, 4, 5)
 _META = "skvae.json"
 _WEIGHTS = "weights.safetensors"
 _MODULE = "module_"
@@ -878,6 +879,7 @@ def save_estimator(estimator, path):
     table = attributes.get("_table")
     width = estimator.n_features_in_ if table is None else table.width
     description = estimator._describe(width, estimator._hidden(), table)
+    description = as_fitted(description, estimator.module_.description)
     if description != estimator.module_.description:
         raise ValueError(
             f"Cannot save this {type(estimator).__name__}: its parameters were changed "
@@ -1421,6 +1423,8 @@ def _checked_contents(estimator, meta, header, tensors):
     # The network is what the validated parameters describe; the stored
     # description must agree with it.
     description = estimator._describe(width, hidden, table)
+    if isinstance(meta["module"], dict):
+        description = as_fitted(description, meta["module"])
     if meta["module"] != description:
         raise _Invalid(
             "holds a network that does not fit the network that its parameters "

@@ -344,6 +344,13 @@ def kl_weight(epoch, warmup, beta):
     return float(beta) * min(1.0, (epoch + 1) / warmup)
 
 
+#: Adam's epsilon (torch's default) for gradients of about unit size; a model
+#: whose loss is in squared data units scales it (``Model.gradient_scale``):
+#: data in units of 1e-6 make gradients of about 1e-12, which an epsilon of
+#: 1e-8 would damp ten thousand times (an autoencoder then stayed at its start).
+ADAM_EPS = 1e-8
+
+
 def make_optimizer(module, name, learning_rate, weight_decay, state=None):
     """The optimizer over ``module``'s parameters, resuming from ``state`` if given.
 
@@ -353,7 +360,9 @@ def make_optimizer(module, name, learning_rate, weight_decay, state=None):
     kwargs = {"lr": learning_rate, "weight_decay": weight_decay}
     if name == "sgd":
         kwargs["momentum"] = 0.9
-    elif next(module.parameters()).device.type in ("cpu", "cuda"):
+    else:  # Adam's epsilon in the size of the loss's gradients (see gradient_scale)
+        kwargs["eps"] = ADAM_EPS * module.gradient_scale()
+    if name != "sgd" and next(module.parameters()).device.type in ("cpu", "cuda"):
         kwargs["fused"] = True  # one kernel per step: about 17% faster epochs on a CPU
     optimizer = OPTIMIZERS[name](module.parameters(), **kwargs)
     # A learning-rate schedule adds "initial_lr" to the groups: not a kind.

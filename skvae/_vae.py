@@ -24,9 +24,10 @@ from ._torch import batched, check_memory, generator
 from ._training import AUTO_VAE_TABLE_MIN_STEPS, Schedule
 from .exceptions import PosteriorCollapseWarning, _warn
 
-#: The Gaussian observation variance is floored at this fraction of the mean
-#: feature variance of the training data, as factor analysis floors its noise
-#: variances at 1e-12: a feature that is constant in training is then nearly
+#: The Gaussian observation variance is floored at this fraction of each
+#: feature's squared unit (its variance in the training data, at least 1e-6
+#: times the median one: ``_networks._units``), as factor analysis floors its
+#: noise variances at 1e-12: a feature that is constant in training is then nearly
 #: deterministic, and a row that breaks it falls back on the background density.
 VARIANCE_FLOOR = 1e-12
 #: The floor for the standardized numeric columns of a mixed-type table.
@@ -364,11 +365,15 @@ class VAETransformer(_BaseAutoencoder):
                 "init_fraction": VARIANCE_INIT,
             }
             likelihood = table.likelihood(name, options)
-        return {
+        scaled = table is None and name in _SCALED
+        description = {
             **self._network("vae", n_features, hidden, likelihood),
             "prior": {"name": self.prior, "n_components": self.n_components},
-            "background": "ppca" if table is None and name in _SCALED else "independent",
+            "background": "ppca" if scaled else "independent",
         }
+        if scaled:  # values in their own units: the encoder reads them in a unit
+            description["input_unit"] = True
+        return description
 
     def _linear_start(self, X, table, seed, like=None):
         # Real-valued arrays: start at factor analysis, which the network nests

@@ -1,5 +1,6 @@
 """save/load: exact round trips, no pickle, clear errors on bad files."""
 
+import copy
 import io
 import json
 import os
@@ -128,6 +129,68 @@ def test_a_file_from_before_the_density_rows_continues(Estimator, X, tmp_path):
     assert np.isfinite(loaded.sample(5, random_state=0)).all()
 
 
+def _as_before_input_units(est):
+    """``est`` as skvae 0.2 before input units fitted it: the same function, no unit.
+
+    The encoder's input unit is folded into its first layers' weights.
+    """
+    from skvae._networks import build
+
+    description = dict(est.module_.description)
+    assert description.pop("input_unit") is True
+    encoder = est.module_.encoder
+    shift, unit = encoder.shift.double(), encoder.unit.double()
+    state = {
+        k: v
+        for k, v in est.module_.state_dict().items()
+        if k not in ("encoder.shift", "encoder.unit")
+    }
+    for layer in ("encoder.linear", "encoder.mlp.0"):
+        weight = state[f"{layer}.weight"].double()
+        state[f"{layer}.weight"] = (weight / unit).float()
+        state[f"{layer}.bias"] = (
+            state[f"{layer}.bias"].double() - weight @ (shift / unit)
+        ).float()
+    module = build(description)
+    module.load_state_dict(state)
+    old = copy.deepcopy(est)
+    old.module_ = module.eval()
+    old._architecture = (description, None)
+    return old
+
+
+@pytest.mark.parametrize("Estimator", [AutoencoderTransformer, VAETransformer])
+def test_a_model_from_before_input_units_loads_continues_and_saves(Estimator, X, tmp_path):
+    # Files of format 4 and pickles of version 2 hold networks without an input
+    # unit: they load as they were, partial_fit and warm_start go on without
+    # one, and save writes them again.
+    est = fitted(Estimator, {}, X * 1e3)
+    old = _as_before_input_units(est)
+    np.testing.assert_allclose(
+        old.transform(X * 1e3), est.transform(X * 1e3), rtol=1e-4, atol=1e-4
+    )
+    path = old.save(tmp_path / "new.skvae")
+    rewrite(path, tmp_path / "old.skvae", lambda m: m.update(format_version=4))
+    state = old.__getstate__()
+    state["_pickle_version"] = 2
+    unpickled = Estimator.__new__(Estimator)
+    unpickled.__setstate__(state)
+    for loaded in (Estimator.load(tmp_path / "old.skvae"), unpickled):
+        assert "input_unit" not in loaded.module_.description
+        assert_array_equal(loaded.transform(X * 1e3), old.transform(X * 1e3))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loaded.partial_fit(X * 1e3)
+            loaded.set_params(warm_start=True).fit(X * 1e3)
+        assert "input_unit" not in loaded.module_.description
+        assert loaded.n_iter_ == 2 * SMALL["max_iter"] + 1
+        Estimator.load(loaded.save(tmp_path / "again.skvae"))
+    # a fresh fit of the loaded model has the unit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert loaded.set_params(warm_start=False).fit(X).module_.description["input_unit"]
+
+
 def test_unfitted_save_raises(tmp_path):
     with pytest.raises(NotFittedError):
         VAETransformer().save(tmp_path / "m.skvae")
@@ -156,7 +219,7 @@ def test_loading_does_not_unpickle(X, tmp_path, monkeypatch):
             assert not data.startswith(b"PK")
         meta = json.loads(archive.read("skvae.json"))
     assert meta["class"] == "VAETransformer"
-    assert meta["format_version"] == 4
+    assert meta["format_version"] == 5
     assert meta["module"] == est.module_.description
     assert meta["attributes"]["dict"]["n_features_in_"] == X.shape[1]
 

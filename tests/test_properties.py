@@ -1,10 +1,13 @@
 """Property-based tests (hypothesis): shapes, dtypes, invariances, inputs left alone."""
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from sklearn.exceptions import ConvergenceWarning
 
 from skvae import AutoencoderTransformer, VAETransformer
 
@@ -74,3 +77,43 @@ def test_sample_shape_and_reproducibility(fitted, n, seed):
     a = fitted.sample(n, random_state=seed)
     assert a.shape == (n, 4) and np.isfinite(a).all()
     np.testing.assert_array_equal(a, fitted.sample(n, random_state=seed))
+
+
+@pytest.mark.parametrize(
+    ("Estimator", "units"),
+    [
+        (AutoencoderTransformer, "small"),
+        (AutoencoderTransformer, "large"),
+        (VAETransformer, "small"),
+        (VAETransformer, "large"),
+        (VAETransformer, "mixed"),  # the squared error weighs features by their units
+    ],
+)
+def test_a_fit_does_not_depend_on_the_datas_units(Estimator, units):
+    # As PCA and factor analysis: the same rows in other units give the same
+    # model, in those units. Before the networks read their inputs in each
+    # feature's unit, rows times 1e3 scored 8 nats/row below factor analysis,
+    # a column times 1e3 beside one times 1e-3 13 nats/row, and the
+    # autoencoder's reconstructions of rows times 1e-6 were the column means.
+    rng = np.random.RandomState(0)
+    X = np.tanh(rng.normal(size=(120, 2)) @ rng.normal(size=(2, 5)))
+    X += 0.1 * rng.normal(size=X.shape)
+    scale = {
+        "small": np.full(5, 1e-6),
+        "large": np.full(5, 1e3),
+        "mixed": np.array([1e3, 1e-3, 1.0, 50.0, 0.02]),
+    }[units]
+    params = dict(n_components=2, hidden_layer_sizes=(16,), max_iter=30, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est, rescaled = Estimator(**params).fit(X), Estimator(**params).fit(X * scale)
+    assert rescaled.n_iter_ == est.n_iter_
+    if Estimator is VAETransformer:
+        # the density of X * scale is in its units; the scores' importance
+        # draws depend on the rows' values, so single rows differ by their noise
+        jacobian = np.log(scale).sum()
+        got = rescaled.score(X * scale) + jacobian
+        assert got == pytest.approx(est.score(X), abs=0.02)
+    error = np.mean((est.inverse_transform(est.transform(X)) - X) ** 2)
+    back = rescaled.inverse_transform(rescaled.transform(X * scale)) / scale
+    assert np.mean((back - X) ** 2) == pytest.approx(error, rel=0.02)

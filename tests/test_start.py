@@ -845,12 +845,33 @@ def test_factor_analysis_of_noise_heavy_rows_stops_at_its_cap(rank3):
         reference = FactorAnalysis(5, svd_method="lapack", random_state=0).fit(X)
     assert fitted.n_iter_ == 200 < reference.n_iter_
     assert reference.score(X) - 0.02 < fitted.score(X) <= reference.score(X)
-    # data that converge within the cap keep their solution exactly
+    # data that converge within the cap keep their solution exactly (that of
+    # the standardized rows, in the rows' units)
     fitted = _factor_analysis(rank3, 3, seed=0)
+    scale = rank3.std(axis=0)
     with threadpool_limits(1, user_api="blas"):
-        reference = FactorAnalysis(3, svd_method="lapack", random_state=0).fit(rank3)
+        reference = FactorAnalysis(3, svd_method="lapack", random_state=0)
+        reference.fit(rank3 / scale)
     assert fitted.n_iter_ < 200
-    np.testing.assert_allclose(fitted.components_, reference.components_, rtol=1e-12)
+    np.testing.assert_allclose(
+        fitted.components_, reference.components_ * scale, rtol=1e-12
+    )
+    np.testing.assert_allclose(fitted.noise_variance_, reference.noise_variance_ * scale**2)
+    np.testing.assert_allclose(fitted.mean_, rank3.mean(axis=0))
+
+
+@pytest.mark.parametrize("scale", [1e-8, 1e6])
+def test_factor_analysis_does_not_depend_on_the_units(rank3, scale):
+    from skvae._base import _factor_analysis
+
+    # scikit-learn floors noise variances at an absolute 1e-12: rows in units
+    # of 1e-8 had every noise variance at that floor, most of their variance
+    fitted = _factor_analysis(rank3, 3, seed=0)
+    rescaled = _factor_analysis(rank3 * scale, 3, seed=0)
+    np.testing.assert_allclose(rescaled.components_, fitted.components_ * scale, rtol=1e-6)
+    np.testing.assert_allclose(
+        rescaled.noise_variance_, fitted.noise_variance_ * scale**2, rtol=1e-6
+    )
 
 
 def test_the_trials_train_on_the_fits_own_tensors(rank3, rate_trials, monkeypatch):
