@@ -237,8 +237,12 @@ class AutoencoderTransformer(_BaseAutoencoder):
             network["input_unit"] = True
         return {**network, "noise": self.noise}
 
-    def _support(self):
-        return ("unit_interval", "loss='bce'") if self.loss == "bce" else (None, None)
+    def _support(self, fitted=False):
+        bce = self.loss == "bce"
+        if fitted:
+            likelihood = self.module_.description["likelihood"]["name"]
+            bce = self._table is None and likelihood == "bernoulli"
+        return ("unit_interval", "loss='bce'") if bce else (None, None)
 
     def _linear_start(self, X, table, seed, like=None):
         # Real-valued arrays with the squared error: PCA, which the network

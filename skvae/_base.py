@@ -1310,12 +1310,14 @@ class _BaseAutoencoder(
         """The training objective over epochs (no KL term for an autoencoder)."""
         return Schedule()
 
-    def _support(self):
+    def _support(self, fitted=False):
         """What X must hold for the likelihood, and the parameter that asks for it.
 
         ``(None, None)`` for any real values, ``("unit_interval", "loss='bce'")``
         for values in [0, 1], ``("counts", "likelihood='poisson'")`` for
-        non-negative integers.
+        non-negative integers. ``fitted``: the fitted network's, as PCA's
+        transform follows the fitted model whatever ``set_params`` changed
+        since (the parameters' otherwise).
         """
         return None, None
 
@@ -1486,7 +1488,8 @@ class _BaseAutoencoder(
                 table, self._batch_warned = table.check_batch(X, warned)
             return table.encode(X), table
         _check_sparse_nan(X)
-        nan = "allow-nan" if self._support()[0] is None and not sp.issparse(X) else True
+        support = self._support(fitted=not reset)[0]
+        nan = "allow-nan" if support is None and not sp.issparse(X) else True
         X = validate_data(
             self,
             X,
@@ -1560,7 +1563,7 @@ class _BaseAutoencoder(
 
     def _check_values(self, X, training):
         """Reject X values the model cannot represent (outside the support, overflow)."""
-        support, param = self._support()
+        support, param = self._support(fitted=not training)
         low, high = _value_range(X)
         outside = low < -_UNIT_TOLERANCE or high > 1 + _UNIT_TOLERANCE
         if support == "unit_interval" and outside:
@@ -1922,7 +1925,9 @@ class _BaseAutoencoder(
             float32 = len(X.dtypes) and all(dtype == np.float32 for dtype in X.dtypes)
             return X, table.encode(X).astype(np.float32 if float32 else np.float64)
         _check_sparse_nan(X)
-        nan = table is not None or (self._support()[0] is None and not sp.issparse(X))
+        nan = table is not None or (
+            self._support(fitted=True)[0] is None and not sp.issparse(X)
+        )
         X = validate_data(
             self,
             X,
@@ -1981,7 +1986,7 @@ class _BaseAutoencoder(
         x, observed, fill, chosen = conditions(
             given, n_samples, self._table, self.n_features_in_, names
         )
-        support, _ = self._support()
+        support, _ = self._support(fitted=True)
         given_values = x[observed > 0]
         if self._table is None and support == "unit_interval":
             if given_values.min() < 0 or given_values.max() > 1:
@@ -2043,7 +2048,9 @@ class _BaseAutoencoder(
             ``"negative_binomial"``.
         """
         X = self._validate_X(X)
-        if self._support()[0] is not None:  # counts, or values in [0, 1], as in fit
+        if (
+            self._support(fitted=True)[0] is not None
+        ):  # counts, or values in [0, 1], as in fit
             self._check_values(X, training=False)
         return self._infer(lambda m, x: m.encode(x), [X], X.dtype, "transform")
 
@@ -2077,6 +2084,8 @@ class _BaseAutoencoder(
         decoded = means if self._table is None else self._table.decode(means)
         if _is_dataframe(decoded) and _is_dataframe(X):  # set_output's codes' labels
             decoded.index = X.index
+        elif not _is_dataframe(decoded):  # an array's decoding is float64
+            decoded = decoded.astype(Z.dtype, copy=False)
         return decoded
 
     def score_samples(self, X):
@@ -2114,7 +2123,11 @@ class _BaseAutoencoder(
             # rows averages the draws' noise out. Draws shared by all rows
             # moved every row's bound together: one model's mean held-out
             # score spread by 0.12-0.65 nats/row over the draws' seeds.
-            keys = row_keys(encoded, self._seed)
+            # An array's rows are keyed by their own values (rounded to float32,
+            # missing ones included), not by their encoding: an array with
+            # missing values is encoded in its dtype, and a row's float32 and
+            # float64 encodings differ by more than float32's rounding.
+            keys = row_keys(encoded if _is_dataframe(X) else X, self._seed)
             count = K * self.n_components_
             block = max(chunk, DENSE_ELEMENTS // count)  # rows whose draws are made at once
             scores = np.concatenate(

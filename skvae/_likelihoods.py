@@ -315,7 +315,7 @@ class _TrackedScale(Likelihood):
 
     @torch.no_grad()
     def floor_features(self, variance):
-        """Floor each feature at ``floor_fraction`` times its own ``variance``.
+        """Floor each feature at ``floor_fraction`` times ``variance`` (per feature).
 
         The squared scale is kept (at least 1.001 times the new floor). For
         data in their own units (an array's features, whose units

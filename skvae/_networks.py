@@ -372,10 +372,15 @@ class Model(nn.Module):
             bias = self.likelihood.init_output(X).to(torch.float64)
             unit = None
             if self.encoder.unit is not None:
-                shift, unit = _units(X)
+                shift, unit, var = _units(X)
                 self.encoder.set_input(shift, unit)
                 if hasattr(self.likelihood, "floor_features"):
-                    self.likelihood.floor_features(unit.pow(2))
+                    # A constant feature's floor stays relative to the mean
+                    # variance: one relative to its floored unit would add 7
+                    # nats to every row's score per constant feature (the
+                    # border pixels of load_digits).
+                    typical = var.mean().item() or 1.0
+                    self.likelihood.floor_features(torch.where(var > 0, var, typical))
                 # The decoder's outputs are in the data's units too: each
                 # feature's deviation is their unit until a start sets another.
                 self.decoder.scale.copy_(unit)
@@ -653,12 +658,15 @@ _UNIT_FLOOR = 1e-3
 
 
 def _units(X):
-    """Per-feature means and standard deviations (floored) of X, as float64 tensors.
+    """Per-feature means, units and variances of X, as float64 tensors.
+
+    The unit is the standard deviation, floored.
 
     ``X`` is a float64 tensor or a scipy.sparse matrix (read as sums, never
     densified). A deviation is at least ``_UNIT_FLOOR`` times the features'
     median one (their root mean square one where most features are constant,
-    1.0 where all are), and at least 1e-15.
+    1.0 where all are), and at least 1e-15; a constant feature's unit is
+    that median one.
     """
     if sp.issparse(X):
         mean = _column_means(X)
@@ -671,7 +679,12 @@ def _units(X):
         typical = var.mean().item() or 1.0
     # At least 1e-15, whose square float32 still holds (the likelihood's
     # floors stop at 1e-30): subnormal data are read as constant.
-    return mean, var.clamp_min(max(_UNIT_FLOOR**2 * typical, 1e-30)).sqrt()
+    unit = var.clamp_min(max(_UNIT_FLOOR**2 * typical, 1e-30))
+    # A constant feature (to rounding) has no deviation to read it in: the
+    # median one. At the floor, a value it takes in new rows alone would reach
+    # weights no training row moved a thousand times enlarged.
+    unit = torch.where(var > 1e-20 * typical, unit, max(typical, 1e-30))
+    return mean, unit.sqrt(), var
 
 
 def _column_means(X):

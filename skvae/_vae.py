@@ -25,10 +25,10 @@ from ._training import AUTO_VAE_TABLE_MIN_STEPS, Schedule
 from .exceptions import PosteriorCollapseWarning, _warn
 
 #: The Gaussian observation variance is floored at this fraction of each
-#: feature's squared unit (its variance in the training data, at least 1e-6
-#: times the median one: ``_networks._units``), as factor analysis floors its
-#: noise variances at 1e-12: a feature that is constant in training is then nearly
-#: deterministic, and a row that breaks it falls back on the background density.
+#: feature's variance in the training data (of the mean feature variance for
+#: a constant feature), as factor analysis floors its noise variances at 1e-12:
+#: a feature that is constant in training is then nearly deterministic, and a
+#: row that breaks it falls back on the background density.
 VARIANCE_FLOOR = 1e-12
 #: The floor for the standardized numeric columns of a mixed-type table.
 TABLE_VARIANCE_FLOOR = 1e-3
@@ -387,9 +387,13 @@ class VAETransformer(_BaseAutoencoder):
     def _schedule(self):
         return Schedule(beta=float(self.beta), warmup=self.kl_warmup)
 
-    def _support(self):
-        support = LIKELIHOODS[self.likelihood].support
-        return support, f"likelihood={self.likelihood!r}"
+    def _support(self, fitted=False):
+        name = self.likelihood
+        if fitted:
+            if self._table is not None:
+                return None, None
+            name = self.module_.description["likelihood"]["name"]
+        return LIKELIHOODS[name].support, f"likelihood={name!r}"
 
     def _score_draws(self):
         K = self.n_importance_samples

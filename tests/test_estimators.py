@@ -323,6 +323,32 @@ def test_unit_interval_likelihoods_reject_other_data(Estimator, params, digits01
         est.score_samples(digits01 - 0.5)
     with pytest.raises(ValueError, match=r"requires X in \[0, 1\]"):
         est.transform(digits01 * 2)  # encoded as it came, where score_samples refused
+    # the fitted model's support holds until the next fit, whatever set_params did
+    est.set_params(**{k: "mse" if k == "loss" else "gaussian" for k in params})
+    with pytest.raises(ValueError, match=r"requires X in \[0, 1\]"):
+        est.transform(digits01 * 2)
+    with pytest.raises(ValueError, match=r"requires X in \[0, 1\]"):
+        est.score_samples(digits01 - 0.5)
+
+
+@pytest.mark.parametrize(
+    "Estimator, params",
+    [
+        (AutoencoderTransformer, {"loss": "bce"}),
+        (VAETransformer, {"likelihood": "bernoulli"}),
+        (VAETransformer, {"likelihood": "poisson"}),
+    ],
+)
+def test_set_params_after_fit_does_not_change_what_transform_accepts(
+    Estimator, params, manifold
+):
+    # transform, score_samples and sample(given=...) check X against the
+    # fitted likelihood, not against one set_params asked for since
+    est = make(Estimator).fit(manifold)
+    est.set_params(**params)
+    assert est.transform(manifold[:3]).shape == (3, 2)
+    assert np.isfinite(est.score_samples(manifold[:3])).all()
+    assert est.sample(2, given={0: -0.5}, random_state=0).shape == (2, manifold.shape[1])
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)

@@ -117,3 +117,37 @@ def test_a_fit_does_not_depend_on_the_datas_units(Estimator, units):
     error = np.mean((est.inverse_transform(est.transform(X)) - X) ** 2)
     back = rescaled.inverse_transform(rescaled.transform(X * scale)) / scale
     assert np.mean((back - X) ** 2) == pytest.approx(error, rel=0.02)
+
+
+def test_a_constant_features_variance_floor_is_relative_to_the_mean_variance():
+    # Per-feature floors make a fit independent of each feature's unit; a
+    # constant feature keeps the floor relative to the mean variance: one
+    # relative to its floored unit added 7 nats per constant feature to every
+    # row's score (load_digits' standardized halves scored -7.95 instead of -19.7).
+    rng = np.random.RandomState(0)
+    X = np.column_stack([rng.normal(size=(100, 3)) * [1.0, 10.0, 0.1], np.zeros(100)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = VAETransformer(n_components=2, **FAST).fit(X)
+    floor = est.module_.likelihood.floor.numpy()
+    variance = X.var(axis=0)
+    np.testing.assert_allclose(floor[:3], 1e-12 * variance[:3], rtol=1e-5)
+    assert floor[3] == pytest.approx(1e-12 * variance.mean(), rel=1e-5)
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_a_value_of_a_feature_constant_in_fit_is_read_in_the_usual_unit(Estimator):
+    # A feature constant in training has the median feature's unit: at the
+    # unit floor (1e-3 of it) a new row's value there was read a thousand
+    # times enlarged by weights no training row moved.
+    rng = np.random.RandomState(0)
+    X = np.column_stack([rng.normal(size=(100, 3)), np.zeros(100)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = Estimator(n_components=2, **FAST).fit(X)
+    unit = est.module_.encoder.unit.numpy()
+    assert unit[3] in unit[:3]  # the median feature's (torch's: the lower middle)
+    odd = X[:5].copy()
+    odd[:, 3] = 1.0
+    shift = np.abs(est.transform(odd) - est.transform(X[:5])).max()
+    assert shift < 0.5 * est.transform(X).std(axis=0).max()
