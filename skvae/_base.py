@@ -1575,7 +1575,7 @@ class _BaseAutoencoder(
         if support == "counts" and (low < 0 or not _all_integers(X)):
             raise ValueError(
                 f"{param} models counts and requires X to hold non-negative integers, "
-                f"but X has values in [{low:.4g}, {high:.4g}]"
+                f"but X has values in [{low + 0.0:.4g}, {high + 0.0:.4g}]"  # no -0
                 + ("" if low < 0 else " that are not all integers")
                 + ". Use likelihood='gaussian' for real-valued data."
             )

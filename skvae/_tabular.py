@@ -1021,7 +1021,7 @@ class Table:
             gates = find_gates(self.columns, self.encode(X))
         self.gates, self.functions = _rules(self.columns, X, gates)
         if identifiers:
-            _warn_identifiers(identifiers, self.width, len(self.columns))
+            _warn_identifiers(identifiers, self.width, len(self.columns), declared)
         if inexact:
             _warn(
                 f"Integer column{'s' if len(inexact) > 1 else ''} {', '.join(inexact)} "
@@ -1364,17 +1364,20 @@ class Table:
         once = " (This warning is given once per column in a stream of batches.)"
         for name, unknown in found["level"].items():
             _warn(
-                f"Column {name!r} holds levels the first partial_fit batch did not "
-                f"declare: {unknown[:10]}; they are encoded as unknown and never "
-                "learned. Declare every level from the first batch with a category "
-                f"dtype, e.g. X[{name!r}] = X[{name!r}].astype(pd.CategoricalDtype"
-                f"(all_levels)), or use fit on all the data.{once}",
+                f"Column {name!r} holds levels that the encoding, fixed by fit or by "
+                f"the first partial_fit batch, lacks: {unknown[:10]}; they are "
+                "encoded as unknown and never learned. Declare every level with a "
+                f"category dtype, e.g. X[{name!r}] = X[{name!r}].astype(pd."
+                "CategoricalDtype(all_levels)), in the first batch of a stream that "
+                "starts with partial_fit (fit keeps only the levels its rows hold), "
+                f"or use fit on all the data.{once}",
                 UserWarning,
             )
         if found["missing"]:
             _warn(
                 f"Columns {found['missing']} hold missing values but had none in the "
-                "first partial_fit batch: they are imputed, not modelled. Pass a first "
+                "data that fixed the encoding (fit's, or the first partial_fit "
+                "batch): they are imputed, not modelled. Pass a first "
                 "batch with missing values in these columns (for a categorical column, "
                 f"its missing values are a level of its own), or use fit on all the "
                 f"data.{once}",
@@ -2199,14 +2202,26 @@ def _novel_level_probability(series):
     return min((singletons + 1) / (len(series) + 1), 0.5)
 
 
-def _warn_identifiers(named, width, n_columns):
-    """Warn about the categorical columns ``named`` (with their counts) as identifiers."""
+def _warn_identifiers(named, width, n_columns, declared=False):
+    """Warn about the categorical columns ``named`` (with their counts) as identifiers.
+
+    ``declared``: the encoding of a first ``partial_fit`` batch, which keeps
+    every level (later batches may hold more of each), pooling none.
+    """
+    if declared:
+        pooling = (
+            "levels, and partial_fit keeps each one's encoded column (it pools rare "
+            "levels only in fit, where every row is seen at once)"
+        )
+    else:
+        pooling = (
+            f"levels, so those seen fewer than {RARE_LEVEL_COUNT} times share one "
+            "encoded level, from which samples draw them by their count in fit, "
+            "unless the column decides missing values that nest across columns"
+        )
     _warn(
         f"Categorical column(s) {', '.join(named)} look like identifiers or free "
-        "text (fewer than two values per level): the model cannot learn such "
-        f"levels, so those seen fewer than {RARE_LEVEL_COUNT} times share one "
-        "encoded level, from which samples draw them by their count in fit, "
-        "unless the column decides missing values that nest across columns "
+        f"text (fewer than two values per level): the model cannot learn such {pooling} "
         f"({width:,} encoded columns for {n_columns}). Drop such columns, map "
         "them to fewer groups, or pass numbers (e.g. dates as numbers) before "
         "fitting.",

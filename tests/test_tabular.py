@@ -1406,6 +1406,12 @@ def test_partial_fit_warns_about_what_the_first_batch_did_not_declare():
         est.partial_fit(first.assign(k=["a", "c"] * 25))
     with pytest.warns(UserWarning, match=r"\['x'\] hold missing values .* first batch"):
         est.partial_fit(first.assign(x=np.r_[np.nan, first["x"].to_numpy()[1:]]))
+    # after fit, the messages name fit (which keeps only the levels its rows
+    # hold) as what fixed the encoding
+    declared = first.assign(k=first["k"].astype(pd.CategoricalDtype(["a", "b", "c"])))
+    fitted = AutoencoderTransformer(**MARGINAL).fit(declared)
+    with pytest.warns(UserWarning, match=r"fixed by fit.*fit keeps only the levels"):
+        fitted.partial_fit(declared.assign(k=pd.Categorical(["a", "c"] * 25)))
 
 
 def test_a_partial_fit_stream_warns_once_per_column_and_kind(tmp_path):
@@ -1486,6 +1492,10 @@ def test_rare_levels_of_an_identifier_column_share_one_encoded_level():
     # the most likely value of the pool is its most frequent level
     decoded = est.inverse_transform(est.transform(frame.iloc[50:60]))
     assert set(decoded["name"]) <= {"common", "pair0"}
+    # partial_fit keeps every level of its first batch, and says so
+    with pytest.warns(UserWarning, match="partial_fit keeps each one's encoded column"):
+        streamed = VAETransformer(**MARGINAL).partial_fit(frame)
+    assert streamed._table.columns[0].rare is None
 
 
 def test_a_pooled_column_with_missing_values_samples_seen_levels_or_missing():
@@ -1508,7 +1518,7 @@ def test_partial_fit_after_fit_knows_the_pooled_levels(recwarn):
     before = est.n_iter_
     recwarn.clear()
     est.partial_fit(frame)  # every level seen in fit: nothing to declare
-    assert not [w for w in recwarn if "did not declare" in str(w.message)]
+    assert not [w for w in recwarn if "holds levels" in str(w.message)]
     assert est.n_iter_ == before + 1
 
 
