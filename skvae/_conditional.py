@@ -512,25 +512,16 @@ def conditions(given, n_samples, table, n_features, feature_names=None):
                 )
         else:  # each value as the fitted level it equals (1.0 or True as a level 1)
             rare = column.rare or []
-            # Levels no training row held (a nullable boolean's missing value,
-            # a category partial_fit declared) are never sampled: not given either.
-            unseen = [column.levels[k] for k in column.unseen or ()]
-            known = [level for level in column.levels if level not in unseen]
-            levels = {level: level for level in known + rare}
+            levels = {level: level for level in column.levels + rare}
             matched = np.empty(len(values), dtype=object)
             for i, v in enumerate(values):
                 try:
                     matched[i] = levels[v]
                 except (KeyError, TypeError):
                     pooled = f" and {len(rare)} rare ones, e.g. {rare[:3]}" if rare else ""
-                    declared = (
-                        f"; {unseen} are the column dtype's, but no training row held them"
-                        if unseen
-                        else ""
-                    )
                     raise ValueError(
                         f"given[{key!r}] = {v!r} is not a level seen in fit; known "
-                        f"levels: {known}{pooled}{declared}."
+                        f"levels: {column.levels}{pooled}."
                     ) from None
             values = matched
         chosen[column.name] = values

@@ -1,7 +1,6 @@
 """sample(n, given=...): conditional draws of both estimators, and their errors."""
 
 import pickle
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -293,28 +292,3 @@ def test_a_given_level_comes_back_as_the_fitted_level_it_equals():
         samples = vae.sample(3, random_state=0, given={"m": value})
         assert [type(v) for v in samples["m"]] == [int] * 3
         assert samples["m"].tolist() == [1, 1, 1]
-
-
-def test_a_level_no_training_row_held_is_not_a_condition():
-    # A nullable boolean's value that no row held, or a category level that
-    # partial_fit declared but no batch held, is never sampled: given refuses
-    # it as it refuses a level the dtype lacks (it returned rows holding it).
-    rng = np.random.RandomState(0)
-    n = 120
-    frame = pd.DataFrame(
-        {
-            "a": rng.normal(size=n),
-            "nb": pd.array(np.where(rng.rand(n) < 0.3, None, True), dtype="boolean"),
-            "c": pd.Categorical(rng.choice(["u", "v"], n), categories=["u", "v", "w"]),
-        }
-    )
-    params = dict(n_components=2, hidden_layer_sizes=(8,), max_iter=3, random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fitted = VAETransformer(**params).fit(frame)
-        streamed = VAETransformer(**params).partial_fit(frame)
-    with pytest.raises(ValueError, match=r"False is not a level seen in fit.*no training"):
-        fitted.sample(3, given={"nb": False}, random_state=0)
-    assert fitted.sample(3, given={"nb": True}, random_state=0)["nb"].all()
-    with pytest.raises(ValueError, match=r"'w' is not a level seen in fit.*no training"):
-        streamed.sample(3, given={"c": "w"}, random_state=0)
