@@ -565,7 +565,7 @@ def _factor_analysis(X, n_components, seed):
     """scikit-learn's ``FactorAnalysis`` with ``n_components`` factors, fitted on X.
 
     At most ``_FACTOR_MAX_ITER`` iterations. The fit runs on X divided by its
-    columns' standard deviations (1 for a constant column) and the fitted
+    columns' standard deviations (the median one for a constant column) and the fitted
     model is expressed in X's units: factor analysis is equivariant under a
     rescaling of the features, but scikit-learn floors the noise variances at
     an absolute 1e-12, which for data in small units (standard deviations of
@@ -574,7 +574,11 @@ def _factor_analysis(X, n_components, seed):
     from sklearn.decomposition import FactorAnalysis
 
     scale = X.std(axis=0, dtype=np.float64)
-    scale[~(scale > 1e-15)] = 1.0  # constant (or subnormal) columns as they are
+    # A constant column (to rounding, or subnormal) in the median column's
+    # unit: its noise variance floors at 1e-12 of that, in any units.
+    varying = scale[scale > 1e-15]
+    typical = float(np.median(varying)) if varying.size else 1.0
+    scale[~(scale > 1e-10 * typical) | ~(scale > 1e-15)] = typical
     wide = X.shape[1] > _RANDOMIZED_SVD_FEATURES and n_components < 0.8 * min(X.shape)
     method = "randomized" if wide else "lapack"
     with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
@@ -1666,7 +1670,12 @@ class _BaseAutoencoder(
         device = resolve_device(self.device)
         description = self._describe(X.shape[1], hidden, table)
         if hasattr(self, "module_") and (incremental or self.warm_start):
-            description = as_fitted(description, self.module_.description)
+            # A model saved before input units goes on without them where it
+            # goes on; a new network (warm_start after a change) has them.
+            kept = as_fitted(description, self.module_.description)
+            signature = None if table is None else table.signature
+            if self._architecture == (kept, signature):
+                description = kept
         # warm_start refits from scratch when the network or the table changes;
         # partial_fit refuses to (as IncrementalPCA refuses a new n_components).
         architecture = (description, None if table is None else table.signature)
@@ -2126,8 +2135,10 @@ class _BaseAutoencoder(
             # An array's rows are keyed by their own values (rounded to float32,
             # missing ones included), not by their encoding: an array with
             # missing values is encoded in its dtype, and a row's float32 and
-            # float64 encodings differ by more than float32's rounding.
-            keys = row_keys(encoded if _is_dataframe(X) else X, self._seed)
+            # float64 encodings differ by more than float32's rounding. A
+            # DataFrame's rows, which may come as an array, by their encoding.
+            array = self._table is None or self._table.array
+            keys = row_keys(X if array else encoded, self._seed)
             count = K * self.n_components_
             block = max(chunk, DENSE_ELEMENTS // count)  # rows whose draws are made at once
             scores = np.concatenate(

@@ -202,7 +202,7 @@ def posterior_codes(module, x, observed, fill, density, n_draws, generator, shar
         log_q_encoder + math.log1p(-DEFENSIVE_WEIGHT), log_p + math.log(DEFENSIVE_WEIGHT)
     )
     out = module.decoder(z)
-    log_lik = -module.likelihood.nll(out, x, observed)
+    log_lik = -module.given_nll(out, x, observed)
     return z, log_lik + log_p - log_q, out
 
 

@@ -314,19 +314,19 @@ class _TrackedScale(Likelihood):
             log.copy_(new)
 
     @torch.no_grad()
-    def floor_features(self, variance):
-        """Floor each feature at ``floor_fraction`` times ``variance`` (per feature).
+    def floor_features(self, basis, variance):
+        """Floor each feature at ``floor_fraction`` times ``basis`` (per feature).
 
-        The squared scale is kept (at least 1.001 times the new floor). For
-        data in their own units (an array's features, whose units
-        ``Model.initialize`` sets): a floor from the mean variance would hold
-        a feature in units a million times smaller than the others' (std
-        1e-3 beside 1e3) far above its noise.
+        The squared scale starts again at ``init_fraction`` times the
+        features' ``variance`` (at least 1.001 times the new floor), as
+        :meth:`init_output` starts it. For data in their own units (an
+        array's features, whose units ``Model.initialize`` sets): a floor
+        from the mean variance would hold a feature in units a million times
+        smaller than the others' (std 1e-3 beside 1e3) far above its noise.
         """
-        value = self._scale()
-        floor = self.floor_fraction * torch.as_tensor(variance).to(self.floor)
+        floor = self.floor_fraction * torch.as_tensor(basis).to(self.floor)
         self.floor.copy_(floor.clamp_min(1e-30))
-        self._set(value)
+        self._set(self.init_fraction * torch.as_tensor(variance))
 
     @torch.no_grad()
     def init_output(self, X, observed=None):

@@ -380,7 +380,8 @@ class Model(nn.Module):
                     # nats to every row's score per constant feature (the
                     # border pixels of load_digits).
                     typical = var.mean().item() or 1.0
-                    self.likelihood.floor_features(torch.where(var > 0, var, typical))
+                    basis = torch.where(var > 0, var, typical)
+                    self.likelihood.floor_features(basis, var)
                 # The decoder's outputs are in the data's units too: each
                 # feature's deviation is their unit until a start sets another.
                 self.decoder.scale.copy_(unit)
@@ -398,6 +399,13 @@ class Model(nn.Module):
                 unused = (components == 0).all(dim=1)
                 self.decoder.mlp[0].weight[:, unused] = 0.0
         return self
+
+    def given_nll(self, out, x, observed=None):
+        """-log p(x | out) that weighs the codes of ``sample(given=...)``.
+
+        The likelihood's own, where it is a density (a VAE's).
+        """
+        return self.likelihood.nll(out, x, observed)
 
     def gradient_scale(self):
         """The size of the training loss's gradients for data of unit size: 1.0.
@@ -460,6 +468,20 @@ class Autoencoder(Model):
     def encode(self, x):
         """Codes z of shape (n_samples, n_components)."""
         return self.encoder(self.likelihood.encoder_input(x))
+
+    def given_nll(self, out, x, observed=None):
+        """The squared error in the input units (a Gaussian of variance 1/2 there).
+
+        The autoencoder's squared error is no density: read as one, its
+        variance of 1/2 in the data's own units made ``sample(given=...)``
+        ignore the conditions of data in small units and follow those of data
+        in large ones exactly.
+        """
+        unit = self.encoder.unit
+        if unit is None or self.likelihood.name != "squared_error":
+            return self.likelihood.nll(out, x, observed)
+        unit = unit.to(out.dtype)
+        return self.likelihood.nll(out / unit, x / unit, observed)
 
     def gradient_scale(self):
         """The median squared input unit for the squared error in data units; else 1.
@@ -660,30 +682,35 @@ _UNIT_FLOOR = 1e-3
 def _units(X):
     """Per-feature means, units and variances of X, as float64 tensors.
 
-    The unit is the standard deviation, floored.
-
-    ``X`` is a float64 tensor or a scipy.sparse matrix (read as sums, never
-    densified). A deviation is at least ``_UNIT_FLOOR`` times the features'
-    median one (their root mean square one where most features are constant,
-    1.0 where all are), and at least 1e-15; a constant feature's unit is
-    that median one.
+    ``X`` is a float64 tensor or a scipy.sparse matrix (read by its stored
+    values in float64, centred, never densified). The unit is the standard
+    deviation, at least ``_UNIT_FLOOR`` times the features' median one
+    (their mean variance's root where most features are constant, 1.0 where
+    all are) and at least 1e-15. A constant feature (variance at most 1e-20
+    of the median one: rounding) has the median unit, and variance 0.
     """
     if sp.issparse(X):
-        mean = _column_means(X)
-        squares = np.asarray(X.multiply(X).mean(axis=0), dtype=np.float64).ravel()
-        var = (torch.from_numpy(squares) - mean.pow(2)).clamp_min(0.0)
+        coo = X.tocsr(copy=True)
+        coo.sum_duplicates()
+        coo = coo.tocoo()
+        n, d = X.shape
+        values = coo.data.astype(np.float64)
+        counts = np.bincount(coo.col, minlength=d)
+        mean = np.bincount(coo.col, values, minlength=d) / max(n, 1)
+        squares = np.bincount(coo.col, (values - mean[coo.col]) ** 2, minlength=d)
+        var = (squares + (n - counts) * mean**2) / max(n, 1)
+        mean, var = torch.from_numpy(mean), torch.from_numpy(var)
     else:
         mean, var = X.mean(0), X.var(0, correction=0)
     typical = var.median().item()
     if not typical > 0:
         typical = var.mean().item() or 1.0
-    # At least 1e-15, whose square float32 still holds (the likelihood's
-    # floors stop at 1e-30): subnormal data are read as constant.
+    var = torch.where(var > 1e-20 * typical, var, 0.0)
     unit = var.clamp_min(max(_UNIT_FLOOR**2 * typical, 1e-30))
-    # A constant feature (to rounding) has no deviation to read it in: the
-    # median one. At the floor, a value it takes in new rows alone would reach
-    # weights no training row moved a thousand times enlarged.
-    unit = torch.where(var > 1e-20 * typical, unit, max(typical, 1e-30))
+    # A constant feature has no deviation to read it in: the median one. At
+    # the floor, a value it takes in new rows alone would reach weights no
+    # training row moved a thousand times enlarged.
+    unit = torch.where(var > 0, unit, max(typical, 1e-30))
     return mean, unit.sqrt(), var
 
 

@@ -185,10 +185,15 @@ def test_a_model_from_before_input_units_loads_continues_and_saves(Estimator, X,
         assert "input_unit" not in loaded.module_.description
         assert loaded.n_iter_ == 2 * SMALL["max_iter"] + 1
         Estimator.load(loaded.save(tmp_path / "again.skvae"))
-    # a fresh fit of the loaded model has the unit
+    # a fresh fit of the loaded model has the unit, as has a new network that
+    # warm_start builds after a change of its shape
+    changed = Estimator.load(tmp_path / "old.skvae").set_params(
+        warm_start=True, n_components=3
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert loaded.set_params(warm_start=False).fit(X).module_.description["input_unit"]
+        assert changed.fit(X * 1e3).module_.description["input_unit"]
 
 
 def test_unfitted_save_raises(tmp_path):

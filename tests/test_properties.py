@@ -95,14 +95,17 @@ def test_a_fit_does_not_depend_on_the_datas_units(Estimator, units):
     # feature's unit, rows times 1e3 scored 8 nats/row below factor analysis,
     # a column times 1e3 beside one times 1e-3 13 nats/row, and the
     # autoencoder's reconstructions of rows times 1e-6 were the column means.
+    # With one unit for all, a constant column too (factor analysis' floor,
+    # the units); a constant column has no unit of its own to change.
     rng = np.random.RandomState(0)
     X = np.tanh(rng.normal(size=(120, 2)) @ rng.normal(size=(2, 5)))
-    X += 0.1 * rng.normal(size=X.shape)
+    X = np.column_stack([X + 0.1 * rng.normal(size=X.shape), np.full(120, 0.5)])
     scale = {
-        "small": np.full(5, 1e-6),
-        "large": np.full(5, 1e3),
+        "small": np.full(6, 1e-6),
+        "large": np.full(6, 1e3),
         "mixed": np.array([1e3, 1e-3, 1.0, 50.0, 0.02]),
     }[units]
+    X = X[:, : scale.size]
     params = dict(n_components=2, hidden_layer_sizes=(16,), max_iter=30, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -114,6 +117,12 @@ def test_a_fit_does_not_depend_on_the_datas_units(Estimator, units):
         jacobian = np.log(scale).sum()
         got = rescaled.score(X * scale) + jacobian
         assert got == pytest.approx(est.score(X), abs=0.02)
+    else:  # sample(given=) weighs codes in the features' units too
+        given = {0: X[0, 0]}
+        drawn = est.sample(50, given=given, random_state=0)
+        given = {0: X[0, 0] * scale[0]}
+        again = rescaled.sample(50, given=given, random_state=0) / scale
+        np.testing.assert_allclose(again, drawn, atol=1e-3)
     error = np.mean((est.inverse_transform(est.transform(X)) - X) ** 2)
     back = rescaled.inverse_transform(rescaled.transform(X * scale)) / scale
     assert np.mean((back - X) ** 2) == pytest.approx(error, rel=0.02)

@@ -399,3 +399,23 @@ def test_a_model_of_an_array_with_missing_values_refuses_sparse_rows(Estimator):
     for method in ("transform", "score_samples", "partial_fit"):
         with pytest.raises(TypeError, match="Sparse data was passed .* dense data"):
             getattr(est, method)(sp.csr_matrix(X))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_sparse_array_has_the_dense_arrays_units(dtype):
+    # Read by stored values, centred, in float64: E[x^2] - E[x]^2 left a
+    # constant column a variance of 1e-12 (read at the unit floor, a thousand
+    # times enlarged), and scipy's float32 sums a column of 1e4 + 0.01 noise
+    # a deviation of 0.98 instead of 0.01.
+    from skvae._networks import _units
+
+    rng = np.random.RandomState(0)
+    X = np.column_stack(
+        [rng.normal(size=(1000, 2)), np.full(1000, 7.7), 1e4 + 0.01 * rng.normal(size=1000)]
+    ).astype(dtype)
+    X[rng.rand(1000) < 0.3, 0] = 0.0
+    dense = _units(torch.as_tensor(X, dtype=torch.float64))
+    for got, expected in zip(_units(sp.csr_matrix(X)), dense):
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-6)
+    assert dense[2][2] == 0.0  # constant: its unit is the median one
+    assert dense[1][3] < 0.02

@@ -1262,6 +1262,14 @@ def test_an_array_with_missing_values_scores_the_same_in_float32_and_float64():
     np.testing.assert_allclose(
         est.score_samples(X.astype(np.float32)), est.score_samples(X), atol=1e-3
     )
+    # a numeric DataFrame's model, given the same rows as an array, keys them
+    # by their encoding as it does the frame's
+    frame = pd.DataFrame(nan_array(), columns=["a", "b", "c"])
+    est = VAETransformer(**MARGINAL).fit(frame)
+    rows = frame.iloc[:20]
+    np.testing.assert_array_equal(
+        est.score_samples(rows.to_numpy()), est.score_samples(rows)
+    )
 
 
 def test_arrays_with_missing_values_need_no_pandas(monkeypatch, tmp_path):
