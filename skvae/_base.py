@@ -2057,9 +2057,8 @@ class _BaseAutoencoder(
             ``"negative_binomial"``.
         """
         X = self._validate_X(X)
-        if (
-            self._support(fitted=True)[0] is not None
-        ):  # counts, or values in [0, 1], as in fit
+        # counts, or values in [0, 1], as in fit
+        if self._support(fitted=True)[0] is not None:
             self._check_values(X, training=False)
         return self._infer(lambda m, x: m.encode(x), [X], X.dtype, "transform")
 

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from ._likelihoods import build_likelihood
+from ._likelihoods import _SPARSE_CHUNK, build_likelihood
 from ._priors import build_prior
 from ._torch import dense_rows
 
@@ -310,8 +310,9 @@ class Model(nn.Module):
         and divided by its standard deviation, set by :meth:`initialize`):
         for data in their own units (an array modelled by a Gaussian or the
         squared error), so that training behaves the same whatever the units
-        (as factor analysis and PCA do). A table's encoding and values in [0,
-        1] are read as they are; models saved before it existed have none.
+        (as factor analysis and PCA do). A table's encoding, probabilities
+        and counts are read as they are; models saved before it existed have
+        none.
     """
 
     kind = ""
@@ -682,24 +683,15 @@ _UNIT_FLOOR = 1e-3
 def _units(X):
     """Per-feature means, units and variances of X, as float64 tensors.
 
-    ``X`` is a float64 tensor or a scipy.sparse matrix (read by its stored
-    values in float64, centred, never densified). The unit is the standard
+    ``X`` is a float64 tensor or a scipy.sparse matrix (:func:`_sparse_moments`:
+    centred, never densified nor copied). The unit is the standard
     deviation, at least ``_UNIT_FLOOR`` times the features' median one
     (their mean variance's root where most features are constant, 1.0 where
     all are) and at least 1e-15. A constant feature (variance at most 1e-20
     of the median one: rounding) has the median unit, and variance 0.
     """
     if sp.issparse(X):
-        coo = X.tocsr(copy=True)
-        coo.sum_duplicates()
-        coo = coo.tocoo()
-        n, d = X.shape
-        values = coo.data.astype(np.float64)
-        counts = np.bincount(coo.col, minlength=d)
-        mean = np.bincount(coo.col, values, minlength=d) / max(n, 1)
-        squares = np.bincount(coo.col, (values - mean[coo.col]) ** 2, minlength=d)
-        var = (squares + (n - counts) * mean**2) / max(n, 1)
-        mean, var = torch.from_numpy(mean), torch.from_numpy(var)
+        mean, var = _sparse_moments(X)
     else:
         mean, var = X.mean(0), X.var(0, correction=0)
     typical = var.median().item()
@@ -712,6 +704,37 @@ def _units(X):
     # training row moved a thousand times enlarged.
     unit = torch.where(var > 0, unit, max(typical, 1e-30))
     return mean, unit.sqrt(), var
+
+
+def _sparse_moments(X):
+    """Per-feature means and (centred) variances of a scipy.sparse X, as tensors.
+
+    Two passes over blocks of rows (:data:`~._likelihoods._SPARSE_CHUNK`
+    stored values at a time, duplicates summed, in float64): no copy of X,
+    and no ``E[x^2] - E[x]^2``, which leaves a constant column a variance of
+    rounding size and float32 sums of a column far from 0 a wrong one.
+    """
+    X = X.tocsr()
+    n, d = X.shape
+    step = max(1, _SPARSE_CHUNK // max(1, X.nnz // max(n, 1)))
+
+    def blocks():
+        for start in range(0, n, step):
+            block = X[start : start + step]
+            if not block.has_canonical_format:
+                block = block.copy()
+                block.sum_duplicates()
+            yield block.indices, block.data.astype(np.float64)
+
+    sums, counts = np.zeros(d), np.zeros(d)
+    for columns, values in blocks():
+        sums += np.bincount(columns, values, minlength=d)
+        counts += np.bincount(columns, minlength=d)
+    mean = sums / max(n, 1)
+    squares = (n - counts) * mean**2  # the implicit zeros
+    for columns, values in blocks():
+        squares += np.bincount(columns, (values - mean[columns]) ** 2, minlength=d)
+    return torch.from_numpy(mean), torch.from_numpy(squares / max(n, 1))
 
 
 def _column_means(X):

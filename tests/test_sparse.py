@@ -415,7 +415,13 @@ def test_a_sparse_array_has_the_dense_arrays_units(dtype):
     ).astype(dtype)
     X[rng.rand(1000) < 0.3, 0] = 0.0
     dense = _units(torch.as_tensor(X, dtype=torch.float64))
-    for got, expected in zip(_units(sp.csr_matrix(X)), dense):
-        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-6)
+    S = sp.csr_matrix(X)
+    # each stored value as two halves: duplicates, summed as densified
+    halves = np.repeat(S.data / 2, 2).astype(dtype)
+    doubled = sp.csr_matrix((halves, np.repeat(S.indices, 2), 2 * S.indptr), shape=S.shape)
+    assert not doubled.has_canonical_format
+    for sparse in (S, doubled):
+        for got, expected in zip(_units(sparse), dense):
+            np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-6)
     assert dense[2][2] == 0.0  # constant: its unit is the median one
     assert dense[1][3] < 0.02
