@@ -1481,6 +1481,19 @@ class _BaseAutoencoder(
                 "categorical_features can only name columns of a pandas DataFrame; X "
                 "is not one. Pass a DataFrame, or leave categorical_features='from_dtype'."
             )
+        if table is not None and table.numeric_only and not _is_dataframe(X):
+            # A numeric table's rows as an array (by position), as transform
+            # takes them: a later batch checked and encoded as the frame.
+            import pandas as pd  # the table came from a DataFrame: pandas is there
+
+            X = validate_data(
+                self,
+                X,
+                reset=False,
+                dtype=(np.float64, np.float32),
+                ensure_all_finite="allow-nan",
+            )
+            X = pd.DataFrame(X, columns=[c.name for c in table.columns])
         if table is not None and not table.array:
             X = validate_table(self, X, reset=reset)
             if not reset:

@@ -1220,6 +1220,14 @@ def test_all_numeric_frame_is_a_table(Estimator):
     assert np.isfinite(est.score_samples(frame)).all()
     with pytest.warns(UserWarning, match="feature names"):  # an array stands for it
         np.testing.assert_allclose(est.transform(frame.to_numpy()), est.transform(frame))
+    # so it does for a later partial_fit batch (it was refused: "fitted on a
+    # DataFrame"), encoded as the frame
+    streamed = Estimator(**MARGINAL).partial_fit(frame)
+    by_array = Estimator(**MARGINAL).partial_fit(frame)
+    with pytest.warns(UserWarning, match="feature names"):
+        by_array.partial_fit(frame.to_numpy())
+    streamed.partial_fit(frame)
+    np.testing.assert_allclose(by_array.transform(frame), streamed.transform(frame))
 
 
 def nan_array(n=300, seed=0):
