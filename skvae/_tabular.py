@@ -1308,7 +1308,9 @@ class Table:
         (all zeros), and missing values in a column that had none are imputed:
         neither is learned. Numeric values well beyond the first batch's range
         (by more than ``BATCH_RANGE_MARGIN`` of its width) are learned, but
-        decoded values stay within that range. A column that followed another
+        decoded values stay within that range; so are values that are not whole
+        numbers in a column fitted as integers, decoded as whole numbers. A
+        column that followed another
         in every row of the first batch (:func:`find_functions`) but does not in
         this one keeps the first batch's rule. Each kind of finding warns once
         per column in a stream of batches: not again for a column in
@@ -1332,7 +1334,7 @@ class Table:
             skops and pickle store as plain data).
         """
         table = self._with_levels_of(X)
-        found = {"level": {}, "missing": [], "range": [], "rule": []}
+        found = {"level": {}, "missing": [], "range": [], "rule": [], "integer": []}
         for rule in [] if self.array else self.functions:
             child, parent = self.columns[rule["column"]], self.columns[rule["parent"]]
             if ("rule", child.name) in warned:
@@ -1354,6 +1356,11 @@ class Table:
                 unknown = sorted(set(_unique(X[c.name])) - known, key=str)
                 if unknown:
                     found["level"][c.name] = unknown
+            if c.kind == "numeric" and c.integer and ("integer", c.name) not in warned:
+                values = self._numbers(X, c)
+                values = values[np.isfinite(values)]
+                if np.any(values != np.round(values)):
+                    found["integer"].append(c.name)
             if c.kind == "numeric" and c.low <= c.high and ("range", c.name) not in warned:
                 values = self._numbers(X, c)
                 margin = BATCH_RANGE_MARGIN * (c.high - c.low)
@@ -1383,6 +1390,15 @@ class Table:
                 f"data.{once}",
                 UserWarning,
             )
+        if found["integer"]:
+            _warn(
+                f"Columns {found['integer']} hold values that are not whole numbers, "
+                "but were integers in the data that fixed the encoding: they are "
+                "learned as numbers, while samples and reconstructions stay whole "
+                "numbers of the fitted dtype. Round them first, or use fit on all "
+                f"the data with a float dtype.{once}",
+                UserWarning,
+            )
         wider = [f"{name!r} (first batch: {span})" for name, span in found["range"]]
         if wider:
             _warn(
@@ -1405,6 +1421,7 @@ class Table:
         new |= {("rule", name) for name, _ in found["rule"]}
         new |= {("missing", name) for name in found["missing"]}
         new |= {("range", name) for name, _ in found["range"]}
+        new |= {("integer", name) for name in found["integer"]}
         return table, tuple(warned) + tuple(sorted(new, key=str))
 
     def unseen_starts(self):

@@ -1430,6 +1430,21 @@ def test_partial_fit_warns_about_what_the_first_batch_did_not_declare():
         fitted.partial_fit(declared.assign(k=pd.Categorical(["a", "c"] * 25)))
 
 
+def test_partial_fit_warns_once_about_fractions_in_an_integer_column():
+    # they were learned without a word, while samples stayed whole numbers
+    rng = np.random.RandomState(0)
+    first = pd.DataFrame({"k": rng.poisson(3, 60), "x": rng.normal(size=60)})
+    est = AutoencoderTransformer(**MARGINAL).partial_fit(first)
+    with pytest.warns(UserWarning, match=r"\['k'\] hold values that are not whole"):
+        est.partial_fit(first.assign(k=first["k"] + 0.5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est.partial_fit(first.assign(k=first["k"] + 0.5))  # once per stream
+        est.partial_fit(first)
+    samples = est.sample(200, random_state=0)["k"]
+    assert samples.dtype == first["k"].dtype
+
+
 def test_a_partial_fit_stream_warns_once_per_column_and_kind(tmp_path):
     # every batch warned again, with a new list of levels each time
     rng = np.random.RandomState(0)
