@@ -2362,7 +2362,9 @@ class _BaseAutoencoder(
             state["device_"] = str(self.device_)
             if self._table is not None:
                 state["_table"] = {"table": self._table.to_state()}
-            state["_pickle_version"] = _PICKLE_VERSION
+            # The oldest version that holds the network: 2 without an input unit.
+            units = "input_unit" in self.module_.description
+            state["_pickle_version"] = _PICKLE_VERSION if units else 2
         return state
 
     def __setstate__(self, state):

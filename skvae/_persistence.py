@@ -71,7 +71,8 @@ FORMAT = "skvae"
 #: 3: a table's numeric block may be interval-censored and a category dtype
 #: stores its categories' dtype, which readers of version 2 called corrupted;
 #: 4: a table may hold columns that another decides, its "functions";
-#: 5: an array's network may read its inputs in a unit, "input_unit").
+#: 5: an array's network may read its inputs in a unit, "input_unit"; files
+#: of networks without one are still written as 4, see ``_versions``).
 FORMAT_VERSION = 5
 #: The versions this one reads: an older file's table lacks only what later ones added.
 READABLE_VERSIONS = (2, 3, 4, 5)
@@ -803,11 +804,17 @@ def _write_atomically(path, write):
         raise
 
 
-def _versions(obj):
-    """The metadata every file starts with: format, class and the writers' versions."""
+def _versions(obj, descriptions):
+    """The metadata every file starts with: format, class and the writers' versions.
+
+    The format version is the oldest that holds the networks ``descriptions``
+    describe: 4 for networks without an input unit, which skvae versions that
+    read format 4 read as well.
+    """
+    units = any("input_unit" in description for description in descriptions)
     return {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if units else 4,
         "class": type(obj).__name__,
         "skvae_version": _skvae_version(),
         "sklearn_version": sklearn.__version__,
@@ -887,7 +894,7 @@ def save_estimator(estimator, path):
             "file. Restore them, or refit."
         )
     meta = {
-        **_versions(estimator),
+        **_versions(estimator, [estimator.module_.description]),
         "params": _encode(params, tensors, "params"),
         "module": estimator.module_.description,
         "attributes": _encode(attributes, tensors, "attributes"),
@@ -1526,7 +1533,7 @@ def save_imputer(imputer, path):
         members.append(buffer.getvalue())
     tensors = {}
     meta = {
-        **_versions(imputer),
+        **_versions(imputer, [model.module_.description for model in imputer.estimators_]),
         "params": _encode(params, tensors, "params"),
         "attributes": _encode(attributes, tensors, "attributes"),
     }

@@ -169,10 +169,14 @@ def test_a_model_from_before_input_units_loads_continues_and_saves(Estimator, X,
     np.testing.assert_allclose(
         old.transform(X * 1e3), est.transform(X * 1e3), rtol=1e-4, atol=1e-4
     )
-    path = old.save(tmp_path / "new.skvae")
-    rewrite(path, tmp_path / "old.skvae", lambda m: m.update(format_version=4))
+    # written as the oldest format and pickle version that hold it, which
+    # the skvae versions before input units read
+    path = old.save(tmp_path / "old.skvae")
+    with zipfile.ZipFile(path) as archive:
+        assert json.loads(archive.read("skvae.json"))["format_version"] == 4
     state = old.__getstate__()
-    state["_pickle_version"] = 2
+    assert state["_pickle_version"] == 2
+    assert est.__getstate__()["_pickle_version"] == 3
     unpickled = Estimator.__new__(Estimator)
     unpickled.__setstate__(state)
     for loaded in (Estimator.load(tmp_path / "old.skvae"), unpickled):
@@ -194,6 +198,21 @@ def test_a_model_from_before_input_units_loads_continues_and_saves(Estimator, X,
         warnings.simplefilter("ignore")
         assert loaded.set_params(warm_start=False).fit(X).module_.description["input_unit"]
         assert changed.fit(X * 1e3).module_.description["input_unit"]
+
+
+@pytest.mark.parametrize(("Estimator", "params"), CONFIGS, ids=IDS)
+def test_the_file_and_pickle_version_are_the_oldest_that_hold_the_network(
+    Estimator, params, X, tmp_path
+):
+    # format 5 and pickle version 3 only for a network with an input unit
+    est = fitted(Estimator, params, X)
+    units = "input_unit" in est.module_.description
+    expected = params.get("likelihood") != "bernoulli" and params.get("loss") != "bce"
+    assert units == expected
+    with zipfile.ZipFile(est.save(tmp_path / "m.skvae")) as archive:
+        version = json.loads(archive.read("skvae.json"))["format_version"]
+    assert version == (5 if units else 4)
+    assert est.__getstate__()["_pickle_version"] == (3 if units else 2)
 
 
 def test_unfitted_save_raises(tmp_path):
