@@ -1537,13 +1537,16 @@ def save_imputer(imputer, path):
         "params": _encode(params, tensors, "params"),
         "attributes": _encode(attributes, tensors, "attributes"),
     }
-    if tensors:  # pragma: no cover - the imputer's own values are plain
-        raise ValueError(f"Cannot save the imputer's arrays {sorted(tensors)}.")
     document = _document(meta, imputer)
+    # Arrays among its parameters (a RandomState's, hidden_layer_sizes as an
+    # array) are stored as a model's are, in safetensors.
+    weights = save_tensors(tensors, metadata={"format": FORMAT}) if tensors else None
 
     def write(file):
         with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED) as archive:
             archive.writestr(_META, document)
+            if weights is not None:
+                archive.writestr(_WEIGHTS, weights)
             for i, data in enumerate(members):
                 archive.writestr(_member(i), data)
 
@@ -1563,13 +1566,23 @@ def _checked_imputer(cls, archive):
     """The imputer, its attributes and its models' :func:`_checked` of a checked file."""
     from ._vae import VAETransformer
 
-    n_members = len(archive.infolist()) - 1
+    listed = archive.namelist()
+    # An imputer's own weights (arrays among its parameters) sit beside its
+    # models; weights without models are a single model's file (refused below).
+    models = any(name.startswith("estimators/") for name in listed)
+    weights = [_WEIGHTS] if _WEIGHTS in listed and models else []
+    n_members = len(archive.infolist()) - 1 - len(weights)
     names = [_member(i) for i in range(max(n_members, 0))]
-    _check_archive(archive, [_META, *names])
+    _check_archive(archive, [_META, *weights, *names])
     meta = _read_meta(archive, _IMPUTER_META_KEYS)
     imputer = _instantiate(cls, meta["class"])
-    _set_params(imputer, _decode(meta["params"], {}, set()))
-    attributes = _decode(meta["attributes"], {}, set())
+    tensors = _read_tensors(archive) if weights else {}
+    used = set()
+    _set_params(imputer, _decode(meta["params"], tensors, used))
+    attributes = _decode(meta["attributes"], tensors, used)
+    unused = sorted(set(tensors) - used)
+    if unused:
+        raise _Invalid(f"has weights that nothing refers to: {unused[:5]}.")
     _check_names(attributes, cls, _IMPUTER_FITTED | _IMPUTER_OPTIONAL, _IMPUTER_FITTED)
     n_estimators = imputer.n_estimators
     _expect(

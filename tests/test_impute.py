@@ -543,6 +543,26 @@ def test_save_load_through_file_objects_and_keeps_set_output(frame_case):
     )
 
 
+def test_save_load_keeps_array_parameters(tmp_path):
+    # A RandomState, or hidden_layer_sizes as an array, is stored as a model's
+    # are: save refused them ("Cannot save the imputer's arrays").
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(80, 4))
+    X[rng.rand(80, 4) < 0.2] = np.nan
+    imputer = VAEImputer(
+        n_estimators=1,
+        max_iter=3,
+        hidden_layer_sizes=np.array([8]),
+        random_state=np.random.RandomState(0),
+    ).fit(X)
+    loaded = VAEImputer.load(imputer.save(tmp_path / "imputer.skvae"))
+    assert isinstance(loaded.random_state, np.random.RandomState)
+    assert list(loaded.hidden_layer_sizes) == [8]
+    np.testing.assert_array_equal(loaded.transform(X), imputer.transform(X))
+    with pytest.raises(ValueError, match="is a VAEImputer's file"):
+        VAETransformer.load(tmp_path / "imputer.skvae")
+
+
 def test_save_needs_a_fitted_imputer(tmp_path):
     with pytest.raises(NotFittedError):
         VAEImputer().save(tmp_path / "imputer.skvae")
