@@ -295,7 +295,10 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         """X with its missing entries as NaN (a copy), validated as in fit."""
         placeholder = self.missing_values
         marker = _is_nan(placeholder) or placeholder is None or _is_pd_na(placeholder)
-        if _is_dataframe(X):
+        table = None if reset else self.estimators_[0]._table
+        fitted_on_frame = table is not None and not table.array
+        # A model of an array takes a DataFrame's values as an array, checked as one.
+        if _is_dataframe(X) and (reset or fitted_on_frame):
             if not marker:
                 raise ValueError(
                     f"missing_values={placeholder!r} applies to arrays; in a "
@@ -303,7 +306,6 @@ class VAEImputer(TransformerMixin, BaseEstimator):
                 )
             validate_data(self, X, reset=reset, skip_check_array=True)
             return X.copy()
-        table = None if reset else self.estimators_[0]._table
         if table is not None and not (table.array or table.numeric_only):
             raise ValueError(
                 f"{type(self).__name__} was fitted on a DataFrame; pass a DataFrame "

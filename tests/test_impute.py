@@ -563,6 +563,20 @@ def test_save_load_keeps_array_parameters(tmp_path):
         VAETransformer.load(tmp_path / "imputer.skvae")
 
 
+def test_a_frame_given_to_an_imputer_of_an_array_is_checked_as_an_array():
+    # it skipped the checks: inf reached the models ("sample overflowed ...
+    # Refit the model"), and a row holding inf and no hole came back with it
+    rng = np.random.RandomState(0)
+    imputer = VAEImputer(n_estimators=1, max_iter=3, random_state=0).fit(
+        rng.normal(size=(80, 3))
+    )
+    frame = pd.DataFrame({"a": [np.inf, 1.0], "b": [np.nan, 1.0], "c": [0.5, 0.5]})
+    with pytest.raises(ValueError, match="Input X contains infinity"):
+        imputer.transform(frame)
+    filled = imputer.transform(frame.assign(a=[0.3, 1.0]))
+    assert np.isfinite(filled).all() and filled[0, 0] == 0.3
+
+
 def test_save_needs_a_fitted_imputer(tmp_path):
     with pytest.raises(NotFittedError):
         VAEImputer().save(tmp_path / "imputer.skvae")
