@@ -1481,7 +1481,8 @@ class _BaseAutoencoder(
                 "categorical_features can only name columns of a pandas DataFrame; X "
                 "is not one. Pass a DataFrame, or leave categorical_features='from_dtype'."
             )
-        if table is not None and table.numeric_only and not _is_dataframe(X):
+        frame_table = table is not None and not table.array
+        if frame_table and table.numeric_only and not _is_dataframe(X):
             # A numeric table's rows as an array (by position), as transform
             # takes them: a later batch checked and encoded as the frame.
             import pandas as pd  # the table came from a DataFrame: pandas is there
