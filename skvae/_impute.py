@@ -45,6 +45,19 @@ def _is_pd_na(value):
     return type(value).__name__ == "NAType" and type(value).__module__.startswith("pandas")
 
 
+def _check_finite_frame(X):
+    """Raise scikit-learn's ValueError where a DataFrame's numbers hold infinity."""
+    for name in X.columns:
+        column = X[name]
+        if getattr(column.dtype, "kind", "O") in "iuf":  # numpy's and pandas' numbers
+            values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+            if np.isinf(values).any():
+                raise ValueError(
+                    f"Input X contains infinity or a value too large for "
+                    f"dtype('float64') (column {name!r})."
+                )
+
+
 class VAEImputer(TransformerMixin, BaseEstimator):
     """Missing-value imputer built on variational autoencoders of the whole table.
 
@@ -296,15 +309,17 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         placeholder = self.missing_values
         marker = _is_nan(placeholder) or placeholder is None or _is_pd_na(placeholder)
         table = None if reset else self.estimators_[0]._table
-        fitted_on_frame = table is not None and not table.array
-        # A model of an array takes a DataFrame's values as an array, checked as one.
-        if _is_dataframe(X) and (reset or fitted_on_frame):
+        if _is_dataframe(X):
             if not marker:
                 raise ValueError(
                     f"missing_values={placeholder!r} applies to arrays; in a "
                     "DataFrame, mark missing cells as NaN, None or pd.NA."
                 )
             validate_data(self, X, reset=reset, skip_check_array=True)
+            if not reset and (table is None or table.array):
+                # Models of an array read the frame's values as numbers, which
+                # the table encoding of a frame's fit would have checked.
+                _check_finite_frame(X)
             return X.copy()
         if table is not None and not (table.array or table.numeric_only):
             raise ValueError(

@@ -71,8 +71,9 @@ FORMAT = "skvae"
 #: 3: a table's numeric block may be interval-censored and a category dtype
 #: stores its categories' dtype, which readers of version 2 called corrupted;
 #: 4: a table may hold columns that another decides, its "functions";
-#: 5: an array's network may read its inputs in a unit, "input_unit"; files
-#: of networks without one are still written as 4, see ``_versions``).
+#: 5: an array's network may read its inputs in a unit, "input_unit", and an
+#: imputer's file may hold weights of its own; other files are still written
+#: as 4, see ``_versions``).
 FORMAT_VERSION = 5
 #: The versions this one reads: an older file's table lacks only what later ones added.
 READABLE_VERSIONS = (2, 3, 4, 5)
@@ -804,17 +805,18 @@ def _write_atomically(path, write):
         raise
 
 
-def _versions(obj, descriptions):
+def _versions(obj, descriptions, weights=False):
     """The metadata every file starts with: format, class and the writers' versions.
 
-    The format version is the oldest that holds the networks ``descriptions``
-    describe: 4 for networks without an input unit, which skvae versions that
-    read format 4 read as well.
+    The format version is the oldest that holds the file: 4 for networks
+    (``descriptions``) without an input unit, which skvae versions that read
+    format 4 read as well; 5 with one, or for an imputer's file with
+    ``weights`` of its own.
     """
     units = any("input_unit" in description for description in descriptions)
     return {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION if units else 4,
+        "format_version": FORMAT_VERSION if units or weights else 4,
         "class": type(obj).__name__,
         "skvae_version": _skvae_version(),
         "sklearn_version": sklearn.__version__,
@@ -1532,11 +1534,12 @@ def save_imputer(imputer, path):
         save_estimator(model, buffer)
         members.append(buffer.getvalue())
     tensors = {}
-    meta = {
-        **_versions(imputer, [model.module_.description for model in imputer.estimators_]),
+    encoded = {
         "params": _encode(params, tensors, "params"),
         "attributes": _encode(attributes, tensors, "attributes"),
     }
+    networks = [model.module_.description for model in imputer.estimators_]
+    meta = {**_versions(imputer, networks, weights=bool(tensors)), **encoded}
     document = _document(meta, imputer)
     # Arrays among its parameters (a RandomState's, hidden_layer_sizes as an
     # array) are stored as a model's are, in safetensors.
@@ -1576,6 +1579,8 @@ def _checked_imputer(cls, archive):
     _check_archive(archive, [_META, *weights, *names])
     meta = _read_meta(archive, _IMPUTER_META_KEYS)
     imputer = _instantiate(cls, meta["class"])
+    if weights:  # checked as a model's: skvae's header, known dtypes, sizes
+        _read_header(archive)
     tensors = _read_tensors(archive) if weights else {}
     used = set()
     _set_params(imputer, _decode(meta["params"], tensors, used))

@@ -1,8 +1,10 @@
 """VAEImputer: scikit-learn's imputer API on arrays and DataFrames."""
 
 import copy
+import json
 import pickle
 import warnings
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -555,15 +557,29 @@ def test_save_load_keeps_array_parameters(tmp_path):
         hidden_layer_sizes=np.array([8]),
         random_state=np.random.RandomState(0),
     ).fit(X)
-    loaded = VAEImputer.load(imputer.save(tmp_path / "imputer.skvae"))
+    path = imputer.save(tmp_path / "imputer.skvae")
+    with zipfile.ZipFile(path) as archive:  # a layout older versions cannot read
+        assert json.loads(archive.read("skvae.json"))["format_version"] == 5
+        weights = archive.read("weights.safetensors")
+        members = {name: archive.read(name) for name in archive.namelist()}
+    loaded = VAEImputer.load(path)
     assert isinstance(loaded.random_state, np.random.RandomState)
     assert list(loaded.hidden_layer_sizes) == [8]
     np.testing.assert_array_equal(loaded.transform(X), imputer.transform(X))
     with pytest.raises(ValueError, match="is a VAEImputer's file"):
         VAETransformer.load(tmp_path / "imputer.skvae")
+    # its weights are checked as a model's: skvae's header
+    from safetensors.torch import load, save
+
+    members["weights.safetensors"] = save(load(weights), metadata={"format": "other"})
+    with zipfile.ZipFile(tmp_path / "bad.skvae", "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(ValueError, match="header is not skvae's"):
+        VAEImputer.load(tmp_path / "bad.skvae")
 
 
-def test_a_frame_given_to_an_imputer_of_an_array_is_checked_as_an_array():
+def test_a_frame_given_to_an_imputer_of_an_array_is_checked_for_infinity():
     # it skipped the checks: inf reached the models ("sample overflowed ...
     # Refit the model"), and a row holding inf and no hole came back with it
     rng = np.random.RandomState(0)
@@ -571,10 +587,11 @@ def test_a_frame_given_to_an_imputer_of_an_array_is_checked_as_an_array():
         rng.normal(size=(80, 3))
     )
     frame = pd.DataFrame({"a": [np.inf, 1.0], "b": [np.nan, 1.0], "c": [0.5, 0.5]})
-    with pytest.raises(ValueError, match="Input X contains infinity"):
+    with pytest.raises(ValueError, match="Input X contains infinity.*column 'a'"):
         imputer.transform(frame)
     filled = imputer.transform(frame.assign(a=[0.3, 1.0]))
-    assert np.isfinite(filled).all() and filled[0, 0] == 0.3
+    assert np.isfinite(np.asarray(filled, dtype=float)).all()
+    assert np.asarray(filled)[0, 0] == 0.3
 
 
 def test_save_needs_a_fitted_imputer(tmp_path):

@@ -401,13 +401,17 @@ def test_a_model_of_an_array_with_missing_values_refuses_sparse_rows(Estimator):
             getattr(est, method)(sp.csr_matrix(X))
 
 
+@pytest.mark.parametrize("chunk", [2**22, 7])  # one block; blocks of 2 rows
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_a_sparse_array_has_the_dense_arrays_units(dtype):
+def test_a_sparse_array_has_the_dense_arrays_units(dtype, chunk, monkeypatch):
     # Read by stored values, centred, in float64: E[x^2] - E[x]^2 left a
     # constant column a variance of 1e-12 (read at the unit floor, a thousand
     # times enlarged), and scipy's float32 sums a column of 1e4 + 0.01 noise
     # a deviation of 0.98 instead of 0.01.
+    import skvae._networks
     from skvae._networks import _units
+
+    monkeypatch.setattr(skvae._networks, "_SPARSE_CHUNK", chunk)
 
     rng = np.random.RandomState(0)
     X = np.column_stack(
