@@ -1683,16 +1683,16 @@ class _BaseAutoencoder(
         self._check_values(X, training=True)
         device = resolve_device(self.device)
         description = self._describe(X.shape[1], hidden, table)
+        signature = None if table is None else table.signature
         if hasattr(self, "module_") and (incremental or self.warm_start):
             # A model saved before input units goes on without them where it
             # goes on; a new network (warm_start after a change) has them.
             kept = as_fitted(description, self.module_.description)
-            signature = None if table is None else table.signature
             if self._architecture == (kept, signature):
                 description = kept
         # warm_start refits from scratch when the network or the table changes;
         # partial_fit refuses to (as IncrementalPCA refuses a new n_components).
-        architecture = (description, None if table is None else table.signature)
+        architecture = (description, signature)
         if incremental and hasattr(self, "module_") and self._architecture != architecture:
             raise ValueError(self._changed_network(description))
         warm = hasattr(self, "module_") and (

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from ._likelihoods import _SPARSE_CHUNK, build_likelihood
+from ._likelihoods import _sparse_moments, build_likelihood
 from ._priors import build_prior
 from ._torch import dense_rows
 
@@ -478,8 +478,8 @@ class Autoencoder(Model):
         ignore the conditions of data in small units and follow those of data
         in large ones exactly.
         """
-        unit = self.encoder.unit
-        if unit is None or self.likelihood.name != "squared_error":
+        unit = self._error_unit()
+        if unit is None:
             return self.likelihood.nll(out, x, observed)
         unit = unit.to(out.dtype)
         return self.likelihood.nll(out / unit, x / unit, observed)
@@ -490,10 +490,14 @@ class Autoencoder(Model):
         At least 1e-12 (data in units of 1e-6): the squares of smaller
         gradients, which Adam averages, underflow float32.
         """
-        unit = self.encoder.unit
-        if unit is None or self.likelihood.name != "squared_error":
-            return 1.0
-        return max(float(unit.pow(2).median()), 1e-12)
+        unit = self._error_unit()
+        return 1.0 if unit is None else max(float(unit.pow(2).median()), 1e-12)
+
+    def _error_unit(self):
+        """The input unit where the loss is the squared error in data units, or None."""
+        if self.likelihood.name != "squared_error":
+            return None
+        return self.encoder.unit
 
     def loss(self, x, eps=None):
         """Per-sample reconstruction loss; ``kl`` is zero."""
@@ -704,37 +708,6 @@ def _units(X):
     # training row moved a thousand times enlarged.
     unit = torch.where(var > 0, unit, max(typical, 1e-30))
     return mean, unit.sqrt(), var
-
-
-def _sparse_moments(X):
-    """Per-feature means and (centred) variances of a scipy.sparse X, as tensors.
-
-    Two passes over blocks of rows (:data:`~._likelihoods._SPARSE_CHUNK`
-    stored values at a time, duplicates summed, in float64): no copy of X,
-    and no ``E[x^2] - E[x]^2``, which leaves a constant column a variance of
-    rounding size and float32 sums of a column far from 0 a wrong one.
-    """
-    X = X.tocsr()
-    n, d = X.shape
-    step = max(1, _SPARSE_CHUNK // max(1, X.nnz // max(n, 1)))
-
-    def blocks():
-        for start in range(0, n, step):
-            block = X[start : start + step]
-            if not block.has_canonical_format:
-                block = block.copy()
-                block.sum_duplicates()
-            yield block.indices, block.data.astype(np.float64)
-
-    sums, counts = np.zeros(d), np.zeros(d)
-    for columns, values in blocks():
-        sums += np.bincount(columns, values, minlength=d)
-        counts += np.bincount(columns, minlength=d)
-    mean = sums / max(n, 1)
-    squares = (n - counts) * mean**2  # the implicit zeros
-    for columns, values in blocks():
-        squares += np.bincount(columns, (values - mean[columns]) ** 2, minlength=d)
-    return torch.from_numpy(mean), torch.from_numpy(squares / max(n, 1))
 
 
 def _column_means(X):

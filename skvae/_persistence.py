@@ -1574,7 +1574,7 @@ def _checked_imputer(cls, archive):
     # models; weights without models are a single model's file (refused below).
     models = any(name.startswith("estimators/") for name in listed)
     weights = [_WEIGHTS] if _WEIGHTS in listed and models else []
-    n_members = len(archive.infolist()) - 1 - len(weights)
+    n_members = len(listed) - 1 - len(weights)
     names = [_member(i) for i in range(max(n_members, 0))]
     _check_archive(archive, [_META, *weights, *names])
     meta = _read_meta(archive, _IMPUTER_META_KEYS)

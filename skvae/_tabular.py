@@ -1356,13 +1356,14 @@ class Table:
                 unknown = sorted(set(_unique(X[c.name])) - known, key=str)
                 if unknown:
                     found["level"][c.name] = unknown
-            if c.kind == "numeric" and c.integer and ("integer", c.name) not in warned:
-                values = self._numbers(X, c)
-                values = values[np.isfinite(values)]
-                if np.any(values != np.round(values)):
+            if c.kind != "numeric":
+                continue
+            values = self._numbers(X, c)
+            if c.integer and ("integer", c.name) not in warned:
+                whole = values[np.isfinite(values)]
+                if np.any(whole != np.round(whole)):
                     found["integer"].append(c.name)
-            if c.kind == "numeric" and c.low <= c.high and ("range", c.name) not in warned:
-                values = self._numbers(X, c)
+            if c.low <= c.high and ("range", c.name) not in warned:
                 margin = BATCH_RANGE_MARGIN * (c.high - c.low)
                 if np.any(values < c.low - margin) or np.any(values > c.high + margin):
                     seen = c.atoms is not None  # fit_numeric sets them when it saw values

@@ -362,8 +362,8 @@ def make_optimizer(module, name, learning_rate, weight_decay, state=None):
         kwargs["momentum"] = 0.9
     else:  # Adam's epsilon in the size of the loss's gradients (see gradient_scale)
         kwargs["eps"] = ADAM_EPS * module.gradient_scale()
-    if name != "sgd" and next(module.parameters()).device.type in ("cpu", "cuda"):
-        kwargs["fused"] = True  # one kernel per step: about 17% faster epochs on a CPU
+        if next(module.parameters()).device.type in ("cpu", "cuda"):
+            kwargs["fused"] = True  # one kernel per step: about 17% faster epochs on a CPU
     optimizer = OPTIMIZERS[name](module.parameters(), **kwargs)
     # A learning-rate schedule adds "initial_lr" to the groups: not a kind.
     same_kind = state is not None and set(state["param_groups"][0]) - {"initial_lr"} == set(

@@ -408,10 +408,9 @@ def test_a_sparse_array_has_the_dense_arrays_units(dtype, chunk, monkeypatch):
     # constant column a variance of 1e-12 (read at the unit floor, a thousand
     # times enlarged), and scipy's float32 sums a column of 1e4 + 0.01 noise
     # a deviation of 0.98 instead of 0.01.
-    import skvae._networks
     from skvae._networks import _units
 
-    monkeypatch.setattr(skvae._networks, "_SPARSE_CHUNK", chunk)
+    monkeypatch.setattr(skvae._likelihoods, "_SPARSE_CHUNK", chunk)
 
     rng = np.random.RandomState(0)
     X = np.column_stack(
