@@ -1443,6 +1443,11 @@ class _BaseAutoencoder(
             the network was fitted: ``partial_fit`` continues that network,
             and ``fit`` trains a new one.
         """
+        if hasattr(self, "module_"):
+            # scikit-learn's _fit_context checks parameters only on the first
+            # call; a set_params between calls would otherwise reach torch
+            # (batch_size=0: a ZeroDivisionError) or train silently (beta=-1).
+            self._validate_params()
         with inputs_kept_on_failure(self):
             X, table = self._validate_training_data(
                 X, reset=not hasattr(self, "module_"), incremental=True

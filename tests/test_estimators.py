@@ -222,6 +222,29 @@ def test_partial_fit_refuses_a_changed_network(Estimator, manifold):
     assert est.transform(manifold).shape[1] == est.n_components_ == 3
 
 
+@pytest.mark.parametrize(
+    "param, value", [("batch_size", 0), ("optimizer", "zz"), ("learning_rate", -1.0)]
+)
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_partial_fit_checks_parameters_set_after_the_first_call(
+    Estimator, manifold, param, value
+):
+    # scikit-learn's _fit_context checks them on the first call only: batch_size=0
+    # reached a ZeroDivisionError, optimizer="zz" a KeyError, a negative rate
+    # torch's own ValueError, and beta=-1 trained silently.
+    est = make(Estimator).partial_fit(manifold)
+    state = {k: v.clone() for k, v in est.module_.state_dict().items()}
+    with pytest.raises(InvalidParameterError, match=f"'{param}' parameter"):
+        est.set_params(**{param: value}).partial_fit(manifold)
+    assert est.n_iter_ == 1  # the model is as it was
+    for key, value in est.module_.state_dict().items():
+        torch.testing.assert_close(value, state[key])
+    if Estimator is VAETransformer:
+        with pytest.raises(InvalidParameterError, match="'beta' parameter"):
+            restored = {param: make(Estimator).get_params()[param]}
+            est.set_params(**restored, beta=-1.0).partial_fit(manifold)
+
+
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
 def test_warm_start(Estimator, manifold):
     cold = make(Estimator).fit(manifold)
