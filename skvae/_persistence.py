@@ -775,9 +775,27 @@ def _write_atomically(path, write):
 
     The new file is created with the permissions ``open(path, "wb")`` would
     give it (an existing file's mode is kept). On any exception, Ctrl-C
-    included, it is removed and ``path`` is left as it was.
+    included, it is removed and ``path`` is left as it was. A ``path`` that
+    names a device, a pipe or a socket is written through, as ``open`` does:
+    a file renamed over it would replace the node itself (``/dev/null``, for
+    every process of the machine). An empty path, or one that ends in a
+    separator, is refused as ``open`` refuses it.
     """
-    target = os.path.realpath(os.fspath(path))  # write through a symlink, as open does
+    name = os.fspath(path)
+    text = os.fsdecode(name)
+    if not text:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
+    if text.endswith(os.sep) or (os.altsep and text.endswith(os.altsep)):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), name)
+    try:
+        mode = os.stat(name).st_mode
+    except OSError:  # no such file yet (or no access: reported below)
+        mode = None
+    if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        with open(name, "wb") as file:
+            write(file)
+        return
+    target = os.path.realpath(name)  # write through a symlink, as open does
     if os.path.isdir(target):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
     folder, name = os.path.split(target)

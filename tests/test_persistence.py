@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import stat
+import threading
 import time
 import warnings
 import zipfile
@@ -445,6 +446,35 @@ def test_save_errors_name_the_path_given(X, tmp_path):
         est.save(tmp_path)
     assert error.value.filename == str(tmp_path)
     assert os.listdir(tmp_path) == []  # no temporary file left behind
+
+
+def test_save_refuses_the_paths_open_refuses(X, tmp_path):
+    # "out/" was saved as a file named "out" (realpath drops the separator).
+    est = fitted(AutoencoderTransformer, {}, X)
+    with pytest.raises(IsADirectoryError):
+        est.save(f"{tmp_path / 'out'}{os.sep}")
+    with pytest.raises(FileNotFoundError):
+        est.save("")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_save_writes_through_a_pipe_rather_than_replacing_it(X, tmp_path):
+    # A new file was renamed over the path: a device node (as root, /dev/null
+    # for the whole machine) or a named pipe became a regular file, and the
+    # pipe's reader got nothing.
+    est = fitted(AutoencoderTransformer, {}, X)
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_bytes()))
+    reader.start()
+    est.save(pipe)
+    reader.join(timeout=60)
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode)
+    loaded = AutoencoderTransformer.load(io.BytesIO(received[0]))
+    assert_array_equal(loaded.transform(X), est.transform(X))
+    assert os.listdir(tmp_path) == ["pipe"]
 
 
 @pytest.mark.skipif(os.name != "posix", reason="symbolic links")
