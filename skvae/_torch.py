@@ -198,23 +198,33 @@ _threads_state = {"users": 0, "saved": None}
 def torch_threads(n_threads):
     """Run a block with torch's intra-op thread count set to ``n_threads``.
 
-    torch's setting is process-wide: the caller's value is saved when the
-    first such block starts and restored when the last one (in any thread)
-    ends, so concurrent fits neither leak their setting nor restore too early.
+    The caller's setting is read when no other such block runs (in any
+    thread), and each block puts its own thread back to it at the end, only
+    where the thread's count differs from it. torch's OpenMP setting belongs
+    to each OS thread, but a thread picks up the last count set in any
+    thread at its first parallel operation: a block that started while
+    another ran could read that block's count as the caller's, and one
+    saved value restored by the last block to end, in its own thread, left
+    the other thread at the blocks' count. A block that changes nothing
+    sets nothing: ``torch.set_num_threads`` also sets MKL's count and the
+    one new threads start with, which ``threadpoolctl``'s limits do not
+    restore.
     """
     with _THREADS_LOCK:
+        current = torch.get_num_threads()
         if _threads_state["users"] == 0:
-            _threads_state["saved"] = torch.get_num_threads()
+            _threads_state["saved"] = current
+        saved = _threads_state["saved"]
         _threads_state["users"] += 1
-        if torch.get_num_threads() != n_threads:
+        if current != n_threads:
             torch.set_num_threads(n_threads)
     try:
         yield
     finally:
         with _THREADS_LOCK:
             _threads_state["users"] -= 1
-            if _threads_state["users"] == 0:
-                torch.set_num_threads(_threads_state["saved"])
+            if torch.get_num_threads() != saved:
+                torch.set_num_threads(saved)
 
 
 def generator(seed, device="cpu"):

@@ -2,6 +2,7 @@
 
 import copy
 import math
+import threading
 import warnings
 
 import numpy as np
@@ -797,6 +798,62 @@ def test_n_jobs_sets_torch_threads_and_restores_them(
         # the fit, and the trials that choose its start (see test_start.py)
         assert len(seen) == 3 and set(seen) == {expected}
         assert torch.get_num_threads() == 3  # the user's setting is back
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_overlapping_thread_blocks_in_two_threads_each_restore_their_own():
+    # One saved value, restored by the last block to end in its own thread, left
+    # the thread whose block ended first at the block's count, for good.
+    from skvae._torch import torch_threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    entered, leave = threading.Event(), threading.Event()
+
+    def other():
+        with torch_threads(1):
+            entered.set()
+            leave.wait(60)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    try:
+        assert entered.wait(60)
+        with torch_threads(1):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 3
+    finally:
+        leave.set()
+        thread.join()
+    try:
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_call_under_threadpool_limits_leaves_torch_settings_as_they_were(manifold):
+    # Its block restored a count it had not changed: torch.set_num_threads also
+    # sets MKL's count and the one new threads start with, which threadpoolctl
+    # does not restore, so new threads ran on one thread from then on.
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+
+    def in_a_new_thread():
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        return seen[0]
+
+    try:
+        est = AutoencoderTransformer(**FAST).fit(manifold)
+        expected = in_a_new_thread()
+        with threadpoolctl.threadpool_limits(1):
+            est.transform(manifold)
+        assert in_a_new_thread() == expected
+        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
 
