@@ -23,6 +23,7 @@ from ._conditional import block_masks
 from ._networks import ACTIVATIONS, widest_layer
 from ._persistence import load_imputer, save_imputer
 from ._torch import check_memory
+from ._training import INTERRUPTED
 from ._vae import VAETransformer
 from .exceptions import PosteriorCollapseWarning, _warn
 
@@ -364,6 +365,13 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         -------
         self : object
             The fitted imputer.
+
+        Raises
+        ------
+        KeyboardInterrupt
+            On Ctrl-C: the fit stops and the imputer stays as it was (a
+            single VAETransformer keeps what it learned after its first
+            epoch; the imputer's models are one ensemble).
         """
         with inputs_kept_on_failure(self):  # a failed fit leaves it as it was
             return self._fit(self._validate(X, reset=True))
@@ -393,9 +401,13 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                estimators = [
-                    clone(vae).set_params(random_state=int(seed)).fit(X) for seed in seeds
-                ]
+                estimators = []
+                for seed in seeds:
+                    estimators.append(clone(vae).set_params(random_state=int(seed)).fit(X))
+                    if any(str(w.message).startswith(INTERRUPTED) for w in caught):
+                        # A model keeps what it learned before a Ctrl-C, and the
+                        # next would start: one Ctrl-C stops the imputer's fit.
+                        raise KeyboardInterrupt
             except ValueError as exc:  # "... but VAETransformer needs at least 2 ..."
                 message = str(exc).replace(type(vae).__name__, type(self).__name__)
                 if message == str(exc):
@@ -425,14 +437,14 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         # Read here: set_params can have changed them since fit.
-        names = ("missing_values", "n_importance_samples")
+        names = ("missing_values", "n_importance_samples", "n_jobs")
         validate_parameter_constraints(
             {name: self._parameter_constraints[name] for name in names},
             {name: getattr(self, name) for name in names},
             caller_name=type(self).__name__,
         )
         X = self._validate(X, reset=False)
-        vaes = self.estimators_
+        vaes = [_with_jobs(vae, self.n_jobs) for vae in self.estimators_]
         # Every model encodes X alike: a table's maps are fitted on X alone,
         # with a fixed seed ("mixture"), whatever the model's random_state.
         table = vaes[0]._table
@@ -630,6 +642,15 @@ def _warn_empty(X):
             "fit on data where they hold values.",
             UserWarning,
         )
+
+
+def _with_jobs(vae, n_jobs):
+    """``vae``, or a shallow copy of it that works with ``n_jobs`` (its models stay)."""
+    if vae.n_jobs == n_jobs:
+        return vae
+    vae = copy.copy(vae)
+    vae.n_jobs = n_jobs
+    return vae
 
 
 def _pass_on(caught, n_models):

@@ -1546,6 +1546,12 @@ def save_imputer(imputer, path):
     known = _IMPUTER_FITTED | _IMPUTER_OPTIONAL
     attributes = _saved_attributes(imputer, params, _ESTIMATORS, known)
     imputer._validate_params()  # what load checks first
+    if len(imputer.estimators_) != imputer.n_estimators:  # load counts the models
+        raise ValueError(
+            f"Cannot save this {type(imputer).__name__}: n_estimators was changed "
+            f"after fit ({imputer.n_estimators}, for {len(imputer.estimators_)} "
+            "fitted models), so load would refuse the file. Restore it, or refit."
+        )
     members = []
     for model in imputer.estimators_:
         buffer = io.BytesIO()

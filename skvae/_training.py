@@ -137,6 +137,8 @@ class TrainConfig:
     dequantize: object = None
 
 
+#: How the warning of a fit that Ctrl-C stopped after its first epoch begins.
+INTERRUPTED = "Training interrupted by the user"
 #: A fit that ran all its epochs has converged when the mean watched loss of its
 #: last fifth of epochs is less than this fraction of its progress below the
 #: mean of the fifth before (:func:`improving`).
@@ -558,7 +560,7 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
             raise
         history.stop_reason = "interrupted"
         _warn(
-            f"Training interrupted by the user after {history.n_epochs} epoch(s); "
+            f"{INTERRUPTED} after {history.n_epochs} epoch(s); "
             "keeping the weights learned so far.",
             UserWarning,
         )

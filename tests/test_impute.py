@@ -6,6 +6,7 @@ import pickle
 import warnings
 import zipfile
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +14,7 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.impute import SimpleImputer
 
+import skvae._base
 import skvae._impute
 import skvae._torch
 from skvae import VAEImputer, VAETransformer
@@ -609,6 +611,55 @@ def test_a_failed_save_keeps_the_previous_file(array_case, tmp_path):
     with pytest.raises(ValueError, match="parameters were changed after fit"):
         broken.save(path)
     assert path.read_bytes() == before
+
+
+def test_save_refuses_an_n_estimators_changed_after_fit(array_case, tmp_path):
+    # save wrote a file that load refused as "corrupted" (models should be 5).
+    *_, imputer = array_case
+    changed = copy.deepcopy(imputer).set_params(n_estimators=imputer.n_estimators + 3)
+    with pytest.raises(ValueError, match="n_estimators was changed after fit"):
+        changed.save(tmp_path / "imputer.skvae")
+    assert not (tmp_path / "imputer.skvae").exists()
+
+
+def test_one_ctrl_c_stops_the_whole_fit(array_case, monkeypatch):
+    # Each model kept what it had learned and the next one started: the user
+    # pressed Ctrl-C once per model and got a mix of stopped and full models.
+    _, X_missing, _, fitted = array_case
+    imputer = copy.deepcopy(fitted)
+    before = [vae.n_iter_ for vae in imputer.estimators_]
+    import skvae._training
+
+    calls, original = [0], skvae._training._check_finite
+
+    def ctrl_c_in_the_second_epoch(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(skvae._training, "_check_finite", ctrl_c_in_the_second_epoch)
+    with pytest.raises(KeyboardInterrupt), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        imputer.set_params(max_iter=10).fit(X_missing)
+    assert calls[0] == 2  # no model trained after it
+    assert [vae.n_iter_ for vae in imputer.estimators_] == before  # as it was
+
+
+def test_transform_works_with_n_jobs_set_after_fit(array_case, monkeypatch):
+    # transform ran at the n_jobs its models copied at fit.
+    _, X_missing, _, imputer = array_case
+    seen, original = [], skvae._base.torch_threads
+
+    def recording(n_threads):
+        seen.append(n_threads)
+        return original(n_threads)
+
+    monkeypatch.setattr(skvae._base, "torch_threads", recording)
+    changed = copy.deepcopy(imputer).set_params(n_jobs=2)
+    changed.transform(X_missing)
+    assert seen and set(seen) == {min(2, joblib.cpu_count())}
+    assert all(vae.n_jobs is None for vae in changed.estimators_)  # its models stay
 
 
 def _model_of_another_class(content):
