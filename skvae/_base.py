@@ -25,7 +25,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval as _Interval
-from sklearn.utils._param_validation import StrOptions, validate_parameter_constraints
+from sklearn.utils._param_validation import (
+    Options,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from sklearn.utils.validation import (
     check_array,
     check_is_fitted,
@@ -140,6 +144,31 @@ class Interval(_Interval):
         if isinstance(val, (bool, np.bool_)):
             return False
         return super().is_satisfied_by(val)
+
+
+#: The values of ``numeric_transform`` (also those of its dict).
+_NUMERIC_TRANSFORMS = ("auto", "quantile", "mixture", "standard")
+
+
+class _TransformDict(Options):
+    """A ``numeric_transform`` dict: each value one of ``_NUMERIC_TRANSFORMS``.
+
+    Checked with the other parameters, at every fit, whatever X is (an
+    array without missing values has no numeric columns to map, and a dict
+    naming a transform that does not exist was accepted there silently).
+    """
+
+    def __init__(self):  # an Options, which scikit-learn's checks take as they are
+        super().__init__(dict, set())
+
+    def is_satisfied_by(self, val):
+        return isinstance(val, dict) and all(
+            isinstance(v, str) and v in _NUMERIC_TRANSFORMS for v in val.values()
+        )
+
+    def __str__(self):
+        options = ", ".join(repr(t) for t in _NUMERIC_TRANSFORMS)
+        return f"a dict whose values are among {{{options}}}"
 
 
 #: Parameter descriptions both estimators share, spliced into their class
@@ -893,6 +922,7 @@ def _shown(value):
 
     A bound check on [0, 1] must not print 1.00001 as "1".
     """
+    value = value + 0.0  # -0.0 reads as 0
     short = f"{value:.4g}"
     if float(short) in (0.0, 1.0) and float(short) != value:
         return str(value)  # a numpy scalar: its shortest exact digits
@@ -1014,10 +1044,7 @@ class _BaseAutoencoder(
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
         "categorical_features": [StrOptions({"from_dtype"}), "array-like", None],
-        "numeric_transform": [
-            StrOptions({"auto", "quantile", "mixture", "standard"}),
-            dict,
-        ],
+        "numeric_transform": [StrOptions(set(_NUMERIC_TRANSFORMS)), _TransformDict()],
     }
 
     @abstractmethod

@@ -352,6 +352,8 @@ def test_unit_interval_likelihoods_reject_other_data(Estimator, params, digits01
         est.transform(digits01 * 2)
     with pytest.raises(ValueError, match=r"requires X in \[0, 1\]"):
         est.score_samples(digits01 - 0.5)
+    with pytest.raises(ValueError, match=r"values in \[-2, 0\]\."):  # not "-0"
+        est.transform(np.c_[-2 * np.ones(5), -np.zeros((5, digits01.shape[1] - 1))])
 
 
 @pytest.mark.parametrize(
