@@ -296,6 +296,8 @@ def fit_numeric(column, values, transform, seed=0):
     if discrete:
         knots, cdf, low, high = _discrete(unique, counts, unit if integral else None)
         atoms = originals
+        if unique.size < np.unique(values).size or not (np.diff(knots) > 0).all():
+            _too_wide(column, values)
     elif transform != "standard":
         knots, cdf, atoms, low, high = _continuous(
             s, unique, counts, originals, transform, seed
@@ -314,6 +316,19 @@ def fit_numeric(column, values, transform, seed=0):
     keep = np.r_[True, np.diff(cdf) > 1e-12 * cdf[1:]]
     column.knots, column.cdf = knots[keep], cdf[keep]
     return column
+
+
+def _too_wide(column, values):
+    """Refuse a column whose values standardized float64 cannot tell apart."""
+    gaps = np.diff(np.unique(values))
+    step = gaps[gaps > 0].min() if (gaps > 0).any() else 1.0
+    raise ValueError(
+        f"Column {column.name!r} spans too wide a range for the steps between its "
+        f"values (from {column.low:.4g} to {column.high:.4g}, in steps as small as "
+        f"{step:.4g}): standardized, float64 no longer tells its values, or their "
+        "cells, apart. Transform the column first (its logarithm, say), or drop "
+        "its extreme values."
+    )
 
 
 def _split_point(column, values):

@@ -310,6 +310,19 @@ def test_huge_numeric_column_is_scaled_without_overflow(Estimator, size):
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
+@pytest.mark.parametrize("dtype", ["int64", "float64"])
+def test_a_column_too_wide_for_its_steps_is_refused_by_name(Estimator, dtype):
+    # One value of 2**62 among small integers: standardized, the integers were one
+    # value, and the VAE failed on an internal check ("cells of feature 1: only
+    # the first low and the last high may be None").
+    frame = small_frame()
+    wide = np.r_[2**62, np.arange(len(frame) - 1) % 100].astype(dtype)
+    with pytest.raises(ValueError, match="Column 'x' spans too wide a range.*logarithm"):
+        Estimator(**TINY).fit(frame.assign(x=wide))
+    Estimator(**TINY).fit(frame.assign(x=np.where(wide > 100, 2**40, wide)))
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
 def test_values_float32_cannot_hold_name_the_column(Estimator):
     est = Estimator(**TINY).fit(small_frame())
     with pytest.raises(ValueError, match="Column 'x' holds values too far .* float32"):
