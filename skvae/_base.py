@@ -47,6 +47,7 @@ from ._conditional import (
     conditions,
     model_moments,
 )
+from ._likelihoods import TINY_VARIANCE
 from ._networks import (
     ACTIVATIONS,
     BACKGROUND_WEIGHT,
@@ -128,6 +129,12 @@ _MIN_ROWS = 2
 #: Widest spread of a training feature: squared differences of values further
 #: apart overflow float32 (the losses and the variances).
 _MAX_SPREAD = float(np.sqrt(np.finfo(np.float32).max))
+#: Narrowest spread of the widest training feature of a model whose variances
+#: are in X's units (the VAE's Gaussian and Student-t on arrays): their float32
+#: floor, TINY_VARIANCE, is then at most a millionth of its squared spread (data
+#: of standard deviation 1e-18 scored 0.2 nats per row below the same data at
+#: unit scale, 1e-20 7 nats).
+_MIN_SPREAD = math.sqrt(1e6 * TINY_VARIANCE)
 #: How far outside [0, 1] values of a unit-interval likelihood may lie, as
 #: rounding leaves them (MinMaxScaler can return 1 + 2e-16).
 _UNIT_TOLERANCE = 1e-6
@@ -605,9 +612,10 @@ def _factor_analysis(X, n_components, seed):
     scale = X.std(axis=0, dtype=np.float64)
     # A constant column (to rounding, or subnormal) in the median column's
     # unit: its noise variance floors at 1e-12 of that, in any units.
-    varying = scale[scale > 1e-15]
+    tiny = math.sqrt(TINY_VARIANCE)
+    varying = scale[scale > tiny]
     typical = float(np.median(varying)) if varying.size else 1.0
-    scale[~(scale > 1e-10 * typical) | ~(scale > 1e-15)] = typical
+    scale[~(scale > 1e-10 * typical) | ~(scale > tiny)] = typical
     wide = X.shape[1] > _RANDOMIZED_SVD_FEATURES and n_components < 0.8 * min(X.shape)
     method = "randomized" if wide else "lapack"
     with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
@@ -1640,6 +1648,17 @@ class _BaseAutoencoder(
                     "float32 can hold). Scale X first, e.g. with StandardScaler or "
                     "RobustScaler."
                 )
+            if 0 < spread.max() < self._min_spread():
+                raise ValueError(
+                    "X has values spread too narrow for the float32 network's "
+                    f"variances: no feature spans more than {spread.max():.3g} (at "
+                    f"least {self._min_spread():.3g}, whose square float32 holds with "
+                    "room). Scale X first, e.g. with StandardScaler."
+                )
+
+    def _min_spread(self):
+        """The narrowest spread of X's widest feature a fit accepts (``_MIN_SPREAD``)."""
+        return 0.0
 
     def _budget_is_the_rule(self, X_val):
         """Whether the fit's step budget, not its loss, decides when it ends.

@@ -295,6 +295,13 @@ class Likelihood(nn.Module):
         return ", ".join(f"{key}={value}" for key, value in items)
 
 
+#: The smallest variance floor, in the data's units squared: near float32's
+#: smallest normal number (1.2e-38), so that features of standard deviation
+#: 1e-17 keep their own variance (a floor of 1e-30 held a VAE of data in units
+#: of 1e-18 at a thousand times their spread).
+TINY_VARIANCE = 1e-36
+
+
 class _TrackedScale(Likelihood):
     """A per-feature squared scale ``exp(log) + floor``, set in closed form.
 
@@ -315,7 +322,8 @@ class _TrackedScale(Likelihood):
         self.momentum = float(momentum)
         d = self.n_features
         # Before init_output: the values init_output gives unit-variance data.
-        self.register_buffer("floor", torch.full((d,), max(self.floor_fraction, 1e-30)))
+        floor = max(self.floor_fraction, TINY_VARIANCE)
+        self.register_buffer("floor", torch.full((d,), floor))
         self.register_buffer(self._buffer, torch.zeros(d))
         self._set(torch.full((d,), self.init_fraction))
 
@@ -361,7 +369,7 @@ class _TrackedScale(Likelihood):
         smaller than the others' (std 1e-3 beside 1e3) far above its noise.
         """
         floor = self.floor_fraction * torch.as_tensor(basis).to(self.floor)
-        self.floor.copy_(floor.clamp_min(1e-30))
+        self.floor.copy_(floor.clamp_min(TINY_VARIANCE))
         self._set(self.init_fraction * torch.as_tensor(variance))
 
     @torch.no_grad()
@@ -369,12 +377,12 @@ class _TrackedScale(Likelihood):
         """Set the floor and the squared scale from X's variance; return X's mean.
 
         The floor is ``floor_fraction`` times the mean of the per-feature
-        variances (1.0 in place of a zero mean, at least 1e-30), and the squared
+        variances (1.0 in place of a zero mean, at least ``TINY_VARIANCE``), and the squared
         scale starts at ``init_fraction`` times each feature's variance.
         """
         mean, var = _moments(_floating(X), observed)
         typical = var.mean().item()
-        floor = max(self.floor_fraction * (typical if typical > 0 else 1.0), 1e-30)
+        floor = max(self.floor_fraction * (typical if typical > 0 else 1.0), TINY_VARIANCE)
         self.floor.fill_(floor)
         self._set(self.init_fraction * var)
         return mean

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from ._likelihoods import _sparse_moments, build_likelihood
+from ._likelihoods import TINY_VARIANCE, _sparse_moments, build_likelihood
 from ._priors import build_prior
 from ._torch import dense_rows
 
@@ -261,7 +261,7 @@ class Background(nn.Module):
         # As PCA.score_samples: the mean of the min(n, d) - k discarded eigenvalues.
         rank = s.shape[0]
         noise = eigen[k:rank].mean() if k < rank else eigen.new_tensor(0.0)
-        noise = noise.clamp_min(1e-6 * eigen.mean().clamp_min(1e-30))
+        noise = noise.clamp_min(1e-6 * eigen.mean().clamp_min(TINY_VARIANCE))
         loadings = vt[:k].T * (eigen[:k] - noise).clamp_min(0).sqrt()[: vt.shape[0]]
         self.mean.copy_(mean)
         self.factors[:, : loadings.shape[1]] = loadings
@@ -691,8 +691,9 @@ def _units(X):
     centred, never densified nor copied). The unit is the standard
     deviation, at least ``_UNIT_FLOOR`` times the features' median one
     (their mean variance's root where most features are constant, 1.0 where
-    all are) and at least 1e-15. A constant feature (variance at most 1e-20
-    of the median one: rounding) has the median unit, and variance 0.
+    all are) and at least ``sqrt(TINY_VARIANCE)``. A constant feature
+    (variance at most 1e-20 of the median one: rounding) has the median unit,
+    and variance 0.
     """
     if sp.issparse(X):
         mean, var = _sparse_moments(X)
@@ -702,11 +703,11 @@ def _units(X):
     if not typical > 0:
         typical = var.mean().item() or 1.0
     var = torch.where(var > 1e-20 * typical, var, 0.0)
-    unit = var.clamp_min(max(_UNIT_FLOOR**2 * typical, 1e-30))
+    unit = var.clamp_min(max(_UNIT_FLOOR**2 * typical, TINY_VARIANCE))
     # A constant feature has no deviation to read it in: the median one. At
     # the floor, a value it takes in new rows alone would reach weights no
     # training row moved a thousand times enlarged.
-    unit = torch.where(var > 0, unit, max(typical, 1e-30))
+    unit = torch.where(var > 0, unit, max(typical, TINY_VARIANCE))
     return mean, unit.sqrt(), var
 
 

@@ -9,6 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._base import (
     _DENSITY_MAX_ROWS,
     _MAX_SEED,
+    _MIN_SPREAD,
     Interval,
     StrOptions,
     _BaseAutoencoder,
@@ -351,6 +352,10 @@ class VAETransformer(_BaseAutoencoder):
     _density_scores = True
     _table_min_steps = AUTO_VAE_TABLE_MIN_STEPS
     _rate_trials = True
+
+    def _min_spread(self):
+        # Its variances are in X's units (a table's encoding is standardized).
+        return _MIN_SPREAD if self.likelihood in _SCALED else 0.0
 
     def _describe(self, n_features, hidden, table):
         name = self.likelihood

@@ -52,12 +52,14 @@ def test_results_do_not_depend_on_row_order_or_batching(fitted, rows, seed):
     order = np.random.RandomState(seed).permutation(rows.shape[0])
     for method in ("transform", "score_samples"):
         full = getattr(fitted, method)(rows)
+        # to rounding: a code of -5.45e-6 moved by 1.4e-17 with its batch
+        close = dict(rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(
-            getattr(fitted, method)(rows[order]), full[order], rtol=1e-12
+            getattr(fitted, method)(rows[order]), full[order], **close
         )
         n = min(3, rows.shape[0])
         single = [getattr(fitted, method)(rows[i : i + 1]) for i in range(n)]
-        np.testing.assert_allclose(np.concatenate(single), full[:n], rtol=1e-12)
+        np.testing.assert_allclose(np.concatenate(single), full[:n], **close)
 
 
 @SETTINGS
@@ -87,6 +89,8 @@ def test_sample_shape_and_reproducibility(fitted, n, seed):
         (VAETransformer, "small"),
         (VAETransformer, "large"),
         (VAETransformer, "mixed"),  # the squared error weighs features by their units
+        (VAETransformer, "tiny"),  # absolute variance floors of 1e-30 held it
+        (AutoencoderTransformer, "tiny"),
     ],
 )
 def test_a_fit_does_not_depend_on_the_datas_units(Estimator, units):
@@ -104,6 +108,7 @@ def test_a_fit_does_not_depend_on_the_datas_units(Estimator, units):
         "small": np.full(6, 1e-6),
         "large": np.full(6, 1e3),
         "mixed": np.array([1e3, 1e-3, 1.0, 50.0, 0.02]),
+        "tiny": np.full(6, 1e-11),  # its constant feature: a floor of 1e-12 of 1e-23
     }[units]
     X = X[:, : scale.size]
     params = dict(n_components=2, hidden_layer_sizes=(16,), max_iter=30, random_state=0)
@@ -126,6 +131,18 @@ def test_a_fit_does_not_depend_on_the_datas_units(Estimator, units):
     error = np.mean((est.inverse_transform(est.transform(X)) - X) ** 2)
     back = rescaled.inverse_transform(rescaled.transform(X * scale)) / scale
     assert np.mean((back - X) ** 2) == pytest.approx(error, rel=0.02)
+
+
+def test_data_too_narrow_for_the_vaes_variances_is_refused():
+    # Data of standard deviation 1e-18 fitted a VAE whose samples were a thousand
+    # times wider than the data, warning only of posterior collapse.
+    X = np.random.RandomState(0).normal(size=(60, 3)) * 1e-17
+    with pytest.raises(ValueError, match="spread too narrow.*StandardScaler"):
+        VAETransformer(max_iter=2).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        AutoencoderTransformer(max_iter=2).fit(X)  # its error needs no variance
+        VAETransformer(max_iter=2).fit(np.zeros((60, 3)))  # constant: nothing to model
 
 
 def test_a_constant_features_variance_floor_is_relative_to_the_mean_variance():
