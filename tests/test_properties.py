@@ -133,7 +133,7 @@ def test_a_fit_does_not_depend_on_the_datas_units(Estimator, units):
     assert np.mean((back - X) ** 2) == pytest.approx(error, rel=0.02)
 
 
-def test_data_too_narrow_for_the_vaes_variances_is_refused():
+def test_data_too_narrow_for_the_vaes_variances_or_float32_is_refused():
     # Data of standard deviation 1e-18 fitted a VAE whose samples were a thousand
     # times wider than the data, warning only of posterior collapse.
     X = np.random.RandomState(0).normal(size=(60, 3)) * 1e-17
@@ -142,6 +142,9 @@ def test_data_too_narrow_for_the_vaes_variances_is_refused():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         AutoencoderTransformer(max_iter=2).fit(X)  # its error needs no variance
+    # values float32 rounds to 0: reconstructed as 8e-17 (1e-50) or 7e-3 (1e-300)
+    with pytest.raises(ValueError, match="too small for the float32 network"):
+        AutoencoderTransformer(max_iter=2).fit(X * 1e-33)
         VAETransformer(max_iter=2).fit(np.zeros((60, 3)))  # constant: nothing to model
 
 
