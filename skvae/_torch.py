@@ -192,6 +192,7 @@ def batched(function, arrays, device, dtype, chunk=INFERENCE_CHUNK):
 
 _THREADS_LOCK = threading.Lock()
 _threads_state = {"users": 0, "saved": None}
+_threads_local = threading.local()  # each thread's depth of nested blocks
 
 
 @contextmanager
@@ -199,23 +200,26 @@ def torch_threads(n_threads):
     """Run a block with torch's intra-op thread count set to ``n_threads``.
 
     The caller's setting is read when no other such block runs (in any
-    thread), and each block puts its own thread back to it at the end, only
-    where the thread's count differs from it. torch's OpenMP setting belongs
-    to each OS thread, but a thread picks up the last count set in any
-    thread at its first parallel operation: a block that started while
-    another ran could read that block's count as the caller's, and one
-    saved value restored by the last block to end, in its own thread, left
-    the other thread at the blocks' count. A block that changes nothing
-    sets nothing: ``torch.set_num_threads`` also sets MKL's count and the
-    one new threads start with, which ``threadpoolctl``'s limits do not
-    restore.
+    thread), and each outermost block of a thread puts that thread back to
+    it at the end; a block nested in another of the same thread puts it
+    back to the outer block's count. Either only where the count differs.
+    torch's OpenMP setting belongs to each OS thread, but a thread picks up
+    the last count set in any thread at its first parallel operation: a
+    block that started while another ran could read that block's count as
+    the caller's, and one saved value restored by the last block to end, in
+    its own thread, left the other thread at the blocks' count. A block that
+    changes nothing sets nothing: ``torch.set_num_threads`` also sets MKL's
+    count and the one new threads start with, which ``threadpoolctl``'s
+    limits do not restore.
     """
     with _THREADS_LOCK:
+        depth = getattr(_threads_local, "depth", 0)
         current = torch.get_num_threads()
         if _threads_state["users"] == 0:
             _threads_state["saved"] = current
-        saved = _threads_state["saved"]
+        back = _threads_state["saved"] if depth == 0 else current
         _threads_state["users"] += 1
+        _threads_local.depth = depth + 1
         if current != n_threads:
             torch.set_num_threads(n_threads)
     try:
@@ -223,8 +227,9 @@ def torch_threads(n_threads):
     finally:
         with _THREADS_LOCK:
             _threads_state["users"] -= 1
-            if torch.get_num_threads() != saved:
-                torch.set_num_threads(saved)
+            _threads_local.depth = depth
+            if torch.get_num_threads() != back:
+                torch.set_num_threads(back)
 
 
 def generator(seed, device="cpu"):

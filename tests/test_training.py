@@ -832,6 +832,24 @@ def test_overlapping_thread_blocks_in_two_threads_each_restore_their_own():
         torch.set_num_threads(before)
 
 
+def test_a_nested_thread_block_gives_the_outer_one_its_count_back():
+    from skvae._torch import torch_threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        with torch_threads(1):
+            with torch_threads(1):  # inference within a fit, say
+                pass
+            assert torch.get_num_threads() == 1  # not the caller's 3 yet
+            with torch_threads(2):
+                assert torch.get_num_threads() == 2
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_call_under_threadpool_limits_leaves_torch_settings_as_they_were(manifold):
     # Its block restored a count it had not changed: torch.set_num_threads also
     # sets MKL's count and the one new threads start with, which threadpoolctl
