@@ -773,16 +773,10 @@ def _max_abs(X):
 
 def _check_magnitude(X):
     """Raise a ValueError when X holds values the float32 network cannot take."""
-    largest = _max_abs(X)
-    if largest > _MAX_ABS:
+    if _max_abs(X) > _MAX_ABS:
         raise ValueError(
             "X has values too large for the float32 network (above 3e35); scale X "
             "first, e.g. with StandardScaler."
-        )
-    if 0 < largest < np.finfo(np.float32).tiny:  # float32 rounds them to 0
-        raise ValueError(
-            "X has values too small for the float32 network (all below 1.2e-38 in "
-            "absolute value); scale X first, e.g. with StandardScaler."
         )
 
 
@@ -1645,6 +1639,12 @@ class _BaseAutoencoder(
             )
         if training:
             _check_magnitude(X)
+            if 0 < _max_abs(X) < np.finfo(np.float32).tiny:  # float32 rounds them to 0
+                raise ValueError(
+                    "X has values too small for the float32 network (all below "
+                    "1.2e-38 in absolute value); scale X first, e.g. with "
+                    "StandardScaler."
+                )
             spread = _column_spread(X)
             if spread.max() > _MAX_SPREAD:
                 j = int(np.argmax(spread))

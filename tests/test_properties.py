@@ -141,7 +141,8 @@ def test_data_too_narrow_for_the_vaes_variances_or_float32_is_refused():
         VAETransformer(max_iter=2).fit(X)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        AutoencoderTransformer(max_iter=2).fit(X)  # its error needs no variance
+        ae = AutoencoderTransformer(max_iter=2).fit(X)  # its error needs no variance
+    assert np.isfinite(ae.transform(X * 1e-30)).all()  # new rows of zeros, to float32
     # values float32 rounds to 0: reconstructed as 8e-17 (1e-50) or 7e-3 (1e-300)
     with pytest.raises(ValueError, match="too small for the float32 network"):
         AutoencoderTransformer(max_iter=2).fit(X * 1e-33)
