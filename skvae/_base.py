@@ -5,6 +5,7 @@ import dataclasses
 import functools
 import math
 import re
+import sys
 import warnings
 from abc import ABCMeta, abstractmethod
 from contextlib import contextmanager
@@ -1008,7 +1009,26 @@ def inputs_kept_on_failure(estimator):
 
 
 def _is_dataframe(X):
-    return hasattr(X, "columns") and hasattr(X, "dtypes") and hasattr(X, "iloc")
+    """Whether X is a pandas DataFrame (pandas is imported already where it is)."""
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(X, pd.DataFrame)
+
+
+def check_frame_kind(X, name="X"):
+    """Refuse a DataFrame of another library that has pandas' API (dask's, say).
+
+    Read as a pandas one, a dask DataFrame failed deep inside with dask's own
+    errors (a lazy size converted to a boolean); read as an array it would be
+    modelled as numbers where the pandas frame is a table.
+    """
+    if hasattr(X, "columns") and hasattr(X, "iloc") and not _is_dataframe(X):
+        kind = f"{type(X).__module__.split('.')[0]}.{type(X).__name__}"
+        raise TypeError(
+            f"{name} is a {kind}, which skvae does not read: pass a pandas DataFrame "
+            "(a dask DataFrame's .compute()) or an array. For data larger than "
+            "memory, see the scaling guide's dask-ml wrappers, which pass pandas "
+            "partitions."
+        )
 
 
 def validate_table(estimator, X, reset):
@@ -1498,6 +1518,7 @@ class _BaseAutoencoder(
         category dtype declares; later batches warn about what it lacks, once
         per column and kind in a stream (``Table.check_batch``).
         """
+        check_frame_kind(X)
         table = self._table if not reset else None
         # What earlier batches of this stream warned about (fit starts afresh).
         warned = () if reset else getattr(self, "_batch_warned", ())
@@ -1997,6 +2018,7 @@ class _BaseAutoencoder(
     def _validated(self, X):
         """X checked against fit, and its encoding (X itself for an array)."""
         check_is_fitted(self)
+        check_frame_kind(X)
         table = self._table
         frame = table is not None and not table.array
         if frame and (not table.numeric_only or _is_dataframe(X)):
@@ -2062,6 +2084,7 @@ class _BaseAutoencoder(
         Returns the decoded rows (a table's with ``decode_rng``), the given
         entries set to the given values exactly.
         """
+        check_frame_kind(given, "given")
         names = getattr(self, "feature_names_in_", None)
         x, observed, fill, chosen = conditions(
             given, n_samples, self._table, self.n_features_in_, names

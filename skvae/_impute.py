@@ -18,7 +18,14 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._base import _MAX_SEED, Interval, StrOptions, _is_dataframe, inputs_kept_on_failure
+from ._base import (
+    _MAX_SEED,
+    Interval,
+    StrOptions,
+    _is_dataframe,
+    check_frame_kind,
+    inputs_kept_on_failure,
+)
 from ._conditional import block_masks
 from ._networks import ACTIVATIONS, widest_layer
 from ._persistence import load_imputer, save_imputer
@@ -310,6 +317,7 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         placeholder = self.missing_values
         marker = _is_nan(placeholder) or placeholder is None or _is_pd_na(placeholder)
         table = None if reset else self.estimators_[0]._table
+        check_frame_kind(X)
         if _is_dataframe(X):
             if not marker:
                 raise ValueError(
@@ -754,6 +762,9 @@ def _expectations(table, means, weights, variance, holes):
         if c.point is not None:  # the point with its flag's probability
             at = expected[rows, c.start + 1]
             values[rows, j] = at * c.point + (1 - at) * values[rows, j]
+        # a mean of values in the range, rounded: a constant column of 7.0 got
+        # 7.0000000000000115
+        values[rows, j] = np.clip(values[rows, j], c.low, c.high)
     return expected, values
 
 

@@ -108,3 +108,28 @@ def test_grid_search_on_a_local_cluster(X, client):
             search.best_estimator_.transform(X).shape[1]
             == search.best_params_["n_components"]
         )
+
+
+def test_a_dask_dataframe_is_refused_with_advice(X):
+    # Read as a pandas one, it failed inside dask ("Trying to convert ... to a
+    # boolean value") in fit, and in VAEImputer with an AttributeError.
+    pd = pytest.importorskip("pandas")
+    dd = pytest.importorskip("dask.dataframe")
+    from skvae import VAEImputer
+
+    frame = pd.DataFrame(X, columns=list("abcde"))
+    lazy = dd.from_pandas(frame, npartitions=2)
+    match = r"X is a dask\.DataFrame.*\.compute\(\)"
+    with pytest.raises(TypeError, match=match):
+        VAETransformer(**SMALL).fit(lazy)
+    with pytest.raises(TypeError, match=match):
+        VAEImputer(n_estimators=1, max_iter=2).fit(lazy)
+    fitted = VAETransformer(**SMALL).fit(frame)
+    with pytest.raises(TypeError, match=match):
+        fitted.transform(lazy)
+    with pytest.raises(TypeError, match=r"given is a dask\.DataFrame"):
+        fitted.sample(2, given=lazy.head(2, compute=False))
+    # its partitions are pandas frames, which dask-ml's wrappers pass
+    parts = [lazy.get_partition(i).compute() for i in range(lazy.npartitions)]
+    codes = np.vstack([fitted.transform(part) for part in parts])
+    assert_allclose(codes, fitted.transform(frame))

@@ -613,6 +613,19 @@ def test_a_failed_save_keeps_the_previous_file(array_case, tmp_path):
     assert path.read_bytes() == before
 
 
+def test_a_frames_imputed_numbers_stay_in_the_fitted_range():
+    # A mean of values in the range, rounded: a constant column of 7.0 was
+    # imputed as 7.0000000000000115 and 6.999999999999985.
+    rng = np.random.RandomState(0)
+    n = 200
+    frame = pd.DataFrame(
+        {"x": rng.randn(n), "const": np.full(n, 7.0), "c": rng.choice(["a", "b"], n)}
+    )
+    frame.loc[rng.rand(n) < 0.2, "const"] = np.nan
+    filled = VAEImputer(**{**FAST, "max_iter": 5}).fit_transform(frame)
+    assert (filled["const"] == 7.0).all()
+
+
 def test_save_refuses_an_n_estimators_changed_after_fit(array_case, tmp_path):
     # save wrote a file that load refused as "corrupted" (models should be 5).
     *_, imputer = array_case
