@@ -170,6 +170,9 @@ def test_train_minimises_the_objective_with_the_background():
         ([-1.0, -5.0, -6.0, -6.5, -6.6], 2, 0.1, True),  # nats/row can be negative
         ([-1.0, -5.0, -6.0, -6.5, -6.6], 2, 0.2, False),
         ([5.0, 6.0, 7.0, 6.9], 2, 1e-2, False),  # above its start: no progress
+        # ...and falling back towards it is not "still improving" (any dip was,
+        # against a progress of 0, and warned to train longer)
+        ([5.0, 9.0, 9.0, 8.0, 7.0], 2, 1e-2, False),
     ],
 )
 def test_improving(losses, window, tol, expected):
@@ -926,6 +929,23 @@ def test_any_failure_in_a_continued_fit_keeps_the_previous_model(
     _assert_same_state(before, _state(est))
     est.set_params(optimizer="adam", learning_rate=1e-3).partial_fit(manifold)
     assert est.n_iter_ == before[1]["n_iter_"] + 1
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_a_loss_that_explodes_but_stays_finite_has_diverged(Estimator, manifold):
+    # Only NaN and infinities counted: an autoencoder at learning_rate=100 ended
+    # at a loss of 3.7e34 and reconstructions of 5e17 with no error, a VAE at 1.0
+    # at 443 nats per row from 5 with samples 1e5 times too wide, warning only
+    # that its loss was still improving.
+    est = Estimator(**FAST).fit(manifold)
+    before = _state(est)
+    est.set_params(learning_rate=100.0, early_stopping=False, max_iter=15)
+    with pytest.raises(NonFiniteLossError, match=r"rose from .*\(learning rate 100\)"):
+        est.fit(manifold)
+    _assert_same_state(before, _state(est))
+    est.set_params(weight_decay=1e-4)
+    with pytest.raises(NonFiniteLossError, match="weight decay 0.0001.*or weight_decay"):
+        est.fit(manifold)
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
