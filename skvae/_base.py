@@ -136,6 +136,10 @@ _MAX_SPREAD = float(np.sqrt(np.finfo(np.float32).max))
 #: of standard deviation 1e-18 scored 0.2 nats per row below the same data at
 #: unit scale, 1e-20 7 nats).
 _MIN_SPREAD = math.sqrt(1e6 * TINY_VARIANCE)
+#: A training feature that float32 rounds to steps of more than this share of
+#: its range warns (:func:`_warn_offset`): its values lie more than about 1e5
+#: of its range from zero (a year, 2000 plus or minus 10, is 200 from it).
+_OFFSET_STEP = 1e-2
 #: How far outside [0, 1] values of a unit-interval likelihood may lie, as
 #: rounding leaves them (MinMaxScaler can return 1 + 2e-16).
 _UNIT_TOLERANCE = 1e-6
@@ -807,14 +811,14 @@ def _all_integers(X, chunk=2**22):
     )
 
 
-def _column_spread(X):
-    """Per-feature largest minus smallest value (float64), of a dense or sparse X.
+def _column_bounds(X):
+    """Per-feature smallest and largest value (float64), of a dense or sparse X.
 
     A sparse X's implicit zeros count: a column's range includes 0 unless
     every row stores a value in it.
     """
     if not sp.issparse(X):
-        return X.max(axis=0).astype(np.float64) - X.min(axis=0)
+        return X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64)
     X = X.tocsr()
     d = X.shape[1]
     high, low = np.full(d, -np.inf), np.full(d, np.inf)
@@ -824,7 +828,28 @@ def _column_spread(X):
     implicit = stored < X.shape[0]
     high = np.where(implicit, np.maximum(high, 0.0), high)
     low = np.where(implicit, np.minimum(low, 0.0), low)
-    return high - low
+    return low, high
+
+
+def _warn_offset(low, high):
+    """Warn where float32 rounds a feature to steps above ``_OFFSET_STEP`` of its range.
+
+    The network reads float32: rows of 6 features of spread 10 around 1e8 were
+    rounded to steps of 8, and a VAE scored -12.08 nats per row where factor
+    analysis scored -5.16 (the autoencoder's error 61.9 against 0.346).
+    """
+    spread = high - low
+    step = np.spacing(np.maximum(np.abs(low), np.abs(high)).astype(np.float32))
+    coarse = (spread > 0) & (step > _OFFSET_STEP * spread)
+    if coarse.any():
+        j = int(np.argmax(np.where(coarse, step / np.where(spread > 0, spread, 1), 0)))
+        _warn(
+            f"Feature {j} of X spans {spread[j]:.4g} around {high[j]:.4g}: float32, in "
+            f"which the network computes, rounds it to steps of {step[j]:.3g}, "
+            f"{step[j] / spread[j]:.2g} of its range. Subtract an offset first "
+            "(StandardScaler, or X - X.mean(axis=0)).",
+            UserWarning,
+        )
 
 
 def check_sample_random_state(estimator, random_state):
@@ -1640,8 +1665,13 @@ class _BaseAutoencoder(
             )
         return tuple(int(h) for h in hidden)
 
-    def _check_values(self, X, training):
-        """Reject X values the model cannot represent (outside the support, overflow)."""
+    def _check_values(self, X, training, first=False):
+        """Reject X values the model cannot represent (outside the support, overflow).
+
+        ``first``: training data that set the model's input (a fit, a first
+        ``partial_fit`` batch), where a feature far from zero for its spread
+        warns (:func:`_warn_offset`).
+        """
         support, param = self._support(fitted=not training)
         low, high = _value_range(X)
         outside = low < -_UNIT_TOLERANCE or high > 1 + _UNIT_TOLERANCE
@@ -1666,7 +1696,10 @@ class _BaseAutoencoder(
                     "1.2e-38 in absolute value); scale X first, e.g. with "
                     "StandardScaler."
                 )
-            spread = _column_spread(X)
+            low, high = _column_bounds(X)
+            spread = high - low
+            if first:
+                _warn_offset(low, high)
             if spread.max() > _MAX_SPREAD:
                 j = int(np.argmax(spread))
                 raise ValueError(
@@ -1758,7 +1791,8 @@ class _BaseAutoencoder(
                 "normal scores and modelled with a Gaussian (squared error). Use the "
                 "default option, or fill the missing values first."
             )
-        self._check_values(X, training=True)
+        first = table is None and not (incremental and hasattr(self, "module_"))
+        self._check_values(X, training=True, first=first)
         device = resolve_device(self.device)
         description = self._describe(X.shape[1], hidden, table)
         signature = None if table is None else table.signature
