@@ -93,7 +93,8 @@ class AutoencoderTransformer(_BaseAutoencoder):
         Lowest value in ``loss_curve_``.
     validation_scores_ : list of float or None
         Minus the validation loss of each epoch, with validation rows
-        (``early_stopping=True``, or "auto" from 50 rows).
+        (``early_stopping=True``, or "auto" from 50 rows); a warm start's
+        fits add theirs, as to ``loss_curve_``.
     best_validation_score_ : float or None
         Best of ``validation_scores_`` and the starting weights' score: the
         score of the weights the fit kept.

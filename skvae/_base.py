@@ -130,12 +130,17 @@ _MIN_ROWS = 2
 #: Widest spread of a training feature: squared differences of values further
 #: apart overflow float32 (the losses and the variances).
 _MAX_SPREAD = float(np.sqrt(np.finfo(np.float32).max))
-#: Narrowest spread of the widest training feature of a model whose variances
-#: are in X's units (the VAE's Gaussian and Student-t on arrays): their float32
-#: floor, TINY_VARIANCE, is then at most a millionth of its squared spread (data
-#: of standard deviation 1e-18 scored 0.2 nats per row below the same data at
-#: unit scale, 1e-20 7 nats).
-_MIN_SPREAD = math.sqrt(1e6 * TINY_VARIANCE)
+#: Narrowest spread of the widest varying training feature of a model whose
+#: variances are in X's units (the VAE's Gaussian and Student-t on arrays):
+#: their float32 floor, TINY_VARIANCE, is then at most a hundredth of its
+#: squared spread. Data of standard deviation 1e-16 fit as at unit scale, 1e-18
+#: (spread 6e-18, refused) scored 0.2 nats per row below it, 1e-20 7 nats; a
+#: constant column that StandardScaler centred spans 6e-17 (kept: it fitted
+#: before, and the advice to scale X must not lead to a refusal).
+_MIN_SPREAD = math.sqrt(100 * TINY_VARIANCE)
+#: A feature whose range is at most this share of its values' size is constant
+#: (:func:`_varying_spread`): float64 rounding.
+_CONSTANT_SPREAD = 1e-12
 #: A training feature that float32 rounds to steps of more than this share of
 #: its range warns (:func:`_warn_offset`): its values lie more than about 1e5
 #: of its range from zero (a year, 2000 plus or minus 10, is 200 from it).
@@ -831,6 +836,17 @@ def _column_bounds(X):
     return low, high
 
 
+def _varying_spread(low, high):
+    """Per-feature range, 0 where it is rounding of the values' size (a constant).
+
+    0.1 + 0.2 beside 0.3 spans 5.6e-17: a constant to float64, as the
+    networks' units and factor analysis read it.
+    """
+    spread = high - low
+    size = np.maximum(np.abs(low), np.abs(high))
+    return np.where(spread > _CONSTANT_SPREAD * size, spread, 0.0)
+
+
 def _warn_offset(low, high):
     """Warn where float32 rounds a feature to steps above ``_OFFSET_STEP`` of its range.
 
@@ -838,7 +854,7 @@ def _warn_offset(low, high):
     rounded to steps of 8, and a VAE scored -12.08 nats per row where factor
     analysis scored -5.16 (the autoencoder's error 61.9 against 0.346).
     """
-    spread = high - low
+    spread = _varying_spread(low, high)
     step = np.spacing(np.maximum(np.abs(low), np.abs(high)).astype(np.float32))
     coarse = (spread > 0) & (step > _OFFSET_STEP * spread)
     if coarse.any():
@@ -1675,15 +1691,20 @@ class _BaseAutoencoder(
         support, param = self._support(fitted=not training)
         low, high = _value_range(X)
         outside = low < -_UNIT_TOLERANCE or high > 1 + _UNIT_TOLERANCE
+        # scikit-learn's words for negative values, which its positive_only
+        # tag's check looks for
+        negative = f"Negative values in data passed to {type(self).__name__}: "
         if support == "unit_interval" and outside:
             raise ValueError(
-                f"{param} requires X in [0, 1], but X has values in "
+                (negative if low < 0 else "")
+                + f"{param} requires X in [0, 1], but X has values in "
                 f"[{_shown(low)}, {_shown(high)}]. Scale X with MinMaxScaler, "
                 "or use the Gaussian/MSE option."
             )
         if support == "counts" and (low < 0 or not _all_integers(X)):
             raise ValueError(
-                f"{param} models counts and requires X to hold non-negative integers, "
+                (negative if low < 0 else "")
+                + f"{param} models counts and requires X to hold non-negative integers, "
                 f"but X has values in [{low + 0.0:.4g}, {high + 0.0:.4g}]"  # no -0
                 + ("" if low < 0 else " that are not all integers")
                 + ". Use likelihood='gaussian' for real-valued data."
@@ -1700,6 +1721,15 @@ class _BaseAutoencoder(
             spread = high - low
             if first:
                 _warn_offset(low, high)
+                narrowest = self._min_spread()
+                varying = _varying_spread(low, high).max()
+                if 0 < varying < narrowest:
+                    raise ValueError(
+                        "X has values spread too narrow for the float32 network's "
+                        f"variances: no feature spans more than {varying:.3g} (at "
+                        f"least {narrowest:.3g}, whose square float32 holds with "
+                        "room). Scale X first, e.g. with StandardScaler."
+                    )
             if spread.max() > _MAX_SPREAD:
                 j = int(np.argmax(spread))
                 raise ValueError(
@@ -1707,13 +1737,6 @@ class _BaseAutoencoder(
                     f"spans {spread[j]:.3g} (at most {_MAX_SPREAD:.3g}, whose square "
                     "float32 can hold). Scale X first, e.g. with StandardScaler or "
                     "RobustScaler."
-                )
-            if 0 < spread.max() < self._min_spread():
-                raise ValueError(
-                    "X has values spread too narrow for the float32 network's "
-                    f"variances: no feature spans more than {spread.max():.3g} (at "
-                    f"least {self._min_spread():.3g}, whose square float32 holds with "
-                    "room). Scale X first, e.g. with StandardScaler."
                 )
 
     def _min_spread(self):
@@ -2016,7 +2039,11 @@ class _BaseAutoencoder(
         self.n_iter_ = start_epoch + history.n_epochs
         self.loss_curve_ = previous + history.losses
         self.best_loss_ = min(self.loss_curve_, default=np.inf)
-        self.validation_scores_ = history.validation_scores if X_val is not None else None
+        scores = history.validation_scores if X_val is not None else None
+        before = getattr(self, "validation_scores_", None) if warm else None
+        if scores is not None and before is not None:  # as loss_curve_ and n_iter_
+            scores = before + scores
+        self.validation_scores_ = scores
         self.best_validation_score_ = (
             history.best_validation_score if X_val is not None else None
         )
@@ -2325,9 +2352,12 @@ class _BaseAutoencoder(
         # Missing values are modelled (a table of the array's columns), unless a
         # likelihood with a support asks for the numbers as they are.
         try:
-            tags.input_tags.allow_nan = self._support()[0] is None
+            support = self._support()[0]
         except KeyError:  # an unknown likelihood: fit reports it
-            tags.input_tags.allow_nan = False
+            support = "unknown"
+        tags.input_tags.allow_nan = support is None
+        # [0, 1] and counts refuse negative values (as scikit-learn's tag says)
+        tags.input_tags.positive_only = support in ("unit_interval", "counts")
         return tags
 
     # ----------------------------------------------------------- persistence

@@ -336,8 +336,15 @@ class VAEImputer(TransformerMixin, BaseEstimator):
                 "with the same columns."
             )
         holes = None
+        dtype = FLOAT_DTYPES
         if not isinstance(placeholder, Real) and not sp.issparse(X):
-            # None, pd.NA or a string: found in an object array, not a float one.
+            # None, pd.NA or a string: found in an object array, not a float one;
+            # a float32 X stays float32, and complex numbers are refused as
+            # scikit-learn refuses them (float() raised a TypeError).
+            if np.iscomplexobj(X):
+                raise ValueError(f"Complex data not supported\n{X}\n")
+            if getattr(X, "dtype", None) == np.float32:
+                dtype = np.float32
             X = np.array(X, dtype=object)  # a copy
             holes = np.reshape(
                 [v is placeholder or (type(v) is str and v == placeholder) for v in X.flat],
@@ -348,7 +355,7 @@ class VAEImputer(TransformerMixin, BaseEstimator):
             self,
             X,
             reset=reset,
-            dtype=FLOAT_DTYPES,
+            dtype=dtype,
             ensure_all_finite="allow-nan" if _is_nan(placeholder) else True,
             copy=True,
         )
@@ -631,7 +638,9 @@ class VAEImputer(TransformerMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
+        # NaN is a missing value only where it is the placeholder (as for
+        # SimpleImputer): with missing_values=-1, NaN is refused.
+        tags.input_tags.allow_nan = bool(_is_nan(self.missing_values))
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 

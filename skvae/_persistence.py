@@ -785,7 +785,8 @@ def _write_atomically(path, write):
     text = os.fsdecode(name)
     if not text:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
-    if text.endswith(os.sep) or (os.altsep and text.endswith(os.altsep)):
+    separator = text.endswith(os.sep) or (os.altsep and text.endswith(os.altsep))
+    if separator or os.path.basename(text) in (".", ".."):  # a folder's name
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), name)
     try:
         mode = os.stat(name).st_mode

@@ -444,9 +444,10 @@ def _mixture_cdf(values, seed):
     return cdf
 
 
-#: Relative distance within which a value beyond a column's fitted range is
-#: taken as at its end (:func:`to_scores`): a few float32 roundings.
-_FLOAT32_ROUNDING = 4 * float(np.finfo(np.float32).eps)
+#: Share of a column's fitted range within which a value beyond it is taken as
+#: at its end (:func:`to_scores`): float32's rounding of values up to about ten
+#: times the range from zero.
+_END_ROUNDING = 1e-6
 
 
 def to_scores(column, values):
@@ -456,13 +457,12 @@ def to_scores(column, values):
     if column.transform == "standard" or column.knots is None:
         return s, np.full(values.shape, log_scale)
     knots, cdf = column.knots, column.cdf
-    # A value beyond an end by float32's rounding of the column's values (the
-    # largest training value, as float32) is at the end: the linear tails'
-    # secant slopes are gentler than the map's at its ends (a thicker tail
-    # for new rows beyond the range), and such a row scored 1.7 nats lower
-    # in float32 than in float64.
-    rounding = _FLOAT32_ROUNDING * max(abs(column.low), abs(column.high), column.scale)
-    near = rounding / column.scale
+    # A value beyond an end by rounding (the largest training value, as
+    # float32) is at the end: the linear tails' secant slopes are gentler than
+    # the map's at its ends (a thicker tail for new rows beyond the range), and
+    # such a row scored 1.7 nats lower in float32 than in float64. Relative to
+    # the range, not to the values' size: 1e7 plus a range of 1 is no rounding.
+    near = _END_ROUNDING * (knots[-1] - knots[0])
     s = np.where((s < knots[0]) & (s >= knots[0] - near), knots[0], s)
     s = np.where((s > knots[-1]) & (s <= knots[-1] + near), knots[-1], s)
     ends = ndtri(cdf[[0, 1, -2, -1]])

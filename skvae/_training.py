@@ -335,8 +335,6 @@ def improving(losses, window, tol, noise=0.0):
         return True
     recent, before = losses[-window:], losses[-2 * window : -window]
     progress = max(losses[0] - min(losses), 0.0)
-    if progress == 0:  # never below its first value: rising, not still improving
-        return False
     gain = sum(before) / window - sum(recent) / window
     if noise and window > 1:
         variances = statistics.variance(recent) + statistics.variance(before)
@@ -500,9 +498,9 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
     epochs = range(config.start_epoch, config.start_epoch + config.max_epochs)
     bar = tqdm(total=len(epochs), disable=config.verbose != 1, unit="epoch", leave=True)
     use_generator(module, torch.Generator(device).manual_seed(config.seed + 1))
-    start_loss = (
-        None  # the first step's loss: the start's, which the end's is checked against
-    )
+    # The first step's rows, KL weight and loss (the start's, without the
+    # background's cap), which the trained model's is checked against.
+    first = None
     noise = torch.Generator(device).manual_seed(config.seed + 2)
     if X_val is not None and config.stop_early:
         # The start is a candidate too: a model started at a linear solution
@@ -523,9 +521,10 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
                     xb = xb.pin_memory().to(device, non_blocking=True)
                 if config.dequantize is not None:
                     xb = config.dequantize(xb, idx, noise)
-                loss = objective(module.loss(xb), w).mean()
-                if start_loss is None:
-                    start_loss = loss.detach()
+                terms = module.loss(xb)
+                loss = objective(terms, w).mean()
+                if first is None:
+                    first = (idx, w, _uncapped(terms, w).mean().detach())
                 for p in params:  # zero_grad(set_to_none=True), without its wrappers
                     p.grad = None
                 loss.backward()
@@ -589,17 +588,18 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
     try:
         if not history.interrupted:  # with the fit's generator: the global RNG stays
             last = config.start_epoch + history.n_epochs - 1
-            rows = X[: config.batch_size].to(device)
-            # The last epoch's training loss is the model's, unless the best
-            # validation weights replaced it.
-            trained = history.losses[-1] if best_state is None else None
-            start = None if start_loss is None else start_loss.item()
-            _check_outputs(module, rows, schedule, optimizer, last, start, trained)
+            idx, weight, start_loss = first
+            start = (X[idx].to(device), weight, start_loss.item())
+            _check_outputs(module, schedule, optimizer, last, start)
     finally:
         use_generator(module, None)
     window = history.n_epochs // 5
-    history.settled = window >= 1 and not improving(
-        history.watched, window, SETTLED_TOL, SETTLED_NOISE
+    watched = history.watched
+    # A loss never below its first value has no progress to go on with: not
+    # "still improving" (any dip was, against a progress of 0).
+    history.settled = window >= 1 and (
+        min(watched) >= watched[0]
+        or not improving(watched, window, SETTLED_TOL, SETTLED_NOISE)
     )
     if config.verbose >= 2:
         print(f"Training stopped after {history.n_epochs} epoch(s): {_reason(history)}.")
@@ -679,36 +679,42 @@ def _diverged(optimizer, what, epoch):
     )
 
 
-def _check_outputs(
-    module, X, schedule, optimizer, epoch, start_loss=None, training_loss=None
-):
-    """Raise NonFiniteLossError where the trained model's loss on rows X diverged.
+def _uncapped(terms, weight):
+    """Per-sample reconstruction plus weighted KL, without the background's cap."""
+    return terms.reconstruction + weight * terms.kl if weight else terms.reconstruction
 
-    The last step of the last epoch is followed by no loss: finite weights can
-    still be large enough to overflow the codes or the reconstructions. A
-    finite loss diverged too where it ends more than ``DIVERGED_RISE`` times
-    the larger of its start's size and the number of features (a nat or a
-    squared unit per feature) above the start's ``start_loss`` (its first
-    training step's), or where the last epoch's ``training_loss`` does (a VAE's scores mix
-    in a background density that caps a row's loss, its training loss less
-    so): an autoencoder at ``learning_rate=100`` ended at 3.7e34 with no
-    error, a VAE at 1.0 at 443 nats per row from 5 (its samples 1e5 times
-    too wide), warning only that the loss was still improving.
+
+def _check_outputs(module, schedule, optimizer, epoch, start):
+    """Raise NonFiniteLossError where the trained model diverged.
+
+    ``start`` is ``(rows, weight, loss)``: the first training step's rows, KL
+    weight and loss. The last step of the last epoch is followed by no loss:
+    finite weights can still be large enough to overflow the codes or the
+    reconstructions. A finite loss diverged too where the model's loss on
+    those rows (in eval mode, at that weight, neither capped by a VAE's
+    background density) ends more than ``DIVERGED_RISE`` times the larger of
+    the start's size and the number of features (a nat or a squared unit per
+    feature) above the start's: an autoencoder at ``learning_rate=100`` ended
+    at 3.7e34 with no error, a VAE at 1.0 at 443 nats per row from 5 (its
+    samples 1e5 times too wide), warning only that the loss was still
+    improving.
     """
-    loss = evaluate(module, X, schedule.validation_weight)
+    rows, weight, start_loss = start
+    was_training = module.training
+    module.eval()
+    with torch.inference_mode():
+        terms = module.loss(rows)
+        loss = objective(terms, schedule.validation_weight).mean().item()
+        uncapped = _uncapped(terms, weight).mean().item()
+    module.train(was_training)
     if not math.isfinite(loss):
         what = f"weights became too large after the last step (the loss is {loss})"
         _diverged(optimizer, what, epoch)
-    if start_loss is None or not math.isfinite(start_loss):
+    if not math.isfinite(start_loss):
         return
-    bound = start_loss + DIVERGED_RISE * max(abs(start_loss), X.shape[1])
-    if loss > bound:
-        what = f"loss rose from {start_loss:.4g} at the start to {loss:.4g}"
-        _diverged(optimizer, what, epoch)
-    if training_loss is not None and training_loss > bound:
-        what = (
-            f"training loss rose from {start_loss:.4g} at the start to {training_loss:.4g}"
-        )
+    bound = start_loss + DIVERGED_RISE * max(abs(start_loss), rows.shape[1])
+    if not uncapped <= bound:
+        what = f"loss rose from {start_loss:.4g} at the start to {uncapped:.4g}"
         _diverged(optimizer, what, epoch)
 
 

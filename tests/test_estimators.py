@@ -255,6 +255,9 @@ def test_warm_start(Estimator, manifold):
     warm.fit(manifold)
     assert warm.n_iter_ == 2 * FAST["max_iter"]
     assert warm.loss_curve_[: FAST["max_iter"]] == first
+    # validation scores add up as the losses do (the second fit's replaced them)
+    assert len(warm.validation_scores_) == warm.n_iter_
+    assert warm.validation_scores_[: FAST["max_iter"]] == cold.validation_scores_
     # the second fit continues the first's optimizer (its learning-rate schedule
     # starts again, so its loss need not end lower)
     steps = cold._optimizer_state["state"][0]["step"]
@@ -329,6 +332,28 @@ def test_bad_fit_input(Estimator, params, X, error, match):
 def test_cuda_requested_without_cuda(Estimator):
     with pytest.raises(ValueError, match="CUDA is not available; use device='cpu'"):
         make(Estimator, device="cuda").fit(np.ones((4, 2)))
+
+
+@pytest.mark.parametrize(
+    "Estimator, params, positive",
+    [
+        (AutoencoderTransformer, {}, False),
+        (AutoencoderTransformer, {"loss": "bce"}, True),
+        (VAETransformer, {}, False),
+        (VAETransformer, {"likelihood": "student_t"}, False),
+        (VAETransformer, {"likelihood": "bernoulli"}, True),
+        (VAETransformer, {"likelihood": "poisson"}, True),
+        (VAETransformer, {"likelihood": "negative_binomial"}, True),
+    ],
+)
+def test_the_positive_only_tag_says_what_fit_refuses(Estimator, params, positive):
+    # scikit-learn's check_positive_only_tag_during_fit failed for [0, 1] and counts
+    from sklearn.utils.estimator_checks import check_positive_only_tag_during_fit
+
+    est = make(Estimator, **params)
+    assert est.__sklearn_tags__().input_tags.positive_only is positive
+    if positive:
+        check_positive_only_tag_during_fit(Estimator.__name__, est)
 
 
 @pytest.mark.parametrize(

@@ -626,6 +626,21 @@ def test_a_frames_imputed_numbers_stay_in_the_fitted_range():
     assert (filled["const"] == 7.0).all()
 
 
+def test_tags_and_dtypes_follow_the_placeholder():
+    # allow_nan was True whatever missing_values was (scikit-learn's checks put
+    # NaN into data an imputer of -1 refuses); with None as the placeholder a
+    # float32 X came back float64 and complex data raised float()'s TypeError.
+    assert VAEImputer().__sklearn_tags__().input_tags.allow_nan
+    assert not VAEImputer(missing_values=-1.0).__sklearn_tags__().input_tags.allow_nan
+    X = correlated(60).astype(np.float32)
+    imputer = VAEImputer(**{**FAST, "max_iter": 3}, missing_values=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert imputer.fit_transform(X).dtype == np.float32
+    with pytest.raises(ValueError, match="Complex data not supported"):
+        imputer.fit(X.astype(complex))
+
+
 def test_save_refuses_an_n_estimators_changed_after_fit(array_case, tmp_path):
     # save wrote a file that load refused as "corrupted" (models should be 5).
     *_, imputer = array_case

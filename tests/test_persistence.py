@@ -453,6 +453,8 @@ def test_save_refuses_the_paths_open_refuses(X, tmp_path):
     est = fitted(AutoencoderTransformer, {}, X)
     with pytest.raises(IsADirectoryError):
         est.save(f"{tmp_path / 'out'}{os.sep}")
+    with pytest.raises(IsADirectoryError):  # a file named "sub" was written
+        est.save(os.path.join(tmp_path, "sub", "."))  # a str: pathlib drops the "."
     with pytest.raises(FileNotFoundError):
         est.save("")
     assert os.listdir(tmp_path) == []

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.preprocessing import StandardScaler
 
 from skvae import AutoencoderTransformer, VAETransformer
 
@@ -134,19 +135,28 @@ def test_a_fit_does_not_depend_on_the_datas_units(Estimator, units):
 
 
 def test_data_too_narrow_for_the_vaes_variances_or_float32_is_refused():
-    # Data of standard deviation 1e-18 fitted a VAE whose samples were a thousand
-    # times wider than the data, warning only of posterior collapse.
-    X = np.random.RandomState(0).normal(size=(60, 3)) * 1e-17
+    # Data of standard deviation 1e-18 and less fitted a VAE whose samples were a
+    # thousand times wider than the data, warning only of posterior collapse.
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(60, 3)) * 1e-19
     with pytest.raises(ValueError, match="spread too narrow.*StandardScaler"):
         VAETransformer(max_iter=2).fit(X)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ae = AutoencoderTransformer(max_iter=2).fit(X)  # its error needs no variance
-    assert np.isfinite(ae.transform(X * 1e-30)).all()  # new rows of zeros, to float32
+        assert np.isfinite(ae.transform(X * 1e-28)).all()  # rows of zeros, to float32
+        # constant data, or constant to float64's rounding (0.1 + 0.2 beside
+        # 0.3), also as StandardScaler leaves them (centred: 6e-17 wide), fit
+        VAETransformer(max_iter=2).fit(np.zeros((60, 3)))
+        rounded = np.where(np.arange(60)[:, None] % 2, 0.3, 0.1 + 0.2) * np.ones(3)
+        VAETransformer(max_iter=2).fit(rounded)
+        VAETransformer(max_iter=2).fit(StandardScaler().fit_transform(rounded))
+        # the check is a stream's first batch's: a later one only continues it
+        stream = VAETransformer(max_iter=2).partial_fit(rng.normal(size=(60, 3)))
+        stream.partial_fit(np.ones((2, 3)) + [[2.2e-16], [0.0]])
     # values float32 rounds to 0: reconstructed as 8e-17 (1e-50) or 7e-3 (1e-300)
     with pytest.raises(ValueError, match="too small for the float32 network"):
-        AutoencoderTransformer(max_iter=2).fit(X * 1e-33)
-        VAETransformer(max_iter=2).fit(np.zeros((60, 3)))  # constant: nothing to model
+        AutoencoderTransformer(max_iter=2).fit(X * 1e-31)
 
 
 @pytest.mark.parametrize("Estimator", [AutoencoderTransformer, VAETransformer])

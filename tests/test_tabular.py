@@ -334,6 +334,11 @@ def test_the_ends_of_the_range_score_alike_to_rounding():
         assert vae.score_samples(beyond) == pytest.approx(vae.score_samples(row), abs=1e-9)
     far = frame.loc[[frame["x"].idxmax()]]
     assert vae.score_samples(far.assign(x=far["x"] + 1.0)) < vae.score_samples(far)
+    # the tolerance is the range's, not the values' size: 1e7 plus a range of 1
+    shifted = frame.assign(x=1e7 + frame["x"] / (frame["x"].max() - frame["x"].min()))
+    vae = VAETransformer(**TINY).fit(shifted)
+    top = shifted.loc[[shifted["x"].idxmax()]]
+    assert vae.score_samples(top.assign(x=top["x"] + 0.5)) < vae.score_samples(top) - 1
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
