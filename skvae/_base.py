@@ -134,9 +134,9 @@ _MAX_SPREAD = float(np.sqrt(np.finfo(np.float32).max))
 #: variances are in X's units (the VAE's Gaussian and Student-t on arrays):
 #: their float32 floor, TINY_VARIANCE, is then at most a hundredth of its
 #: squared spread. Data of standard deviation 1e-16 fit as at unit scale, 1e-18
-#: (spread 6e-18, refused) scored 0.2 nats per row below it, 1e-20 7 nats; a
-#: constant column that StandardScaler centred spans 6e-17 (kept: it fitted
-#: before, and the advice to scale X must not lead to a refusal).
+#: (spread 6e-18: warned of) scored 0.2 nats per row below it, 1e-20 7 nats; a
+#: constant column that StandardScaler centred spans 6e-17 (no warning: the
+#: advice to scale X must not lead to one).
 _MIN_SPREAD = math.sqrt(100 * TINY_VARIANCE)
 #: A feature whose range is at most this share of its values' size is constant
 #: (:func:`_varying_spread`): float64 rounding.
@@ -1686,7 +1686,8 @@ class _BaseAutoencoder(
 
         ``first``: training data that set the model's input (a fit, a first
         ``partial_fit`` batch), where a feature far from zero for its spread
-        warns (:func:`_warn_offset`).
+        warns (:func:`_warn_offset`), and so do features all too narrow for a
+        VAE's float32 variances (``_min_spread``).
         """
         support, param = self._support(fitted=not training)
         low, high = _value_range(X)
@@ -1723,12 +1724,14 @@ class _BaseAutoencoder(
                 _warn_offset(low, high)
                 narrowest = self._min_spread()
                 varying = _varying_spread(low, high).max()
-                if 0 < varying < narrowest:
-                    raise ValueError(
+                if 0 < varying < narrowest:  # a warning: the fit is finite, if poor
+                    _warn(
                         "X has values spread too narrow for the float32 network's "
-                        f"variances: no feature spans more than {varying:.3g} (at "
-                        f"least {narrowest:.3g}, whose square float32 holds with "
-                        "room). Scale X first, e.g. with StandardScaler."
+                        f"variances: no feature spans more than {varying:.3g} (a "
+                        f"spread of {narrowest:.3g}, whose square float32 holds with "
+                        "room, fits as at unit scale), so the model's scores and "
+                        "samples are poor. Scale X first, e.g. with StandardScaler.",
+                        UserWarning,
                     )
             if spread.max() > _MAX_SPREAD:
                 j = int(np.argmax(spread))

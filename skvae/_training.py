@@ -150,8 +150,8 @@ SETTLED_TOL = 0.01
 #: (36 default fits of a Bernoulli VAE on the digits) a fit whose last fifth
 #: gained 0.026 nats/row, 2% of its progress but 0.8 standard errors, warned.
 SETTLED_NOISE = 2.0
-#: A trained model whose loss on the first training rows ends this many times the
-#: larger of its start's size and the number of features above the start's has
+#: A trained model whose reconstructions of the first training rows are this many
+#: times worse than its start's, or than the rows' spread about their mean, has
 #: diverged, finite as its loss may be (:func:`_check_outputs`).
 DIVERGED_RISE = 10.0
 #: The annealed learning rate ends at this fraction of its starting value (unless
@@ -498,9 +498,10 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
     epochs = range(config.start_epoch, config.start_epoch + config.max_epochs)
     bar = tqdm(total=len(epochs), disable=config.verbose != 1, unit="epoch", leave=True)
     use_generator(module, torch.Generator(device).manual_seed(config.seed + 1))
-    # The first step's rows, KL weight and loss (the start's, without the
-    # background's cap), which the trained model's is checked against.
-    first = None
+    # The start's reconstruction error on the first rows, which the trained
+    # model's is checked against (_check_outputs).
+    rows = X[: config.batch_size].to(device)
+    start_error = reconstruction_error(module, rows)
     noise = torch.Generator(device).manual_seed(config.seed + 2)
     if X_val is not None and config.stop_early:
         # The start is a candidate too: a model started at a linear solution
@@ -521,10 +522,7 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
                     xb = xb.pin_memory().to(device, non_blocking=True)
                 if config.dequantize is not None:
                     xb = config.dequantize(xb, idx, noise)
-                terms = module.loss(xb)
-                loss = objective(terms, w).mean()
-                if first is None:
-                    first = (idx, w, _uncapped(terms, w).mean().detach())
+                loss = objective(module.loss(xb), w).mean()
                 for p in params:  # zero_grad(set_to_none=True), without its wrappers
                     p.grad = None
                 loss.backward()
@@ -588,9 +586,7 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
     try:
         if not history.interrupted:  # with the fit's generator: the global RNG stays
             last = config.start_epoch + history.n_epochs - 1
-            idx, weight, start_loss = first
-            start = (X[idx].to(device), weight, start_loss.item())
-            _check_outputs(module, schedule, optimizer, last, start)
+            _check_outputs(module, rows, schedule, optimizer, last, start_error)
     finally:
         use_generator(module, None)
     window = history.n_epochs // 5
@@ -679,42 +675,53 @@ def _diverged(optimizer, what, epoch):
     )
 
 
-def _uncapped(terms, weight):
-    """Per-sample reconstruction plus weighted KL, without the background's cap."""
-    return terms.reconstruction + weight * terms.kl if weight else terms.reconstruction
+def reconstruction_error(module, X):
+    """Mean summed squared error of X's deterministic reconstructions (eval mode).
 
-
-def _check_outputs(module, schedule, optimizer, epoch, start):
-    """Raise NonFiniteLossError where the trained model diverged.
-
-    ``start`` is ``(rows, weight, loss)``: the first training step's rows, KL
-    weight and loss. The last step of the last epoch is followed by no loss:
-    finite weights can still be large enough to overflow the codes or the
-    reconstructions. A finite loss diverged too where the model's loss on
-    those rows (in eval mode, at that weight, neither capped by a VAE's
-    background density) ends more than ``DIVERGED_RISE`` times the larger of
-    the start's size and the number of features (a nat or a squared unit per
-    feature) above the start's: an autoencoder at ``learning_rate=100`` ended
-    at 3.7e34 with no error, a VAE at 1.0 at 443 nats per row from 5 (its
-    samples 1e5 times too wide), warning only that the loss was still
-    improving.
+    The decoder's mean at the encoder's code (a VAE's posterior mean): no
+    draw, so the fit's generators are untouched. None for a module without
+    ``encode`` and ``decode``.
     """
-    rows, weight, start_loss = start
+    if not (hasattr(module, "encode") and hasattr(module, "decode")):
+        return None
     was_training = module.training
     module.eval()
     with torch.inference_mode():
-        terms = module.loss(rows)
-        loss = objective(terms, schedule.validation_weight).mean().item()
-        uncapped = _uncapped(terms, weight).mean().item()
+        error = (module.decode(module.encode(X)) - X).pow(2).sum(-1).mean().item()
     module.train(was_training)
+    return error
+
+
+def _check_outputs(module, X, schedule, optimizer, epoch, start_error=None):
+    """Raise NonFiniteLossError where the trained model diverged.
+
+    The last step of the last epoch is followed by no loss: finite weights can
+    still be large enough to overflow the codes or the reconstructions. A
+    model whose loss stayed finite diverged too where its deterministic
+    reconstructions of the rows X are more than ``DIVERGED_RISE`` times worse
+    than the start's (``start_error``) or than X's spread about its mean,
+    whichever is larger: an autoencoder at ``learning_rate=100`` ended at a
+    loss of 3.7e34 with no error, a VAE at 1.0 at 443 nats per row from 5
+    (its samples 1e5 times too wide), warning only that the loss was still
+    improving. Reconstructions, not losses: a VAE's loss on rows it overfits
+    (a stream's batches of 2 rows) soars where its variance collapsed,
+    though it reconstructs them well.
+    """
+    loss = evaluate(module, X, schedule.validation_weight)
     if not math.isfinite(loss):
         what = f"weights became too large after the last step (the loss is {loss})"
         _diverged(optimizer, what, epoch)
-    if not math.isfinite(start_loss):
+    error = reconstruction_error(module, X)
+    if start_error is None or error is None:
         return
-    bound = start_loss + DIVERGED_RISE * max(abs(start_loss), rows.shape[1])
-    if not uncapped <= bound:
-        what = f"loss rose from {start_loss:.4g} at the start to {uncapped:.4g}"
+    spread = (X - X.mean(0)).pow(2).sum(-1).mean().item()
+    # and a millionth of the rows' size: constant rows are reconstructed exactly
+    size = X.pow(2).sum(-1).mean().item()
+    if not error <= DIVERGED_RISE * max(start_error, spread) + 1e-6 * size:
+        what = (
+            f"reconstructions of the first rows moved from a squared error of "
+            f"{start_error:.4g} at the start to {error:.4g}"
+        )
         _diverged(optimizer, what, epoch)
 
 
