@@ -94,10 +94,11 @@ class AutoencoderTransformer(_BaseAutoencoder):
     validation_scores_ : list of float or None
         Minus the validation loss of each epoch, with validation rows
         (``early_stopping=True``, or "auto" from 50 rows); a warm start's
-        fits add theirs, as to ``loss_curve_``.
+        fits add theirs, as to ``loss_curve_``, where the fits before had
+        validation rows too (each fit draws its own).
     best_validation_score_ : float or None
-        Best of ``validation_scores_`` and the starting weights' score: the
-        score of the weights the fit kept.
+        Best of the last fit's validation scores and its starting weights'
+        score: the score of the weights the fit kept.
     code_density_ : sklearn.mixture.GaussianMixture
         Density of the training codes used by ``sample``. Each ``partial_fit``
         updates it with the batch's codes, so that it stands for the rows seen

@@ -162,10 +162,11 @@ class VAETransformer(_BaseAutoencoder):
     validation_scores_ : list of float or None
         Minus the validation objective per epoch, with validation rows
         (``early_stopping=True``, or "auto" from 50 rows); a warm start's
-        fits add theirs, as to ``loss_curve_``.
+        fits add theirs, as to ``loss_curve_``, where the fits before had
+        validation rows too (each fit draws its own).
     best_validation_score_ : float or None
-        Best of ``validation_scores_`` and the starting weights' score: the
-        score of the weights the fit kept.
+        Best of the last fit's validation scores and its starting weights'
+        score: the score of the weights the fit kept.
     noise_variance_ : ndarray of shape (n_features,) or None
         (For a mixed-type table, one per numeric column, in standardized units.)
         The per-feature observation variance of the Gaussian likelihood
