@@ -1712,11 +1712,13 @@ class _BaseAutoencoder(
             )
         if training:
             _check_magnitude(X)
-            if 0 < _max_abs(X) < np.finfo(np.float32).tiny:  # float32 rounds them to 0
+            # all rounded to 0 by float32 (its subnormal numbers are kept: any
+            # finite float32 table fits)
+            if 0 < _max_abs(X) < np.finfo(np.float32).smallest_subnormal:
                 raise ValueError(
                     "X has values too small for the float32 network (all below "
-                    "1.2e-38 in absolute value); scale X first, e.g. with "
-                    "StandardScaler."
+                    "1.4e-45 in absolute value, which float32 rounds to 0); scale X "
+                    "first, e.g. with StandardScaler."
                 )
             low, high = _column_bounds(X)
             spread = high - low

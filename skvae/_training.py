@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from ._likelihoods import TINY_VARIANCE
 from ._networks import mix_background, use_generator
 from .exceptions import NonFiniteLossError, _warn
 
@@ -150,8 +151,8 @@ SETTLED_TOL = 0.01
 #: (36 default fits of a Bernoulli VAE on the digits) a fit whose last fifth
 #: gained 0.026 nats/row, 2% of its progress but 0.8 standard errors, warned.
 SETTLED_NOISE = 2.0
-#: A trained model whose reconstructions of the first training rows are this many
-#: times worse than its start's, or than the rows' spread about their mean, has
+#: A trained model whose reconstructions of training rows drawn at random are this
+#: many times worse than its start's, or than the rows' spread about their mean, has
 #: diverged, finite as its loss may be (:func:`_check_outputs`).
 DIVERGED_RISE = 10.0
 #: The annealed learning rate ends at this fraction of its starting value (unless
@@ -498,9 +499,13 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
     epochs = range(config.start_epoch, config.start_epoch + config.max_epochs)
     bar = tqdm(total=len(epochs), disable=config.verbose != 1, unit="epoch", leave=True)
     use_generator(module, torch.Generator(device).manual_seed(config.seed + 1))
-    # The start's reconstruction error on the first rows, which the trained
-    # model's is checked against (_check_outputs).
-    rows = X[: config.batch_size].to(device)
+    # The start's reconstruction error on rows drawn at random (the first rows
+    # of data sorted by class are one tight group), which the trained model's
+    # is checked against (_check_outputs); a generator of its own leaves the
+    # training draws as they were.
+    pick = torch.Generator(X.device).manual_seed(config.seed + 3)
+    pick = torch.randperm(n, device=X.device, generator=pick)[: config.batch_size]
+    rows = X[pick].to(device)
     start_error = reconstruction_error(module, rows)
     noise = torch.Generator(device).manual_seed(config.seed + 2)
     if X_val is not None and config.stop_early:
@@ -715,11 +720,14 @@ def _check_outputs(module, X, schedule, optimizer, epoch, start_error=None):
     if start_error is None or error is None:
         return
     spread = (X - X.mean(0)).pow(2).sum(-1).mean().item()
+    scale = max(start_error, spread)
+    if scale < 100 * TINY_VARIANCE * X.shape[1]:  # too narrow for float32 to judge
+        return
     # and a millionth of the rows' size: constant rows are reconstructed exactly
     size = X.pow(2).sum(-1).mean().item()
-    if not error <= DIVERGED_RISE * max(start_error, spread) + 1e-6 * size:
+    if not error <= DIVERGED_RISE * scale + 1e-6 * size:
         what = (
-            f"reconstructions of the first rows moved from a squared error of "
+            f"reconstructions of {X.shape[0]} training rows moved from a squared error of "
             f"{start_error:.4g} at the start to {error:.4g}"
         )
         _diverged(optimizer, what, epoch)
