@@ -781,9 +781,12 @@ def _max_abs(X):
     return np.abs(values).max() if values.size else 0.0
 
 
-def _check_magnitude(X):
-    """Raise a ValueError when X holds values the float32 network cannot take."""
-    if _max_abs(X) > _MAX_ABS:
+def _check_magnitude(X, largest=None):
+    """Raise a ValueError when X holds values the float32 network cannot take.
+
+    ``largest`` is X's largest absolute value where the caller has it.
+    """
+    if (_max_abs(X) if largest is None else largest) > _MAX_ABS:
         raise ValueError(
             "X has values too large for the float32 network (above 3e35); scale X "
             "first, e.g. with StandardScaler."
@@ -1711,16 +1714,17 @@ class _BaseAutoencoder(
                 + ". Use likelihood='gaussian' for real-valued data."
             )
         if training:
-            _check_magnitude(X)
+            low, high = _column_bounds(X)
+            largest = max(np.abs(low).max(), np.abs(high).max())
+            _check_magnitude(X, largest)
             # all rounded to 0 by float32 (its subnormal numbers are kept: any
             # finite float32 table fits)
-            if 0 < _max_abs(X) < np.finfo(np.float32).smallest_subnormal:
+            if 0 < largest < np.finfo(np.float32).smallest_subnormal:
                 raise ValueError(
                     "X has values too small for the float32 network (all below "
                     "1.4e-45 in absolute value, which float32 rounds to 0); scale X "
                     "first, e.g. with StandardScaler."
                 )
-            low, high = _column_bounds(X)
             spread = high - low
             if first:
                 _warn_offset(low, high)

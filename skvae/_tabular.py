@@ -296,7 +296,10 @@ def fit_numeric(column, values, transform, seed=0):
     if discrete:
         knots, cdf, low, high = _discrete(unique, counts, unit if integral else None)
         atoms = originals
-        if unique.size < np.unique(values).size or not (np.diff(knots) > 0).all():
+        # values are in the order of their scores: where these merged distinct
+        # values, more neighbours differ than there are scores
+        distinct = 1 + np.count_nonzero(values[1:] != values[:-1])
+        if unique.size < distinct or not (np.diff(knots) > 0).all():
             _too_wide(column, values)
     elif transform != "standard":
         knots, cdf, atoms, low, high = _continuous(
