@@ -527,7 +527,8 @@ def linear_start(X, n_components, seed, factors=None):
     noise_variance)`` as a :class:`LinearStart` whose ``factors`` is m: the
     loadings, of shape (n_components, n_features), with
     rows m and beyond zero, and the per-feature noise variances. None when X
-    has fewer than 2 rows or the fit is not finite; when no factor is
+    has fewer than 2 rows, the rows are all the same, or the fit is not
+    finite; when no factor is
     supported, all ``n_components`` are used (their loadings are weak). A
     scipy.sparse X is fitted on a random subset of its rows, densified
     (:func:`~._torch.dense_rows`: at most 4,194,304 values).
@@ -535,6 +536,12 @@ def linear_start(X, n_components, seed, factors=None):
     if X.shape[0] < 2:
         return None
     X = _start_rows(X, seed)
+    if not np.ptp(X, axis=0).any():
+        # Identical rows have no spread for a decoder's noise: factor analysis
+        # floors it at 1e-12 (in their median unit, 1.0), and a partial_fit
+        # stream that began with them was then a million deviations off on
+        # varying rows and diverged. The network starts in unit deviations.
+        return None
     k = min(n_components, *X.shape)
     # With no factor supported (uncorrelated features, say, as on a closed curve),
     # every latent dimension would start at the prior with no path to the

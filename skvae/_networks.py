@@ -261,6 +261,8 @@ class Background(nn.Module):
         # As PCA.score_samples: the mean of the min(n, d) - k discarded eigenvalues.
         rank = s.shape[0]
         noise = eigen[k:rank].mean() if k < rank else eigen.new_tensor(0.0)
+        if (X == X[:1]).all():  # identical rows: unit variance, as _units reads them
+            noise = eigen.new_tensor(1.0)
         noise = noise.clamp_min(1e-6 * eigen.mean().clamp_min(TINY_VARIANCE))
         loadings = vt[:k].T * (eigen[:k] - noise).clamp_min(0).sqrt()[: vt.shape[0]]
         self.mean.copy_(mean)

@@ -465,6 +465,26 @@ def test_a_later_partial_fit_batch_may_hold_one_row(Estimator, manifold):
         make(Estimator, n_components=2).partial_fit(manifold[:1])  # the first batch
 
 
+@pytest.mark.filterwarnings("ignore::skvae.exceptions.PosteriorCollapseWarning")
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_a_stream_may_begin_with_identical_rows(Estimator, manifold):
+    # The VAE's start (factor analysis, and the background density) fitted the
+    # decoder's noise to the first batch's spread of 0, 1e-6 in its unit: the
+    # next batch, of varying rows, raised NonFiniteLossError.
+    first = np.repeat(manifold[:1], 40, axis=0)
+    est = make(Estimator, n_components=2)
+    est.partial_fit(first)
+    for start in range(0, 200, 50):
+        est.partial_fit(manifold[start : start + 50])
+    Z = est.transform(manifold)
+    assert np.isfinite(Z).all() and np.isfinite(est.inverse_transform(Z)).all()
+    if Estimator is VAETransformer:
+        scores = est.score_samples(manifold[200:300])
+        # near the bundled fit's -28 nats/row for independent unit Gaussians
+        assert np.isfinite(scores).all() and scores.mean() > -40
+        assert np.isfinite(est.sample(20, random_state=0)).all()
+
+
 def test_score_samples_bounds_the_memory_of_many_importance_draws(manifold):
     est = _fitted(VAETransformer, manifold)
     if skvae._torch.physical_memory() is not None:  # reported: not on Windows
