@@ -1068,6 +1068,8 @@ def _is_dataframe(X):
 def check_frame_kind(X, name="X"):
     """Refuse a DataFrame of another library that has pandas' API (dask's, say).
 
+    Also refuses a polars DataFrame with columns that are not numbers or booleans.
+
     Read as a pandas one, a dask DataFrame failed deep inside with dask's own
     errors (a lazy size converted to a boolean); read as an array it would be
     modelled as numbers where the pandas frame is a table.
@@ -1080,6 +1082,20 @@ def check_frame_kind(X, name="X"):
             "memory, see the scaling guide's dask-ml wrappers, which pass pandas "
             "partitions."
         )
+    if type(X).__module__.split(".")[0] == "polars" and hasattr(X, "dtypes"):
+        # scikit-learn reads a polars frame as an array of numbers, as skvae does;
+        # one with text, categories or dates failed converting a string to float.
+        columns = [
+            c
+            for c, dtype in zip(X.columns, X.dtypes)
+            if not (dtype.is_numeric() or str(dtype) == "Boolean")
+        ]
+        if columns:
+            raise TypeError(
+                f"{name} is a polars DataFrame with non-numeric columns {columns[:5]}: "
+                "skvae reads a polars frame as an array of numbers, and models mixed "
+                f"types from pandas DataFrames. Pass {name}.to_pandas()."
+            )
 
 
 def validate_table(estimator, X, reset):

@@ -84,6 +84,29 @@ def test_early_stopping_attributes(Estimator, manifold):
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_polars_frames_read_as_scikit_learn_reads_them(Estimator, manifold):
+    pl = pytest.importorskip("polars")
+    columns = [f"col{i}" for i in range(manifold.shape[1])]
+    df = pl.DataFrame(manifold, schema=columns)
+    est = make(Estimator, n_components=3).set_output(transform="polars").fit(df)
+    assert list(est.feature_names_in_) == columns
+    out = est.transform(df)
+    assert isinstance(out, pl.DataFrame) and out.columns == list(
+        est.get_feature_names_out()
+    )
+    np.testing.assert_allclose(
+        out.to_numpy(),
+        make(Estimator, n_components=3).fit(manifold).transform(manifold),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    # text columns failed converting a string to float, with no word of pandas
+    mixed = df.with_columns(pl.Series("g", ["a", "b"] * (len(df) // 2)))
+    with pytest.raises(TypeError, match=r"non-numeric columns \['g'\].*X.to_pandas\(\)"):
+        make(Estimator, n_components=3).fit(mixed)
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
 def test_feature_names_out_and_pandas_output(Estimator, manifold):
     columns = [f"col{i}" for i in range(manifold.shape[1])]
     df = pd.DataFrame(manifold, columns=columns)
