@@ -477,11 +477,41 @@ class VAEImputer(TransformerMixin, BaseEstimator):
             observed, fill = block_masks(table, ~missing)
         rows = np.flatnonzero(missing.any(axis=1))
 
-        def conditional(vae, part, mode):  # the same draws for every row and chunk
+        def conditional(vae, part, mode, constraints=()):  # the same draws for every row
             rng = np.random.RandomState(vae._seed)
             return vae._conditional(
-                encoded[part], observed[part], fill[part], rng, mode, K, shared=True
+                encoded[part],
+                observed[part],
+                fill[part],
+                rng,
+                mode,
+                K,
+                constraints=constraints,
+                shared=True,
             )
+
+        def expectations(vae, part):
+            # A gate's state follows from an observed column it gates (an income
+            # observed only for paid jobs): each group of rows that observe the
+            # same gated columns weighs its candidates by those states, as
+            # sample(given=) does, and imputes a gate only to a state allowed.
+            table = vae._table
+            expected = np.empty((part.size, encoded.shape[1]))
+            numeric = np.empty((part.size, sum(c.kind == "numeric" for c in table.columns)))
+            for rows_at, given in _gate_groups(table, missing[part]):
+                at = part[rows_at]
+                states = table.gate_states(encoded[at], given) if given is not None else {}
+                constraints = table.gate_constraints(encoded[at], given) if states else ()
+                e, v = _expectations(
+                    table,
+                    *conditional(vae, at, "candidates", constraints),
+                    vae.noise_variance_,
+                    missing[at],
+                )
+                for j, allowed in states.items():
+                    _keep_to_states(table.columns[j], e, allowed)
+                expected[rows_at], numeric[rows_at] = e, v
+            return expected, numeric
 
         K = self.n_importance_samples
         description = vaes[0].module_.description
@@ -498,15 +528,7 @@ class VAEImputer(TransformerMixin, BaseEstimator):
             values = np.empty((rows.size, len(table.columns)), dtype=object)
             for start in range(0, rows.size, chunk):
                 part = rows[start : start + chunk]
-                parts = [
-                    _expectations(
-                        vae._table,
-                        *conditional(vae, part, "candidates"),
-                        vae.noise_variance_,
-                        missing[part],
-                    )
-                    for vae in vaes
-                ]
+                parts = [expectations(vae, part) for vae in vaes]
                 expected, numeric = (np.mean(p, axis=0) for p in zip(*parts))
                 values[start : start + chunk] = _decode_expectations(
                     table, expected, numeric
@@ -775,6 +797,42 @@ def _expectations(table, means, weights, variance, holes):
         # 7.0000000000000115
         values[rows, j] = np.clip(values[rows, j], c.low, c.high)
     return expected, values
+
+
+def _gate_groups(table, holes):
+    """Rows that observe the same columns of a table's missing-value rules.
+
+    Returns ``(rows, given)`` pairs: the indices of ``holes``'s rows in a
+    group and, per column, whether the group observes it (None for rows that
+    observe no gated column whose gate they lack: they need no constraint).
+    """
+    involved = sorted({rule[k] for rule in table.gates for k in ("column", "gate")})
+    if not involved:
+        return [(np.arange(holes.shape[0]), None)]
+    keys, inverse = np.unique(~holes[:, involved], axis=0, return_inverse=True)
+    groups = []
+    for g, key in enumerate(keys):
+        given = np.zeros(holes.shape[1], dtype=bool)
+        given[involved] = key
+        needed = any(given[r["column"]] and not given[r["gate"]] for r in table.gates)
+        groups.append((np.flatnonzero(inverse.ravel() == g), given if needed else None))
+    return groups
+
+
+def _keep_to_states(column, expected, allowed):
+    """Limit a gate's expected probabilities (in place) to its ``allowed`` states.
+
+    A categorical gate's levels outside them get probability 0 unless none
+    inside has any; a boolean gate allowed one state only gets it for sure.
+    """
+    if column.kind == "categorical":
+        block = expected[:, column.start : column.start + column.width]
+        kept = block * allowed
+        some = kept.sum(axis=1) > 0
+        block[some] = kept[some]
+    elif column.kind == "boolean":
+        only = allowed.sum(axis=1) == 1
+        expected[only, column.start] = allowed[only, 1]
 
 
 def _decode_expectations(table, expected, numeric):

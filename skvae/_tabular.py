@@ -2066,23 +2066,46 @@ class Table:
             (:meth:`_state_probabilities`): where the rule decides the gate's
             state, the decoder's own probability of it is not trained.
         """
+        held = frozenset(np.flatnonzero(given).tolist())
+        constraints = []
+        for j, allowed in self.gate_states(X, given).items():
+
+            def probability(means, ok, j=j):
+                return (self._state_probabilities(j, means, held) * ok).sum(-1)
+
+            constraints.append((probability, allowed))
+        return constraints
+
+    def gate_states(self, X, given):
+        """The states the given columns allow each gate that is not given.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, width)
+            Encoded rows whose ``given`` columns hold the given values.
+        given : ndarray of bool of shape (n_columns,)
+
+        Returns
+        -------
+        states : dict of int to ndarray of bool of shape (n_samples, n_states)
+            Per gate (its column index) that is not given but gates a given
+            column, the gate's states (:func:`_state_codes`) that agree with
+            every given column it gates, row by row (all of them in a row
+            where they contradict each other).
+        """
         held = set(np.flatnonzero(given).tolist())
         children = {}
         for rule in self.gates:
             if rule["column"] in held and rule["gate"] not in held:
                 children.setdefault(rule["gate"], []).append(rule)
-        constraints = []
+        out = {}
         for j, rules in children.items():
             gated = [rule["column"] for rule in rules]
             states = {i: _state_codes(self.columns[i], X) for i in gated}
             allowed = self._allowed(j, rules, states)
             allowed[~allowed.any(axis=1)] = True  # contradictory conditions: no weight
-
-            def probability(means, ok, j=j, held=frozenset(held)):
-                return (self._state_probabilities(j, means, held) * ok).sum(-1)
-
-            constraints.append((probability, allowed))
-        return constraints
+            out[j] = allowed
+        return out
 
     def _state_probabilities(self, j, means, held):
         """Probabilities of column ``j``'s states under decoder ``means`` (K, n, width).
