@@ -1021,6 +1021,18 @@ def _check_no_nan(estimator, X, missing):
         )
 
 
+def _summed(X):
+    """X, or a copy of a scipy.sparse X with its duplicate entries summed.
+
+    scipy reads an entry stored twice (one 1 per word of a bag of words) as
+    their sum; the checks and statistics that read ``X.data`` need that too.
+    """
+    if sp.issparse(X) and not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    return X
+
+
 def _check_sparse_nan(X):
     """Refuse NaN in a scipy.sparse X: missing values are modelled for dense X only."""
     if not sp.issparse(X) or X.dtype.kind not in "fc":
@@ -1645,6 +1657,7 @@ class _BaseAutoencoder(
             force_writeable=True,
             ensure_all_finite=nan,
         )
+        X = _summed(X)
         missing = not sp.issparse(X) and bool(np.isnan(X).any())
         if reset and missing:
             from ._tabular import Table  # an array with missing values: a table
@@ -2131,6 +2144,7 @@ class _BaseAutoencoder(
             dtype=(np.float64, np.float32),
             ensure_all_finite="allow-nan" if nan else True,
         )
+        X = _summed(X)
         if table is not None:  # an array with missing values, or the table's columns
             return X, table.encode(X).astype(X.dtype, copy=False)
         _check_no_nan(self, X, not sp.issparse(X) and bool(np.isnan(X).any()))

@@ -905,6 +905,10 @@ class _Counts(Likelihood):
         """The rows' totals over their observed features, of shape (n,)."""
         return (x if observed is None else x * observed).sum(-1)
 
+    def certain(self, x):
+        """Rows whose probability is 1 whatever the code: those of total 0."""
+        return self.totals(x) == 0
+
     def log_means(self, out, x, observed=None):
         """log(l * rho): the log-means given the rows' totals, shaped like ``out``.
 

@@ -452,14 +452,17 @@ class VAETransformer(_BaseAutoencoder):
         -------
         log_prob : ndarray of shape (n_samples,)
             The IWAE bound with ``n_importance_samples`` draws (the ELBO when
-            that is 1), a lower bound on log p(x) that tightens as it grows.
+            that is 1), a lower bound on log p(x) in expectation over its
+            draws (a row's estimate may lie a little above) that tightens as
+            it grows.
             p(z) is the prior, or the code density with
             ``sample_from="posterior"`` (its ELBO then estimates the KL term
             at the one draw).
             Deterministic given ``random_state``. For
             ``likelihood="poisson"`` and ``"negative_binomial"`` it is log p(x
             | l), the log-probability of the counts given a total l set to
-            the row's own total (the totals are not modelled).
+            the row's own total (the totals are not modelled): exactly 0 for
+            a row of total 0.
 
         Raises
         ------

@@ -265,6 +265,41 @@ def test_a_row_scores_alike_dense_sparse_and_with_duplicate_entries(
     np.testing.assert_allclose(model.score_samples(halves), dense, rtol=1e-6)
 
 
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_entries_stored_twice_are_read_as_their_sum(Estimator, counts):
+    # one 1 per word of a bag of words: the value checks and the start's
+    # statistics read the stored entries, not their sums
+    rng = np.random.RandomState(0)
+    docs = [rng.randint(0, 6, size=rng.randint(5, 40)) for _ in range(120)]
+    indptr = np.r_[0, np.cumsum([len(d) for d in docs])]
+    words = sp.csr_matrix(
+        (np.ones(indptr[-1]), np.concatenate(docs), indptr), shape=(120, 6)
+    )
+    assert not words.has_canonical_format
+    stored = words.data.copy()
+    dense = words.toarray()
+    params = {"likelihood": "negative_binomial"} if Estimator is VAETransformer else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = make(Estimator, **params).fit(words)
+        b = make(Estimator, **params).fit(dense)
+    np.testing.assert_allclose(a.score_samples(words), b.score_samples(dense), rtol=1e-5)
+    np.testing.assert_array_equal(words.data, stored)  # X is not modified
+    # stored halves of 0.7 add up to 1.4, outside [0, 1]; of 0.5, to the count 1
+    pairs = dict(indices=np.tile([0, 0], 50), indptr=np.arange(0, 101, 2), shape=(50, 5))
+    over = sp.csr_matrix((np.full(100, 0.7), pairs["indices"], pairs["indptr"]), (50, 5))
+    option = {"likelihood": "bernoulli"} if Estimator is VAETransformer else {"loss": "bce"}
+    with pytest.raises(ValueError, match=r"requires X in \[0, 1\].* \[0, 1.4\]"):
+        make(Estimator, **option).fit(over)
+    if Estimator is VAETransformer:
+        halves = sp.csr_matrix(
+            (np.full(100, 0.5), pairs["indices"], pairs["indptr"]), (50, 5)
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            make(Estimator, likelihood="poisson").fit(halves)
+
+
 @pytest.mark.parametrize("likelihood", COUNTS)
 def test_large_counts_score_alike_in_float32_and_float64(likelihood, fitted_counts, counts):
     # a count's log-probability is a small difference of terms of about x log x,
@@ -283,9 +318,14 @@ def test_empty_rows_and_zero_columns(likelihood, fitted_counts, counts):
     X = counts[0]
     scores = est.score_samples(X)
     assert np.isfinite(scores).all()
-    # total 0: the counts are certainly all 0, log p(0 | l=0) = 0, up to the
-    # importance-sampling estimate of the integral of p(z) (about 0)
-    assert abs(scores[5]) < 0.5
+    # total 0: the counts are certainly all 0, log p(0 | l=0) = 0 exactly; the
+    # importance-sampling estimate of the integral of p(z) put it at +0.04
+    assert abs(scores[5]) < 1e-12
+    draws = est.n_importance_samples
+    try:  # the ELBO too
+        assert abs(est.set_params(n_importance_samples=1).score_samples(X[5:6])[0]) < 1e-12
+    finally:
+        est.set_params(n_importance_samples=draws)
     assert np.isfinite(est.transform(np.zeros((2, X.shape[1])))).all()
     # the feature no row had starts at a mean of 1e-4 counts and stays rare
     means = est.inverse_transform(est.transform(X))
