@@ -1926,6 +1926,13 @@ class _BaseAutoencoder(
                 module = copy.deepcopy(self.module_).to(device)
                 state = copy.deepcopy(self._optimizer_state)
                 factor = 1.0
+                if hasattr(module.likelihood, "update_totals"):
+                    # the rows' totals that sample draws: a stream's batches as
+                    # its code density weighs them, a warm start's new rows alone
+                    before = getattr(self, "_density_rows", 0) if incremental else 0
+                    share = min(before / (before + X_all.shape[0]), _DENSITY_MEMORY)
+                    rows_all = X_all if sp.issparse(X_all) else torch.as_tensor(X_all)
+                    module.likelihood.update_totals(rows_all, share)
             else:
                 module = build(description, generator(seed))
                 plan = batch_size, learning_rate, max_epochs

@@ -877,9 +877,11 @@ class _Counts(Likelihood):
     Attributes
     ----------
     total_quantiles : buffer of shape (101,)
-        The 0, 1, ..., 100th percentiles of the training rows' totals.
+        The 0, 1, ..., 100th percentiles of the training rows' totals (of a
+        ``partial_fit`` stream's batches, :meth:`update_totals`).
     mean_total : buffer of shape ()
-        Their mean (1 until ``init_output``).
+        The first fit's (or batch's) mean total (1 until ``init_output``):
+        the unit of the encoder's input, which training fixes.
 
     References
     ----------
@@ -904,6 +906,38 @@ class _Counts(Likelihood):
     def totals(x, observed=None):
         """The rows' totals over their observed features, of shape (n,)."""
         return (x if observed is None else x * observed).sum(-1)
+
+    @torch.no_grad()
+    def update_totals(self, totals, weight=0.0):
+        """Set ``total_quantiles`` to those of the row ``totals`` (any rows).
+
+        ``totals`` is a tensor of shape (n,), or the rows themselves (a float
+        tensor or a scipy.sparse matrix, summed here). With ``weight`` > 0 the
+        current quantiles stand for that share of the rows (a ``partial_fit``
+        stream's earlier batches: a stream sampled the totals of its first
+        batch for good, all 0 after an empty one). ``mean_total``, the unit of
+        the encoder's input, is the first fit's.
+        """
+        if sp.issparse(totals):
+            totals = _sparse_sums(totals)[0]
+        elif totals.dim() == 2:
+            totals = _floating(totals).to(torch.float64).sum(1)
+        values = totals.double().cpu().numpy()  # X may be on a GPU
+        levels = np.linspace(0, 1, _N_QUANTILES)
+        if weight > 0:
+            old = self.total_quantiles.double().cpu().numpy()
+            values = np.concatenate([old, values])
+            shares = np.r_[
+                np.full(old.size, weight / old.size),
+                np.full(values.size - old.size, (1 - weight) / (values.size - old.size)),
+            ]
+            order = np.argsort(values, kind="stable")
+            # each value at the middle of its share of the cumulative distribution
+            at = np.cumsum(shares[order]) - shares[order] / 2
+            quantiles = np.interp(levels, at, values[order])
+        else:
+            quantiles = np.quantile(values, levels)
+        self.total_quantiles.copy_(torch.from_numpy(quantiles))
 
     def certain(self, x):
         """Rows whose probability is 1 whatever the code: those of total 0."""
@@ -971,9 +1005,7 @@ class _Counts(Likelihood):
             totals, column_sums = X.sum(1), X.sum(0)
         if totals.numel() == 0:
             totals = torch.zeros(1, dtype=torch.float64)
-        levels = np.linspace(0, 1, _N_QUANTILES)
-        quantiles = np.quantile(totals.cpu().numpy(), levels)  # X may be on a GPU
-        self.total_quantiles.copy_(torch.from_numpy(quantiles))
+        self.update_totals(totals)
         mean_total = totals.mean().item()
         self.mean_total.fill_(mean_total if mean_total > 0 else 1.0)
         if observed is not None:  # each feature's mean over its observed entries
@@ -1035,7 +1067,8 @@ class NegativeBinomial(_Counts):
     computed as ``logaddexp(log_theta, log mu)``. ``init_output`` sets theta
     by the method of moments, ``mean^2 / (var - mean)`` of each feature's
     counts clipped to [1e-2, 1e4] (1e4 without overdispersion; the spread of
-    the totals makes it a low start, which training raises), and the
+    the totals makes it a low start, which training raises; a feature with
+    no counts takes the others' median, 1 where none has any), and the
     composition as :class:`_Counts` does.
     """
 
@@ -1073,6 +1106,12 @@ class NegativeBinomial(_Counts):
         mean, var = _moments(_floating(X), observed)
         excess = (var - mean).clamp_min(1e-8)
         theta = (mean.pow(2) / excess).clamp(1e-2, 1e4)
+        # A feature with no counts says nothing of its dispersion: the others'
+        # median (1, a geometric's, where no feature has counts). At the floor,
+        # a stream whose first batch was empty drew totals of 0 or thousands.
+        counted = mean > 0
+        typical = theta[counted].median() if counted.any() else theta.new_tensor(1.0)
+        theta = torch.where(counted, theta, typical)
         self.log_theta.copy_(theta.log())
         return bias
 

@@ -352,6 +352,33 @@ def test_samples_draw_totals_from_the_training_totals(likelihood, fitted_counts,
     np.testing.assert_array_equal(S, est.sample(3000, random_state=0))
 
 
+@pytest.mark.parametrize("likelihood", COUNTS)
+def test_a_stream_samples_the_totals_of_its_batches(likelihood):
+    # sample drew the first batch's totals for good: 5 counts a row after a
+    # first batch of short rows, and only zeros after an empty one
+    rng = np.random.RandomState(0)
+    p = rng.dirichlet(np.ones(6))
+    short = sp.csr_matrix([rng.multinomial(5, p) for _ in range(60)])
+    long = sp.csr_matrix([rng.multinomial(500, p) for _ in range(60)])
+    for first in (short, sp.csr_matrix((30, 6))):
+        est = make(VAETransformer, likelihood=likelihood, n_components=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.partial_fit(first)
+            for _ in range(3):
+                est.partial_fit(long)
+        totals = est.sample(400, random_state=0).sum(1)
+        # about 90% long rows' 500 (the first batch's share fades)
+        assert 400 < np.median(totals) <= 510, np.median(totals)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warm = make(VAETransformer, likelihood=likelihood, n_components=2, warm_start=True)
+        warm.fit(short).fit(long)  # a warm start models the new rows
+    assert np.median(warm.sample(400, random_state=0).sum(1)) == pytest.approx(
+        500, rel=0.05
+    )
+
+
 def test_empty_row_has_zero_loss_and_finite_gradients():
     for likelihood in (Poisson(4), NegativeBinomial(4)):
         out = torch.randn(3, 4, requires_grad=True)
