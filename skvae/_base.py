@@ -1021,6 +1021,21 @@ def _check_no_nan(estimator, X, missing):
         )
 
 
+def _check_option_nan(X, support, option):
+    """Refuse NaN in a dense X for an option that does not model missing values.
+
+    scikit-learn's own message advised estimators that accept NaN natively,
+    which this one does with its default options.
+    """
+    if support is not None and not sp.issparse(X) and np.isnan(X).any():
+        default = "loss='mse'" if option.startswith("loss") else "likelihood='gaussian'"
+        raise ValueError(
+            f"Input X contains NaN, and {option} has no model of missing values: "
+            f"impute X first (e.g. with SimpleImputer), or use {default} (the "
+            "default), which models them."
+        )
+
+
 def _summed(X):
     """X, or a copy of a scipy.sparse X with its duplicate entries summed.
 
@@ -1646,8 +1661,8 @@ class _BaseAutoencoder(
                 table, self._batch_warned = table.check_batch(X, warned)
             return table.encode(X), table
         _check_sparse_nan(X)
-        support = self._support(fitted=not reset)[0]
-        nan = "allow-nan" if support is None and not sp.issparse(X) else True
+        support, option = self._support(fitted=not reset)
+        nan = "allow-nan" if not sp.issparse(X) else True
         X = validate_data(
             self,
             X,
@@ -1658,6 +1673,7 @@ class _BaseAutoencoder(
             ensure_all_finite=nan,
         )
         X = _summed(X)
+        _check_option_nan(X, support, option)
         missing = not sp.issparse(X) and bool(np.isnan(X).any())
         if reset and missing:
             from ._tabular import Table  # an array with missing values: a table
@@ -2140,9 +2156,7 @@ class _BaseAutoencoder(
             float32 = len(X.dtypes) and all(dtype == np.float32 for dtype in X.dtypes)
             return X, table.encode(X).astype(np.float32 if float32 else np.float64)
         _check_sparse_nan(X)
-        nan = table is not None or (
-            self._support(fitted=True)[0] is None and not sp.issparse(X)
-        )
+        nan = table is not None or not sp.issparse(X)
         X = validate_data(
             self,
             X,
@@ -2152,6 +2166,8 @@ class _BaseAutoencoder(
             ensure_all_finite="allow-nan" if nan else True,
         )
         X = _summed(X)
+        if table is None:
+            _check_option_nan(X, *self._support(fitted=True))
         if table is not None:  # an array with missing values, or the table's columns
             return X, table.encode(X).astype(X.dtype, copy=False)
         _check_no_nan(self, X, not sp.issparse(X) and bool(np.isnan(X).any()))

@@ -145,6 +145,39 @@ def test_count_likelihoods_refuse_non_counts(likelihood, to_input, value, match,
         make(VAETransformer, likelihood=likelihood).fit(to_input(X))
 
 
+@pytest.mark.parametrize(
+    "Estimator, option",
+    [
+        (VAETransformer, "likelihood"),
+        (VAETransformer, "bernoulli"),
+        (AutoencoderTransformer, "loss"),
+    ],
+)
+def test_nan_for_an_option_without_missing_values_says_what_to_do(
+    Estimator, option, counts
+):
+    # scikit-learn's message said the estimator accepts no NaN and advised
+    # HistGradientBoosting, where the default options model missing values
+    X = counts[0] if option == "likelihood" else (counts[0] > 0).astype(float)
+    params = {"loss": "bce"} if option == "loss" else {"likelihood": "poisson"}
+    if option == "bernoulli":
+        params = {"likelihood": "bernoulli"}
+    default = "loss='mse'" if option == "loss" else "likelihood='gaussian'"
+    holed = X.copy()
+    holed[1, 2] = np.nan
+    match = rf"contains NaN, and {list(params)[0]}=.* impute X .* or use {default}"
+    with pytest.raises(ValueError, match=match):
+        make(Estimator, **params).fit(holed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = make(Estimator, **params).fit(X)
+    for method in ("transform", "score_samples"):
+        with pytest.raises(ValueError, match=match):
+            getattr(est, method)(holed)
+    with pytest.raises(ValueError, match="contains infinity"):  # still scikit-learn's
+        est.transform(np.where(np.isnan(holed), np.inf, holed))
+
+
 @pytest.mark.parametrize("likelihood", COUNTS)
 @pytest.mark.parametrize("method", ["score_samples", "transform"])
 def test_scoring_or_encoding_non_counts_is_refused(
