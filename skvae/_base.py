@@ -349,7 +349,8 @@ _PARAMETER_DOCS = {
         scores a discrete value (and a repeated one) by the probability of
         the interval of scores that decodes to it. A dict maps column names
         to these (others "auto"). "auto" is "quantile".
-        Samples always lie in each column's fitted range, with its dtype.
+        Samples always lie in each column's fitted range, with its dtype
+        (values given to ``sample(given=...)`` come back as given).
         Scores include each map's log-Jacobian, so they stay densities in the
         original units.""",
 }
@@ -1161,7 +1162,11 @@ class _BaseAutoencoder(
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "device": [str, torch_device_type],
-        "n_jobs": [Integral, None],
+        "n_jobs": [
+            Interval(Integral, None, -1, closed="right"),
+            Interval(Integral, 1, None, closed="left"),
+            None,
+        ],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],

@@ -268,7 +268,7 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         "categorical_features": [StrOptions({"from_dtype"}), "array-like", None],
         "numeric_transform": VAETransformer._parameter_constraints["numeric_transform"],
         "device": VAETransformer._parameter_constraints["device"],
-        "n_jobs": [Integral, None],
+        "n_jobs": VAETransformer._parameter_constraints["n_jobs"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }

@@ -337,6 +337,8 @@ BAD_FIT = [
     ({"hidden_layer_sizes": (8, 0)}, np.ones((4, 2)), ValueError, "positive integers"),
     ({"learning_rate": -1.0}, np.ones((4, 2)), InvalidParameterError, "learning_rate"),
     ({"device": 3}, np.ones((4, 2)), InvalidParameterError, "device"),
+    # joblib's "n_jobs == 0 in Parallel has no meaning", from no Parallel
+    ({"n_jobs": 0}, np.ones((4, 2)), InvalidParameterError, r"'n_jobs'.*Got 0"),
     ({"device": "tpu"}, np.ones((4, 2)), ValueError, "device='tpu'"),
     ({"early_stopping": True}, np.ones((1, 2)), ValueError, "leaves 0 training row"),
     ({}, np.ones((1, 2)), ValueError, "Found 1 sample.*at least 2"),
