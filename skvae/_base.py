@@ -119,10 +119,11 @@ _DENSITY_MAX_ROWS = 10_000
 _DENSITY_MEMORY = 0.9
 #: Version of the state that ``__getstate__`` writes (2: the network as its
 #: plain description and numpy weights; skvae 0.1 pickled the torch module;
-#: 3: the description may hold an "input_unit", which readers of 2 cannot build).
-_PICKLE_VERSION = 3
+#: 3: the description may hold an "input_unit", which readers of 2 cannot build;
+#: 4: a VAE's background may be "ppca_t", which readers of 3 cannot build).
+_PICKLE_VERSION = 4
 #: The versions ``__setstate__`` reads: a version 2 network has no input unit.
-_READABLE_PICKLES = (2, 3)
+_READABLE_PICKLES = (2, 3, 4)
 #: Largest absolute input value: float32 networks overflow beyond it.
 _MAX_ABS = np.finfo(np.float32).max / 1e3
 #: Fewest training rows a fit accepts (the code density needs two).
@@ -2581,9 +2582,12 @@ class _BaseAutoencoder(
             state["device_"] = str(self.device_)
             if self._table is not None:
                 state["_table"] = {"table": self._table.to_state()}
-            # The oldest version that holds the network: 2 without an input unit.
-            units = "input_unit" in self.module_.description
-            state["_pickle_version"] = _PICKLE_VERSION if units else 2
+            # The oldest version that holds the network: 2 without an input unit,
+            # 3 with one and a Gaussian background.
+            description = self.module_.description
+            units = "input_unit" in description
+            tails = description.get("background") == "ppca_t"
+            state["_pickle_version"] = _PICKLE_VERSION if tails else 3 if units else 2
         return state
 
     def __setstate__(self, state):

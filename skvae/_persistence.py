@@ -73,10 +73,11 @@ FORMAT = "skvae"
 #: 4: a table may hold columns that another decides, its "functions";
 #: 5: an array's network may read its inputs in a unit, "input_unit", and an
 #: imputer's file may hold weights of its own; other files are still written
-#: as 4, see ``_versions``).
-FORMAT_VERSION = 5
+#: as 4, see ``_versions``; 6: a VAE's background may be "ppca_t", with a
+#: heavy tail).
+FORMAT_VERSION = 6
 #: The versions this one reads: an older file's table lacks only what later ones added.
-READABLE_VERSIONS = (2, 3, 4, 5)
+READABLE_VERSIONS = (2, 3, 4, 5, 6)
 _META = "skvae.json"
 _WEIGHTS = "weights.safetensors"
 _MODULE = "module_"
@@ -830,12 +831,14 @@ def _versions(obj, descriptions, weights=False):
     The format version is the oldest that holds the file: 4 for networks
     (``descriptions``) without an input unit, which skvae versions that read
     format 4 read as well; 5 with one, or for an imputer's file with
-    ``weights`` of its own.
+    ``weights`` of its own; 6 with a heavy-tailed background ("ppca_t").
     """
     units = any("input_unit" in description for description in descriptions)
+    tails = any(description.get("background") == "ppca_t" for description in descriptions)
+    version = FORMAT_VERSION if tails else 5 if units or weights else 4
     return {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION if units or weights else 4,
+        "format_version": version,
         "class": type(obj).__name__,
         "skvae_version": _skvae_version(),
         "sklearn_version": sklearn.__version__,

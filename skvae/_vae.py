@@ -376,7 +376,7 @@ class VAETransformer(_BaseAutoencoder):
         description = {
             **self._network("vae", n_features, hidden, likelihood),
             "prior": {"name": self.prior, "n_components": self.n_components},
-            "background": "ppca" if scaled else "independent",
+            "background": "ppca_t" if scaled else "independent",
         }
         if scaled:  # values in their own units: the encoder reads them in a unit
             description["input_unit"] = True

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from sklearn.preprocessing import StandardScaler
 
 from skvae import AutoencoderTransformer, VAETransformer
 
@@ -120,7 +121,29 @@ def test_a_rare_feature_cannot_wreck_the_held_out_score(early_stopping):
     )
     vae.fit(X)  # the background is fitted on all of X (validation rows too), as PCA is
     gap = vae.score_samples(X_test) - PCA(2).fit(X).score_samples(X_test)
-    assert gap.min() > np.log(1e-3) - 1e-6
+    # half the background is PCA's density, half a t with its scale
+    assert gap.min() > np.log(1e-3) + np.log(0.5) - 1e-6
+
+
+def test_a_value_far_out_costs_the_log_of_its_distance_not_its_square():
+    # Standardized, a feature lit in 3 of 400 training rows puts a lit test row
+    # 93 deviations out: PCA's Gaussian tail (the background before) charged it
+    # 8,400 nats, the heavy tail about 67; other rows lose at most log 2 of it.
+    from sklearn.decomposition import PCA
+
+    rng = np.random.RandomState(0)
+    W = rng.normal(size=(6, 6))
+    X, X_test = rng.normal(size=(400, 6)) @ W, rng.normal(size=(50, 6)) @ W
+    X[:, 5], X_test[:, 5] = 0.0, 0.0
+    X[:3, 5], X_test[:3, 5] = 1.0, 8.0
+    scaler = StandardScaler().fit(X)
+    X, X_test = scaler.transform(X), scaler.transform(X_test)
+    vae = VAETransformer(n_components=2, max_iter=30, random_state=0).fit(X)
+    scores, pca = vae.score_samples(X_test), PCA(2).fit(X).score_samples(X_test)
+    assert scores[:3].max() < -20 and (scores[:3] > pca[:3] + 5000).all()
+    assert np.median(scores[3:] - pca[3:]) > -0.1
+    background = vae.module_.background
+    assert background.kind == "ppca_t" and 1 < float(background.tail_dof) < 100
 
 
 def test_files_of_the_previous_format_fail_with_a_versioned_error():

@@ -15,6 +15,7 @@ from skvae._networks import (
     BACKGROUND_WEIGHT,
     VAE,
     Autoencoder,
+    Background,
     Dropout,
     Terms,
     build,
@@ -400,3 +401,29 @@ def test_independent_background_is_the_likelihood_at_the_data_mean():
     with torch.no_grad():
         log_prob = vae.background.log_prob(torch.from_numpy(X)).numpy()
     np.testing.assert_allclose(log_prob, expected, rtol=1e-10)
+
+
+def test_the_heavy_tailed_background_fits_its_tail_to_the_rows():
+    rng = np.random.RandomState(0)
+    W = rng.normal(size=(2, 5))
+    gaussian = rng.normal(size=(4000, 2)) @ W + 0.3 * rng.normal(size=(4000, 5))
+    scale = np.sqrt(rng.chisquare(3, size=(4000, 1)) / 3)  # multivariate t, 3 dof
+    heavy = gaussian / scale
+    dofs = {}
+    for name, X in (("gaussian", gaussian), ("t3", heavy)):
+        background = Background("ppca_t", 5, 2)
+        background.initialize(torch.as_tensor(X))
+        dofs[name] = float(background.tail_dof)
+        # half PPCA's density (PCA.score_samples), half the t with its scale
+        background.double()
+        rows = X[:200]
+        log_p = background.log_prob(torch.as_tensor(rows)).numpy()
+        pca = PCA(2).fit(X)
+        mean = background.mean.numpy()
+        factors = background.factors.numpy()
+        shape = factors @ factors.T + float(background.noise_variance) * np.eye(5)
+        np.testing.assert_allclose(shape, pca.get_covariance(), rtol=1e-6, atol=1e-9)
+        t = stats.multivariate_t(mean, shape, df=dofs[name]).logpdf(rows)
+        expected = np.logaddexp(pca.score_samples(rows), t) - math.log(2)
+        np.testing.assert_allclose(log_p, expected, rtol=1e-6)
+    assert dofs["gaussian"] > 50 and 2 < dofs["t3"] < 5, dofs
