@@ -222,11 +222,14 @@ class VAETransformer(_BaseAutoencoder):
     nearly constant there, and a new row that uses it would cost thousands of
     nats. So the model's density mixes in a broad background density p_b
     with weight w = 1e-3: ``p(x) = (1 - w) p_vae(x) + w p_b(x)``, where p_b is
-    probabilistic PCA with ``n_components`` factors (the density of
-    ``PCA.score_samples``) for real-valued data and the independent-features
-    model otherwise. A row scores at most about 6.9 nats below p_b, and any
-    other row loses at most 0.001 nats. ``score_samples`` and the validation
-    objective use this mixture; training fits the VAE's own ELBO.
+    for real-valued data half probabilistic PCA with ``n_components`` factors
+    (the density of ``PCA.score_samples``) and half the multivariate t with
+    its scale matrix and the degrees of freedom that fit the training rows
+    (a tail that charges the log of a row's distance, not its square), and
+    the independent-features model otherwise. A row scores at most about 6.9
+    nats below p_b, and any other row loses at most 0.001 nats.
+    ``score_samples`` and the validation objective use this mixture;
+    training fits the VAE's own ELBO.
 
     ``score_samples`` returns the importance-weighted bound [2]_ with K =
     ``n_importance_samples`` draws, ``log 1/K sum_k p(x, z_k) / q(z_k|x)``,
