@@ -500,7 +500,9 @@ class VAEImputer(TransformerMixin, BaseEstimator):
             numeric = np.empty((part.size, sum(c.kind == "numeric" for c in table.columns)))
             for rows_at, given in _gate_groups(table, missing[part]):
                 at = part[rows_at]
-                states = table.gate_states(encoded[at], given) if given is not None else {}
+                states = {}
+                if given is not None:  # gates up the chain decode within their rules too
+                    states = table.gate_states(encoded[at], given, chain=True)
                 constraints = table.gate_constraints(encoded[at], given) if states else ()
                 e, v = _expectations(
                     table,

@@ -2076,7 +2076,7 @@ class Table:
             constraints.append((probability, allowed))
         return constraints
 
-    def gate_states(self, X, given):
+    def gate_states(self, X, given, chain=False):
         """The states the given columns allow each gate that is not given.
 
         Parameters
@@ -2084,6 +2084,10 @@ class Table:
         X : ndarray of shape (n_samples, width)
             Encoded rows whose ``given`` columns hold the given values.
         given : ndarray of bool of shape (n_columns,)
+        chain : bool
+            Also the gates of those gates, up the chain of rules, that are
+            not given: a gate allowed only to be missing (or only not to be)
+            allows its own gate only the states its rule ties to that.
 
         Returns
         -------
@@ -2093,6 +2097,34 @@ class Table:
             every given column it gates, row by row (all of them in a row
             where they contradict each other).
         """
+        out = self._direct_gate_states(X, given)
+        pending = list(out) if chain else []
+        while pending:
+            j = pending.pop()
+            rule = next((r for r in self.gates if r["column"] == j), None)
+            if rule is None or given[rule["gate"]]:
+                continue
+            code = _missing_code(self.columns[j])
+            allowed = out[j]
+            missing = allowed[:, code]
+            present = np.delete(allowed, code, axis=1).any(axis=1)
+            g = rule["gate"]
+            codes = np.arange(_n_states(self.columns[g]))
+            up = np.ones((allowed.shape[0], codes.size), dtype=bool)
+            up[missing & ~present] = _agrees(rule, True, codes)
+            up[present & ~missing] = _agrees(rule, False, codes)
+            gate = self.columns[g]
+            if gate.kind == "categorical" and gate.unseen:
+                up[:, gate.unseen] = False  # never sampled: not chosen either
+            if g in out:
+                up &= out[g]
+            up[~up.any(axis=1)] = True  # contradictory: no constraint
+            out[g] = up
+            pending.append(g)
+        return out
+
+    def _direct_gate_states(self, X, given):
+        """:meth:`gate_states` of the gates of given columns alone."""
         held = set(np.flatnonzero(given).tolist())
         children = {}
         for rule in self.gates:

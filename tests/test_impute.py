@@ -922,3 +922,44 @@ def test_a_gate_is_imputed_to_a_state_its_observed_child_allows(kind):
     # the rows that observe the job keep it, and no imputed job is missing
     assert out["job"].notna().all()
     pd.testing.assert_series_equal(out.loc[~hidden, "job"], frame.loc[~hidden, "job"])
+
+
+def test_gates_up_a_chain_of_rules_are_imputed_within_them():
+    # income is observed only for full-time jobs, and a job kind only for a
+    # sector other than "none": an observed income hiding both was imputed
+    # sector "none" beside kind "full" in 53 of 128 rows (the direct gate only
+    # was kept to its rule)
+    rng = np.random.RandomState(0)
+    n = 800
+    z = rng.normal(size=n)
+    employed = z + rng.normal(size=n) > 0
+    full = employed & (rng.rand(n) < 0.5)
+    frame = pd.DataFrame(
+        {
+            "age": 40 + 10 * z + 5 * rng.normal(size=n),
+            "sector": pd.Categorical(
+                np.where(employed, np.where(rng.rand(n) < 0.5, "private", "public"), "none")
+            ),
+            "kind": pd.Categorical(
+                np.where(employed, np.where(full, "full", "part"), None)
+            ),
+            "income": np.where(full, np.exp(z + 0.3 * rng.normal(size=n)), np.nan),
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        imputer = VAEImputer(**FAST).fit(frame)
+    table = imputer.estimators_[0]._table
+    chain = {
+        (table.columns[r["column"]].name, table.columns[r["gate"]].name)
+        for r in table.gates
+    }
+    assert {("income", "kind"), ("kind", "sector")} <= chain
+    hidden = np.random.RandomState(1).rand(n) < 0.5
+    holes = frame.copy()
+    holes.loc[hidden, ["sector", "kind"]] = np.nan
+    out = imputer.transform(holes)
+    paid = hidden & frame["income"].notna().to_numpy()
+    assert paid.sum() > 50
+    assert (out.loc[paid, "kind"] == "full").all()
+    assert not (out.loc[paid, "sector"] == "none").any()
