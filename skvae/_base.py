@@ -1951,8 +1951,10 @@ class _BaseAutoencoder(
                 if hasattr(module.likelihood, "update_totals"):
                     # the rows' totals that sample draws: a stream's batches as
                     # its code density weighs them, a warm start's new rows alone
-                    before = getattr(self, "_density_rows", 0) if incremental else 0
-                    share = min(before / (before + X_all.shape[0]), _DENSITY_MEMORY)
+                    # (a file saved before _density_rows counts as one batch)
+                    n_all = X_all.shape[0]
+                    before = getattr(self, "_density_rows", n_all) if incremental else 0
+                    share = min(before / (before + n_all), _DENSITY_MEMORY)
                     rows_all = X_all if sp.issparse(X_all) else torch.as_tensor(X_all)
                     module.likelihood.update_totals(rows_all, share)
             else:

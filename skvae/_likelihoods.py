@@ -925,16 +925,23 @@ class _Counts(Likelihood):
         values = totals.double().cpu().numpy()  # X may be on a GPU
         levels = np.linspace(0, 1, _N_QUANTILES)
         if weight > 0:
+            # The mixture's distribution function, weight * F_old + (1 - weight)
+            # * F_new, inverted at the levels: F_old runs linearly through the
+            # old quantiles at their levels, F_new through the new totals at
+            # the middles of their shares; both are linear between the union
+            # of those points. (The old quantiles taken as rows of equal share
+            # moved the tails outward at every batch: a stream's 99th
+            # percentile reached its largest total.)
             old = self.total_quantiles.double().cpu().numpy()
-            values = np.concatenate([old, values])
-            shares = np.r_[
-                np.full(old.size, weight / old.size),
-                np.full(values.size - old.size, (1 - weight) / (values.size - old.size)),
-            ]
-            order = np.argsort(values, kind="stable")
-            # each value at the middle of its share of the cumulative distribution
-            at = np.cumsum(shares[order]) - shares[order] / 2
-            quantiles = np.interp(levels, at, values[order])
+            new = np.sort(values)
+            points = np.union1d(old, new)
+            below = np.interp(points, old, levels, left=0.0, right=1.0)
+            middles = (np.arange(new.size) + 0.5) / new.size
+            within = np.interp(points, new, middles, left=0.0, right=1.0)
+            mixed = np.maximum.accumulate(weight * below + (1 - weight) * within)
+            # the first point at each level of a flat stretch
+            mixed, first = np.unique(mixed, return_index=True)
+            quantiles = np.interp(levels, mixed, points[first])
         else:
             quantiles = np.quantile(values, levels)
         self.total_quantiles.copy_(torch.from_numpy(quantiles))

@@ -708,7 +708,7 @@ class VAE(Model):
         Returns
         -------
         score : tensor of shape (n_samples,)
-            Exactly 0 (before the background) for a row the likelihood gives
+            Exactly 0 for a row the likelihood gives
             probability 1 whatever the code (``likelihood.certain``: counts of
             total 0).
         """
@@ -728,12 +728,14 @@ class VAE(Model):
                 ]
             )
             log_p = torch.logsumexp(log_w, dim=0) - math.log(eps.shape[0])
+        log_p = mix_background(log_p, self._background(x))
         certain = getattr(self.likelihood, "certain", None)
         if certain is not None:
-            # p(x | z) = 1 for every z: log p(x) is exactly 0, where the estimate
-            # of the integral of p(z) / q(z | x) came out a little either side.
+            # p(x | z) = 1 for every z (and p_b(x) = 1): log p(x) is exactly 0,
+            # where the estimate of the integral of p(z) / q(z | x) came out a
+            # little either side.
             log_p = torch.where(certain(x), torch.zeros_like(log_p), log_p)
-        return mix_background(log_p, self._background(x))
+        return log_p
 
     def _log_weights(self, x, mean, log_var, eps, prior=None):
         """log p(x, z) - log q(z | x) at the draws z = mean + eps * std, shape (K, n).
