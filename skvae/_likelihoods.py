@@ -862,7 +862,11 @@ class _Counts(Likelihood):
     total count (over its observed features), the mean of feature j is
     ``l * softmax(out)_j``, as in scVI [1]_. The total is observed, not
     modelled: ``nll(out, x)`` is ``-log p(x | z, l)`` with ``l`` set to
-    ``x``'s own total, a proper probability of the counts for that total. The
+    ``x``'s own total (for :class:`Poisson` the multinomial, a proper
+    probability of the count vectors of that total; for
+    :class:`NegativeBinomial` independent counts whose means add up to ``l``,
+    a plug-in likelihood whose vectors of total ``l`` hold less than
+    probability 1). The
     encoder sees ``log1p(x * C / l)`` (:meth:`encoder_input`, with ``C`` the
     mean training total), which does not depend on the row's scale, so
     scaled rows get the same code. Without an ``x`` (``mean`` and
@@ -1021,6 +1025,17 @@ class _Counts(Likelihood):
         return share.clamp_min(_MIN_MEAN / max(mean_total, 1.0)).log()
 
 
+def _binomial(count, p, generator):
+    """Binomial draws of ``count`` trials at ``p`` (float64 tensors), with ``generator``.
+
+    torch draws them on the generator's device; counts beyond 2**24 and
+    their probabilities are exact in float64 before and after.
+    """
+    device = generator.device
+    draws = torch.binomial(count.to(device), p.to(device), generator=generator)
+    return draws.to(count.device).clamp(max=count)
+
+
 class Poisson(_Counts):
     """Poisson counts: the row's total times a composition from the decoder.
 
@@ -1031,9 +1046,15 @@ class Poisson(_Counts):
     Notes
     -----
     With ``l`` the row's total and ``mu = l * softmax(out)`` (see
-    :class:`_Counts`), ``nll = sum_j [mu_j - x_j log mu_j + lgamma(x_j + 1)]``,
-    ``-log p(x | z, l)``. ``init_output`` starts the composition at the
-    pooled shares of the counts.
+    :class:`_Counts`), independent Poisson counts of means ``mu`` conditioned
+    on their total ``l`` are multinomial: ``-log p(x | z, l) = sum_j [mu_j -
+    x_j log mu_j + lgamma(x_j + 1)] + log Poisson(l; l)``, the Poisson terms
+    less the probability of the total, which depends on ``l`` alone (so the
+    gradients are the Poisson terms'). Over the count vectors of a total its
+    probabilities add up to 1; the Poisson terms alone added up to Poisson(l;
+    l), 0.37 at l = 1. ``sample`` draws the counts of each drawn total from
+    the multinomial, so each row's counts add up to it. ``init_output``
+    starts the composition at the pooled shares of the counts.
     """
 
     name = "poisson"
@@ -1044,10 +1065,31 @@ class Poisson(_Counts):
         x = self.observed_counts(x.to(out.dtype), observed)
         log_mean = self.log_means(out, x, observed)
         terms = log_mean.exp() - self._xlog(x, log_mean) + torch.lgamma(x + 1)
-        return _masked_sum(terms, observed)
+        # log Poisson(l; l) = l log l - l - lgamma(l + 1), in float64: a small
+        # difference of terms of about l log l
+        total = self.totals(x, observed).double()
+        log_total = torch.where(total > 0, total * total.log(), torch.zeros_like(total))
+        log_total = log_total - total - torch.lgamma(total + 1)
+        return _masked_sum(terms, observed) + log_total.to(out.dtype)
 
     def sample(self, out, generator):
-        return torch.poisson(self._sample_means(out, generator), generator=generator)
+        """Counts of a drawn total (:meth:`draw_totals`), multinomial over the features.
+
+        Drawn feature by feature, each a binomial of the counts left at its
+        share of the probability left.
+        """
+        totals = self.draw_totals(out.shape[:-1], generator, out.dtype, out.device)
+        shares = torch.softmax(out.double(), dim=-1)
+        counts = torch.empty_like(shares)
+        left, rest = totals.double(), torch.ones_like(totals, dtype=torch.float64)
+        for j in range(shares.shape[-1] - 1):
+            share = shares[..., j]
+            p = torch.where(rest > 0, share / rest.clamp_min(1e-300), 1.0).clamp(0.0, 1.0)
+            counts[..., j] = _binomial(left, p, generator)
+            left = left - counts[..., j]
+            rest = rest - share
+        counts[..., -1] = left
+        return counts.to(out.dtype)
 
 
 class NegativeBinomial(_Counts):

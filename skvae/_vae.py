@@ -105,9 +105,9 @@ class VAETransformer(_BaseAutoencoder):
         per feature) are for counts and need non-negative integers: each
         row's mean is its own total (library size) times a composition from
         the decoder, so codes do not depend on the row's scale and
-        ``score_samples`` is log p(x | l) at the row's total l (see
-        :ref:`sparse`). The numeric columns of a mixed-type DataFrame take
-        "gaussian" or "student_t".
+        ``score_samples`` is log p(x | l) at the row's total l (Poisson:
+        the multinomial; see :ref:`sparse`). The numeric columns of a
+        mixed-type DataFrame take "gaussian" or "student_t".
     prior : {"normal", "mixture"}, default="normal"
         The prior p(z): the standard normal, or a learned mixture of 10
         diagonal Gaussians (its KL term is then estimated from the

@@ -140,6 +140,18 @@ def _reference_terms(likelihood, out, x, observed=None):
     return -stats.nbinom.logpmf(x, theta, theta / (theta + mu))
 
 
+def _reference_rows(likelihood, x, observed=None):
+    """Per-row terms beside the entries': a Poisson's -log Poisson(l; l), shape (..., n).
+
+    Conditioned on its total l, a row of Poisson counts is multinomial.
+    """
+    x = x.detach().numpy()
+    if likelihood.name != "poisson":
+        return np.zeros(x.shape[:-1])
+    total = (x if observed is None else x * observed).sum(-1)
+    return stats.poisson.logpmf(total, total)
+
+
 def _reference_mean(name, out, mean_total=7.0):
     out = out.detach().numpy()
     if name == "bernoulli":
@@ -164,8 +176,8 @@ def _variance(likelihood, out):
     if name == "student_t":
         nu = likelihood.degrees_of_freedom().detach()
         return (likelihood.scale2() * nu / (nu - 2)).expand_as(out)
-    if name == "poisson":
-        return mean
+    if name == "poisson":  # multinomial: the total, 7, is fixed
+        return mean * (1 - mean / 7.0)
     theta = likelihood.log_theta.detach().exp()
     return mean + mean.pow(2) / theta
 
@@ -177,10 +189,24 @@ def _variance(likelihood, out):
 def test_nll_matches_scipy(name):
     likelihood = _make(name)
     out, x = _data(name)
-    expected = _reference_terms(likelihood, out, x).sum(-1)
+    expected = _reference_terms(likelihood, out, x).sum(-1) + _reference_rows(likelihood, x)
     np.testing.assert_allclose(
         likelihood.nll(out, x).detach().numpy(), expected, rtol=RTOL.get(name, 1e-10)
     )
+
+
+def test_poisson_counts_of_a_total_are_multinomial():
+    # the Poisson terms alone summed to Poisson(l; l) over the vectors of total l
+    likelihood = _make("poisson")
+    out, x = _data("poisson")
+    rho = special.softmax(out.numpy(), axis=-1)
+    total = x.numpy().sum(-1)
+    expected = [
+        -stats.multinomial.logpmf(row, n=t, p=p) for row, t, p in zip(x.numpy(), total, rho)
+    ]
+    np.testing.assert_allclose(likelihood.nll(out, x).numpy(), expected, rtol=1e-10)
+    draws = likelihood.sample(out[:1].expand(500, D), _generator(3))
+    assert torch.equal(draws.sum(-1), torch.full((500,), 7.0, dtype=draws.dtype))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -190,7 +216,7 @@ def test_nll_with_leading_draw_axis(name):
     out = torch.stack([_data(name, seed=k)[0] for k in range(4)])  # (K, n, d)
     nll = likelihood.nll(out, x)
     assert nll.shape == (4, x.shape[0])
-    expected = _reference_terms(likelihood, out, x).sum(-1)
+    expected = _reference_terms(likelihood, out, x).sum(-1) + _reference_rows(likelihood, x)
     np.testing.assert_allclose(nll.detach().numpy(), expected, rtol=RTOL.get(name, 1e-10))
     for k in range(4):
         np.testing.assert_allclose(
@@ -207,6 +233,7 @@ def test_unobserved_entries_drop_out(name):
     )
     mask = observed.detach().numpy()
     expected = (_reference_terms(likelihood, out, x, mask) * mask).sum(-1)
+    expected += _reference_rows(likelihood, x, mask)
     nll = likelihood.nll(out, x, observed)
     np.testing.assert_allclose(
         nll.detach().numpy(), expected, rtol=RTOL.get(name, 1e-10), atol=1e-12
@@ -220,6 +247,7 @@ def test_unobserved_entries_drop_out(name):
     rows = observed[:, :1]
     mask = rows.detach().numpy()
     expected = (_reference_terms(likelihood, out, x, mask) * mask).sum(-1)
+    expected += _reference_rows(likelihood, x, mask)
     np.testing.assert_allclose(
         likelihood.nll(out, x, rows).detach().numpy(), expected, rtol=RTOL.get(name, 1e-10)
     )
