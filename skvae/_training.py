@@ -537,16 +537,25 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
                 total += loss.detach() * idx.shape[0]
             epoch_loss = total.item() / n
             _check_finite(params, optimizer, epoch_loss, epoch)
-            history.losses.append(epoch_loss)
-            history.best_loss = min(history.best_loss, epoch_loss)
+            # An epoch counts once all of it is recorded (loss, validation score,
+            # progress bar): a Ctrl-C in its validation pass left n_iter_ and
+            # loss_curve_ an epoch ahead of validation_scores_ and the bar.
             if X_val is None:
-                stalled = not improving(history.losses, config.n_iter_no_change, config.tol)
+                history.losses.append(epoch_loss)
+                # The patience counts from the floor on (a KL warm-up's losses
+                # rise with its weight): judged on every loss, a fit with
+                # kl_warmup=W stopped at epoch W whatever its max_iter.
+                settled_from = max(config.min_epochs - 1 - config.start_epoch, 0)
+                stalled = not improving(
+                    history.losses[settled_from:], config.n_iter_no_change, config.tol
+                )
             else:
                 watched = evaluate(
                     module, X_val, schedule.validation_weight, set_mode=set_mode
                 )
                 if not math.isfinite(watched):
                     _diverged(optimizer, f"validation loss became {watched}", epoch)
+                history.losses.append(epoch_loss)
                 history.validation_scores.append(-watched)
                 progress = max(history.watched[0] - min(history.watched), 0.0)
                 if watched < best_watched - config.tol * progress:
@@ -562,16 +571,18 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
                     best_watched = watched
                     best_state = _snapshot(module)
                 stalled = no_improvement > config.n_iter_no_change
-            _report(bar, config.verbose, epoch, epoch_loss, history.validation_scores)
+            history.best_loss = min(history.best_loss, epoch_loss)
             bar.update()
+            _report(bar, config.verbose, epoch, epoch_loss, history.validation_scores)
             if config.stop_early and stalled and epoch + 1 >= config.min_epochs:
                 history.stop_reason = "converged"
                 break
     except KeyboardInterrupt:
+        history.stop_reason = "interrupted"
         if not history.losses:  # not one epoch learned: the caller keeps what it had
             use_generator(module, None)
+            _close(bar, history)
             raise
-        history.stop_reason = "interrupted"
         _warn(
             f"{INTERRUPTED} after {history.n_epochs} epoch(s); "
             "keeping the weights learned so far.",
@@ -581,10 +592,10 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
         use_generator(module, None)
         diverged = isinstance(error, NonFiniteLossError)
         history.stop_reason = "diverged" if diverged else "failed"
+        _close(bar, history)
         raise
     finally:
         module.eval()
-        _close(bar, history)
     history.best_validation_score = -best_watched
     if best_state is not None:
         module.load_state_dict(best_state)
@@ -592,8 +603,15 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
         if not history.interrupted:  # with the fit's generator: the global RNG stays
             last = config.start_epoch + history.n_epochs - 1
             _check_outputs(module, rows, schedule, optimizer, last, start_error)
+    except NonFiniteLossError:
+        # the bar and the last line say so, not "epoch budget reached"
+        history.stop_reason = "diverged"
+        if config.verbose >= 2:
+            print(f"Training stopped after {history.n_epochs} epoch(s): diverged.")
+        raise
     finally:
         use_generator(module, None)
+        _close(bar, history)
     window = history.n_epochs // 5
     watched = history.watched
     # A loss never below its first value has no progress to go on with: not
@@ -737,7 +755,7 @@ def _close(bar, history):
     """End the progress bar at the epochs actually run, saying why training stopped."""
     if bar.disable:
         return
-    bar.total = history.n_epochs
+    bar.total = bar.n = history.n_epochs
     bar.set_description_str(_reason(history))
     bar.refresh()
     bar.close()

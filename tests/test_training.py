@@ -466,12 +466,13 @@ def test_keeps_going_while_the_windowed_mean_falls():
 
 def test_no_stop_before_min_epochs():
     optimizer = make_optimizer(_Scripted([]), "sgd", 1e-3, 0.0)
-    for start_epoch, expected in [(0, 5), (3, 2), (10, 2)]:
+    for start_epoch, expected in [(0, 6), (3, 3), (10, 2)]:
         config = _config(
             max_epochs=20, n_iter_no_change=1, min_epochs=5, start_epoch=start_epoch
         )
         history = train(_Scripted([5.0] * 20), torch.zeros(4, 1), optimizer, config)
-        # the rule holds from two epochs on, but not before global epoch 5
+        # the rule needs two epochs' losses from global epoch 5 on (from the
+        # first epoch of a call that starts beyond it)
         assert history.converged and history.n_epochs == expected
 
 
@@ -630,6 +631,75 @@ def test_keyboard_interrupt_during_fit(Estimator, manifold, monkeypatch):
     monkeypatch.setattr(module_class, "loss", original)
     est.partial_fit(manifold)  # usable afterwards
     assert est.n_iter_ == 3
+
+
+@pytest.mark.parametrize("verbose", [1, 2])
+def test_keyboard_interrupt_in_a_validation_pass_records_whole_epochs(
+    manifold, monkeypatch, capsys, verbose
+):
+    # The epoch's loss was recorded before its validation pass: a Ctrl-C there
+    # left n_iter_ and loss_curve_ one epoch ahead of validation_scores_, the
+    # bar at 3/4 and the last line saying 4 epochs
+    import skvae._base
+
+    original_train, original_evaluate = skvae._base.train, skvae._training.evaluate
+    calls = {"armed": False, "n": 0}
+
+    def evaluate(*args, **kwargs):
+        if calls["armed"]:
+            calls["n"] += 1
+            if calls["n"] == 5:  # the start, then epochs 1-3, then epoch 4's pass
+                raise KeyboardInterrupt
+        return original_evaluate(*args, **kwargs)
+
+    def train_(module, X, optimizer, config, *args, **kwargs):  # the fit, not its trials
+        calls["armed"], calls["n"] = config.anneal, 0
+        try:
+            return original_train(module, X, optimizer, config, *args, **kwargs)
+        finally:
+            calls["armed"] = False
+
+    monkeypatch.setattr(skvae._training, "evaluate", evaluate)
+    monkeypatch.setattr(skvae._base, "train", train_)
+    est = AutoencoderTransformer(**{**FAST, "max_iter": 20, "verbose": verbose})
+    with pytest.warns(UserWarning, match="interrupted by the user after 3 epoch"):
+        est.fit(manifold)
+    assert est.n_iter_ == len(est.loss_curve_) == len(est.validation_scores_) == 3
+    out, err = capsys.readouterr()
+    if verbose == 1:
+        assert "3/3" in err.replace("\r", "\n").strip().splitlines()[-1]
+    else:
+        assert (
+            out.strip().splitlines()[-1]
+            == "Training stopped after 3 epoch(s): interrupted."
+        )
+
+
+@pytest.mark.parametrize("verbose", [1, 2])
+def test_a_fit_that_diverges_says_so_on_its_bar_and_last_line(manifold, capsys, verbose):
+    # the bar closed before the check of the trained outputs, at "epoch budget
+    # reached", and verbose=2 printed no reason
+    est = AutoencoderTransformer(
+        **{**FAST, "max_iter": 10, "learning_rate": 1.0, "early_stopping": False}
+    )
+    with pytest.raises(NonFiniteLossError, match="diverged"):
+        est.set_params(verbose=verbose).fit(manifold * 3)
+    out, err = capsys.readouterr()
+    if verbose == 1:
+        assert err.replace("\r", "\n").strip().splitlines()[-1].startswith("diverged")
+    else:
+        assert out.strip().splitlines()[-1].endswith("epoch(s): diverged.")
+
+
+def test_without_validation_rows_the_patience_counts_from_the_kl_warmup_end(manifold):
+    # judged on every training loss, whose KL weight rose over the warm-up, the
+    # rule found no progress at every epoch and stopped at epoch kl_warmup
+    params = {**FAST, "max_iter": 300, "early_stopping": False, "n_iter_no_change": 10}
+    for warmup in (30, 60):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est = VAETransformer(**params, kl_warmup=warmup).fit(manifold)
+        assert est.n_iter_ >= warmup + 2 * 10
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
