@@ -169,8 +169,10 @@ class VAETransformer(_BaseAutoencoder):
         score: the score of the weights the fit kept.
     noise_variance_ : ndarray of shape (n_features,) or None
         (For a mixed-type table, one per numeric column, in standardized units.)
-        The per-feature observation variance of the Gaussian likelihood
-        (None for Bernoulli).
+        The per-feature observation variance of the Gaussian likelihood; for
+        the Student-t its squared scale (the variance is that times df / (df
+        - 2) where df > 2); None for the Bernoulli, Poisson and negative
+        binomial likelihoods.
     active_components_ : ndarray of bool of shape (n_components,)
         Latent dimensions whose mean posterior variance over the training data
         is below 0.9 (the prior's is 1), i.e. that carry information.
@@ -236,7 +238,8 @@ class VAETransformer(_BaseAutoencoder):
     which rises towards log p(x) as K grows; K = 1 is the ELBO (KL in closed
     form). Each row's draws are fixed by ``random_state`` and the row's values
     (rounded to float32), so a row's score does not depend on the rows scored
-    with it, and a mean over rows (``score``) averages the draws' noise out.
+    with it, and a mean over rows (``score``) averages the draws' noise out
+    (less so over many equal rows, which share their draws).
 
     A linear encoder and decoder (``hidden_layer_sizes=()``) with the Gaussian
     likelihood is probabilistic PCA with a per-feature noise variance (factor
