@@ -609,6 +609,16 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
         if config.verbose >= 2:
             print(f"Training stopped after {history.n_epochs} epoch(s): diverged.")
         raise
+    except KeyboardInterrupt:  # as after the last epoch: keep what was learned
+        history.stop_reason = "interrupted"
+        _warn(
+            f"{INTERRUPTED} after {history.n_epochs} epoch(s); "
+            "keeping the weights learned so far.",
+            UserWarning,
+        )
+    except BaseException:
+        history.stop_reason = "failed"
+        raise
     finally:
         use_generator(module, None)
         _close(bar, history)

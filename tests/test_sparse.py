@@ -428,7 +428,7 @@ def test_merged_totals_keep_the_quantiles_of_a_long_stream():
     quantiles = counts.total_quantiles.numpy()
     truth = np.exp(3 + stats.norm.ppf([0.5, 0.9, 0.95]))
     np.testing.assert_allclose(quantiles[[50, 90, 95]], truth, rtol=0.25)
-    assert quantiles[99] < 2 * np.exp(3 + stats.norm.ppf(0.99))
+    assert quantiles[99] < 2 * np.exp(3 + stats.norm.ppf(0.99))  # 2.6 times at first
     # a share of 0 is the new totals' own quantiles; merged with themselves, kept
     totals = torch.as_tensor(rng.lognormal(3, 1, size=500))
     counts.update_totals(totals)

@@ -691,6 +691,35 @@ def test_a_fit_that_diverges_says_so_on_its_bar_and_last_line(manifold, capsys, 
         assert out.strip().splitlines()[-1].endswith("epoch(s): diverged.")
 
 
+def test_a_failure_or_ctrl_c_in_the_output_check(manifold, monkeypatch, capsys):
+    # the bar read "epoch budget reached" for an error there, and a Ctrl-C
+    # there lost the whole fit
+    import skvae._training
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(skvae._training, "_check_outputs", failing)
+    est = AutoencoderTransformer(**{**FAST, "verbose": 1, "early_stopping": False})
+    with pytest.raises(RuntimeError, match="out of memory"):
+        est.fit(manifold)
+    assert (
+        capsys.readouterr()
+        .err.replace("\r", "\n")
+        .strip()
+        .splitlines()[-1]
+        .startswith("failed")
+    )
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(skvae._training, "_check_outputs", interrupted)
+    with pytest.warns(UserWarning, match="interrupted by the user after 5 epoch"):
+        est.set_params(verbose=0).fit(manifold)
+    assert est.n_iter_ == 5 and np.isfinite(est.transform(manifold)).all()
+
+
 def test_without_validation_rows_the_patience_counts_from_the_kl_warmup_end(manifold):
     # judged on every training loss, whose KL weight rose over the warm-up, the
     # rule found no progress at every epoch and stopped at epoch kl_warmup
