@@ -1529,10 +1529,22 @@ class _BaseAutoencoder(
         last batch alone.
         """
         previous = getattr(self, "code_density_", None) if incremental else None
-        before = 0 if previous is None else getattr(self, "_density_rows", n_rows)
-        weight = min(before / (before + n_rows), _DENSITY_MEMORY)
+        before, weight = self._earlier_share(n_rows, incremental)
         density = fit_code_density(Z, self.density_components, seed, previous, weight)
         return {"code_density_": density, "_density_rows": int(before + n_rows)}
+
+    def _earlier_share(self, n_rows, incremental):
+        """The rows a ``partial_fit`` stream saw before a batch, and their share.
+
+        Their number is ``_density_rows`` (a file saved before it was kept
+        counts as one batch); their share of the rows, at most
+        ``_DENSITY_MEMORY``, is what the code density and a count model's
+        totals give them. ``(0, 0.0)`` outside a stream.
+        """
+        if not (incremental and hasattr(self, "code_density_")):
+            return 0, 0.0
+        before = getattr(self, "_density_rows", n_rows)
+        return before, min(before / (before + n_rows), _DENSITY_MEMORY)
 
     # --------------------------------------------------------------- fitting
     @_fit_context(prefer_skip_nested_validation=True)
@@ -1951,10 +1963,7 @@ class _BaseAutoencoder(
                 if hasattr(module.likelihood, "update_totals"):
                     # the rows' totals that sample draws: a stream's batches as
                     # its code density weighs them, a warm start's new rows alone
-                    # (a file saved before _density_rows counts as one batch)
-                    n_all = X_all.shape[0]
-                    before = getattr(self, "_density_rows", n_all) if incremental else 0
-                    share = min(before / (before + n_all), _DENSITY_MEMORY)
+                    share = self._earlier_share(X_all.shape[0], incremental)[1]
                     rows_all = X_all if sp.issparse(X_all) else torch.as_tensor(X_all)
                     module.likelihood.update_totals(rows_all, share)
             else:

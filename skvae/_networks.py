@@ -234,8 +234,9 @@ class Background(nn.Module):
     A Gaussian's tail charges a squared distance: a test row with a value 72
     of its training deviations out on a pixel lit in 3 of 898 training rows
     (``load_digits``' standardized halves) scored -5,250 nats under PPCA, most
-    of the test half's mean score. The t's tail charges its logarithm (-260
-    nats), and the Gaussian half keeps every row within log 2 of PPCA.
+    of the test half's mean score. The t's tail charges its logarithm (the
+    mixture -253 nats), and the Gaussian half keeps every row within log 2
+    of PPCA.
     """
 
     def __init__(self, kind, n_features, n_components, likelihood=None):

@@ -110,8 +110,8 @@ class TrainConfig:
     min_epochs : int
         Global epoch count before which the rule does not stop training (the
         KL warm-up, during which the objective itself changes, or the high
-        phase of a multiple of the rate); with validation rows its patience
-        counts from there.
+        phase of a multiple of the rate); its patience counts from there
+        (without validation rows, the windows hold the losses from there).
     start_epoch : int
         Epochs already trained, for the schedule and the progress display.
     seed : int
@@ -581,18 +581,14 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
         history.stop_reason = "interrupted"
         if not history.losses:  # not one epoch learned: the caller keeps what it had
             use_generator(module, None)
-            _close(bar, history)
+            _close(bar, history, config.verbose)
             raise
-        _warn(
-            f"{INTERRUPTED} after {history.n_epochs} epoch(s); "
-            "keeping the weights learned so far.",
-            UserWarning,
-        )
+        _warn_interrupted(history)
     except BaseException as error:
         use_generator(module, None)
         diverged = isinstance(error, NonFiniteLossError)
         history.stop_reason = "diverged" if diverged else "failed"
-        _close(bar, history)
+        _close(bar, history, config.verbose)
         raise
     finally:
         module.eval()
@@ -603,25 +599,18 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
         if not history.interrupted:  # with the fit's generator: the global RNG stays
             last = config.start_epoch + history.n_epochs - 1
             _check_outputs(module, rows, schedule, optimizer, last, start_error)
-    except NonFiniteLossError:
-        # the bar and the last line say so, not "epoch budget reached"
+    except NonFiniteLossError:  # the bar and the last line say so
         history.stop_reason = "diverged"
-        if config.verbose >= 2:
-            print(f"Training stopped after {history.n_epochs} epoch(s): diverged.")
         raise
     except KeyboardInterrupt:  # as after the last epoch: keep what was learned
         history.stop_reason = "interrupted"
-        _warn(
-            f"{INTERRUPTED} after {history.n_epochs} epoch(s); "
-            "keeping the weights learned so far.",
-            UserWarning,
-        )
+        _warn_interrupted(history)
     except BaseException:
         history.stop_reason = "failed"
         raise
     finally:
         use_generator(module, None)
-        _close(bar, history)
+        _close(bar, history, config.verbose)
     window = history.n_epochs // 5
     watched = history.watched
     # A loss never below its first value has no progress to go on with: not
@@ -630,9 +619,16 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
         min(watched) >= watched[0]
         or not improving(watched, window, SETTLED_TOL, SETTLED_NOISE)
     )
-    if config.verbose >= 2:
-        print(f"Training stopped after {history.n_epochs} epoch(s): {_reason(history)}.")
     return history
+
+
+def _warn_interrupted(history):
+    """Warn that Ctrl-C stopped training after ``history``'s epochs, which it keeps."""
+    _warn(
+        f"{INTERRUPTED} after {history.n_epochs} epoch(s); "
+        "keeping the weights learned so far.",
+        UserWarning,
+    )
 
 
 def _snapshot(module):
@@ -761,8 +757,13 @@ def _check_outputs(module, X, schedule, optimizer, epoch, start_error=None):
         _diverged(optimizer, what, epoch)
 
 
-def _close(bar, history):
-    """End the progress bar at the epochs actually run, saying why training stopped."""
+def _close(bar, history, verbose=0):
+    """End the progress bar at the epochs actually run, saying why training stopped.
+
+    With ``verbose >= 2``, print the line that says so instead.
+    """
+    if verbose >= 2:
+        print(f"Training stopped after {history.n_epochs} epoch(s): {_reason(history)}.")
     if bar.disable:
         return
     bar.total = bar.n = history.n_epochs

@@ -401,8 +401,8 @@ def test_a_stream_samples_the_totals_of_its_batches(likelihood):
             est.partial_fit(first)
             for _ in range(3):
                 est.partial_fit(long)
-        # the batches weigh as in the code density: the short or empty first
-        # batch is a quarter of the totals after three more
+        # the batches weigh as in the code density: after three more, the short
+        # first batch is a quarter of the totals (the empty one, 30 rows, a seventh)
         quantiles = est.module_.likelihood.total_quantiles.numpy()
         assert quantiles[10] <= 5 and quantiles[50] == pytest.approx(500, rel=0.05)
         if likelihood == "poisson":  # counts that add up to about their total

@@ -676,11 +676,14 @@ def test_keyboard_interrupt_in_a_validation_pass_records_whole_epochs(
 
 
 @pytest.mark.parametrize("verbose", [1, 2])
-def test_a_fit_that_diverges_says_so_on_its_bar_and_last_line(manifold, capsys, verbose):
+@pytest.mark.parametrize("rate", [1.0, 1e3])  # found by the output check, in the loop
+def test_a_fit_that_diverges_says_so_on_its_bar_and_last_line(
+    manifold, capsys, verbose, rate
+):
     # the bar closed before the check of the trained outputs, at "epoch budget
-    # reached", and verbose=2 printed no reason
+    # reached", and verbose=2 printed no reason (nor for a loss that became NaN)
     est = AutoencoderTransformer(
-        **{**FAST, "max_iter": 10, "learning_rate": 1.0, "early_stopping": False}
+        **{**FAST, "max_iter": 10, "learning_rate": rate, "early_stopping": False}
     )
     with pytest.raises(NonFiniteLossError, match="diverged"):
         est.set_params(verbose=verbose).fit(manifold * 3)
