@@ -453,6 +453,11 @@ class Model(nn.Module):
                 self.decoder.scale.copy_(unit)
             if linear is None:
                 self.decoder.last.bias.copy_(bias / self.decoder.scale)
+                if not sp.issparse(X) and X.shape[0] and bool((X == X[:1]).all()):
+                    # Identical rows: the decoder starts at them exactly. Its
+                    # MLP's random output (2e-4 in their unit, 1.0 when no row
+                    # varies) reconstructed rows of 1e-6 two hundred times off.
+                    self.decoder.last.weight.zero_()
             else:
                 components = torch.as_tensor(linear[0], dtype=torch.float64)
                 noise = linear[1]
@@ -552,11 +557,13 @@ class Autoencoder(Model):
     def gradient_scale(self):
         """The median squared input unit for the squared error in data units; else 1.
 
-        At least 1e-12 (data in units of 1e-6): the squares of smaller
-        gradients, which Adam averages, underflow float32.
+        Training divides the loss by it for the gradients (:func:`~._training.train`),
+        so that they are of about unit size in any units: Adam's float32 averages
+        of their squares overflowed for data in units of 1e12 and underflowed
+        in units of 1e-11.
         """
         unit = self._error_unit()
-        return 1.0 if unit is None else max(float(unit.pow(2).median()), 1e-12)
+        return 1.0 if unit is None else max(float(unit.pow(2).median()), TINY_VARIANCE)
 
     def _error_unit(self):
         """The input unit where the loss is the squared error in data units, or None."""

@@ -351,10 +351,13 @@ def kl_weight(epoch, warmup, beta):
     return float(beta) * min(1.0, (epoch + 1) / warmup)
 
 
-#: Adam's epsilon (torch's default) for gradients of about unit size; a model
-#: whose loss is in squared data units scales it (``Model.gradient_scale``):
-#: data in units of 1e-6 make gradients of about 1e-12, which an epsilon of
-#: 1e-8 would damp ten thousand times (an autoencoder then stayed at its start).
+#: Adam's epsilon (torch's default), for gradients of about unit size: a model
+#: whose loss is in squared data units divides it by their size for the
+#: gradients (``Model.gradient_scale``; :func:`train`). Data in units of 1e-6
+#: make gradients of about 1e-12, which this epsilon would damp ten thousand
+#: times; scaling epsilon instead left Adam's float32 averages of squared
+#: gradients to overflow (units of 1e12: an autoencoder stayed at its start)
+#: or underflow (1e-11).
 ADAM_EPS = 1e-8
 
 
@@ -367,8 +370,8 @@ def make_optimizer(module, name, learning_rate, weight_decay, state=None):
     kwargs = {"lr": learning_rate, "weight_decay": weight_decay}
     if name == "sgd":
         kwargs["momentum"] = 0.9
-    else:  # Adam's epsilon in the size of the loss's gradients (see gradient_scale)
-        kwargs["eps"] = ADAM_EPS * module.gradient_scale()
+    else:  # for gradients of unit size (train divides by gradient_scale)
+        kwargs["eps"] = ADAM_EPS
         if next(module.parameters()).device.type in ("cpu", "cuda"):
             kwargs["fused"] = True  # one kernel per step: about 17% faster epochs on a CPU
     optimizer = OPTIMIZERS[name](module.parameters(), **kwargs)
@@ -513,6 +516,10 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
         # that training cannot improve on held-out rows keeps that solution.
         best_watched = evaluate(module, X_val, schedule.validation_weight)
         best_state = _snapshot(module)
+    # The loss's gradients at about unit size, whatever the data's units
+    # (Adam's updates do not change with the loss's scale, but its float32
+    # averages of squared gradients do); the recorded losses stay in them.
+    scale = float(module.gradient_scale()) if hasattr(module, "gradient_scale") else 1.0
     set_mode = _Modes(module)
     module.train()
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -530,7 +537,7 @@ def train(module, X, optimizer, config, schedule=None, *, X_val=None, device=Non
                 loss = objective(module.loss(xb), w).mean()
                 for p in params:  # zero_grad(set_to_none=True), without its wrappers
                     p.grad = None
-                loss.backward()
+                (loss / scale if scale != 1.0 else loss).backward()
                 optimizer.step()
                 if scheduler is not None:
                     scheduler.step()

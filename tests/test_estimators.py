@@ -510,6 +510,20 @@ def test_a_stream_may_begin_with_identical_rows(Estimator, manifold):
         assert np.isfinite(est.sample(20, random_state=0)).all()
 
 
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+@pytest.mark.parametrize("value", [1e-6, 1.0, 1e6])
+def test_identical_rows_reconstruct_and_sample_as_themselves(Estimator, value):
+    # the decoder's random start (2e-4 in a unit of 1.0, which identical rows
+    # get) put rows of 1e-6 two hundred times off
+    X = np.full((60, 3), value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = make(Estimator, n_components=2).fit(X)
+    np.testing.assert_allclose(est.inverse_transform(est.transform(X)), X, rtol=1e-6)
+    if Estimator is AutoencoderTransformer:  # a VAE's draws add its noise (floored)
+        np.testing.assert_allclose(est.sample(5, random_state=0), X[:5], rtol=1e-6)
+
+
 def test_score_samples_bounds_the_memory_of_many_importance_draws(manifold):
     est = _fitted(VAETransformer, manifold)
     if skvae._torch.physical_memory() is not None:  # reported: not on Windows

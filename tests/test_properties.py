@@ -93,6 +93,11 @@ def test_sample_shape_and_reproducibility(fitted, n, seed):
         (VAETransformer, "mixed"),  # the squared error weighs features by their units
         (VAETransformer, "tiny"),  # absolute variance floors of 1e-30 held it
         (AutoencoderTransformer, "tiny"),
+        # from scratch (no PCA start to stay at): Adam's float32 averages of
+        # squared gradients underflowed (1e-11) or overflowed (1e12), and the
+        # fit stayed at the mean
+        (AutoencoderTransformer, "tiny from scratch"),
+        (AutoencoderTransformer, "huge from scratch"),
     ],
 )
 def test_a_fit_does_not_depend_on_the_datas_units(Estimator, units):
@@ -111,9 +116,13 @@ def test_a_fit_does_not_depend_on_the_datas_units(Estimator, units):
         "large": np.full(6, 1e3),
         "mixed": np.array([1e3, 1e-3, 1.0, 50.0, 0.02]),
         "tiny": np.full(6, 1e-11),  # its constant feature: a floor of 1e-12 of 1e-23
+        "tiny from scratch": np.full(6, 1e-11),
+        "huge from scratch": np.full(6, 1e12),
     }[units]
     X = X[:, : scale.size]
     params = dict(n_components=2, hidden_layer_sizes=(16,), max_iter=30, random_state=0)
+    if units.endswith("from scratch"):
+        params["early_stopping"] = False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est, rescaled = Estimator(**params).fit(X), Estimator(**params).fit(X * scale)
