@@ -120,7 +120,8 @@ _DENSITY_MEMORY = 0.9
 #: Version of the state that ``__getstate__`` writes (2: the network as its
 #: plain description and numpy weights; skvae 0.1 pickled the torch module;
 #: 3: the description may hold an "input_unit", which readers of 2 cannot build;
-#: 4: a VAE's background may be "ppca_t", which readers of 3 cannot build).
+#: 4: a VAE's background may be "ppca_t", which readers of 3 cannot build, and a
+#: table's string dtype may name its storage, "str[python]").
 _PICKLE_VERSION = 4
 #: The versions ``__setstate__`` reads: a version 2 network has no input unit.
 _READABLE_PICKLES = (2, 3, 4)
@@ -2598,6 +2599,8 @@ class _BaseAutoencoder(
             description = self.module_.description
             units = "input_unit" in description
             tails = description.get("background") == "ppca_t"
+            if self._table is not None and self._table.names_string_storage():
+                tails = True  # a name that readers of 3 cannot read either
             state["_pickle_version"] = _PICKLE_VERSION if tails else 3 if units else 2
         return state
 

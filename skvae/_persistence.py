@@ -74,7 +74,7 @@ FORMAT = "skvae"
 #: 5: an array's network may read its inputs in a unit, "input_unit", and an
 #: imputer's file may hold weights of its own; other files are still written
 #: as 4, see ``_versions``; 6: a VAE's background may be "ppca_t", with a
-#: heavy tail).
+#: heavy tail, or a table's string dtype may name its storage, "str[python]").
 FORMAT_VERSION = 6
 #: The versions this one reads: an older file's table lacks only what later ones added.
 READABLE_VERSIONS = (2, 3, 4, 5, 6)
@@ -825,17 +825,19 @@ def _write_atomically(path, write):
         raise
 
 
-def _versions(obj, descriptions, weights=False):
+def _versions(obj, descriptions, weights=False, strings=False):
     """The metadata every file starts with: format, class and the writers' versions.
 
     The format version is the oldest that holds the file: 4 for networks
     (``descriptions``) without an input unit, which skvae versions that read
     format 4 read as well; 5 with one, or for an imputer's file with
-    ``weights`` of its own; 6 with a heavy-tailed background ("ppca_t").
+    ``weights`` of its own; 6 with a heavy-tailed background ("ppca_t") or a
+    table whose string dtype names its storage (``strings``,
+    :meth:`~._tabular.Table.names_string_storage`).
     """
     units = any("input_unit" in description for description in descriptions)
     tails = any(description.get("background") == "ppca_t" for description in descriptions)
-    version = FORMAT_VERSION if tails else 5 if units or weights else 4
+    version = FORMAT_VERSION if tails or strings else 5 if units or weights else 4
     return {
         "format": FORMAT,
         "format_version": version,
@@ -917,8 +919,9 @@ def save_estimator(estimator, path):
             "after fit and no longer describe its network, so load would refuse the "
             "file. Restore them, or refit."
         )
+    strings = estimator._table is not None and estimator._table.names_string_storage()
     meta = {
-        **_versions(estimator, [estimator.module_.description]),
+        **_versions(estimator, [estimator.module_.description], strings=strings),
         "params": _encode(params, tensors, "params"),
         "module": estimator.module_.description,
         "attributes": _encode(attributes, tensors, "attributes"),

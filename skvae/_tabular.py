@@ -41,10 +41,13 @@ def _dtype_name(dtype):
 
     ``str`` of a pandas string dtype leaves out its storage ("string" for
     "string[python]", which would come back as pyarrow's where it is the
-    default).
+    default; "str" for pandas 3's default string dtype, which names no
+    storage of its own: "str[python]" here).
     """
-    if pd is not None and isinstance(dtype, pd.StringDtype) and dtype.na_value is pd.NA:
-        return f"string[{dtype.storage}]"
+    if pd is not None and isinstance(dtype, pd.StringDtype):
+        if dtype.na_value is pd.NA:
+            return f"string[{dtype.storage}]"
+        return f"str[{dtype.storage}]"
     return str(dtype)
 
 
@@ -55,6 +58,8 @@ def _dtype_of(name):
     pyarrow) is the default string dtype, so that the model still loads.
     """
     try:
+        if name.startswith("str["):  # the NaN-valued string dtype with its storage
+            return pd.StringDtype(name[4:-1], na_value=np.nan)
         return types.pandas_dtype(name)
     except ImportError:
         return types.pandas_dtype(name.split("[")[0])
@@ -1126,6 +1131,19 @@ class Table:
     def _any_missing(self):
         """Whether a column has missing values (or a point) that a gate could decide."""
         return any(c.kind != "boolean" and c.flagged for c in self.columns)
+
+    def names_string_storage(self):
+        """Whether :meth:`to_state` names a NaN-valued string dtype's storage ("str[...]").
+
+        Readers before it (file format 5, pickle version 3) cannot read that name.
+        """
+        if pd is None:
+            return False
+        dtypes = [c.dtype for c in self.columns]
+        dtypes += [d.categories.dtype for d in dtypes if isinstance(d, pd.CategoricalDtype)]
+        return any(
+            isinstance(d, pd.StringDtype) and d.na_value is not pd.NA for d in dtypes
+        )
 
     def to_state(self):
         """The encoding as plain values (for files that must not hold code)."""
