@@ -258,7 +258,9 @@ _PARAMETER_DOCS = {
         Optimizer; "sgd" is SGD with momentum 0.9 (no Nesterov).""",
     "weight_decay": """\
     weight_decay : float, default=0.0
-        L2 penalty (decoupled for "adamw").""",
+        L2 penalty (decoupled for "adamw"). An autoencoder's squared error
+        is weighed against it in units of the features' median deviation,
+        so that the penalty means the same in any units of the data.""",
     "early_stopping": """\
     early_stopping : bool or "auto", default="auto"
         Hold out ``validation_fraction`` of the rows, stop when the validation
