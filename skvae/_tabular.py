@@ -41,12 +41,17 @@ def _dtype_name(dtype):
 
     ``str`` of a pandas string dtype leaves out its storage ("string" for
     "string[python]", which would come back as pyarrow's where it is the
-    default; "str" for pandas 3's default string dtype, which names no
-    storage of its own: "str[python]" here).
+    default; "str", pandas 3's default string dtype, reads back as the
+    machine's default storage: "str[python]" where that is pyarrow's).
     """
     if pd is not None and isinstance(dtype, pd.StringDtype):
-        if dtype.na_value is pd.NA:
+        if dtype.na_value is pd.NA or dtype.storage == "pyarrow_numpy":  # pandas < 3's
             return f"string[{dtype.storage}]"
+        try:  # pandas 3's default "str"
+            if types.pandas_dtype(str(dtype)) == dtype:
+                return str(dtype)
+        except TypeError:
+            pass
         return f"str[{dtype.storage}]"
     return str(dtype)
 
@@ -57,9 +62,15 @@ def _dtype_of(name):
     A string dtype whose storage this machine lacks ("string[pyarrow]" without
     pyarrow) is the default string dtype, so that the model still loads.
     """
-    try:
-        if name.startswith("str["):  # the NaN-valued string dtype with its storage
+    if isinstance(name, str) and name.startswith("str["):
+        # the NaN-valued string dtype with its storage (pandas 3)
+        try:
             return pd.StringDtype(name[4:-1], na_value=np.nan)
+        except ImportError:  # this storage is missing here: the default one
+            return types.pandas_dtype("str")
+        except TypeError:  # pandas before 2.3 has no such dtype: its own strings
+            return types.pandas_dtype("string")
+    try:
         return types.pandas_dtype(name)
     except ImportError:
         return types.pandas_dtype(name.split("[")[0])
@@ -1141,9 +1152,7 @@ class Table:
             return False
         dtypes = [c.dtype for c in self.columns]
         dtypes += [d.categories.dtype for d in dtypes if isinstance(d, pd.CategoricalDtype)]
-        return any(
-            isinstance(d, pd.StringDtype) and d.na_value is not pd.NA for d in dtypes
-        )
+        return any(_dtype_name(d).startswith("str[") for d in dtypes if d is not None)
 
     def to_state(self):
         """The encoding as plain values (for files that must not hold code)."""

@@ -383,8 +383,30 @@ def make_optimizer(module, name, learning_rate, weight_decay, state=None):
         optimizer.load_state_dict(state)
         for group in optimizer.param_groups:  # the current hyperparameters win
             group.pop("initial_lr", None)
+            saved = group.get("eps")
             group.update(optimizer.defaults)
+            if name != "sgd" and saved and not math.isclose(saved, ADAM_EPS):
+                _rescale_moments(optimizer, group, saved / ADAM_EPS)
     return optimizer
+
+
+def _rescale_moments(optimizer, group, ratio):
+    """Divide ``group``'s Adam moments by ``ratio`` (the second by its square).
+
+    A state saved when Adam's epsilon was scaled with an autoencoder's
+    gradients (by ``gradient_scale``, before :func:`train` divided the
+    gradients by it instead) holds moments of gradients ``ratio`` times the
+    ones training now makes: resumed as they were, a warm start or
+    ``partial_fit`` of data in units of 1e3 nearly stopped learning.
+    """
+    with torch.no_grad():
+        for p in group["params"]:
+            moments = optimizer.state.get(p, {})
+            if "exp_avg" in moments:
+                moments["exp_avg"].div_(ratio)
+            for key in ("exp_avg_sq", "max_exp_avg_sq"):
+                if key in moments:
+                    moments[key].div_(ratio**2)
 
 
 def objective(terms, weight):

@@ -2479,3 +2479,20 @@ def test_a_gate_that_a_function_implies_gives_way_to_it():
     np.testing.assert_array_equal(out["treat"][observed], expected[observed])
     assert not out["treat"][~observed].any()  # a missing arm: never treated
     assert 0.02 < (~observed).mean() < 0.06  # data: 0.0375
+
+
+def test_dtype_names_read_back_as_their_dtypes():
+    # pandas 3's "str" was written as "str", read back as the machine's
+    # default storage; pandas 2.2's NaN-valued "string[pyarrow_numpy]" must
+    # keep its name, which that pandas reads back
+    from skvae._tabular import _dtype_name, _dtype_of
+
+    dtypes = [np.dtype("float32"), pd.Int64Dtype(), pd.StringDtype("python")]
+    try:
+        dtypes.append(pd.StringDtype("python", na_value=np.nan))
+    except TypeError:  # pandas before 2.3
+        pass
+    for dtype in dtypes:
+        assert _dtype_of(_dtype_name(dtype)) == dtype, dtype
+    with pytest.raises(TypeError):  # not a dtype's name: refused, not read as strings
+        _dtype_of(12345)

@@ -560,6 +560,30 @@ def test_modes_replay_the_flags_that_train_and_eval_set(manifold):
     assert not module.background.training
 
 
+def test_an_adam_state_saved_with_a_scaled_epsilon_resumes_at_this_scale():
+    # states saved before training divided an autoencoder's gradients by their
+    # units' size hold moments of the undivided gradients, with epsilon scaled
+    # alike: resumed as they were, a warm start nearly stopped learning
+    module = _tiny()
+    optimizer = make_optimizer(module, "adam", 1e-3, 0.0)
+    X = _data()
+    loss = module.loss(X).reconstruction.mean()
+    loss.backward()
+    optimizer.step()
+    state = copy.deepcopy(optimizer.state_dict())
+    old = copy.deepcopy(state)
+    for group in old["param_groups"]:
+        group["eps"] = 1e-8 * 1e6  # gradients a million times these
+    for moments in old["state"].values():
+        moments["exp_avg"] = moments["exp_avg"] * 1e6
+        moments["exp_avg_sq"] = moments["exp_avg_sq"] * 1e12
+    resumed = make_optimizer(module, "adam", 1e-3, 0.0, old)
+    assert resumed.param_groups[0]["eps"] == 1e-8
+    for key, moments in resumed.state_dict()["state"].items():
+        for name in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(moments[name], state["state"][key][name])
+
+
 def test_keyboard_interrupt_keeps_the_epochs_so_far():
     module = _Scripted([1.0, 1.0, KeyboardInterrupt])
     optimizer = make_optimizer(module, "sgd", 1e-3, 0.0)
