@@ -453,7 +453,7 @@ class Model(nn.Module):
                 self.decoder.scale.copy_(unit)
             if linear is None:
                 self.decoder.last.bias.copy_(bias / self.decoder.scale)
-                if not sp.issparse(X) and X.shape[0] and bool((X == X[:1]).all()):
+                if _identical_rows(X):
                     # Identical rows: the decoder starts at them exactly. Its
                     # MLP's random output (2e-4 in their unit, 1.0 when no row
                     # varies) reconstructed rows of 1e-6 two hundred times off.
@@ -791,6 +791,15 @@ def _units(X):
     # training row moved a thousand times enlarged.
     unit = torch.where(var > 0, unit, max(typical, TINY_VARIANCE))
     return mean, unit.sqrt(), var
+
+
+def _identical_rows(X):
+    """Whether every row of X (a float64 tensor or a scipy.sparse matrix) is the same."""
+    if X.shape[0] == 0:
+        return False
+    if sp.issparse(X):
+        return (X.max(axis=0) != X.min(axis=0)).nnz == 0
+    return bool((X == X[:1]).all())
 
 
 def _column_means(X):

@@ -519,7 +519,10 @@ def test_identical_rows_reconstruct_and_sample_as_themselves(Estimator, value):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         est = make(Estimator, n_components=2).fit(X)
+        sparse = make(Estimator, n_components=2).fit(sp.csr_matrix(X))
     np.testing.assert_allclose(est.inverse_transform(est.transform(X)), X, rtol=1e-6)
+    codes = sparse.transform(sp.csr_matrix(X))  # sparse rows alike
+    np.testing.assert_allclose(sparse.inverse_transform(codes), X, rtol=1e-6)
     if Estimator is AutoencoderTransformer:  # a VAE's draws add its noise (floored)
         np.testing.assert_allclose(est.sample(5, random_state=0), X[:5], rtol=1e-6)
 
