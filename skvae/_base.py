@@ -55,6 +55,7 @@ from ._networks import (
     IMPORTANCE_ELEMENTS,
     as_fitted,
     build,
+    identical_rows,
     shell,
 )
 from ._onnx import PARTS, export_module
@@ -541,7 +542,7 @@ def linear_start(X, n_components, seed, factors=None):
     if X.shape[0] < 2:
         return None
     X = _start_rows(X, seed)
-    if not np.ptp(X, axis=0).any():
+    if identical_rows(X):
         # Identical rows have no spread for a decoder's noise: factor analysis
         # floors it at 1e-12 (in their median unit, 1.0), and a partial_fit
         # stream that began with them was then a million deviations off on
@@ -582,7 +583,7 @@ def pca_start(X, n_components, seed):
     # features) subtracts the mean after the product, which loses the axes of
     # data far from the origin (loadings off by 7e-3 at an offset of 1e6).
     X = X - X.mean(axis=0)
-    if not np.ptp(X, axis=0).any():  # constant rows: no axis to start along
+    if identical_rows(X):  # no axis to start along
         return None
     k = min(n_components, X.shape[0] - 1, X.shape[1])
     pca = PCA(k, random_state=seed).fit(X)
@@ -2601,9 +2602,9 @@ class _BaseAutoencoder(
             description = self.module_.description
             units = "input_unit" in description
             tails = description.get("background") == "ppca_t"
-            if self._table is not None and self._table.names_string_storage():
-                tails = True  # a name that readers of 3 cannot read either
-            state["_pickle_version"] = _PICKLE_VERSION if tails else 3 if units else 2
+            strings = self._table is not None and self._table.names_string_storage()
+            newer = tails or strings  # what readers of 3 cannot read
+            state["_pickle_version"] = _PICKLE_VERSION if newer else 3 if units else 2
         return state
 
     def __setstate__(self, state):

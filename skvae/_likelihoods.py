@@ -1078,8 +1078,7 @@ class Poisson(_Counts):
         # log Poisson(l; l) = l log l - l - lgamma(l + 1), in float64: a small
         # difference of terms of about l log l
         total = _float64(self.totals(x, observed))
-        log_total = torch.where(total > 0, total * total.log(), torch.zeros_like(total))
-        log_total = log_total - total - torch.lgamma(total + 1)
+        log_total = self._xlog(total, total.log()) - total - torch.lgamma(total + 1)
         return _masked_sum(terms, observed) + log_total.to(out.dtype)
 
     def sample(self, out, generator):

@@ -278,7 +278,7 @@ class Background(nn.Module):
         # As PCA.score_samples: the mean of the min(n, d) - k discarded eigenvalues.
         rank = s.shape[0]
         noise = eigen[k:rank].mean() if k < rank else eigen.new_tensor(0.0)
-        if (X == X[:1]).all():  # identical rows: unit variance, as _units reads them
+        if identical_rows(X):  # unit variance, as _units reads them
             noise = eigen.new_tensor(1.0)
         noise = noise.clamp_min(1e-6 * eigen.mean().clamp_min(TINY_VARIANCE))
         loadings = vt[:k].T * (eigen[:k] - noise).clamp_min(0).sqrt()[: vt.shape[0]]
@@ -453,7 +453,7 @@ class Model(nn.Module):
                 self.decoder.scale.copy_(unit)
             if linear is None:
                 self.decoder.last.bias.copy_(bias / self.decoder.scale)
-                if _identical_rows(X):
+                if identical_rows(X):
                     # Identical rows: the decoder starts at them exactly. Its
                     # MLP's random output (2e-4 in their unit, 1.0 when no row
                     # varies) reconstructed rows of 1e-6 two hundred times off.
@@ -793,8 +793,8 @@ def _units(X):
     return mean, unit.sqrt(), var
 
 
-def _identical_rows(X):
-    """Whether every row of X (a float64 tensor or a scipy.sparse matrix) is the same."""
+def identical_rows(X):
+    """Whether every row of X (an array, a tensor or a scipy.sparse matrix) is the same."""
     if X.shape[0] == 0:
         return False
     if sp.issparse(X):
