@@ -422,6 +422,42 @@ def test_shrink_forces_few_epochs_and_small_sizes():
     ]
 
 
+def _silenced_outside_fast_mode(source):
+    """The lines of ``source`` that silence ConvergenceWarning outside ``if fast:``."""
+    tree = ast.parse(source)
+    in_fast = {
+        id(node)
+        for branch in ast.walk(tree)
+        if isinstance(branch, ast.If) and ast.unparse(branch.test) == "fast"
+        for statement in branch.body
+        for node in ast.walk(statement)
+    }
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and ast.unparse(node.func).endswith("simplefilter")
+        and "ConvergenceWarning" in ast.unparse(node)
+        and id(node) not in in_fast
+    ]
+
+
+def test_silenced_outside_fast_mode_finds_the_unconditional_filter():
+    source = (
+        "if fast:\n    warnings.simplefilter('ignore', ConvergenceWarning)\n"
+        "warnings.simplefilter('ignore', ConvergenceWarning)\n"
+        "warnings.simplefilter('ignore', PosteriorCollapseWarning)\n"
+    )
+    assert _silenced_outside_fast_mode(source) == [3]
+
+
+@pytest.mark.parametrize("example", EXAMPLES + ["digits_pipeline"])
+def test_examples_silence_convergence_warnings_only_in_fast_mode(example):
+    """A default fit converges without warning; only 5-epoch doc builds may not."""
+    source = (ROOT / "examples" / f"{example}.py").read_text(encoding="utf-8")
+    assert _silenced_outside_fast_mode(source) == []
+
+
 # -- the browser check's requirements -----------------------------------------
 
 
