@@ -250,6 +250,14 @@ class Likelihood(nn.Module):
         """What the encoder sees of data ``x`` (x itself; see :class:`_Counts`)."""
         return x
 
+    def scored(self, x):
+        """The 0/1 mask of the entries of ``x`` that ``nll`` scores, or None for all.
+
+        Entries it leaves out (a table's missing values, see :class:`Blocks`)
+        hold placeholders that training never fits.
+        """
+        return None
+
     def sample(self, out, generator):
         """A draw x ~ p(x | out), shaped like ``out``.
 
@@ -1327,6 +1335,9 @@ class Blocks(Likelihood):
             seen = 1 - x @ self.indicator_matrix.to(x)
             mask = seen if mask is None else mask * seen
         return mask
+
+    def scored(self, x):
+        return self._mask(x, None)
 
     def _split(self, t):
         """The blocks' columns of ``t`` (..., n_features), block by block.

@@ -737,15 +737,22 @@ def reconstruction_error(module, X):
     """Mean summed squared error of X's deterministic reconstructions (eval mode).
 
     The decoder's mean at the encoder's code (a VAE's posterior mean): no
-    draw, so the fit's generators are untouched. None for a module without
-    ``encode`` and ``decode``.
+    draw, so the fit's generators are untouched. Entries the likelihood does
+    not score (a table's missing values and the values at a column's point
+    mass, whose placeholders training leaves the decoder free to miss) count
+    nothing. None for a module without ``encode`` and ``decode``.
     """
     if not (hasattr(module, "encode") and hasattr(module, "decode")):
         return None
     was_training = module.training
     module.eval()
     with torch.inference_mode():
-        error = (module.decode(module.encode(X)) - X).pow(2).sum(-1).mean().item()
+        squared = (module.decode(module.encode(X)) - X).pow(2)
+        likelihood = getattr(module, "likelihood", None)
+        scored = None if likelihood is None else likelihood.scored(X)
+        if scored is not None:
+            squared = squared * scored
+        error = squared.sum(-1).mean().item()
     module.train(was_training)
     return error
 
