@@ -1234,9 +1234,10 @@ class _BaseAutoencoder(
     #: Whether ``learning_rate="auto"`` chooses among multiples of the rate by
     #: trials (:meth:`_start`).
     _rate_trials = False
-    #: Whether a linear start is used where no trials choose it (without
-    #: validation rows, or beyond ``_START_TRIAL_ROWS`` training rows).
-    _untried_linear_start = True
+    #: Whether a linear start is used beyond ``_START_TRIAL_ROWS`` training
+    #: rows, where no trials choose it (up to there, it is used untried where
+    #: no validation rows let trials choose).
+    _linear_start_beyond_trial_rows = True
     #: By how much of the other trial's loss the linear start's trial must end
     #: lower to be chosen (0: on ties; a VAE's loss in nats can be near 0).
     _start_margin = 0.0
@@ -1312,9 +1313,9 @@ class _BaseAutoencoder(
         start whose network reaches the better validation score is chosen
         (the linear one on ties, or by ``_start_margin``, or when the other's
         trial fails); without, the linear solution, as for more than
-        ``_START_TRIAL_ROWS`` training rows (or none, where
-        ``_untried_linear_start`` is False: the linear solution is then not
-        even computed). A linear solution that trials judge is fitted on the
+        ``_START_TRIAL_ROWS`` training rows (there none where
+        ``_linear_start_beyond_trial_rows`` is False: the linear solution is
+        then not even computed). A linear solution that trials judge is fitted on the
         training rows ``X_train`` alone (and returned as the trials saw it:
         see :meth:`_refit_start`), an untried one on ``X_all``. Beyond
         ``_RATE_TRIAL_ROWS`` training rows, where
@@ -1356,7 +1357,7 @@ class _BaseAutoencoder(
         untried = not tried or X_train is None
         linear = (
             self._linear_start(X_all if untried else X_train, table, seed)
-            if tried or self._untried_linear_start
+            if small or self._linear_start_beyond_trial_rows
             else None
         )
         if X_val is None:

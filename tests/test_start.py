@@ -415,9 +415,8 @@ def test_a_chosen_start_is_fitted_again_on_every_row_as_judged(
         assert start is not judged and not start[0][1:].any() and not judged[0][1:].any()
 
 
-@pytest.mark.parametrize("where", ["no validation rows", "beyond the trial rows"])
-def test_an_autoencoder_starts_from_scratch_where_no_trial_chooses(
-    rank3, starts, monkeypatch, where
+def test_an_autoencoder_starts_from_scratch_beyond_the_trial_rows(
+    rank3, starts, monkeypatch
 ):
     # Kept untried, PCA's start held 50,000 rows of Hastie's independent
     # features at an error of 0.685 (0.403 from scratch), and a million
@@ -429,15 +428,36 @@ def test_an_autoencoder_starts_from_scratch_where_no_trial_chooses(
     monkeypatch.setattr(
         skvae._autoencoder, "pca_start", lambda *args: computed.append(1) or None
     )
-    if where == "beyond the trial rows":
-        monkeypatch.setattr(skvae._base, "_START_TRIAL_ROWS", 50)
-        ae = AutoencoderTransformer(n_components=2, max_iter=5, random_state=0)
-    else:
-        ae = AutoencoderTransformer(
-            n_components=2, max_iter=5, early_stopping=False, random_state=0
-        )
+    monkeypatch.setattr(skvae._base, "_START_TRIAL_ROWS", 50)
+    ae = AutoencoderTransformer(n_components=2, max_iter=5, random_state=0)
     assert starts(ae, rank3) == [None]
     assert not computed  # not even computed
+
+
+@pytest.mark.parametrize("how", ["few rows", "early_stopping=False", "partial_fit"])
+def test_without_validation_rows_an_autoencoder_starts_at_pca(how):
+    # From scratch, arrays in their own units ended far above PCA's error
+    # (here 91, 28 and 2,700 times PCA's held-out error).
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.decomposition import PCA
+
+    X = load_breast_cancer().data  # in its own units
+    X = X[np.random.RandomState(0).permutation(len(X))][: 80 if how == "few rows" else 300]
+    train, test = X[::2], X[1::2]
+    ae = AutoencoderTransformer(n_components=3, random_state=0)
+    if how == "partial_fit":
+        for _ in range(2):
+            for batch in np.array_split(train, 5):
+                ae.partial_fit(batch)
+    elif how == "early_stopping=False":
+        ae.set_params(early_stopping=False).fit(train)
+    else:  # 40 rows: none held out
+        ae.fit(train)
+
+    def error(model):
+        return np.mean((model.inverse_transform(model.transform(test)) - test) ** 2)
+
+    assert error(ae) < 2 * error(PCA(3).fit(train))
 
 
 @pytest.mark.parametrize(
