@@ -861,9 +861,10 @@ def check_target(path, mode="wb"):
     """Refuse, with a TypeError, a ``path`` that is neither a file name nor a file.
 
     A file object must be binary and, for ``mode`` "rb", readable and seekable
-    (a zip archive is read from its end); for "wb", writable.
+    (a zip archive is read from its end); for "wb", writable and flushable
+    (as zipfile writes it).
     """
-    methods = ("read", "seek", "tell") if mode == "rb" else ("write",)
+    methods = ("read", "seek", "tell") if mode == "rb" else ("write", "flush")
     binary = not isinstance(path, io.TextIOBase) and all(
         callable(getattr(path, m, None)) for m in methods
     )

@@ -379,8 +379,13 @@ def test_load_refuses_what_is_not_a_file_name_or_binary_file(saved):
         assert AutoencoderTransformer.load(binary).n_features_in_ > 0
     # and save: an AttributeError of None's write
     est = AutoencoderTransformer.load(saved)
+
+    class WriteOnly:  # no flush, which zipfile calls: an AttributeError from it
+        def write(self, data):
+            return len(data)
+
     with open(saved, encoding="latin-1") as text:
-        for path in (None, 3, text):
+        for path in (None, 3, text, WriteOnly()):
             with pytest.raises(TypeError, match="path must be a file name"):
                 est.save(path)
 
