@@ -207,9 +207,12 @@ _PARAMETER_DOCS = {
         "auto" grows with the number of training rows n: ``2.5 * sqrt(n)``
         rounded to a power of 2, within [32, 2048] (32 below about 330 rows,
         64 up to 1,300, 256 for 10,000, 1024 for 100,000, 2048 from about
-        336,000), then at least 64: where the rule gives 32, batches of 64
-        train for the epochs of batches of 32 at twice their rate
-        (``learning_rate="auto"``), the same training in half the steps.""",
+        336,000), then at least 64 and at most 512: where the rule gives 32,
+        batches of 64 train for the epochs of batches of 32 at twice their
+        rate (``learning_rate="auto"``), the same training in half the steps;
+        where it gives 1024 or 2048 (from about 84,000 rows), batches of 512
+        train for the epochs of the larger batch, more steps in about the
+        same time on a CPU.""",
     "max_iter": """\
     max_iter : int or "auto", default="auto"
         Maximum number of epochs (passes over the data). "auto" gives a fit

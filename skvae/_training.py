@@ -160,12 +160,12 @@ DIVERGED_RISE = 10.0
 #: this fraction of the rate itself).
 ANNEAL_FLOOR = 0.05
 #: ``batch_size="auto"``: ``AUTO_BATCH_FACTOR * sqrt(n)`` rows for n training rows,
-#: rounded to a power of 2, within [AUTO_MIN_BATCH, AUTO_MAX_BATCH];
-#: ``max_iter="auto"``: the epochs that make about ``AUTO_STEPS`` optimizer steps,
-#: within [AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS]. Small data gets small batches and
-#: many epochs, large data large batches and few epochs, every fit a similar
-#: number of steps. Chosen with benchmarks/bench_convergence.py (see the docs'
-#: performance page).
+#: rounded to a power of 2, within [AUTO_MIN_BATCH, AUTO_BUDGET_MAX_BATCH];
+#: ``max_iter="auto"``: the epochs that make about ``AUTO_STEPS`` optimizer steps
+#: of that batch, within [AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS]. Small data gets
+#: small batches and many epochs, large data large batches and few epochs,
+#: every fit a similar number of steps. Chosen with
+#: benchmarks/bench_convergence.py (see the docs' performance page).
 AUTO_STEPS = 5_000
 #: Below AUTO_FULL_ROWS training rows the steps shrink in proportion to the rows
 #: (6.25 a row, about 190 epochs at the smallest batch): on tables of 150-450
@@ -181,7 +181,21 @@ AUTO_STEPS_ROWS = 100_000
 AUTO_STEPS_GROWTH = 0.25
 AUTO_BATCH_FACTOR = 2.5
 AUTO_MIN_BATCH = 32
-AUTO_MAX_BATCH = 2048
+AUTO_BUDGET_MAX_BATCH = 2048
+#: The batches train with at most AUTO_MAX_BATCH rows, for the epochs of the
+#: larger batch the rule gives (from about 84,000 training rows): on a CPU
+#: an epoch of smaller batches takes about as long, and its extra steps went
+#: far. bench_convergence's manifold (two threads, seed 0), 100,000 rows
+#: (batch 1024 -> 512): autoencoder 0.02175 -> 0.02022 in 10.8 -> 15.4 s, VAE
+#: 8.82 -> 9.65 nats/row in 20.3 -> 20.0 s; a million rows (2048 -> 512):
+#: 0.01944 -> 0.01781 in 44 -> 59 s, 9.67 -> 10.98 in 66 -> 87 s. Confirmed
+#: on 100,000 standardized rows of three other arrays: the autoencoder's
+#: error fell by 1% (30-feature blobs), 7% (make_classification) and 17%
+#: (Friedman's), the blobs' VAE lost 0.15 nats/row (5.14 -> 4.99), and the
+#: other two VAEs kept their factor-analysis start either way. Batches of
+#: 256 lowered the 100,000-row autoencoder's error further (0.01899, 19.0 s)
+#: but took twice as long at a million rows (88 s) and the VAE's 31 s.
+AUTO_MAX_BATCH = 512
 #: An "auto" batch below AUTO_SMALL_BATCH rows (below about 330 training rows)
 #: is raised to it, at a learning rate raised with the rows a step sees, for the
 #: epochs of the smaller batch: the linear scaling rule's equivalent of the same
@@ -246,9 +260,10 @@ def budget(n_rows, batch_size="auto", max_iter="auto", learning_rate="auto", min
     """The batch size, the number of epochs and the learning rate for ``n_rows`` rows.
 
     An "auto" batch is ``AUTO_BATCH_FACTOR * sqrt(n_rows)`` rounded to a power
-    of 2 within [AUTO_MIN_BATCH, AUTO_MAX_BATCH], then raised to at least
-    AUTO_SMALL_BATCH. "auto" epochs make about ``AUTO_STEPS`` optimizer steps
-    of the batch before the raise, times ``n_rows / AUTO_FULL_ROWS`` below
+    of 2 within [AUTO_MIN_BATCH, AUTO_BUDGET_MAX_BATCH], then raised to at
+    least AUTO_SMALL_BATCH and lowered to at most AUTO_MAX_BATCH. "auto"
+    epochs make about ``AUTO_STEPS`` optimizer steps of the batch before the
+    raise or the cap, times ``n_rows / AUTO_FULL_ROWS`` below
     AUTO_FULL_ROWS rows and times ``(n_rows / AUTO_STEPS_ROWS) **
     AUTO_STEPS_GROWTH`` beyond AUTO_STEPS_ROWS, and at least ``min_steps``
     steps of the batch trained with. An "auto" learning rate is
@@ -276,11 +291,12 @@ def budget(n_rows, batch_size="auto", max_iter="auto", learning_rate="auto", min
     if batch_size == "auto":
         target = AUTO_BATCH_FACTOR * math.sqrt(n_rows)
         batch_size = 2 ** round(math.log2(target))
-        batch_size = min(max(batch_size, AUTO_MIN_BATCH), AUTO_MAX_BATCH)
+        batch_size = min(max(batch_size, AUTO_MIN_BATCH), AUTO_BUDGET_MAX_BATCH)
         steps_batch = batch_size
         if batch_size < AUTO_SMALL_BATCH:
             raised = min(n_rows, AUTO_SMALL_BATCH) / min(n_rows, batch_size)
             batch_size = AUTO_SMALL_BATCH
+        batch_size = min(batch_size, AUTO_MAX_BATCH)
     else:
         steps_batch = batch_size
     if max_iter == "auto":

@@ -214,9 +214,12 @@ def test_improving_is_relative_to_the_progress():
         (800, "auto", "auto", (64, 385, 1e-3)),  # 13 steps an epoch: 5,000 steps
         (900, "auto", "auto", (64, 333, 1e-3)),
         (9_000, "auto", "auto", (256, 139, 4e-3)),
-        (90_000, "auto", "auto", (1024, 57, 4e-3)),
-        (900_000, "auto", "auto", (2048, 20, 4e-3)),  # more steps for much data
-        (10**9, "auto", "auto", (2048, 5, 4e-3)),  # at least 5 epochs
+        (45_000, "auto", "auto", (512, 57, 4e-3)),
+        # from about 84,000 rows batches of 512 for the epochs of larger ones
+        (90_000, "auto", "auto", (512, 57, 4e-3)),  # the epochs of 1024 rows
+        (900_000, "auto", "auto", (512, 20, 4e-3)),  # of 2048: more steps for much data
+        (10**9, "auto", "auto", (512, 5, 4e-3)),  # at least 5 epochs
+        (90_000, 1024, "auto", (1024, 57, 4e-3)),  # a batch set by the user is kept
         (100_000, 64, 7, (64, 7, 1e-3)),  # integers are used as they are
         (300, 32, "auto", (32, 188, 1e-3)),  # a batch set by the user is not doubled
     ],
