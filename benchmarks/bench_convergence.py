@@ -76,8 +76,9 @@ any, with ``--quick``  ``2 * E``              10
 ``--reference-epochs`` sets ``max_iter`` for all of them (the patience follows the same
 rule). The run prints the resulting settings, with each workload's default budget,
 before it fits anything (with the rule as this is written, E is 385 epochs of 64
-rows for digits, 139 of 256 for 10k, 57 of 1024 for 100k and 20 of 2048 for 1M; the
-autoencoder's, with its step floor, 250 for 10k and the same for the others).
+rows for digits, 139 of 256 for 10k, 57 of 512 for 100k and 20 of 512 for 1M, the
+last two the epochs of batches of 1024 and 2048; the autoencoder's, with its step
+floor, 250 for 10k and the same for the others).
 
 Threads (part ``threads``)
 --------------------------

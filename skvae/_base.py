@@ -211,8 +211,9 @@ _PARAMETER_DOCS = {
         batches of 64 train for the epochs of batches of 32 at twice their
         rate (``learning_rate="auto"``), the same training in half the steps;
         where it gives 1024 or 2048 (from about 84,000 rows), batches of 512
-        train for the epochs of the larger batch, more steps in about the
-        same time on a CPU.""",
+        train for the epochs of the larger batch on a CPU, more steps in
+        about the same time (a GPU, where a step costs about the same at any
+        of these sizes, keeps the larger batch).""",
     "max_iter": """\
     max_iter : int or "auto", default="auto"
         Maximum number of epochs (passes over the data). "auto" gives a fit
@@ -1945,6 +1946,7 @@ class _BaseAutoencoder(
             self.max_iter,
             self.learning_rate,
             min_steps=self._min_steps(X.shape[0], table, X_val),
+            device=device,
         )
         patience = self.n_iter_no_change
         if self.early_stopping == "auto":

@@ -182,11 +182,14 @@ AUTO_STEPS_GROWTH = 0.25
 AUTO_BATCH_FACTOR = 2.5
 AUTO_MIN_BATCH = 32
 AUTO_BUDGET_MAX_BATCH = 2048
-#: The batches train with at most AUTO_MAX_BATCH rows, for the epochs of the
-#: larger batch the rule gives (from about 84,000 training rows): on a CPU
-#: an epoch of smaller batches takes about as long, and its extra steps went
-#: far. bench_convergence's manifold (two threads, seed 0), 100,000 rows
-#: (batch 1024 -> 512): autoencoder 0.02175 -> 0.02022 in 10.8 -> 15.4 s, VAE
+#: On a CPU the batches train with at most AUTO_MAX_BATCH rows, for the
+#: epochs of the larger batch the rule gives (from about 84,000 training
+#: rows): there an epoch of smaller batches takes about as long, and its
+#: extra steps went far (on a GPU a step of a VAE cost 3.9 ms at batch 256,
+#: bounded by per-step overhead: four times the steps would take about four
+#: times as long, and accelerators keep the larger batch).
+#: bench_convergence's manifold (two threads, seed 0), 100,000 rows (batch
+#: 1024 -> 512): autoencoder 0.02175 -> 0.02022 in 10.8 -> 15.4 s, VAE
 #: 8.82 -> 9.65 nats/row in 20.3 -> 20.0 s; a million rows (2048 -> 512):
 #: 0.01944 -> 0.01781 in 44 -> 59 s, 9.67 -> 10.98 in 66 -> 87 s. Confirmed
 #: on 100,000 standardized rows of three other arrays: the autoencoder's
@@ -256,13 +259,20 @@ AUTO_EARLY_STOPPING_ROWS = 50
 AUTO_PATIENCE = 0.2
 
 
-def budget(n_rows, batch_size="auto", max_iter="auto", learning_rate="auto", min_steps=0):
+def budget(
+    n_rows,
+    batch_size="auto",
+    max_iter="auto",
+    learning_rate="auto",
+    min_steps=0,
+    device=None,
+):
     """The batch size, the number of epochs and the learning rate for ``n_rows`` rows.
 
     An "auto" batch is ``AUTO_BATCH_FACTOR * sqrt(n_rows)`` rounded to a power
     of 2 within [AUTO_MIN_BATCH, AUTO_BUDGET_MAX_BATCH], then raised to at
-    least AUTO_SMALL_BATCH and lowered to at most AUTO_MAX_BATCH. "auto"
-    epochs make about ``AUTO_STEPS`` optimizer steps of the batch before the
+    least AUTO_SMALL_BATCH and, on a CPU, lowered to at most AUTO_MAX_BATCH.
+    "auto" epochs make about ``AUTO_STEPS`` optimizer steps of the batch before the
     raise or the cap, times ``n_rows / AUTO_FULL_ROWS`` below
     AUTO_FULL_ROWS rows and times ``(n_rows / AUTO_STEPS_ROWS) **
     AUTO_STEPS_GROWTH`` beyond AUTO_STEPS_ROWS, and at least ``min_steps``
@@ -280,6 +290,10 @@ def budget(n_rows, batch_size="auto", max_iter="auto", learning_rate="auto", min
     min_steps : int
         The fewest optimizer steps that "auto" epochs make (within
         [AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS] epochs).
+    device : torch.device, str or None
+        Where the fit trains; None or "cpu" for a CPU. An accelerator keeps
+        the larger batch: a step there costs about the same at any of these
+        sizes, so smaller batches would take longer.
 
     Returns
     -------
@@ -296,7 +310,8 @@ def budget(n_rows, batch_size="auto", max_iter="auto", learning_rate="auto", min
         if batch_size < AUTO_SMALL_BATCH:
             raised = min(n_rows, AUTO_SMALL_BATCH) / min(n_rows, batch_size)
             batch_size = AUTO_SMALL_BATCH
-        batch_size = min(batch_size, AUTO_MAX_BATCH)
+        if device is None or torch.device(device).type == "cpu":
+            batch_size = min(batch_size, AUTO_MAX_BATCH)
     else:
         steps_batch = batch_size
     if max_iter == "auto":

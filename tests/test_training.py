@@ -230,6 +230,15 @@ def test_budget(n_rows, batch_size, max_iter, expected):
     assert rate == pytest.approx(expected[2])
 
 
+def test_budget_caps_the_batch_on_a_cpu_only():
+    # an accelerator's step costs about the same at any of these sizes
+    assert budget(900_000, device="cpu")[:2] == budget(900_000)[:2] == (512, 20)
+    assert budget(900_000, device=torch.device("cpu"))[:2] == (512, 20)
+    assert budget(900_000, device="cuda")[:2] == (2048, 20)
+    assert budget(900_000, device="mps")[:2] == (2048, 20)
+    assert budget(9_000, device="cuda") == budget(9_000)  # below the cap alike
+
+
 def test_budget_learning_rate_set_by_the_user_is_used_as_it_is():
     assert budget(300, learning_rate=0.05)[2] == 0.05
     assert budget(300, batch_size=32, learning_rate="auto")[2] == auto_learning_rate(32)
