@@ -1242,6 +1242,13 @@ class _BaseAutoencoder(
     #: rows, where no trials choose it (up to there, it is used untried where
     #: no validation rows let trials choose).
     _linear_start_beyond_trial_rows = True
+    #: Whether a linear start used untried may leave codes unused (the axes
+    #: its rows do not support). A VAE's start there at the prior; an
+    #: autoencoder's unused codes sit at a saddle (their encoder rows and
+    #: decoder columns zero) that no later batch leaves, so it starts from
+    #: scratch instead: a partial_fit stream of load_digits whose first batch
+    #: held 3 rows kept 6 of 8 codes at exactly 0 for good.
+    _untried_start_may_leave_codes_unused = True
     #: By how much of the other trial's loss the linear start's trial must end
     #: lower to be chosen (0: on ties; a VAE's loss in nats can be near 0).
     _start_margin = 0.0
@@ -1365,6 +1372,9 @@ class _BaseAutoencoder(
             else None
         )
         if X_val is None:
+            if linear is not None and not self._untried_start_may_leave_codes_unused:
+                if not np.any(linear[0], axis=1).all():  # fewer axes than codes
+                    return None, 1.0
             return linear, 1.0
         trial = functools.partial(
             self._trial,

@@ -197,7 +197,8 @@ AUTO_BUDGET_MAX_BATCH = 2048
 #: (Friedman's), the blobs' VAE lost 0.15 nats/row (5.14 -> 4.99), and the
 #: other two VAEs kept their factor-analysis start either way. Batches of
 #: 256 lowered the 100,000-row autoencoder's error further (0.01899, 19.0 s)
-#: but took twice as long at a million rows (88 s) and the VAE's 31 s.
+#: but took 1.5 times as long as 512 at a million rows (88 s) and for the
+#: 100,000-row VAE (31 s).
 AUTO_MAX_BATCH = 512
 #: An "auto" batch below AUTO_SMALL_BATCH rows (below about 330 training rows)
 #: is raised to it, at a learning rate raised with the rows a step sees, for the

@@ -436,7 +436,7 @@ def _silenced_outside_fast_mode(source):
         node.lineno
         for node in ast.walk(tree)
         if isinstance(node, ast.Call)
-        and ast.unparse(node.func).endswith("simplefilter")
+        and ast.unparse(node.func).endswith(("simplefilter", "filterwarnings"))
         and "ConvergenceWarning" in ast.unparse(node)
         and id(node) not in in_fast
     ]
@@ -447,8 +447,9 @@ def test_silenced_outside_fast_mode_finds_the_unconditional_filter():
         "if fast:\n    warnings.simplefilter('ignore', ConvergenceWarning)\n"
         "warnings.simplefilter('ignore', ConvergenceWarning)\n"
         "warnings.simplefilter('ignore', PosteriorCollapseWarning)\n"
+        "warnings.filterwarnings('ignore', category=ConvergenceWarning)\n"
     )
-    assert _silenced_outside_fast_mode(source) == [3]
+    assert _silenced_outside_fast_mode(source) == [3, 5]
 
 
 @pytest.mark.parametrize("example", EXAMPLES + ["digits_pipeline"])

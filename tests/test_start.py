@@ -460,6 +460,25 @@ def test_without_validation_rows_an_autoencoder_starts_at_pca(how):
     assert error(ae) < 2 * error(PCA(3).fit(train))
 
 
+def test_an_untried_pca_start_of_fewer_axes_than_codes_is_not_taken(starts):
+    # A stream whose first batch held 3 rows started 6 of 8 codes unused, at
+    # a saddle (zero encoder rows, zero decoder columns) no later batch left:
+    # those codes stayed exactly 0 for good, 2.5 times PCA's error.
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data[np.random.RandomState(0).permutation(1797)][:400]
+    ae = AutoencoderTransformer(n_components=8, random_state=0)
+    assert starts(ae.set_params(early_stopping=False), X[:3]) == [None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ae = AutoencoderTransformer(n_components=8, random_state=0).partial_fit(X[:3])
+        for batch in np.array_split(X, 4):
+            ae.partial_fit(batch)
+    assert ae.transform(X).std(0).min() > 0.1
+    (start,) = starts(ae.set_params(early_stopping=False), X[:9])  # 8 axes: PCA's
+    assert start is not None and np.any(start[0], axis=1).all()
+
+
 @pytest.mark.parametrize(
     "estimator, X",
     [
