@@ -714,7 +714,9 @@ def test_keyboard_interrupt_in_a_validation_pass_records_whole_epochs(
 
 
 @pytest.mark.parametrize("verbose", [1, 2])
-@pytest.mark.parametrize("rate", [10.0, 1e9])  # found by the output check, in the loop
+# found by the output check (at 1.0 an error 4 times the rows' mean's, 7 times its
+# PCA start's: within the 10 times the check allowed), in the loop
+@pytest.mark.parametrize("rate", [1.0, 1e9])
 def test_a_fit_that_diverges_says_so_on_its_bar_and_last_line(
     manifold, capsys, verbose, rate
 ):
