@@ -1372,9 +1372,9 @@ class _BaseAutoencoder(
             else None
         )
         if X_val is None:
-            if linear is not None and not self._untried_start_may_leave_codes_unused:
-                if not np.any(linear[0], axis=1).all():  # fewer axes than codes
-                    return None, 1.0
+            unused = linear is not None and not np.any(linear[0], axis=1).all()
+            if unused and not self._untried_start_may_leave_codes_unused:
+                return None, 1.0  # fewer axes than codes
             return linear, 1.0
         trial = functools.partial(
             self._trial,

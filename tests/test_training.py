@@ -1140,19 +1140,11 @@ def test_the_divergence_check_skips_entries_the_likelihood_does_not_score(Estima
     decode = est.module_.decode
     est.module_.decode = lambda z: decode(z) + 1e3 * (1 - scored)  # off where unscored
     assert reconstruction_error(est.module_, X) == pytest.approx(error)
-    _check_outputs(
-        est.module_, X, Schedule(), make_optimizer(est.module_, "adam", 1e-3, 0.0), 0, error
-    )
+    optimizer = make_optimizer(est.module_, "adam", 1e-3, 0.0)
+    _check_outputs(est.module_, X, Schedule(), optimizer, 0, error)
     est.module_.decode = lambda z: decode(z) + 1e3 * scored  # off where scored
     with pytest.raises(NonFiniteLossError, match="diverged"):
-        _check_outputs(
-            est.module_,
-            X,
-            Schedule(),
-            make_optimizer(est.module_, "adam", 1e-3, 0.0),
-            0,
-            error,
-        )
+        _check_outputs(est.module_, X, Schedule(), optimizer, 0, error)
     assert VAETransformer(**FAST).fit(rng.randn(60, 3)).module_.likelihood.scored(X) is None
 
 
